@@ -1,0 +1,97 @@
+# TCE front door: build, demo, tests, bench.
+#
+#   make run     the demo (embedded default: no Consul, no Redis)
+#   make test    unit tests, lint, integration tests
+#   make bench   instructions and throughput against stock nginx
+
+NGINX_SRC   ?= /usr/share/nginx/src
+NGINX_BIN   ?= /usr/sbin/nginx
+PYTHON      ?= /usr/bin/python3
+BUILD       := build
+TOP         := $(CURDIR)
+
+DEB_PACKAGES := nginx-core nginx-dev libcurl4-openssl-dev libjansson-dev \
+                libhiredis-dev libpcre3-dev zlib1g-dev libssl-dev \
+                libcmocka-dev python3-pytest curl wrk redis-server \
+                prometheus valgrind gcc make
+
+MOD_DIRS    := ngx_tce_module lb admin
+MOD_SRCS    := $(wildcard $(addsuffix /*.c,$(MOD_DIRS)))
+MOD_HDRS    := $(wildcard $(addsuffix /*.h,$(MOD_DIRS)))
+
+# files that include no nginx header: linked directly by unit tests
+PURE_SRCS   := $(shell grep -L 'ngx_config.h' $(MOD_SRCS) /dev/null \
+                 | grep -v /dev/null)
+UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
+UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
+UNIT_CFLAGS := -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
+               -fno-omit-frame-pointer -Ingx_tce_module -Ilb -Iadmin \
+               -Itests/unit
+UNIT_LIBS   := -lcmocka -ljansson -lcurl -lhiredis -lm
+
+MODULE      := $(BUILD)/ngx_tce_module.so
+
+.PHONY: all deps run run-consul test unit integration lint bench clean
+
+all: $(MODULE)
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	        | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	        apt-get install -y -qq $$missing; \
+	fi
+
+# nginx's configure records the list of sources: run it again when a
+# source file is added or removed, or when config changes.
+$(BUILD)/srcs.list: FORCE
+	@mkdir -p $(BUILD)
+	@echo $(MOD_SRCS) $(MOD_HDRS) > $@.new
+	@cmp -s $@.new $@ || mv $@.new $@; rm -f $@.new
+
+$(BUILD)/nginx/Makefile: config $(BUILD)/srcs.list
+	rm -rf $(BUILD)/nginx
+	cp -r $(NGINX_SRC) $(BUILD)/nginx
+	cd $(BUILD)/nginx && bash -c '. ./conf_flags && ./configure \
+	    "$${NGX_CONF_FLAGS[@]}" --with-cc-opt="-g -O2 -fPIC" \
+	    --add-dynamic-module=$(TOP)' > $(TOP)/$(BUILD)/configure.log \
+	    || { tail -n 5 $(TOP)/$(BUILD)/configure.log; exit 1; }
+
+$(MODULE): $(BUILD)/nginx/Makefile $(MOD_SRCS) $(MOD_HDRS)
+	$(MAKE) -s -C $(BUILD)/nginx -f objs/Makefile modules
+	cp $(BUILD)/nginx/objs/ngx_tce_module.so $@
+
+$(BUILD)/unit/%: tests/unit/%.c $(PURE_SRCS) $(MOD_HDRS)
+	@mkdir -p $(BUILD)/unit
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(PURE_SRCS) $(UNIT_LIBS)
+
+unit: $(UNIT_BINS)
+	@for t in $(UNIT_BINS); do \
+	    echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 $$t || exit 1; \
+	done
+
+lint:
+	@sh tests/lint.sh $(MOD_SRCS) $(MOD_HDRS) $(UNIT_SRCS)
+
+integration: $(MODULE)
+	cd tests/integration && $(PYTHON) -m pytest -q -p no:cacheprovider \
+	    $(PYTEST_ARGS)
+
+test: deps lint
+	$(MAKE) unit
+	$(MAKE) integration
+
+run: deps $(MODULE)
+	@sh conf/run-demo.sh $(NGINX_BIN) $(TOP)
+
+bench: deps $(MODULE)
+	$(PYTHON) bench/bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
+
+clean:
+	rm -rf $(BUILD)
+
+FORCE:
