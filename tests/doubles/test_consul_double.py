@@ -1,0 +1,341 @@
+"""Tests of the Consul API double itself (fast; no fixed sleeps)."""
+
+import http.client
+import json
+import os
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from consul_double import ConsulDouble, parse_duration  # noqa: E402
+
+
+SVC = "shop.cart.api"
+
+
+@pytest.fixture
+def consul():
+    d = ConsulDouble(jitter=False).start()
+    yield d
+    d.stop()
+
+
+def req(d, path, method="GET", body=None, headers=None, timeout=5):
+    data = json.dumps(body).encode() if body is not None else None
+    r = urllib.request.Request(d.url + path, data=data, method=method,
+                               headers=headers or {})
+    try:
+        with urllib.request.urlopen(r, timeout=timeout) as resp:
+            raw = resp.read()
+            return resp.status, dict(resp.headers), raw
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def get_json(d, path, **kw):
+    status, headers, raw = req(d, path, **kw)
+    assert status == 200, raw
+    return headers, json.loads(raw)
+
+
+def in_thread(fn, *args, **kw):
+    out = {}
+
+    def run():
+        try:
+            out["result"] = fn(*args, **kw)
+        except Exception as e:   # noqa: BLE001 - reported to the test
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def test_parse_duration():
+    assert parse_duration("250ms") == pytest.approx(0.25)
+    assert parse_duration("10s") == 10
+    assert parse_duration("5m") == 300
+    assert parse_duration("1m30s") == 90
+    assert parse_duration("1.5s") == 1.5
+    for bad in ("", "10", "s", "10x", "-1s"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+def test_register_and_health_shape(consul):
+    status, _, raw = req(consul, "/v1/agent/service/register", "PUT", {
+        "Name": SVC, "ID": SVC + "-1", "Tags": ["v2"],
+        "Address": "10.0.0.5", "Port": 8080,
+        "Meta": {"cluster": "east", "env": "canary", "version": "2.1"},
+        "Weights": {"Passing": 7, "Warning": 1},
+        "Check": {"TTL": "10s", "Status": "passing"}})
+    assert status == 200 and raw == b""
+    headers, body = get_json(consul, "/v1/health/service/%s?passing=1"
+                             % SVC)
+    assert headers["Content-Type"] == "application/json"
+    assert headers["X-Consul-Knownleader"] == "true"
+    assert headers["X-Consul-Lastcontact"] == "0"
+    assert int(headers["X-Consul-Index"]) == consul.service_index(SVC)
+    assert len(body) == 1
+    e = body[0]
+    assert set(e) == {"Node", "Service", "Checks"}
+    assert e["Node"]["Address"] == "127.0.0.1"
+    assert e["Node"]["Datacenter"] == "dc1"
+    assert {"ID", "Node", "TaggedAddresses", "Meta"} <= set(e["Node"])
+    s = e["Service"]
+    assert s["ID"] == SVC + "-1" and s["Service"] == SVC
+    assert s["Address"] == "10.0.0.5" and s["Port"] == 8080
+    assert s["Weights"] == {"Passing": 7, "Warning": 1}
+    assert s["Meta"]["cluster"] == "east"
+    assert s["TaggedAddresses"]["lan_ipv4"] == {"Address": "10.0.0.5",
+                                                "Port": 8080}
+    ids = sorted(c["CheckID"] for c in e["Checks"])
+    assert ids == ["serfHealth", "service:" + SVC + "-1"]
+    svc_check = [c for c in e["Checks"] if c["ServiceID"]][0]
+    assert svc_check["Type"] == "ttl"
+    assert svc_check["ServiceName"] == SVC
+    assert svc_check["ServiceTags"] == ["v2"]
+
+
+def test_ttl_check_starts_critical_and_passing_filter(consul):
+    req(consul, "/v1/agent/service/register", "PUT", {
+        "Name": SVC, "ID": "a", "Port": 1, "Check": {"TTL": "10s"}})
+    req(consul, "/v1/agent/service/register", "PUT", {
+        "Name": SVC, "ID": "b", "Port": 2, "Weights": {"Passing": 3}})
+    _, all_ = get_json(consul, "/v1/health/service/" + SVC)
+    assert [e["Service"]["ID"] for e in all_] == ["a", "b"]
+    _, ok = get_json(consul, "/v1/health/service/%s?passing" % SVC)
+    assert [e["Service"]["ID"] for e in ok] == ["b"]
+    assert req(consul, "/v1/agent/check/pass/service:a", "PUT")[0] == 200
+    _, ok = get_json(consul, "/v1/health/service/%s?passing=1" % SVC)
+    assert [e["Service"]["ID"] for e in ok] == ["a", "b"]
+    assert req(consul, "/v1/agent/check/warn/service:a", "PUT")[0] == 200
+    _, ok = get_json(consul, "/v1/health/service/%s?passing=1" % SVC)
+    assert [e["Service"]["ID"] for e in ok] == ["b"]
+    status, _, raw = req(consul, "/v1/agent/check/fail/nope", "PUT")
+    assert status == 404 and b"Unknown check ID" in raw
+
+
+def test_tag_filter_and_catalog(consul):
+    consul.register(SVC, "x1", "10.0.0.1", 80, tags=["blue", "v1"])
+    consul.register(SVC, "x2", "10.0.0.2", 80, tags=["green"])
+    consul.register("other.svc.one", "o1", "10.0.0.3", 80, tags=["v1"])
+    _, body = get_json(consul, "/v1/health/service/%s?tag=blue" % SVC)
+    assert [e["Service"]["ID"] for e in body] == ["x1"]
+    _, body = get_json(consul, "/v1/catalog/services")
+    assert body == {"consul": [], SVC: ["blue", "green", "v1"],
+                    "other.svc.one": ["v1"]}
+    _, body = get_json(consul, "/v1/catalog/service/%s?tag=green" % SVC)
+    assert [e["ServiceID"] for e in body] == ["x2"]
+    assert body[0]["ServiceAddress"] == "10.0.0.2"
+    assert body[0]["ServiceWeights"] == {"Passing": 1, "Warning": 1}
+
+
+def test_catalog_register_external_node(consul):
+    status, _, raw = req(consul, "/v1/catalog/register", "PUT", {
+        "Node": "ext1", "Address": "192.168.1.9",
+        "Service": {"ID": "e1", "Service": SVC, "Port": 9000},
+        "Check": {"CheckID": "service:e1", "Name": "ext", "ServiceID":
+                  "e1", "Status": "passing"}})
+    assert status == 200 and raw == b"true"
+    _, body = get_json(consul, "/v1/health/service/%s?passing=1" % SVC)
+    assert body[0]["Service"]["Address"] == ""
+    assert body[0]["Node"]["Address"] == "192.168.1.9"
+    status, _, _ = req(consul, "/v1/catalog/deregister", "PUT",
+                       {"Node": "ext1"})
+    assert status == 200
+    assert get_json(consul, "/v1/health/service/" + SVC)[1] == []
+
+
+def test_blocking_returns_on_change(consul):
+    consul.register(SVC, "a", "10.0.0.1", 80)
+    h, _ = get_json(consul, "/v1/health/service/%s?passing=1" % SVC)
+    idx = int(h["X-Consul-Index"])
+    t, out = in_thread(get_json, consul,
+                       "/v1/health/service/%s?passing=1&index=%d&wait=10s"
+                       % (SVC, idx))
+    assert consul.wait_for(lambda d: d.open_requests(SVC) == 1)
+    start = time.monotonic()
+    consul.register(SVC, "b", "10.0.0.2", 80)
+    t.join(5)
+    assert time.monotonic() - start < 2
+    h2, body = out["result"]
+    assert int(h2["X-Consul-Index"]) > idx
+    assert len(body) == 2
+    assert consul.open_requests(SVC) == 0
+
+
+def test_blocking_ignores_other_services(consul):
+    consul.register(SVC, "a", "10.0.0.1", 80)
+    idx = consul.service_index(SVC)
+    start = time.monotonic()
+    t, out = in_thread(get_json, consul, "/v1/health/service/%s?index=%d"
+                       "&wait=300ms" % (SVC, idx))
+    assert consul.wait_for(lambda d: d.open_requests(SVC) == 1)
+    consul.register("other.svc.one", "o", "10.0.0.9", 80)
+    t.join(5)
+    assert time.monotonic() - start >= 0.3
+    assert int(out["result"][0]["X-Consul-Index"]) == idx
+
+
+def test_blocking_times_out_with_jitter_bound():
+    d = ConsulDouble(jitter=True).start()
+    try:
+        h, _ = get_json(d, "/v1/catalog/services")
+        start = time.monotonic()
+        h2, _ = get_json(d, "/v1/catalog/services?index=%s&wait=200ms"
+                         % h["X-Consul-Index"])
+        took = time.monotonic() - start
+        assert 0.2 <= took < 0.2 * 17 / 16 + 0.2
+        assert h2["X-Consul-Index"] == h["X-Consul-Index"]
+    finally:
+        d.stop()
+
+
+def test_bad_wait_and_index(consul):
+    assert req(consul, "/v1/catalog/services?index=1&wait=10")[0] == 400
+    assert req(consul, "/v1/catalog/services?index=x")[0] == 400
+    assert req(consul, "/v1/health/service/a?passing=maybe")[0] == 400
+    assert req(consul, "/v1/health/service/a?dc=dc9")[0] == 500
+
+
+def test_index_semantics(consul):
+    i0 = consul.index
+    consul.register(SVC, "a", "10.0.0.1", 80)
+    assert consul.index > i0
+    assert consul.service_index(SVC) == consul.index
+    i1 = consul.index
+    # an unchanged check update is not a write
+    consul.set_check("service:a", "passing")
+    assert consul.index == i1
+    consul.set_check("service:a", "critical")
+    assert consul.service_index(SVC) == consul.index > i1
+    status, _, _ = req(consul, "/v1/agent/service/deregister/a", "PUT")
+    assert status == 200
+    assert req(consul, "/v1/agent/service/deregister/a", "PUT")[0] == 404
+
+
+def test_acl(consul):
+    consul.token = "s3cret"
+    status, _, raw = req(consul, "/v1/catalog/services")
+    assert status == 403 and raw == b"ACL not found\n"
+    status, _, _ = req(consul, "/v1/catalog/services",
+                       headers={"X-Consul-Token": "wrong"})
+    assert status == 403 and consul.last_token == "wrong"
+    status, _, _ = req(consul, "/v1/catalog/services",
+                       headers={"X-Consul-Token": "s3cret"})
+    assert status == 200
+    assert req(consul, "/v1/catalog/services?token=s3cret")[0] == 200
+    assert req(consul, "/v1/status/leader")[0] == 200
+
+
+def test_fault_status_and_counts(consul):
+    consul.add_fault("status", status=503, count=2)
+    path = "/v1/health/service/" + SVC
+    assert req(consul, path)[0] == 503
+    assert req(consul, path)[0] == 503
+    assert req(consul, path)[0] == 200
+    assert consul.count(path) == 3
+
+
+def test_fault_path_prefix(consul):
+    consul.add_fault("status", status=500, path="/v1/catalog/")
+    assert req(consul, "/v1/health/service/" + SVC)[0] == 200
+    assert req(consul, "/v1/catalog/services")[0] == 500
+
+
+def test_fault_malformed_truncated_drop(consul):
+    consul.register(SVC, "a", "10.0.0.1", 80)
+    path = "/v1/health/service/" + SVC
+    consul.add_fault("malformed")
+    status, _, raw = req(consul, path)
+    assert status == 200
+    with pytest.raises(ValueError):
+        json.loads(raw)
+
+    consul.add_fault("truncated")
+    c = http.client.HTTPConnection("127.0.0.1", consul.port, timeout=5)
+    c.request("GET", path)
+    r = c.getresponse()
+    with pytest.raises(http.client.IncompleteRead):
+        r.read()
+    c.close()
+
+    consul.add_fault("drop")
+    c = http.client.HTTPConnection("127.0.0.1", consul.port, timeout=5)
+    c.request("GET", path)
+    with pytest.raises((http.client.RemoteDisconnected,
+                        ConnectionResetError)):
+        c.getresponse()
+    c.close()
+    assert req(consul, path)[0] == 200
+
+
+def test_fault_hang_and_release(consul):
+    consul.add_fault("hang")
+    t, out = in_thread(req, consul, "/v1/status/leader")
+    assert consul.wait_for(lambda d: d.state()["hung"] == 1)
+    assert t.is_alive()
+    consul.release()
+    t.join(5)
+    assert out["result"][0] == 200
+    assert out["result"][2] == b'"127.0.0.1:8300"'
+
+
+def test_fault_delay(consul):
+    consul.add_fault("delay", seconds=0.2)
+    start = time.monotonic()
+    assert req(consul, "/v1/status/leader")[0] == 200
+    assert time.monotonic() - start >= 0.2
+
+
+def test_index_backwards_wakes_waiters(consul):
+    consul.register(SVC, "a", "10.0.0.1", 80)
+    consul.register(SVC, "b", "10.0.0.2", 80)
+    idx = consul.service_index(SVC)
+    t, out = in_thread(get_json, consul, "/v1/health/service/%s?index=%d"
+                       "&wait=10s" % (SVC, idx))
+    assert consul.wait_for(lambda d: d.open_requests(SVC) == 1)
+    consul.set_index(2)
+    t.join(5)
+    h, body = out["result"]
+    assert int(h["X-Consul-Index"]) <= 2 < idx
+    assert len(body) == 2
+
+
+def test_restart_loses_state_and_drops_waiters(consul):
+    consul.register(SVC, "a", "10.0.0.1", 80)
+    idx = consul.service_index(SVC)
+    t, out = in_thread(req, consul, "/v1/health/service/%s?index=%d"
+                       "&wait=10s" % (SVC, idx))
+    assert consul.wait_for(lambda d: d.open_requests(SVC) == 1)
+    consul.restart()
+    t.join(5)
+    assert "error" in out
+    assert consul.index == 1
+    h, body = get_json(consul, "/v1/health/service/" + SVC)
+    assert body == [] and h["X-Consul-Index"] == "1"
+
+
+def test_control_api_over_http(consul):
+    status, _, raw = req(consul, "/_double/fault", "POST",
+                         {"kind": "status", "status": 429, "count": 1})
+    assert status == 200 and json.loads(raw)["faults"] == 1
+    assert req(consul, "/v1/catalog/services")[0] == 429
+    consul.register(SVC, "a", "10.0.0.1", 80)
+    req(consul, "/_double/index", "POST", {"index": 1})
+    _, state = get_json(consul, "/_double/state")
+    assert state["index"] == 1
+    assert state["counts"]["/v1/catalog/services"] == 1
+    req(consul, "/_double/restart", "POST", {})
+    _, body = get_json(consul, "/v1/catalog/services")
+    assert body == {"consul": []}
+    req(consul, "/_double/reset_counts", "POST", {})
+    assert get_json(consul, "/_double/state")[1]["counts"] == {}
