@@ -1,0 +1,37 @@
+/*
+ * The weighted schedule (pure C, no nginx): one full cycle of instance
+ * indices in which instance i appears exactly w[i] / gcd times, spread
+ * as evenly as nginx's smooth weighted round robin spreads them.  A pick
+ * is one array read, whatever the number of instances.
+ */
+
+#ifndef _NGX_TCE_SCHED_H_INCLUDED_
+#define _NGX_TCE_SCHED_H_INCLUDED_
+
+
+#include <stdint.h>
+
+
+/* a cycle never holds more entries than this; see ngx_tce_sched_build */
+#define NGX_TCE_SCHED_MAX  (1u << 20)
+
+
+typedef struct {
+    uint32_t   *seq;        /* instance indices, len entries */
+    uint32_t    len;        /* 0: nothing routable */
+} ngx_tce_sched_t;
+
+
+/*
+ * Builds the cycle for n weights (0 = instance left out).  Weights are
+ * divided by their gcd first.  If the cycle would still be longer than
+ * NGX_TCE_SCHED_MAX, weights are scaled down proportionally (each kept
+ * at least 1), so proportions are then exact to about 1/1000 only.
+ * Returns 0, or -1 on allocation failure leaving *s empty.
+ */
+int ngx_tce_sched_build(ngx_tce_sched_t *s, const uint32_t *w, uint32_t n);
+
+void ngx_tce_sched_free(ngx_tce_sched_t *s);
+
+
+#endif /* _NGX_TCE_SCHED_H_INCLUDED_ */
