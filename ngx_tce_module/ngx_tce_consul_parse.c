@@ -1,0 +1,959 @@
+/*
+ * Consul payloads and the blocking-query loop as pure functions (pure
+ * C, no nginx): see ngx_tce_consul_parse.h for each contract.
+ */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "ngx_tce_instance.h"
+#include "ngx_tce_consul_parse.h"
+
+
+#define NGX_TCE_CONSUL_REASON_LEN  NGX_TCE_CONSUL_ERR_LEN
+
+
+static void ngx_tce_consul_err(char *err, size_t errlen, const char *fmt,
+    ...);
+static json_t *ngx_tce_consul_load(const char *body, size_t len,
+    char *err, size_t errlen);
+static int ngx_tce_consul_entry(json_t *entry, ngx_tce_instance_t *inst,
+    char *reason, size_t rlen);
+static int ngx_tce_consul_meta(json_t *meta, const char *key,
+    const char **val, size_t *len, char *reason, size_t rlen);
+static int ngx_tce_consul_id_seen(const ngx_tce_instance_t *insts,
+    size_t n, const char *id);
+static int ngx_tce_consul_name_cmp(const void *a, const void *b);
+static int ngx_tce_consul_has_tag(json_t *tags, const char *tag);
+static int ngx_tce_consul_base(const char *base, size_t *len);
+static int ngx_tce_consul_add(char *buf, size_t size, size_t *pos,
+    const char *s, size_t len);
+static int ngx_tce_consul_add_esc(char *buf, size_t size,
+    size_t *pos, const char *s);
+static int ngx_tce_consul_add_wait(char *buf, size_t size,
+    size_t *pos, uint64_t index, uint64_t wait_ms);
+
+
+static void
+ngx_tce_consul_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list  args;
+
+    if (err == NULL || errlen == 0) {
+        return;
+    }
+
+    va_start(args, fmt);
+    vsnprintf(err, errlen, fmt, args);
+    va_end(args);
+}
+
+
+static json_t *
+ngx_tce_consul_load(const char *body, size_t len, char *err,
+    size_t errlen)
+{
+    json_t        *root;
+    json_error_t   jerr;
+
+    if (body == NULL) {
+        ngx_tce_consul_err(err, errlen, "no body");
+        return NULL;
+    }
+
+    /* duplicate keys are never sent by Consul: refuse the ambiguity */
+    root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (root == NULL) {
+        ngx_tce_consul_err(err, errlen, "invalid JSON at line %d column "
+                           "%d: %s", jerr.line, jerr.column, jerr.text);
+    }
+
+    return root;
+}
+
+
+/*
+ * Fills inst from one health entry; returns 0, or -1 with a reason.
+ */
+
+static int
+ngx_tce_consul_entry(json_t *entry, ngx_tce_instance_t *inst,
+    char *reason, size_t rlen)
+{
+    int            env;
+    size_t         len;
+    json_t        *svc, *node, *v, *meta, *weights;
+    json_int_t     port, weight;
+    const char    *s;
+
+    if (!json_is_object(entry)) {
+        ngx_tce_consul_err(reason, rlen, "entry is not an object");
+        return -1;
+    }
+
+    svc = json_object_get(entry, "Service");
+
+    if (!json_is_object(svc)) {
+        ngx_tce_consul_err(reason, rlen, "Service is not an object");
+        return -1;
+    }
+
+    v = json_object_get(svc, "ID");
+
+    if (!json_is_string(v)
+        || !ngx_tce_id_valid(json_string_value(v), json_string_length(v)))
+    {
+        ngx_tce_consul_err(reason, rlen, "invalid Service.ID");
+        return -1;
+    }
+
+    memcpy(inst->id, json_string_value(v), json_string_length(v) + 1);
+
+    /* port */
+
+    v = json_object_get(svc, "Port");
+
+    if (!json_is_integer(v)) {
+        ngx_tce_consul_err(reason, rlen, "Service.Port is not an integer");
+        return -1;
+    }
+
+    port = json_integer_value(v);
+
+    if (port < 1 || port > 65535) {
+        ngx_tce_consul_err(reason, rlen, "Service.Port %lld outside "
+                           "1..65535", (long long) port);
+        return -1;
+    }
+
+    /* address: the service's own, else the node's */
+
+    v = json_object_get(svc, "Address");
+
+    if (v != NULL && !json_is_string(v) && !json_is_null(v)) {
+        ngx_tce_consul_err(reason, rlen, "Service.Address is not a string");
+        return -1;
+    }
+
+    if (v == NULL || json_is_null(v) || json_string_length(v) == 0) {
+        node = json_object_get(entry, "Node");
+        v = json_is_object(node) ? json_object_get(node, "Address") : NULL;
+
+        if (!json_is_string(v) || json_string_length(v) == 0) {
+            ngx_tce_consul_err(reason, rlen, "no Service.Address and no "
+                               "Node.Address");
+            return -1;
+        }
+    }
+
+    if (ngx_tce_addr_set(json_string_value(v), json_string_length(v),
+                         (long) port, inst)
+        != 0)
+    {
+        ngx_tce_consul_err(reason, rlen, "address \"%.64s\" is not a "
+                           "numeric IPv4/IPv6 address",
+                           json_string_value(v));
+        return -1;
+    }
+
+    /* weight: Weights.Passing, never clamped */
+
+    weight = 1;
+    weights = json_object_get(svc, "Weights");
+
+    if (weights != NULL && !json_is_null(weights)) {
+        if (!json_is_object(weights)) {
+            ngx_tce_consul_err(reason, rlen, "Service.Weights is not an "
+                               "object");
+            return -1;
+        }
+
+        v = json_object_get(weights, "Passing");
+
+        if (v != NULL) {
+            if (!json_is_integer(v)) {
+                ngx_tce_consul_err(reason, rlen, "Weights.Passing is not "
+                                   "an integer");
+                return -1;
+            }
+
+            weight = json_integer_value(v);
+        }
+    }
+
+    if (weight < NGX_TCE_WEIGHT_MIN || weight > NGX_TCE_WEIGHT_MAX) {
+        ngx_tce_consul_err(reason, rlen, "weight %lld outside 1..1000",
+                           (long long) weight);
+        return -1;
+    }
+
+    inst->weight = (uint16_t) weight;
+
+    /* Meta: cluster, env, version */
+
+    meta = json_object_get(svc, "Meta");
+
+    if (meta != NULL && !json_is_null(meta) && !json_is_object(meta)) {
+        ngx_tce_consul_err(reason, rlen, "Service.Meta is not an object");
+        return -1;
+    }
+
+    if (ngx_tce_consul_meta(meta, "cluster", &s, &len, reason, rlen) != 0) {
+        return -1;
+    }
+
+    if (len == 0) {
+        s = NGX_TCE_DEFAULT_CLUSTER;
+        len = sizeof(NGX_TCE_DEFAULT_CLUSTER) - 1;
+    }
+
+    if (!ngx_tce_cluster_name_valid(s, len)) {
+        ngx_tce_consul_err(reason, rlen, "invalid Meta.cluster");
+        return -1;
+    }
+
+    memcpy(inst->cluster, s, len);
+    inst->cluster[len] = '\0';
+
+    if (ngx_tce_consul_meta(meta, "env", &s, &len, reason, rlen) != 0) {
+        return -1;
+    }
+
+    env = len ? ngx_tce_env_parse(s, len) : NGX_TCE_ENV_PROD;
+
+    if (env < 0) {
+        ngx_tce_consul_err(reason, rlen, "Meta.env \"%.16s\" is not "
+                           "\"prod\" or \"canary\"", s);
+        return -1;
+    }
+
+    inst->env = (uint8_t) env;
+
+    if (ngx_tce_consul_meta(meta, "version", &s, &len, reason, rlen) != 0) {
+        return -1;
+    }
+
+    if (!ngx_tce_version_valid(s, len) || len >= NGX_TCE_VERSION_LEN) {
+        ngx_tce_consul_err(reason, rlen, "invalid Meta.version");
+        return -1;
+    }
+
+    memcpy(inst->version, s, len);
+    inst->version[len] = '\0';
+
+    inst->state = NGX_TCE_STATE_UP;
+
+    return 0;
+}
+
+
+/*
+ * A Meta value: sets *val and *len ("" when absent or null); returns -1
+ * when the value is not a string.
+ */
+
+static int
+ngx_tce_consul_meta(json_t *meta, const char *key, const char **val,
+    size_t *len, char *reason, size_t rlen)
+{
+    json_t  *v;
+
+    *val = "";
+    *len = 0;
+
+    v = json_is_object(meta) ? json_object_get(meta, key) : NULL;
+
+    if (v == NULL || json_is_null(v)) {
+        return 0;
+    }
+
+    if (!json_is_string(v)) {
+        ngx_tce_consul_err(reason, rlen, "Meta.%s is not a string", key);
+        return -1;
+    }
+
+    *val = json_string_value(v);
+    *len = json_string_length(v);
+
+    return 0;
+}
+
+
+static int
+ngx_tce_consul_id_seen(const ngx_tce_instance_t *insts, size_t n,
+    const char *id)
+{
+    size_t  i;
+
+    /* quadratic, but bounded by NGX_TCE_CONSUL_MAX_ENTRIES and run
+     * once per answer, off the request path */
+
+    for (i = 0; i < n; i++) {
+        if (strcmp(insts[i].id, id) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+ngx_tce_consul_parse_health(const char *body, size_t len,
+    ngx_tce_consul_skip_pt skip, void *data, ngx_tce_consul_health_t *res,
+    char *err, size_t errlen)
+{
+    char                 reason[NGX_TCE_CONSUL_REASON_LEN];
+    size_t               i, n, nskipped;
+    json_t              *root, *entry, *v;
+    const char          *id;
+    ngx_tce_instance_t  *insts;
+
+    root = ngx_tce_consul_load(body, len, err, errlen);
+
+    if (root == NULL) {
+        return -1;
+    }
+
+    if (!json_is_array(root)) {
+        ngx_tce_consul_err(err, errlen, "health body is not a JSON array");
+        json_decref(root);
+        return -1;
+    }
+
+    if (json_array_size(root) > NGX_TCE_CONSUL_MAX_ENTRIES) {
+        ngx_tce_consul_err(err, errlen, "%zu entries, more than %d",
+                           json_array_size(root),
+                           NGX_TCE_CONSUL_MAX_ENTRIES);
+        json_decref(root);
+        return -1;
+    }
+
+    insts = NULL;
+
+    if (json_array_size(root) > 0) {
+        insts = calloc(json_array_size(root), sizeof(ngx_tce_instance_t));
+
+        if (insts == NULL) {
+            ngx_tce_consul_err(err, errlen, "out of memory");
+            json_decref(root);
+            return -1;
+        }
+    }
+
+    n = 0;
+    nskipped = 0;
+    res->reason[0] = '\0';
+
+    json_array_foreach(root, i, entry) {
+        reason[0] = '\0';
+
+        if (ngx_tce_consul_entry(entry, &insts[n], reason, sizeof(reason))
+            == 0)
+        {
+            if (!ngx_tce_consul_id_seen(insts, n, insts[n].id)) {
+                n++;
+                continue;
+            }
+
+            snprintf(reason, sizeof(reason), "duplicate Service.ID");
+        }
+
+        /* the id for the report, if one can be read at all */
+
+        v = json_object_get(json_object_get(entry, "Service"), "ID");
+        id = json_is_string(v) ? json_string_value(v) : "";
+
+        if (nskipped++ == 0) {
+            snprintf(res->reason, sizeof(res->reason), "entry %zu: %.120s",
+                     i, reason);
+        }
+
+        if (skip) {
+            skip(data, i, id, reason);
+        }
+
+        memset(&insts[n], 0, sizeof(ngx_tce_instance_t));
+    }
+
+    json_decref(root);
+
+    if (n == 0) {
+        free(insts);
+        insts = NULL;
+    }
+
+    res->instances = insts;
+    res->ninstances = n;
+    res->nskipped = nskipped;
+
+    return 0;
+}
+
+
+void
+ngx_tce_consul_health_free(ngx_tce_consul_health_t *res)
+{
+    free(res->instances);
+    memset(res, 0, sizeof(ngx_tce_consul_health_t));
+}
+
+
+static int
+ngx_tce_consul_name_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+
+static int
+ngx_tce_consul_has_tag(json_t *tags, const char *tag)
+{
+    size_t   i;
+    json_t  *t;
+
+    json_array_foreach(tags, i, t) {
+        if (strcmp(json_string_value(t), tag) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+ngx_tce_consul_parse_services(const char *body, size_t len,
+    const char *tag, ngx_tce_consul_names_t *res, char *err,
+    size_t errlen)
+{
+    char         (*names)[NGX_TCE_SERVICE_LEN];
+    size_t         i, n, nskipped, klen;
+    json_t        *root, *tags, *t;
+    const char    *key;
+
+    root = ngx_tce_consul_load(body, len, err, errlen);
+
+    if (root == NULL) {
+        return -1;
+    }
+
+    if (!json_is_object(root)) {
+        ngx_tce_consul_err(err, errlen, "services body is not a JSON "
+                           "object");
+        json_decref(root);
+        return -1;
+    }
+
+    /* validate the whole body first: one bad value changes nothing */
+
+    json_object_foreach(root, key, tags) {
+        if (!json_is_array(tags)) {
+            ngx_tce_consul_err(err, errlen, "tags of \"%.64s\" are not an "
+                               "array", key);
+            json_decref(root);
+            return -1;
+        }
+
+        json_array_foreach(tags, i, t) {
+            if (!json_is_string(t)) {
+                ngx_tce_consul_err(err, errlen, "a tag of \"%.64s\" is not "
+                                   "a string", key);
+                json_decref(root);
+                return -1;
+            }
+        }
+    }
+
+    if (json_object_size(root) > NGX_TCE_CONSUL_MAX_ENTRIES) {
+        ngx_tce_consul_err(err, errlen, "more than %d services",
+                           NGX_TCE_CONSUL_MAX_ENTRIES);
+        json_decref(root);
+        return -1;
+    }
+
+    names = NULL;
+
+    if (json_object_size(root) > 0) {
+        names = calloc(json_object_size(root), NGX_TCE_SERVICE_LEN);
+
+        if (names == NULL) {
+            ngx_tce_consul_err(err, errlen, "out of memory");
+            json_decref(root);
+            return -1;
+        }
+    }
+
+    n = 0;
+    nskipped = 0;
+
+    json_object_foreach(root, key, tags) {
+        if (tag != NULL && !ngx_tce_consul_has_tag(tags, tag)) {
+            continue;
+        }
+
+        klen = strlen(key);
+
+        if (!ngx_tce_service_name_valid(key, klen)) {
+            nskipped++;
+            continue;
+        }
+
+        memcpy(names[n++], key, klen + 1);
+    }
+
+    json_decref(root);
+
+    if (n == 0) {
+        free(names);
+        names = NULL;
+
+    } else {
+        qsort(names, n, NGX_TCE_SERVICE_LEN, ngx_tce_consul_name_cmp);
+    }
+
+    res->names = names;
+    res->nnames = n;
+    res->nskipped = nskipped;
+
+    return 0;
+}
+
+
+void
+ngx_tce_consul_names_free(ngx_tce_consul_names_t *res)
+{
+    free(res->names);
+    memset(res, 0, sizeof(ngx_tce_consul_names_t));
+}
+
+
+int
+ngx_tce_consul_next_index(uint64_t prev, const char *value, size_t len,
+    uint64_t *next)
+{
+    uint64_t     idx;
+    const char  *p, *last;
+
+    if (value == NULL) {
+        return -1;
+    }
+
+    p = value;
+    last = value + len;
+
+    while (p < last && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    while (last > p && (last[-1] == ' ' || last[-1] == '\t'
+                        || last[-1] == '\r' || last[-1] == '\n'))
+    {
+        last--;
+    }
+
+    if (p == last) {
+        return -1;
+    }
+
+    idx = 0;
+
+    for ( /* void */ ; p < last; p++) {
+        if (*p < '0' || *p > '9') {
+            return -1;
+        }
+
+        if (idx > (UINT64_MAX - (uint64_t) (*p - '0')) / 10) {
+            return -1;
+        }
+
+        idx = idx * 10 + (uint64_t) (*p - '0');
+    }
+
+    if (idx == 0) {
+        /* a Consul bug: index 0 would make every query return at once */
+        *next = 1;
+
+    } else if (idx < prev) {
+        /* snapshot restore, new cluster, other server: start again */
+        *next = 0;
+
+    } else {
+        *next = idx;
+    }
+
+    return 0;
+}
+
+
+uint64_t
+ngx_tce_consul_wait(uint64_t wait_ms)
+{
+    if (wait_ms == 0) {
+        return NGX_TCE_CONSUL_WAIT_DEFAULT_MS;
+    }
+
+    return wait_ms > NGX_TCE_CONSUL_WAIT_MAX_MS ? NGX_TCE_CONSUL_WAIT_MAX_MS
+                                                : wait_ms;
+}
+
+
+uint64_t
+ngx_tce_consul_read_timeout(uint64_t wait_ms)
+{
+    wait_ms = ngx_tce_consul_wait(wait_ms);
+
+    return (wait_ms * 17 + 15) / 16 + NGX_TCE_CONSUL_TIMEOUT_MARGIN;
+}
+
+
+uint64_t
+ngx_tce_consul_backoff(unsigned attempt, uint64_t base_ms, uint64_t cap_ms,
+    uint32_t rnd)
+{
+    uint64_t  d, half;
+
+    d = base_ms;
+
+    while (attempt-- > 0 && d < cap_ms) {
+        if (d > cap_ms / 2) {
+            d = cap_ms;
+            break;
+        }
+
+        d *= 2;
+    }
+
+    if (d > cap_ms) {
+        d = cap_ms;
+    }
+
+    half = d / 2;
+
+    return d - half + rnd % (half + 1);
+}
+
+
+uint64_t
+ngx_tce_consul_rate_delay(uint64_t last_ms, uint64_t now_ms,
+    uint64_t min_ms)
+{
+    if (now_ms < last_ms) {
+        /* clock went back: wait the full interval, never 0 forever */
+        return min_ms;
+    }
+
+    return now_ms - last_ms >= min_ms ? 0 : min_ms - (now_ms - last_ms);
+}
+
+
+ssize_t
+ngx_tce_consul_escape(char *dst, size_t size, const char *src, size_t len)
+{
+    size_t                i, pos;
+    unsigned char         c;
+    static const char     hex[] = "0123456789ABCDEF";
+
+    pos = 0;
+
+    for (i = 0; i < len; i++) {
+        c = (unsigned char) src[i];
+
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+            || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'
+            || c == '~')
+        {
+            if (pos + 1 >= size) {
+                goto overflow;
+            }
+
+            dst[pos++] = (char) c;
+            continue;
+        }
+
+        if (pos + 3 >= size) {
+            goto overflow;
+        }
+
+        dst[pos++] = '%';
+        dst[pos++] = hex[c >> 4];
+        dst[pos++] = hex[c & 0xf];
+    }
+
+    if (pos >= size) {
+        goto overflow;
+    }
+
+    dst[pos] = '\0';
+
+    return (ssize_t) pos;
+
+overflow:
+
+    if (size > 0) {
+        dst[0] = '\0';
+    }
+
+    return -1;
+}
+
+
+/* checks base and returns its length without trailing slashes */
+
+static int
+ngx_tce_consul_base(const char *base, size_t *len)
+{
+    size_t  n, skip;
+
+    if (base == NULL) {
+        return -1;
+    }
+
+    n = strlen(base);
+
+    if (strncmp(base, "http://", 7) == 0) {
+        skip = 7;
+
+    } else if (strncmp(base, "https://", 8) == 0) {
+        skip = 8;
+
+    } else {
+        return -1;
+    }
+
+    while (n > skip && base[n - 1] == '/') {
+        n--;
+    }
+
+    if (n == skip || memchr(base, '?', n) || memchr(base, '#', n)
+        || strpbrk(base, " \r\n\t") != NULL)
+    {
+        return -1;
+    }
+
+    *len = n;
+
+    return 0;
+}
+
+
+static int
+ngx_tce_consul_add(char *buf, size_t size, size_t *pos, const char *s,
+    size_t len)
+{
+    if (*pos + len >= size) {
+        return -1;
+    }
+
+    memcpy(buf + *pos, s, len);
+    *pos += len;
+    buf[*pos] = '\0';
+
+    return 0;
+}
+
+
+static int
+ngx_tce_consul_add_esc(char *buf, size_t size, size_t *pos, const char *s)
+{
+    ssize_t  n;
+
+    n = ngx_tce_consul_escape(buf + *pos, size - *pos, s, strlen(s));
+
+    if (n < 0) {
+        return -1;
+    }
+
+    *pos += n;
+
+    return 0;
+}
+
+
+static int
+ngx_tce_consul_add_wait(char *buf, size_t size, size_t *pos,
+    uint64_t index, uint64_t wait_ms)
+{
+    int   n;
+    char  tmp[64];
+
+    if (index == 0) {
+        return 0;
+    }
+
+    wait_ms = ngx_tce_consul_wait(wait_ms);
+
+    if (wait_ms % 60000 == 0) {
+        n = snprintf(tmp, sizeof(tmp), "index=%llu&wait=%llum",
+                     (unsigned long long) index,
+                     (unsigned long long) (wait_ms / 60000));
+
+    } else if (wait_ms % 1000 == 0) {
+        n = snprintf(tmp, sizeof(tmp), "index=%llu&wait=%llus",
+                     (unsigned long long) index,
+                     (unsigned long long) (wait_ms / 1000));
+
+    } else {
+        n = snprintf(tmp, sizeof(tmp), "index=%llu&wait=%llums",
+                     (unsigned long long) index,
+                     (unsigned long long) wait_ms);
+    }
+
+    if (ngx_tce_consul_add(buf, size, pos, buf[*pos - 1] == '?' ? "" : "&",
+                           buf[*pos - 1] == '?' ? 0 : 1)
+        != 0)
+    {
+        return -1;
+    }
+
+    return ngx_tce_consul_add(buf, size, pos, tmp, (size_t) n);
+}
+
+
+ssize_t
+ngx_tce_consul_health_url(char *buf, size_t size, const char *base,
+    const char *service, const char *tag, const char *dc, uint64_t index,
+    uint64_t wait_ms)
+{
+    size_t  blen, pos;
+
+    if (size > 0) {
+        buf[0] = '\0';
+    }
+
+    if (ngx_tce_consul_base(base, &blen) != 0 || service == NULL
+        || service[0] == '\0')
+    {
+        return -1;
+    }
+
+    pos = 0;
+
+    if (ngx_tce_consul_add(buf, size, &pos, base, blen) != 0
+        || ngx_tce_consul_add(buf, size, &pos, "/v1/health/service/", 19)
+        || ngx_tce_consul_add_esc(buf, size, &pos, service) != 0
+        || ngx_tce_consul_add(buf, size, &pos, "?passing=1", 10) != 0)
+    {
+        goto failed;
+    }
+
+    if (tag != NULL && tag[0] != '\0'
+        && (ngx_tce_consul_add(buf, size, &pos, "&tag=", 5) != 0
+            || ngx_tce_consul_add_esc(buf, size, &pos, tag) != 0))
+    {
+        goto failed;
+    }
+
+    if (dc != NULL && dc[0] != '\0'
+        && (ngx_tce_consul_add(buf, size, &pos, "&dc=", 4) != 0
+            || ngx_tce_consul_add_esc(buf, size, &pos, dc) != 0))
+    {
+        goto failed;
+    }
+
+    if (ngx_tce_consul_add_wait(buf, size, &pos, index, wait_ms) != 0) {
+        goto failed;
+    }
+
+    return (ssize_t) pos;
+
+failed:
+
+    if (size > 0) {
+        buf[0] = '\0';
+    }
+
+    return -1;
+}
+
+
+ssize_t
+ngx_tce_consul_services_url(char *buf, size_t size, const char *base,
+    const char *dc, uint64_t index, uint64_t wait_ms)
+{
+    size_t  blen, pos;
+
+    if (size > 0) {
+        buf[0] = '\0';
+    }
+
+    if (ngx_tce_consul_base(base, &blen) != 0) {
+        return -1;
+    }
+
+    pos = 0;
+
+    if (ngx_tce_consul_add(buf, size, &pos, base, blen) != 0
+        || ngx_tce_consul_add(buf, size, &pos, "/v1/catalog/services?",
+                              21)
+           != 0)
+    {
+        goto failed;
+    }
+
+    if (dc != NULL && dc[0] != '\0'
+        && (ngx_tce_consul_add(buf, size, &pos, "dc=", 3) != 0
+            || ngx_tce_consul_add_esc(buf, size, &pos, dc) != 0))
+    {
+        goto failed;
+    }
+
+    if (ngx_tce_consul_add_wait(buf, size, &pos, index, wait_ms) != 0) {
+        goto failed;
+    }
+
+    /* no parameter at all: drop the lone '?' */
+
+    if (buf[pos - 1] == '?') {
+        buf[--pos] = '\0';
+    }
+
+    return (ssize_t) pos;
+
+failed:
+
+    if (size > 0) {
+        buf[0] = '\0';
+    }
+
+    return -1;
+}
+
+
+ssize_t
+ngx_tce_consul_path_url(char *buf, size_t size, const char *base,
+    const char *path, const char *arg)
+{
+    size_t  blen, pos;
+
+    if (size > 0) {
+        buf[0] = '\0';
+    }
+
+    if (ngx_tce_consul_base(base, &blen) != 0 || path == NULL
+        || path[0] != '/' || (arg != NULL && arg[0] == '\0'))
+    {
+        return -1;
+    }
+
+    pos = 0;
+
+    if (ngx_tce_consul_add(buf, size, &pos, base, blen) != 0
+        || ngx_tce_consul_add(buf, size, &pos, path, strlen(path)) != 0
+        || (arg != NULL
+            && ngx_tce_consul_add_esc(buf, size, &pos, arg) != 0))
+    {
+        if (size > 0) {
+            buf[0] = '\0';
+        }
+
+        return -1;
+    }
+
+    return (ssize_t) pos;
+}

@@ -1,0 +1,178 @@
+/*
+ * Consul payloads and the blocking-query loop as pure functions (no
+ * nginx, no I/O): /v1/health/service and /v1/catalog/services bodies,
+ * the index to send next, timeouts, backoff, and request URLs.
+ * REFERENCE.md, "Consul HTTP API", states the rules implemented here.
+ */
+
+#ifndef _NGX_TCE_CONSUL_PARSE_H_INCLUDED_
+#define _NGX_TCE_CONSUL_PARSE_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ngx_tce_types.h"
+
+
+#define NGX_TCE_CONSUL_ERR_LEN          160
+#define NGX_TCE_CONSUL_MAX_ENTRIES      10000
+
+#define NGX_TCE_CONSUL_WAIT_DEFAULT_MS  300000      /* Consul: 5 min */
+#define NGX_TCE_CONSUL_WAIT_MAX_MS      600000      /* Consul: 10 min */
+#define NGX_TCE_CONSUL_TIMEOUT_MARGIN   5000        /* ms, see timeout */
+
+
+/*
+ * Called once per skipped entry of a health body: n is the entry's
+ * position in the array (0-based), id its Service.ID when one could be
+ * read (else ""), reason a short English text.
+ */
+typedef void (*ngx_tce_consul_skip_pt)(void *data, size_t n,
+    const char *id, const char *reason);
+
+
+typedef struct {
+    ngx_tce_instance_t       *instances;    /* malloc'd, or NULL if none */
+    size_t                    ninstances;
+    size_t                    nskipped;
+    char                      reason[NGX_TCE_CONSUL_ERR_LEN];
+                                            /* first skip, "" if none */
+} ngx_tce_consul_health_t;
+
+
+typedef struct {
+    char                    (*names)[NGX_TCE_SERVICE_LEN];
+                                            /* malloc'd, sorted */
+    size_t                    nnames;
+    size_t                    nskipped;     /* tagged, not a P.S.M */
+} ngx_tce_consul_names_t;
+
+
+/*
+ * Parses a /v1/health/service/<name> body (a JSON array of entries
+ * {Node, Service, Checks}, fetched with passing=1) into instances:
+ *   id       Service.ID
+ *   address  Service.Address, or Node.Address when that is empty;
+ *            numeric IPv4/IPv6 only
+ *   port     Service.Port (1..65535)
+ *   weight   Service.Weights.Passing, 1 when absent; outside 1..1000
+ *            the entry is skipped (never clamped)
+ *   cluster  Service.Meta.cluster, "default" when absent or empty
+ *   env      Service.Meta.env "prod"/"canary", prod when absent/empty
+ *   version  Service.Meta.version, "" when absent
+ * state is up and the operator overrides are zero.  An entry with a
+ * bad or mistyped value, or whose id repeats an earlier entry's, is
+ * skipped: reported through skip (may be NULL), counted in
+ * res->nskipped, the first reason kept in res->reason; the rest is
+ * applied.
+ *
+ * Returns 0 and fills *res (free it with ngx_tce_consul_health_free);
+ * returns -1 when the body is not JSON, is truncated, its root is not
+ * an array, it has more than NGX_TCE_CONSUL_MAX_ENTRIES entries, or
+ * memory runs out: then err holds a message, *res is untouched and
+ * nothing is allocated.
+ */
+int ngx_tce_consul_parse_health(const char *body, size_t len,
+    ngx_tce_consul_skip_pt skip, void *data, ngx_tce_consul_health_t *res,
+    char *err, size_t errlen);
+
+/* frees what ngx_tce_consul_parse_health allocated; res is zeroed */
+void ngx_tce_consul_health_free(ngx_tce_consul_health_t *res);
+
+/*
+ * Parses a /v1/catalog/services body ({"name": ["tag", ...], ...})
+ * into the sorted names that carry tag (every name when tag is NULL).
+ * Tagged names that are not valid P.S.M service names are counted in
+ * res->nskipped, not returned.  Returns 0 and fills *res (free it with
+ * ngx_tce_consul_names_free); returns -1 with a message in err when
+ * the body is not a JSON object of string arrays or memory runs out:
+ * then *res is untouched and nothing is allocated.
+ */
+int ngx_tce_consul_parse_services(const char *body, size_t len,
+    const char *tag, ngx_tce_consul_names_t *res, char *err,
+    size_t errlen);
+
+/* frees what ngx_tce_consul_parse_services allocated; res is zeroed */
+void ngx_tce_consul_names_free(ngx_tce_consul_names_t *res);
+
+/*
+ * The index to send with the next blocking query, from the
+ * X-Consul-Index value of an answer (decimal, surrounding blanks
+ * allowed) and prev, the index the answered query carried (0 for the
+ * first one).  Consul's rules: an index lower than prev means the
+ * server's history was reset, so the next query restarts at 0 (one
+ * non-blocking query); an index of 0 is a server bug that would make
+ * every query return at once, so it becomes 1.  Otherwise the next
+ * index is the new one.  Returns 0 and sets *next; returns -1 when the
+ * value is missing, empty, not a number or overflows, and leaves *next
+ * unchanged.
+ */
+int ngx_tce_consul_next_index(uint64_t prev, const char *value,
+    size_t len, uint64_t *next);
+
+/*
+ * The wait a query asks for: wait_ms, 0 meaning Consul's default
+ * (5 min), capped at Consul's maximum (10 min).
+ */
+uint64_t ngx_tce_consul_wait(uint64_t wait_ms);
+
+/*
+ * The read timeout (ms) of a blocking query that asked for wait_ms:
+ * the server may hold it for wait + wait/16 of jitter, so the timeout
+ * is wait*17/16 (rounded up) plus NGX_TCE_CONSUL_TIMEOUT_MARGIN.
+ */
+uint64_t ngx_tce_consul_read_timeout(uint64_t wait_ms);
+
+/*
+ * Delay (ms) before retry number attempt (0 for the first retry) after
+ * an error: min(cap, base * 2^attempt), of which the upper half is
+ * jitter taken from rnd (any random value the caller supplies), so the
+ * result lies in [d/2, d].  base 0 gives 0.
+ */
+uint64_t ngx_tce_consul_backoff(unsigned attempt, uint64_t base_ms,
+    uint64_t cap_ms, uint32_t rnd);
+
+/*
+ * Rate limit of the watch loop: ms still to wait before a new query
+ * may start, when the previous one started at last_ms, it is now_ms
+ * and queries are at least min_ms apart.  A churning service thus
+ * cannot make the loop spin.
+ */
+uint64_t ngx_tce_consul_rate_delay(uint64_t last_ms, uint64_t now_ms,
+    uint64_t min_ms);
+
+/*
+ * URL-escapes src (RFC 3986: all but ALPHA DIGIT - . _ ~ become %XX)
+ * into dst, NUL-terminated.  Returns the length written, or -1 when it
+ * does not fit (dst then holds "").
+ */
+ssize_t ngx_tce_consul_escape(char *dst, size_t size, const char *src,
+    size_t len);
+
+/*
+ * Builds
+ *   <base>/v1/health/service/<service>?passing=1[&tag=T][&dc=D]
+ *       [&index=I&wait=W]
+ * base is "http[s]://host[:port]" (trailing '/' ignored), service,
+ * tag and dc are escaped, index and wait only when index > 0, wait
+ * from ngx_tce_consul_wait(wait_ms) in the largest exact unit ("5m",
+ * "90s", "250ms").  tag and dc may be NULL or "".  Returns the length,
+ * or -1 when an argument is bad or the URL does not fit in size (buf
+ * then holds "").
+ */
+ssize_t ngx_tce_consul_health_url(char *buf, size_t size,
+    const char *base, const char *service, const char *tag,
+    const char *dc, uint64_t index, uint64_t wait_ms);
+
+/* the same for <base>/v1/catalog/services[?dc=D][&index=I&wait=W] */
+ssize_t ngx_tce_consul_services_url(char *buf, size_t size,
+    const char *base, const char *dc, uint64_t index, uint64_t wait_ms);
+
+/* the same for <base><path><escaped arg> (arg may be NULL), no query */
+ssize_t ngx_tce_consul_path_url(char *buf, size_t size, const char *base,
+    const char *path, const char *arg);
+
+
+#endif /* _NGX_TCE_CONSUL_PARSE_H_INCLUDED_ */
