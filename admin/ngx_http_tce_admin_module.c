@@ -1,0 +1,286 @@
+/*
+ * ngx_http_tce_admin_module: the read side of the admin API.
+ *
+ *   location = /tce/status { tce_status; }
+ *
+ * GET answers the registry as JSON: the zone, and per service its
+ * generation and instances.  The zone is read service by service, each
+ * copied under the zone's mutex, so traffic is never held up for long.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <jansson.h>
+
+#include "ngx_tce.h"
+
+
+static char *ngx_http_tce_admin_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_tce_admin_status_handler(ngx_http_request_t *r);
+static json_t *ngx_http_tce_admin_status_json(ngx_tce_zone_t *zone,
+    ngx_log_t *log);
+static json_t *ngx_http_tce_admin_service_json(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, ngx_log_t *log);
+static ngx_int_t ngx_http_tce_admin_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, json_t *json);
+
+
+static ngx_command_t  ngx_http_tce_admin_commands[] = {
+
+    { ngx_string("tce_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_tce_admin_status,
+      0,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_tce_admin_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_tce_admin_module = {
+    NGX_MODULE_V1,
+    &ngx_http_tce_admin_module_ctx,        /* module context */
+    ngx_http_tce_admin_commands,           /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static char *
+ngx_http_tce_admin_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_tce_main_conf_t       *tmcf;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_tce_module);
+
+    if (tmcf->zone == NULL) {
+        return "needs a \"tce_zone\" in http{} before it";
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_tce_admin_status_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tce_admin_status_handler(ngx_http_request_t *r)
+{
+    json_t               *json;
+    ngx_int_t             rc;
+    ngx_tce_main_conf_t  *tmcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
+
+    json = ngx_http_tce_admin_status_json(tmcf->zone, r->connection->log);
+    if (json == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_tce_admin_send_json(r, NGX_HTTP_OK, json);
+}
+
+
+static json_t *
+ngx_http_tce_admin_status_json(ngx_tce_zone_t *zone, ngx_log_t *log)
+{
+    json_t             *root, *zj, *services, *sj;
+    ngx_tce_service_t  *svc;
+
+    root = json_object();
+    zj = json_object();
+    services = json_object();
+
+    if (root == NULL || zj == NULL || services == NULL
+        || json_object_set_new(root, "zone", zj) != 0
+        || json_object_set_new(root, "services", services) != 0)
+    {
+        goto failed;
+    }
+
+    if (json_object_set_new(zj, "name",
+                            json_stringn((char *) zone->shm_zone->shm.name.data,
+                                         zone->shm_zone->shm.name.len))
+        != 0
+        || json_object_set_new(zj, "size",
+                               json_integer(zone->shm_zone->shm.size)) != 0
+        || json_object_set_new(zj, "created",
+                               json_integer(zone->sh->created)) != 0)
+    {
+        goto failed;
+    }
+
+    for (svc = zone->sh->services; svc; svc = svc->next) {
+        sj = ngx_http_tce_admin_service_json(zone, svc, log);
+
+        if (sj == NULL
+            || json_object_set_new(services, (char *) svc->name, sj) != 0)
+        {
+            goto failed;
+        }
+    }
+
+    return root;
+
+failed:
+
+    ngx_log_error(NGX_LOG_ERR, log, 0, "tce admin: cannot build the status");
+
+    json_decref(root);
+    json_decref(zj);
+    json_decref(services);
+
+    return NULL;
+}
+
+
+static json_t *
+ngx_http_tce_admin_service_json(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    ngx_log_t *log)
+{
+    json_t              *sj, *list, *ij;
+    ngx_uint_t           i, n;
+    ngx_atomic_uint_t    generation;
+    ngx_tce_instance_t  *inst;
+
+    if (ngx_tce_zone_copy(zone, svc, &inst, &n, &generation, log) != NGX_OK) {
+        return NULL;
+    }
+
+    sj = json_object();
+    list = json_array();
+
+    if (sj == NULL || list == NULL
+        || json_object_set_new(sj, "generation", json_integer(generation))
+           != 0
+        || json_object_set_new(sj, "updated", json_integer(svc->updated))
+           != 0
+        || json_object_set(sj, "instances", list) != 0)
+    {
+        goto failed;
+    }
+
+    for (i = 0; i < n; i++) {
+        ij = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:s, s:s}",
+                       "id", inst[i].id,
+                       "cluster", inst[i].cluster,
+                       "env", ngx_tce_env_name(inst[i].env),
+                       "address", inst[i].addr,
+                       "weight", (int) inst[i].weight,
+                       "effective_weight",
+                       (int) ngx_tce_instance_weight(&inst[i]),
+                       "state",
+                       ngx_tce_state_name(ngx_tce_instance_state(&inst[i])),
+                       "version", inst[i].version);
+
+        if (ij == NULL || json_array_append_new(list, ij) != 0) {
+            goto failed;
+        }
+    }
+
+    json_decref(list);
+
+    if (inst) {
+        ngx_free(inst);
+    }
+
+    return sj;
+
+failed:
+
+    json_decref(sj);
+    json_decref(list);
+
+    if (inst) {
+        ngx_free(inst);
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_tce_admin_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    json_t *json)
+{
+    char         *text;
+    size_t        len;
+    ngx_buf_t    *b;
+    ngx_int_t     rc;
+    ngx_chain_t   out;
+
+    text = json_dumps(json, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(json);
+
+    if (text == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = ngx_strlen(text);
+
+    b = ngx_create_temp_buf(r->pool, len + 1);
+    if (b == NULL) {
+        free(text);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, text, len);
+    *b->last++ = '\n';
+    free(text);
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}

@@ -1,0 +1,114 @@
+/*
+ * The upstream balancer (lb/): types shared by its files.
+ *
+ * Each worker keeps, per upstream, its own read view of the service: a
+ * copy of the instance set with per-instance balancer state, grouped by
+ * cluster and env, each group with its precomputed weighted schedule.
+ * A view is rebuilt when the service's generation moves, and freed when
+ * the last request using it is done (reference count, one worker only:
+ * no atomics needed).
+ */
+
+#ifndef _NGX_HTTP_TCE_UPSTREAM_H_INCLUDED_
+#define _NGX_HTTP_TCE_UPSTREAM_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_tce.h"
+#include "ngx_tce_sched.h"
+
+
+typedef struct {
+    ngx_tce_instance_t                 inst;
+    ngx_str_t                          name;      /* inst.addr */
+    ngx_str_t                          id;        /* inst.id */
+
+    /* passive health, as nginx's max_fails/fail_timeout, per worker */
+    ngx_uint_t                         fails;
+    time_t                             accessed;
+    time_t                             checked;
+} ngx_http_tce_upstream_peer_t;
+
+
+typedef struct {
+    ngx_tce_sched_t                    sched;     /* indices of peers */
+    uint32_t                           pos;
+    uint32_t                          *members;   /* routable peers */
+    ngx_uint_t                         nmembers;
+    ngx_uint_t                         scan;      /* degraded-mode cursor */
+} ngx_http_tce_upstream_group_t;
+
+
+typedef struct {
+    ngx_str_t                          name;
+    ngx_http_tce_upstream_group_t      env[NGX_TCE_NENVS];
+} ngx_http_tce_upstream_cluster_t;
+
+
+typedef struct {
+    ngx_uint_t                         refs;
+    ngx_atomic_uint_t                  generation;
+    ngx_http_tce_upstream_peer_t      *peers;     /* sorted by id */
+    ngx_uint_t                         npeers;
+    ngx_http_tce_upstream_cluster_t   *clusters;
+    ngx_uint_t                         nclusters;
+    ngx_http_tce_upstream_cluster_t   *static_cluster;
+} ngx_http_tce_upstream_view_t;
+
+
+typedef struct {
+    ngx_str_t                          service_name;
+    ngx_tce_service_t                 *service;   /* set at zone init */
+    ngx_http_complex_value_t          *cluster;   /* NULL: static */
+    ngx_str_t                          cluster_name;
+    ngx_uint_t                         max_fails;
+    time_t                             fail_timeout;
+    ngx_tce_zone_t                    *zone;
+    ngx_http_upstream_server_t        *placeholder;
+
+    /* this worker's current view */
+    ngx_http_tce_upstream_view_t      *view;
+} ngx_http_tce_upstream_srv_conf_t;
+
+
+typedef struct {
+    ngx_http_request_t                *request;
+    ngx_http_tce_upstream_srv_conf_t  *conf;
+    ngx_http_tce_upstream_view_t      *view;
+    ngx_http_tce_upstream_cluster_t   *cluster;
+    ngx_http_tce_upstream_group_t     *group;
+    ngx_http_tce_upstream_peer_t      *current;
+    ngx_http_tce_upstream_peer_t      *last;      /* for $tce_instance */
+    ngx_str_t                          cluster_name;
+    ngx_uint_t                         env;
+    ngx_uint_t                         ntried;
+    uintptr_t                         *tried;     /* bitmap of peers */
+    uintptr_t                          tried_word;
+} ngx_http_tce_upstream_peer_data_t;
+
+
+/*
+ * Returns the worker's current view for the upstream, rebuilt first if
+ * the service's generation moved.  If a rebuild fails, the previous view
+ * is kept (and returned).  NULL only if there never was one.
+ */
+ngx_http_tce_upstream_view_t *ngx_http_tce_upstream_view_get(
+    ngx_http_tce_upstream_srv_conf_t *ucf, ngx_log_t *log);
+
+/* drops one reference; frees the view with the last one */
+void ngx_http_tce_upstream_view_release(ngx_http_tce_upstream_view_t *view);
+
+/* the view's cluster of that name, or NULL */
+ngx_http_tce_upstream_cluster_t *ngx_http_tce_upstream_view_cluster(
+    ngx_http_tce_upstream_view_t *view, ngx_str_t *name);
+
+ngx_int_t ngx_http_tce_upstream_add_variables(ngx_conf_t *cf);
+
+
+extern ngx_module_t  ngx_http_tce_upstream_module;
+
+
+#endif /* _NGX_HTTP_TCE_UPSTREAM_H_INCLUDED_ */

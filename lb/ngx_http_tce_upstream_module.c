@@ -1,0 +1,599 @@
+/*
+ * ngx_http_tce_upstream_module: an upstream{} whose peers are the
+ * registry's instances of one service.
+ *
+ *   upstream backend {
+ *       tce_service demo.web.api [cluster=<name|$var>] [max_fails=1]
+ *                   [fail_timeout=10s];
+ *       keepalive 32;
+ *   }
+ *
+ * The balancer hook shape is nginx's own: init_upstream -> init_peer ->
+ * get/free.  A pick is one read of the group's precomputed schedule.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_tce_upstream.h"
+
+
+static void *ngx_http_tce_upstream_create_srv_conf(ngx_conf_t *cf);
+static char *ngx_http_tce_upstream_service(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_tce_upstream_init(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_tce_upstream_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_tce_upstream_get_peer(ngx_peer_connection_t *pc,
+    void *data);
+static void ngx_http_tce_upstream_free_peer(ngx_peer_connection_t *pc,
+    void *data, ngx_uint_t state);
+static ngx_http_tce_upstream_peer_t *ngx_http_tce_upstream_pick(
+    ngx_http_tce_upstream_peer_data_t *pd);
+static ngx_uint_t ngx_http_tce_upstream_usable(
+    ngx_http_tce_upstream_peer_data_t *pd, uint32_t idx, time_t now);
+static ngx_int_t ngx_http_tce_upstream_unavailable(
+    ngx_http_tce_upstream_peer_data_t *pd);
+static void ngx_http_tce_upstream_cleanup(void *data);
+static ngx_int_t ngx_http_tce_upstream_preconf(ngx_conf_t *cf);
+
+
+static ngx_command_t  ngx_http_tce_upstream_commands[] = {
+
+    { ngx_string("tce_service"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_1MORE,
+      ngx_http_tce_upstream_service,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_tce_upstream_module_ctx = {
+    ngx_http_tce_upstream_preconf,         /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    ngx_http_tce_upstream_create_srv_conf, /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_tce_upstream_module = {
+    NGX_MODULE_V1,
+    &ngx_http_tce_upstream_module_ctx,     /* module context */
+    ngx_http_tce_upstream_commands,        /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_int_t
+ngx_http_tce_upstream_preconf(ngx_conf_t *cf)
+{
+    return ngx_http_tce_upstream_add_variables(cf);
+}
+
+
+static void *
+ngx_http_tce_upstream_create_srv_conf(ngx_conf_t *cf)
+{
+    ngx_http_tce_upstream_srv_conf_t  *ucf;
+
+    ucf = ngx_pcalloc(cf->pool, sizeof(ngx_http_tce_upstream_srv_conf_t));
+    if (ucf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     ucf->service_name = { 0, NULL };
+     *     ucf->service = NULL;
+     *     ucf->cluster = NULL;
+     *     ucf->view = NULL;
+     */
+
+    ucf->max_fails = NGX_CONF_UNSET_UINT;
+    ucf->fail_timeout = NGX_CONF_UNSET;
+
+    return ucf;
+}
+
+
+static char *
+ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_tce_upstream_srv_conf_t *ucf = conf;
+
+    time_t                             timeout;
+    ngx_int_t                          n;
+    ngx_str_t                         *value, s;
+    ngx_uint_t                         i;
+    ngx_http_upstream_server_t        *us;
+    ngx_http_upstream_srv_conf_t      *uscf;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (ucf->service_name.data) {
+        return "is duplicate";
+    }
+
+    uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);
+
+    if (uscf->servers && uscf->servers->nelts) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tce_service\" cannot be combined with "
+                           "\"server\" in one upstream");
+        return NGX_CONF_ERROR;
+    }
+
+    if (uscf->peer.init_upstream) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tce_service\" must come before any other "
+                           "balancer or \"keepalive\" in the upstream");
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    if (!ngx_tce_service_name_valid((char *) value[1].data, value[1].len)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid service name \"%V\": expected "
+                           "product.subsystem.module of [a-z0-9_-]",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    ucf->service_name = value[1];
+    ngx_str_set(&ucf->cluster_name, NGX_TCE_DEFAULT_CLUSTER);
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "cluster=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            if (ngx_http_script_variables_count(&s)) {
+                ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+                ccv.cf = cf;
+                ccv.value = &s;
+                ccv.complex_value = ngx_palloc(cf->pool,
+                                            sizeof(ngx_http_complex_value_t));
+                if (ccv.complex_value == NULL) {
+                    return NGX_CONF_ERROR;
+                }
+
+                if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+                    return NGX_CONF_ERROR;
+                }
+
+                ucf->cluster = ccv.complex_value;
+                continue;
+            }
+
+            if (!ngx_tce_cluster_name_valid((char *) s.data, s.len)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid cluster \"%V\"", &s);
+                return NGX_CONF_ERROR;
+            }
+
+            ucf->cluster_name = s;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_fails=", 10) == 0) {
+            n = ngx_atoi(value[i].data + 10, value[i].len - 10);
+
+            if (n == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid max_fails \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            ucf->max_fails = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "fail_timeout=", 13) == 0) {
+            s.data = value[i].data + 13;
+            s.len = value[i].len - 13;
+
+            timeout = ngx_parse_time(&s, 1);
+
+            if (timeout == (time_t) NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid fail_timeout \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            ucf->fail_timeout = timeout;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_init_uint_value(ucf->max_fails, 1);
+    ngx_conf_init_value(ucf->fail_timeout, 10);
+
+    if (ngx_tce_add_service_ref(cf, &ucf->service_name, &ucf->service)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    /*
+     * nginx refuses an upstream{} without servers: one placeholder
+     * entry, with no address, stands for the registry's instances.
+     */
+
+    if (uscf->servers == NULL) {
+        uscf->servers = ngx_array_create(cf->pool, 1,
+                                         sizeof(ngx_http_upstream_server_t));
+        if (uscf->servers == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    us = ngx_array_push(uscf->servers);
+    if (us == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(us, sizeof(ngx_http_upstream_server_t));
+    us->name = ucf->service_name;
+
+    ucf->placeholder = us;
+    uscf->peer.init_upstream = ngx_http_tce_upstream_init;
+    uscf->flags = NGX_HTTP_UPSTREAM_CREATE;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tce_upstream_init(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_tce_main_conf_t               *tmcf;
+    ngx_http_tce_upstream_srv_conf_t  *ucf;
+
+    ucf = ngx_http_conf_upstream_srv_conf(us, ngx_http_tce_upstream_module);
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_tce_module);
+
+    if (us->servers->nelts != 1 || us->servers->elts != ucf->placeholder) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "upstream \"%V\" has both \"tce_service\" and "
+                      "\"server\" in %s:%ui",
+                      &us->host, us->file_name, us->line);
+        return NGX_ERROR;
+    }
+
+    if (tmcf->zone == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"tce_service\" in upstream \"%V\" needs a "
+                      "\"tce_zone\" in http{}, in %s:%ui",
+                      &us->host, us->file_name, us->line);
+        return NGX_ERROR;
+    }
+
+    ucf->zone = tmcf->zone;
+    us->peer.init = ngx_http_tce_upstream_init_peer;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tce_upstream_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_pool_cleanup_t                 *cln;
+    ngx_http_tce_upstream_view_t       *view;
+    ngx_http_tce_upstream_srv_conf_t   *ucf;
+    ngx_http_tce_upstream_peer_data_t  *pd;
+
+    ucf = ngx_http_conf_upstream_srv_conf(us, ngx_http_tce_upstream_module);
+
+    pd = ngx_pcalloc(r->pool, sizeof(ngx_http_tce_upstream_peer_data_t));
+    if (pd == NULL) {
+        return NGX_ERROR;
+    }
+
+    pd->request = r;
+    pd->conf = ucf;
+    pd->env = NGX_TCE_ENV_PROD;
+
+    view = ngx_http_tce_upstream_view_get(ucf, r->connection->log);
+
+    if (view) {
+        /* the view stays valid for this request whatever happens to it */
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        view->refs++;
+        cln->handler = ngx_http_tce_upstream_cleanup;
+        cln->data = view;
+        pd->view = view;
+    }
+
+    if (ucf->cluster) {
+        if (ngx_http_complex_value(r, ucf->cluster, &pd->cluster_name)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (view) {
+            pd->cluster = ngx_http_tce_upstream_view_cluster(view,
+                                                          &pd->cluster_name);
+        }
+
+    } else {
+        pd->cluster_name = ucf->cluster_name;
+        pd->cluster = view ? view->static_cluster : NULL;
+    }
+
+    if (pd->cluster) {
+        pd->group = &pd->cluster->env[pd->env];
+    }
+
+    r->upstream->peer.data = pd;
+    r->upstream->peer.get = ngx_http_tce_upstream_get_peer;
+    r->upstream->peer.free = ngx_http_tce_upstream_free_peer;
+    r->upstream->peer.tries = (pd->group && pd->group->nmembers)
+                              ? pd->group->nmembers : 1;
+
+    ngx_http_set_ctx(r, pd, ngx_http_tce_upstream_module);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tce_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_tce_upstream_peer_data_t  *pd = data;
+
+    ngx_http_tce_upstream_peer_t  *peer;
+
+    pc->cached = 0;
+    pc->connection = NULL;
+
+    if (pd->group == NULL || pd->group->sched.len == 0) {
+        if (pd->ntried == 0) {
+            return ngx_http_tce_upstream_unavailable(pd);
+        }
+
+        return NGX_BUSY;
+    }
+
+    peer = ngx_http_tce_upstream_pick(pd);
+
+    if (peer == NULL) {
+        ngx_log_error(NGX_LOG_ERR, pc->log, 0,
+                      "tce: every instance of service \"%V\" cluster "
+                      "\"%V\" env %s failed or was tried",
+                      &pd->conf->service_name, &pd->cluster_name,
+                      ngx_tce_env_name(pd->env));
+        pc->name = &pd->conf->service_name;
+        return NGX_BUSY;
+    }
+
+    pd->current = peer;
+    pd->last = peer;
+
+    pc->sockaddr = &peer->inst.sockaddr.sa;
+    pc->socklen = peer->inst.socklen;
+    pc->name = &peer->name;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The next usable instance of the group's schedule.  Usually the very
+ * next entry; instances failing (max_fails) or already tried for this
+ * request are skipped.  After a bounded number of skips the group's
+ * members are scanned once, so that a mostly failed group costs O(n)
+ * only while it is failing.
+ */
+static ngx_http_tce_upstream_peer_t *
+ngx_http_tce_upstream_pick(ngx_http_tce_upstream_peer_data_t *pd)
+{
+    time_t                          now;
+    uint32_t                        idx;
+    ngx_uint_t                      i, n;
+    ngx_http_tce_upstream_group_t  *g;
+
+    g = pd->group;
+    now = ngx_time();
+
+    n = ngx_min(g->sched.len, 16);
+
+    for (i = 0; i < n; i++) {
+        idx = g->sched.seq[g->pos];
+
+        if (++g->pos == g->sched.len) {
+            g->pos = 0;
+        }
+
+        if (ngx_http_tce_upstream_usable(pd, idx, now)) {
+            return &pd->view->peers[idx];
+        }
+    }
+
+    for (i = 0; i < g->nmembers; i++) {
+        idx = g->members[g->scan];
+
+        if (++g->scan == g->nmembers) {
+            g->scan = 0;
+        }
+
+        if (ngx_http_tce_upstream_usable(pd, idx, now)) {
+            return &pd->view->peers[idx];
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_uint_t
+ngx_http_tce_upstream_usable(ngx_http_tce_upstream_peer_data_t *pd,
+    uint32_t idx, time_t now)
+{
+    uintptr_t                      m;
+    ngx_http_tce_upstream_peer_t  *peer;
+
+    if (pd->ntried) {
+        m = (uintptr_t) 1 << (idx % (8 * sizeof(uintptr_t)));
+
+        if (pd->tried[idx / (8 * sizeof(uintptr_t))] & m) {
+            return 0;
+        }
+    }
+
+    peer = &pd->view->peers[idx];
+
+    if (pd->conf->max_fails
+        && peer->fails >= pd->conf->max_fails
+        && pd->group->nmembers > 1)
+    {
+        if (now - peer->checked <= pd->conf->fail_timeout) {
+            return 0;
+        }
+
+        /* fail_timeout passed: let this request probe it */
+        peer->checked = now;
+    }
+
+    return 1;
+}
+
+
+static void
+ngx_http_tce_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t state)
+{
+    ngx_http_tce_upstream_peer_data_t  *pd = data;
+
+    size_t                         n;
+    time_t                         now;
+    ngx_uint_t                     idx;
+    ngx_http_tce_upstream_peer_t  *peer;
+
+    peer = pd->current;
+
+    if (peer == NULL) {
+        return;
+    }
+
+    pd->current = NULL;
+
+    if (state & NGX_PEER_FAILED) {
+        now = ngx_time();
+        peer->fails++;
+        peer->accessed = now;
+        peer->checked = now;
+
+    } else if (peer->accessed < peer->checked) {
+        peer->fails = 0;
+    }
+
+    if (pc->tries) {
+        pc->tries--;
+    }
+
+    if (pc->tries == 0 || state == 0) {
+        return;
+    }
+
+    /* another try may follow: remember this instance for it */
+
+    if (pd->tried == NULL) {
+        if (pd->view->npeers <= 8 * sizeof(uintptr_t)) {
+            pd->tried = &pd->tried_word;
+
+        } else {
+            n = (pd->view->npeers + 8 * sizeof(uintptr_t) - 1)
+                / (8 * sizeof(uintptr_t));
+
+            pd->tried = ngx_pcalloc(pd->request->pool, n * sizeof(uintptr_t));
+            if (pd->tried == NULL) {
+                pc->tries = 0;
+                return;
+            }
+        }
+    }
+
+    idx = peer - pd->view->peers;
+    pd->tried[idx / (8 * sizeof(uintptr_t))]
+        |= (uintptr_t) 1 << (idx % (8 * sizeof(uintptr_t)));
+    pd->ntried++;
+}
+
+
+/*
+ * No instance registered for the service and cluster: answer 503.
+ *
+ * A balancer cannot choose the status of a request it fails: nginx
+ * answers 502 whenever get() gives up.  So the request is finalized here
+ * with 503, and the upstream module is made to see it as finalized
+ * already (its cleanup unset, as ngx_http_upstream_finalize_request does
+ * itself): it then only drops the reference taken below.
+ */
+static ngx_int_t
+ngx_http_tce_upstream_unavailable(ngx_http_tce_upstream_peer_data_t *pd)
+{
+    ngx_http_request_t   *r;
+    ngx_http_upstream_t  *u;
+
+    r = pd->request;
+    u = r->upstream;
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "tce: no instance available for service \"%V\" "
+                  "cluster \"%V\" env %s",
+                  &pd->conf->service_name, &pd->cluster_name,
+                  ngx_tce_env_name(pd->env));
+
+    if (u->cleanup) {
+        *u->cleanup = NULL;
+        u->cleanup = NULL;
+    }
+
+    r->main->count++;
+
+    ngx_http_finalize_request(r, NGX_HTTP_SERVICE_UNAVAILABLE);
+
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_http_tce_upstream_cleanup(void *data)
+{
+    ngx_http_tce_upstream_view_release(data);
+}

@@ -1,0 +1,104 @@
+/*
+ * The core of the suite as the other modules see it: the shared zone
+ * holding the registry, and the calls that read and write it.
+ *
+ * One writer at a time (the zone's mutex); readers on the request path
+ * take no lock: they compare a service's generation with the one their
+ * read view was built from, and only when it moved copy the instance
+ * set, under the mutex, into memory of their own.
+ */
+
+#ifndef _NGX_TCE_H_INCLUDED_
+#define _NGX_TCE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_tce_types.h"
+#include "ngx_tce_instance.h"
+
+
+#define NGX_TCE_SOURCE_NONE     0       /* named by nginx.conf only */
+#define NGX_TCE_SOURCE_STATE    1       /* the state file */
+
+
+typedef struct ngx_tce_service_s  ngx_tce_service_t;
+
+struct ngx_tce_service_s {
+    ngx_tce_service_t          *next;        /* never freed */
+    ngx_atomic_t                generation;  /* bumped on every change */
+    ngx_tce_instance_t         *instances;   /* sorted by id */
+    ngx_uint_t                  ninstances;
+    ngx_uint_t                  source;      /* NGX_TCE_SOURCE_* */
+    time_t                      updated;
+    size_t                      name_len;
+    u_char                      name[NGX_TCE_SERVICE_LEN];
+};
+
+
+typedef struct {
+    ngx_tce_service_t          *services;    /* list, newest first */
+    ngx_uint_t                  nservices;
+    time_t                      created;
+} ngx_tce_shctx_t;
+
+
+typedef struct {
+    ngx_tce_shctx_t            *sh;
+    ngx_slab_pool_t            *shpool;
+    ngx_shm_zone_t             *shm_zone;
+} ngx_tce_zone_t;
+
+
+/* a service named in nginx.conf, resolved to its zone entry at start */
+typedef struct {
+    ngx_str_t                   name;
+    ngx_tce_service_t         **service;
+} ngx_tce_service_ref_t;
+
+
+typedef struct {
+    ngx_tce_zone_t             *zone;        /* NULL: no tce_zone */
+    ngx_str_t                   state_path;
+    ngx_array_t                 refs;        /* ngx_tce_service_ref_t */
+} ngx_tce_main_conf_t;
+
+
+/*
+ * Finds a service by name; with create, adds it (empty) if absent.
+ * Lookup takes no lock: services are never freed or unlinked.
+ * Returns NULL if absent (or, with create, if the zone is full).
+ */
+ngx_tce_service_t *ngx_tce_zone_service(ngx_tce_zone_t *zone, u_char *name,
+    size_t len, ngx_uint_t create);
+
+/*
+ * Replaces a service's instance set by a copy of inst[0..n-1] (sorted
+ * by id on the way in) and bumps its generation.  Returns NGX_OK,
+ * NGX_DECLINED when the set is unchanged (generation kept), or
+ * NGX_ERROR when the zone is full, changing nothing.
+ */
+ngx_int_t ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    const ngx_tce_instance_t *inst, ngx_uint_t n, ngx_uint_t source,
+    ngx_log_t *log);
+
+/*
+ * Copies a service's instance set into memory from ngx_alloc (the
+ * caller frees it with ngx_free), with the generation it belongs to.
+ * Returns NGX_OK (*inst may be NULL when n is 0) or NGX_ERROR.
+ */
+ngx_int_t ngx_tce_zone_copy(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    ngx_tce_instance_t **inst, ngx_uint_t *n, ngx_atomic_uint_t *generation,
+    ngx_log_t *log);
+
+/* registers a service named in nginx.conf (tce_service) */
+ngx_int_t ngx_tce_add_service_ref(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_tce_service_t **service);
+
+
+extern ngx_module_t  ngx_tce_module;
+
+
+#endif /* _NGX_TCE_H_INCLUDED_ */

@@ -1,0 +1,386 @@
+/*
+ * ngx_tce_module: the core of the suite in nginx.conf's http{} block.
+ *
+ *   tce_zone <name> <size>;    the shared zone holding the registry
+ *   tce_state <path>;          the embedded default store (JSON file)
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_tce.h"
+#include "ngx_tce_state.h"
+
+
+#define NGX_TCE_ZONE_MIN_SIZE  (64 * 1024)
+
+
+static void *ngx_tce_create_main_conf(ngx_conf_t *cf);
+static char *ngx_tce_init_main_conf(ngx_conf_t *cf, void *conf);
+static char *ngx_tce_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_tce_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+static ngx_int_t ngx_tce_apply_state(ngx_tce_zone_t *zone,
+    ngx_tce_main_conf_t *tmcf, ngx_log_t *log);
+static void ngx_tce_state_cleanup(void *data);
+
+
+typedef struct {
+    ngx_tce_zone_t        zone;
+    ngx_tce_main_conf_t  *tmcf;
+    ngx_tce_state_t       state;     /* parsed at configuration time */
+    ngx_uint_t            loaded;    /* tce_state given and file present */
+} ngx_tce_zone_ctx_t;
+
+
+static ngx_command_t  ngx_tce_commands[] = {
+
+    { ngx_string("tce_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_tce_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tce_state"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_tce_main_conf_t, state_path),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_tce_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_tce_create_main_conf,              /* create main configuration */
+    ngx_tce_init_main_conf,                /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_tce_module = {
+    NGX_MODULE_V1,
+    &ngx_tce_module_ctx,                   /* module context */
+    ngx_tce_commands,                      /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_tce_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_tce_main_conf_t  *tmcf;
+
+    tmcf = ngx_pcalloc(cf->pool, sizeof(ngx_tce_main_conf_t));
+    if (tmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     tmcf->zone = NULL;
+     *     tmcf->state_path = { 0, NULL };
+     */
+
+    if (ngx_array_init(&tmcf->refs, cf->pool, 4,
+                       sizeof(ngx_tce_service_ref_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return tmcf;
+}
+
+
+static char *
+ngx_tce_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_tce_main_conf_t *tmcf = conf;
+
+    int                  rc;
+    char                 err[512];
+    ngx_pool_cleanup_t  *cln;
+    ngx_tce_zone_ctx_t  *ctx;
+
+    if (tmcf->state_path.len == 0) {
+        return NGX_CONF_OK;
+    }
+
+    if (tmcf->zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tce_state\" needs a \"tce_zone\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &tmcf->state_path, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ctx = (ngx_tce_zone_ctx_t *) tmcf->zone;
+
+    /* validated here, so that a bad file fails "nginx -t" */
+    rc = ngx_tce_state_load((char *) tmcf->state_path.data, &ctx->state,
+                            err, sizeof(err));
+
+    if (rc == -2) {
+        ngx_conf_log_error(NGX_LOG_NOTICE, cf, 0,
+                           "tce_state \"%V\" does not exist yet: "
+                           "the registry starts empty", &tmcf->state_path);
+        return NGX_CONF_OK;
+    }
+
+    if (rc != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tce_state \"%V\": %s", &tmcf->state_path, err);
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        ngx_tce_state_free(&ctx->state);
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_tce_state_cleanup;
+    cln->data = &ctx->state;
+    ctx->loaded = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_tce_state_cleanup(void *data)
+{
+    ngx_tce_state_free(data);
+}
+
+
+static char *
+ngx_tce_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_tce_main_conf_t *tmcf = conf;
+
+    ssize_t              size;
+    ngx_str_t           *value;
+    ngx_shm_zone_t      *shm_zone;
+    ngx_tce_zone_ctx_t  *ctx;
+
+    if (tmcf->zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    size = ngx_parse_size(&value[2]);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < NGX_TCE_ZONE_MIN_SIZE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small: \"%V\", at least 64k",
+                           &value[1], &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    ctx = ngx_pcalloc(cf->pool, sizeof(ngx_tce_zone_ctx_t));
+    if (ctx == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, &value[1], size, &ngx_tce_module);
+    if (shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is already used by another module",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    shm_zone->init = ngx_tce_init_zone;
+    shm_zone->data = ctx;
+
+    ctx->zone.shm_zone = shm_zone;
+    ctx->tmcf = tmcf;
+    tmcf->zone = &ctx->zone;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_tce_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_tce_zone_ctx_t *octx = data;
+
+    size_t                  len;
+    ngx_uint_t              i;
+    ngx_slab_pool_t        *shpool;
+    ngx_tce_zone_ctx_t     *ctx;
+    ngx_tce_service_ref_t  *ref;
+
+    ctx = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    ctx->zone.shpool = shpool;
+
+    if (octx) {
+        /* reload with the same name and size: keep the registry */
+        ctx->zone.sh = octx->zone.sh;
+
+    } else if (shm_zone->shm.exists) {
+        ctx->zone.sh = shpool->data;
+
+    } else {
+        ctx->zone.sh = ngx_slab_calloc(shpool, sizeof(ngx_tce_shctx_t));
+        if (ctx->zone.sh == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->zone.sh->created = ngx_time();
+        shpool->data = ctx->zone.sh;
+
+        len = sizeof(" in tce zone \"\"") + shm_zone->shm.name.len;
+
+        shpool->log_ctx = ngx_slab_alloc(shpool, len);
+        if (shpool->log_ctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_sprintf(shpool->log_ctx, " in tce zone \"%V\"%Z",
+                    &shm_zone->shm.name);
+
+        shpool->log_nomem = 0;
+    }
+
+    if (ngx_tce_apply_state(&ctx->zone, ctx->tmcf, shm_zone->shm.log)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ref = ctx->tmcf->refs.elts;
+
+    for (i = 0; i < ctx->tmcf->refs.nelts; i++) {
+        *ref[i].service = ngx_tce_zone_service(&ctx->zone, ref[i].name.data,
+                                               ref[i].name.len, 1);
+        if (*ref[i].service == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "tce zone \"%V\" is too small for the services "
+                          "of the configuration", &shm_zone->shm.name);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The state file is applied at every start and reload; only services
+ * whose content changed get a new generation.  A service the file held
+ * before and no longer holds is emptied.
+ */
+static ngx_int_t
+ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
+    ngx_log_t *log)
+{
+    ngx_uint_t                i, found;
+    ngx_tce_service_t        *svc;
+    ngx_tce_zone_ctx_t       *ctx;
+    ngx_tce_state_service_t  *ss;
+
+    ctx = (ngx_tce_zone_ctx_t *) zone;
+
+    if (tmcf->state_path.len == 0) {
+        return NGX_OK;
+    }
+
+    ss = ctx->state.services;
+
+    for (i = 0; i < ctx->state.nservices; i++) {
+        svc = ngx_tce_zone_service(zone, (u_char *) ss[i].name,
+                                   ngx_strlen(ss[i].name), 1);
+        if (svc == NULL
+            || ngx_tce_zone_set(zone, svc, ss[i].instances,
+                                ss[i].ninstances, NGX_TCE_SOURCE_STATE, log)
+               == NGX_ERROR)
+        {
+            ngx_log_error(NGX_LOG_EMERG, log, 0,
+                          "tce zone \"%V\" is too small for tce_state \"%V\"",
+                          &zone->shm_zone->shm.name, &tmcf->state_path);
+            return NGX_ERROR;
+        }
+    }
+
+    for (svc = zone->sh->services; svc; svc = svc->next) {
+        if (svc->source != NGX_TCE_SOURCE_STATE) {
+            continue;
+        }
+
+        found = 0;
+
+        for (i = 0; i < ctx->state.nservices; i++) {
+            if (ngx_strlen(ss[i].name) == svc->name_len
+                && ngx_memcmp(ss[i].name, svc->name, svc->name_len) == 0)
+            {
+                found = 1;
+                break;
+            }
+        }
+
+        if (!found) {
+            (void) ngx_tce_zone_set(zone, svc, NULL, 0, NGX_TCE_SOURCE_STATE,
+                                    log);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_tce_add_service_ref(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_tce_service_t **service)
+{
+    ngx_tce_main_conf_t    *tmcf;
+    ngx_tce_service_ref_t  *ref;
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_tce_module);
+
+    ref = ngx_array_push(&tmcf->refs);
+    if (ref == NULL) {
+        return NGX_ERROR;
+    }
+
+    ref->name = *name;
+    ref->service = service;
+
+    return NGX_OK;
+}

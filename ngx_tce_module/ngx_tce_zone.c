@@ -1,0 +1,225 @@
+/*
+ * The registry in the shared zone: services and their instance sets.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_tce.h"
+
+
+static int ngx_libc_cdecl ngx_tce_instance_cmp(const void *a,
+    const void *b);
+static ngx_uint_t ngx_tce_instances_equal(const ngx_tce_instance_t *a,
+    const ngx_tce_instance_t *b, ngx_uint_t n);
+
+
+static int ngx_libc_cdecl
+ngx_tce_instance_cmp(const void *a, const void *b)
+{
+    return ngx_strcmp(((ngx_tce_instance_t *) a)->id,
+                      ((ngx_tce_instance_t *) b)->id);
+}
+
+
+static ngx_uint_t
+ngx_tce_instances_equal(const ngx_tce_instance_t *a,
+    const ngx_tce_instance_t *b, ngx_uint_t n)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (ngx_strcmp(a[i].id, b[i].id) != 0
+            || ngx_strcmp(a[i].cluster, b[i].cluster) != 0
+            || ngx_strcmp(a[i].version, b[i].version) != 0
+            || ngx_strcmp(a[i].addr, b[i].addr) != 0
+            || a[i].weight != b[i].weight
+            || a[i].env != b[i].env
+            || a[i].state != b[i].state
+            || a[i].op_weight != b[i].op_weight
+            || a[i].op_drain != b[i].op_drain
+            || a[i].op_down != b[i].op_down)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+ngx_tce_service_t *
+ngx_tce_zone_service(ngx_tce_zone_t *zone, u_char *name, size_t len,
+    ngx_uint_t create)
+{
+    ngx_tce_service_t  *svc;
+
+    if (len >= NGX_TCE_SERVICE_LEN) {
+        return NULL;
+    }
+
+    for (svc = zone->sh->services; svc; svc = svc->next) {
+        if (svc->name_len == len && ngx_memcmp(svc->name, name, len) == 0) {
+            return svc;
+        }
+    }
+
+    if (!create) {
+        return NULL;
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    /* another writer may have added it meanwhile */
+    for (svc = zone->sh->services; svc; svc = svc->next) {
+        if (svc->name_len == len && ngx_memcmp(svc->name, name, len) == 0) {
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            return svc;
+        }
+    }
+
+    svc = ngx_slab_calloc_locked(zone->shpool, sizeof(ngx_tce_service_t));
+
+    if (svc != NULL) {
+        ngx_memcpy(svc->name, name, len);
+        svc->name_len = len;
+        svc->updated = ngx_time();
+        svc->generation = 1;
+        svc->next = zone->sh->services;
+
+        /* readers walk the list without the lock: publish it whole */
+        ngx_memory_barrier();
+
+        zone->sh->services = svc;
+        zone->sh->nservices++;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return svc;
+}
+
+
+ngx_int_t
+ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    const ngx_tce_instance_t *inst, ngx_uint_t n, ngx_uint_t source,
+    ngx_log_t *log)
+{
+    size_t               size;
+    ngx_tce_instance_t  *sorted, *copy, *old;
+
+    size = n * sizeof(ngx_tce_instance_t);
+    sorted = NULL;
+
+    if (n) {
+        sorted = ngx_alloc(size, log);
+        if (sorted == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(sorted, inst, size);
+        ngx_qsort(sorted, n, sizeof(ngx_tce_instance_t),
+                  ngx_tce_instance_cmp);
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (svc->ninstances == n && svc->source == source
+        && (n == 0 || ngx_tce_instances_equal(svc->instances, sorted, n)))
+    {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        ngx_free(sorted);
+        return NGX_DECLINED;
+    }
+
+    copy = NULL;
+
+    if (n) {
+        copy = ngx_slab_alloc_locked(zone->shpool, size);
+
+        if (copy == NULL) {
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            ngx_free(sorted);
+
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "tce zone \"%V\" is full: %ui instances of "
+                          "service \"%s\" not stored",
+                          &zone->shm_zone->shm.name, n, svc->name);
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(copy, sorted, size);
+    }
+
+    old = svc->instances;
+
+    /*
+     * Readers copy the set under this same lock, so the old set can go
+     * at once; requests in flight use their worker's own copy.
+     */
+
+    svc->instances = copy;
+    svc->ninstances = n;
+    svc->source = source;
+    svc->updated = ngx_time();
+    svc->generation++;
+
+    if (old) {
+        ngx_slab_free_locked(zone->shpool, old);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+    ngx_free(sorted);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_tce_zone_copy(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    ngx_tce_instance_t **inst, ngx_uint_t *n, ngx_atomic_uint_t *generation,
+    ngx_log_t *log)
+{
+    size_t               size;
+    ngx_uint_t           tries;
+    ngx_tce_instance_t  *copy;
+
+    copy = NULL;
+
+    for (tries = 0; tries < 8; tries++) {
+
+        /* allocate outside the lock, for the size seen; check under it */
+        size = svc->ninstances * sizeof(ngx_tce_instance_t);
+
+        if (size) {
+            copy = ngx_alloc(size, log);
+            if (copy == NULL) {
+                return NGX_ERROR;
+            }
+        }
+
+        ngx_shmtx_lock(&zone->shpool->mutex);
+
+        if (svc->ninstances * sizeof(ngx_tce_instance_t) == size) {
+            if (size) {
+                ngx_memcpy(copy, svc->instances, size);
+            }
+
+            *n = svc->ninstances;
+            *generation = svc->generation;
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+
+            *inst = copy;
+            return NGX_OK;
+        }
+
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        if (copy) {
+            ngx_free(copy);
+            copy = NULL;
+        }
+    }
+
+    return NGX_ERROR;
+}
