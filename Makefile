@@ -31,7 +31,7 @@ UNIT_LIBS   := -lcmocka -ljansson -lcurl -lhiredis -lm
 
 MODULE      := $(BUILD)/ngx_tce_module.so
 
-.PHONY: all deps run run-consul test unit integration lint bench clean
+.PHONY: module-locked all deps run run-consul test unit integration lint bench clean
 
 all: $(MODULE)
 
@@ -61,9 +61,15 @@ $(BUILD)/nginx/Makefile: config $(BUILD)/srcs.list
 	    --add-dynamic-module=$(TOP)' > $(TOP)/$(BUILD)/configure.log \
 	    || { tail -n 5 $(TOP)/$(BUILD)/configure.log; exit 1; }
 
-$(MODULE): $(BUILD)/nginx/Makefile $(MOD_SRCS) $(MOD_HDRS)
+# several makes may run at once (tests, bench): one builds at a time
+$(MODULE): config $(BUILD)/srcs.list $(MOD_SRCS) $(MOD_HDRS)
+	@mkdir -p $(BUILD)
+	@flock $(BUILD)/.lock $(MAKE) -s module-locked
+
+module-locked: $(BUILD)/nginx/Makefile
 	$(MAKE) -s -C $(BUILD)/nginx -f objs/Makefile modules
-	cp $(BUILD)/nginx/objs/ngx_tce_module.so $@
+	cp $(BUILD)/nginx/objs/ngx_tce_module.so $(MODULE).tmp
+	mv $(MODULE).tmp $(MODULE)
 
 $(BUILD)/unit/%: tests/unit/%.c $(PURE_SRCS) $(MOD_HDRS)
 	@mkdir -p $(BUILD)/unit

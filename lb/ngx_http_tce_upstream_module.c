@@ -37,6 +37,7 @@ static ngx_uint_t ngx_http_tce_upstream_usable(
 static ngx_int_t ngx_http_tce_upstream_unavailable(
     ngx_http_tce_upstream_peer_data_t *pd);
 static void ngx_http_tce_upstream_cleanup(void *data);
+static void ngx_http_tce_upstream_exit(void *data);
 static ngx_int_t ngx_http_tce_upstream_preconf(ngx_conf_t *cf);
 
 
@@ -274,6 +275,7 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t
 ngx_http_tce_upstream_init(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
 {
+    ngx_pool_cleanup_t                *cln;
     ngx_tce_main_conf_t               *tmcf;
     ngx_http_tce_upstream_srv_conf_t  *ucf;
 
@@ -295,6 +297,15 @@ ngx_http_tce_upstream_init(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
                       &us->host, us->file_name, us->line);
         return NGX_ERROR;
     }
+
+    /* a worker's last view goes with the cycle */
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_tce_upstream_exit;
+    cln->data = ucf;
 
     ucf->zone = tmcf->zone;
     us->peer.init = ngx_http_tce_upstream_init_peer;
@@ -596,4 +607,16 @@ static void
 ngx_http_tce_upstream_cleanup(void *data)
 {
     ngx_http_tce_upstream_view_release(data);
+}
+
+
+static void
+ngx_http_tce_upstream_exit(void *data)
+{
+    ngx_http_tce_upstream_srv_conf_t *ucf = data;
+
+    if (ucf->view) {
+        ngx_http_tce_upstream_view_release(ucf->view);
+        ucf->view = NULL;
+    }
 }

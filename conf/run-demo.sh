@@ -1,0 +1,38 @@
+#!/bin/sh
+# `make run`: nginx in the foreground with the demo configuration.
+# Ctrl-C stops it and everything it started (its own workers).
+
+set -e
+
+nginx=$1
+top=$2
+run=$top/build/demo
+
+mkdir -p "$run/logs"
+cp "$top/conf/demo-state.json" "$run/state.json"
+sed -e "s|@TOP@|$top|g" -e "s|@RUN@|$run|g" "$top/conf/demo.conf" \
+    > "$run/nginx.conf"
+
+"$nginx" -q -t -p "$run" -c "$run/nginx.conf"
+
+cat <<MSG
+
+TCE front door demo on http://127.0.0.1:8080 (Ctrl-C stops it)
+
+  service demo.shop.api: api-1 (weight 5), api-2 (3), api-3 on IPv6 (2),
+  api-4 draining (gets no new requests); state file: $run/state.json
+
+Try:
+  curl -i http://127.0.0.1:8080/                  # X-TCE-Instance names who answered
+  for i in \$(seq 20); do curl -s http://127.0.0.1:8080/; done | sort | uniq -c
+  curl -i http://127.0.0.1:8080/missing           # service with no instance: 503
+  curl -s http://127.0.0.1:8080/tce/status        # the registry as JSON
+  tail -f $run/logs/access.log                    # \$tce_* variables
+
+Edit $run/state.json, then
+  nginx -p $run -c $run/nginx.conf -s reload
+and the routing follows, without dropping a request.
+
+MSG
+
+exec "$nginx" -p "$run" -c "$run/nginx.conf" -g 'daemon off;'
