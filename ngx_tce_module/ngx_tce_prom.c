@@ -764,7 +764,7 @@ ngx_tce_prom_process(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b,
                        "Version of the module and of nginx, value 1.");
     ngx_tce_prom_sample(&f, "");
     ngx_tce_prom_label(b, "version", s->version, 1);
-    ngx_tce_prom_label(b, "nginx_version", s->nginx_version, 0);
+    ngx_tce_prom_label(b, "nginx_version", s->server_version, 0);
     (void) ngx_tce_buf_append(b, "} 1\n", 4);
     ngx_tce_prom_end(&f);
 
@@ -830,7 +830,7 @@ ngx_tce_prom_json(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b)
                      "used", (json_int_t) s->zone_used,
                      "free", (json_int_t) s->zone_free,
                      "build", "version", s->version,
-                     "nginx_version", s->nginx_version);
+                     "nginx_version", s->server_version);
     if (root == NULL) {
         return -1;
     }

@@ -105,7 +105,7 @@ typedef struct {
     uint64_t                  dropped;
     uint64_t                  start_time;
     const char               *version;
-    const char               *nginx_version;
+    const char               *server_version;
 } ngx_tce_prom_snapshot_t;
 
 

@@ -106,7 +106,7 @@ snapshot(ngx_tce_prom_snapshot_t *s, ngx_tce_prom_group_t *g,
     s->dropped = 0;
     s->start_time = 1700000000;
     s->version = "0.1.0";
-    s->nginx_version = "1.22.1";
+    s->server_version = "1.22.1";
 }
 
 
@@ -405,7 +405,7 @@ test_empty(void **state)
     memset(&s, 0, sizeof(s));
     s.zone_name = "z";
     s.version = "v";
-    s.nginx_version = "n";
+    s.server_version = "n";
 
     t = render(&s, NGX_TCE_PROM_TEXT);
 
