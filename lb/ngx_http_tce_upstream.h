@@ -30,9 +30,6 @@ typedef struct {
     ngx_uint_t                         fails;
     time_t                             accessed;
     time_t                             checked;
-
-    /* request metrics: the instance's series (lb/ngx_http_tce_metrics.h) */
-    struct ngx_http_tce_metrics_peer_s   *metrics;
 } ngx_http_tce_upstream_peer_t;
 
 
@@ -42,13 +39,17 @@ typedef struct {
     uint32_t                          *members;   /* routable peers */
     ngx_uint_t                         nmembers;
     ngx_uint_t                         scan;      /* degraded-mode cursor */
-    struct ngx_http_tce_metrics_group_s  *metrics;  /* its series */
 } ngx_http_tce_upstream_group_t;
 
 
 typedef struct {
     ngx_str_t                          name;
     ngx_http_tce_upstream_group_t      env[NGX_TCE_NENVS];
+
+    /* the zone's policy, or tce_canary's; the split goes on across
+     * rebuilds (ngx_http_tce_upstream_canary.c) */
+    ngx_tce_canary_policy_t            canary;
+    ngx_tce_canary_split_t             split;
 } ngx_http_tce_upstream_cluster_t;
 
 
@@ -60,10 +61,22 @@ typedef struct {
     ngx_http_tce_upstream_cluster_t   *clusters;
     ngx_uint_t                         nclusters;
     ngx_http_tce_upstream_cluster_t   *static_cluster;
-
-    /* the series of requests finding no group (metrics) */
-    struct ngx_http_tce_metrics_group_s  *metrics;
 } ngx_http_tce_upstream_view_t;
+
+
+/* tce_canary: the upstream's default policy and how requests choose */
+typedef struct {
+    ngx_tce_canary_policy_t            policy;
+    ngx_http_complex_value_t          *key;       /* NULL: no sticky key */
+    ngx_str_t                          header;    /* override header */
+    ngx_str_t                          cookie;    /* override cookie */
+    ngx_array_t                       *override_from;   /* ngx_cidr_t */
+} ngx_http_tce_upstream_canary_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                         canary_header;
+} ngx_http_tce_upstream_loc_conf_t;
 
 
 typedef struct {
@@ -75,6 +88,7 @@ typedef struct {
     time_t                             fail_timeout;
     ngx_tce_zone_t                    *zone;
     ngx_http_upstream_server_t        *placeholder;
+    ngx_http_tce_upstream_canary_conf_t  *canary;  /* NULL: no tce_canary */
 
     /* this worker's current view */
     ngx_http_tce_upstream_view_t      *view;
@@ -91,6 +105,7 @@ typedef struct {
     ngx_http_tce_upstream_peer_t      *last;      /* for $tce_instance */
     ngx_str_t                          cluster_name;
     ngx_uint_t                         env;
+    ngx_uint_t                         spare;     /* fallback's members */
     ngx_uint_t                         ntried;
     uintptr_t                         *tried;     /* bitmap of peers */
     uintptr_t                          tried_word;
@@ -113,6 +128,33 @@ ngx_http_tce_upstream_cluster_t *ngx_http_tce_upstream_view_cluster(
     ngx_http_tce_upstream_view_t *view, ngx_str_t *name);
 
 ngx_int_t ngx_http_tce_upstream_add_variables(ngx_conf_t *cf);
+
+/* ngx_http_tce_upstream_canary.c: directives, view, decision */
+char *ngx_http_tce_upstream_canary(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void *ngx_http_tce_upstream_create_loc_conf(ngx_conf_t *cf);
+char *ngx_http_tce_upstream_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+ngx_int_t ngx_http_tce_upstream_canary_init(ngx_conf_t *cf);
+
+/* copies the cluster's policy into a view, carries its split */
+void ngx_http_tce_upstream_canary_view(ngx_http_tce_upstream_srv_conf_t *ucf,
+    ngx_http_tce_upstream_cluster_t *cl, ngx_http_tce_upstream_view_t *old);
+
+/*
+ * Chooses the request's env (override, sticky key, exact split, then
+ * fallback when that env is empty): sets pd->env, pd->group and
+ * pd->spare.  Returns NGX_OK or NGX_ERROR.
+ */
+ngx_int_t ngx_http_tce_upstream_canary_choose(ngx_http_request_t *r,
+    ngx_http_tce_upstream_peer_data_t *pd);
+
+/*
+ * The chosen env is exhausted: moves the request to the other env if
+ * the fallback rule allows it.  Returns 1 if it did, 0 otherwise.
+ */
+ngx_uint_t ngx_http_tce_upstream_canary_fallback(
+    ngx_http_tce_upstream_peer_data_t *pd);
 
 
 extern ngx_module_t  ngx_http_tce_upstream_module;

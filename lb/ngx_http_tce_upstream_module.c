@@ -17,7 +17,6 @@
 #include <ngx_http.h>
 
 #include "ngx_http_tce_upstream.h"
-#include "ngx_http_tce_metrics.h"
 
 
 static void *ngx_http_tce_upstream_create_srv_conf(ngx_conf_t *cf);
@@ -51,13 +50,27 @@ static ngx_command_t  ngx_http_tce_upstream_commands[] = {
       0,
       NULL },
 
+    { ngx_string("tce_canary"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
+      ngx_http_tce_upstream_canary,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tce_canary_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tce_upstream_loc_conf_t, canary_header),
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_tce_upstream_module_ctx = {
     ngx_http_tce_upstream_preconf,         /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_tce_upstream_canary_init,     /* postconfiguration */
 
     NULL,                                  /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -65,8 +78,8 @@ static ngx_http_module_t  ngx_http_tce_upstream_module_ctx = {
     ngx_http_tce_upstream_create_srv_conf, /* create server configuration */
     NULL,                                  /* merge server configuration */
 
-    NULL,                                  /* create location configuration */
-    NULL                                   /* merge location configuration */
+    ngx_http_tce_upstream_create_loc_conf, /* create location configuration */
+    ngx_http_tce_upstream_merge_loc_conf   /* merge location configuration */
 };
 
 
@@ -367,15 +380,17 @@ ngx_http_tce_upstream_init_peer(ngx_http_request_t *r,
         pd->cluster = view ? view->static_cluster : NULL;
     }
 
-    if (pd->cluster) {
-        pd->group = &pd->cluster->env[pd->env];
+    if (pd->cluster
+        && ngx_http_tce_upstream_canary_choose(r, pd) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     r->upstream->peer.data = pd;
     r->upstream->peer.get = ngx_http_tce_upstream_get_peer;
     r->upstream->peer.free = ngx_http_tce_upstream_free_peer;
     r->upstream->peer.tries = (pd->group && pd->group->nmembers)
-                              ? pd->group->nmembers : 1;
+                              ? pd->group->nmembers + pd->spare : 1;
 
     ngx_http_set_ctx(r, pd, ngx_http_tce_upstream_module);
 
@@ -403,6 +418,10 @@ ngx_http_tce_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
 
     peer = ngx_http_tce_upstream_pick(pd);
 
+    if (peer == NULL && ngx_http_tce_upstream_canary_fallback(pd)) {
+        peer = ngx_http_tce_upstream_pick(pd);
+    }
+
     if (peer == NULL) {
         ngx_log_error(NGX_LOG_ERR, pc->log, 0,
                       "tce: every instance of service \"%V\" cluster "
@@ -415,8 +434,6 @@ ngx_http_tce_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
 
     pd->current = peer;
     pd->last = peer;
-
-    ngx_http_tce_metrics_attempt(pd->group, peer, 1);
 
     pc->sockaddr = &peer->inst.sockaddr.sa;
     pc->socklen = peer->inst.socklen;
@@ -525,8 +542,6 @@ ngx_http_tce_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     }
 
     pd->current = NULL;
-
-    ngx_http_tce_metrics_attempt(pd->group, peer, -1);
 
     if (state & NGX_PEER_FAILED) {
         now = ngx_time();

@@ -7,7 +7,6 @@
 #include <ngx_http.h>
 
 #include "ngx_http_tce_upstream.h"
-#include "ngx_http_tce_metrics.h"
 
 
 static ngx_http_tce_upstream_view_t *ngx_http_tce_upstream_view_build(
@@ -159,15 +158,14 @@ ngx_http_tce_upstream_view_build(ngx_http_tce_upstream_srv_conf_t *ucf,
                 goto failed;
             }
         }
+
+        ngx_http_tce_upstream_canary_view(ucf, cl, old);
     }
 
     if (ucf->cluster == NULL) {
         view->static_cluster = ngx_http_tce_upstream_view_cluster(view,
                                                         &ucf->cluster_name);
     }
-
-    /* the series the request path adds to: resolved here, once */
-    ngx_http_tce_metrics_view_bind(ucf, view, log);
 
     ngx_free(w);
 
@@ -311,8 +309,6 @@ static void
 ngx_http_tce_upstream_view_free(ngx_http_tce_upstream_view_t *view)
 {
     ngx_uint_t  i, env;
-
-    ngx_http_tce_metrics_view_release(view);
 
     for (i = 0; i < view->nclusters; i++) {
         for (env = 0; env < NGX_TCE_NENVS; env++) {

@@ -18,6 +18,7 @@
 
 #include "ngx_tce_types.h"
 #include "ngx_tce_instance.h"
+#include "ngx_tce_canary.h"
 
 
 #define NGX_TCE_SOURCE_NONE     0       /* named by nginx.conf only */
@@ -25,6 +26,7 @@
 
 
 typedef struct ngx_tce_service_s  ngx_tce_service_t;
+typedef struct ngx_tce_policy_s   ngx_tce_policy_t;   /* ngx_tce_policy.c */
 
 struct ngx_tce_service_s {
     ngx_tce_service_t          *next;        /* never freed */
@@ -33,6 +35,7 @@ struct ngx_tce_service_s {
     ngx_uint_t                  ninstances;
     ngx_uint_t                  source;      /* NGX_TCE_SOURCE_* */
     time_t                      updated;
+    ngx_tce_policy_t           *policies;    /* canary, per cluster */
     size_t                      name_len;
     u_char                      name[NGX_TCE_SERVICE_LEN];
 };
@@ -42,7 +45,6 @@ typedef struct {
     ngx_tce_service_t          *services;    /* list, newest first */
     ngx_uint_t                  nservices;
     time_t                      created;
-    void                       *metrics;     /* lb/ngx_http_tce_metrics.h */
 } ngx_tce_shctx_t;
 
 
@@ -92,6 +94,37 @@ ngx_int_t ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
  */
 ngx_int_t ngx_tce_zone_copy(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     ngx_tce_instance_t **inst, ngx_uint_t *n, ngx_atomic_uint_t *generation,
+    ngx_log_t *log);
+
+/*
+ * Sets (policy not NULL) or clears (NULL: nginx.conf's default applies)
+ * the canary policy of a service's cluster, and bumps the service's
+ * generation so that every worker's view picks it up at its next
+ * request.  Returns NGX_OK, NGX_DECLINED when nothing changed
+ * (generation kept), or NGX_ERROR when the zone is full, changing
+ * nothing.
+ */
+ngx_int_t ngx_tce_zone_policy_set(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, ngx_str_t *cluster,
+    const ngx_tce_canary_policy_t *policy, ngx_log_t *log);
+
+/*
+ * Copies the canary policy of a service's cluster into *policy (view
+ * builds only: it takes the zone's lock).  Returns NGX_OK, or
+ * NGX_DECLINED when none is set.
+ */
+ngx_int_t ngx_tce_zone_policy_get(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, ngx_str_t *cluster,
+    ngx_tce_canary_policy_t *policy);
+
+/*
+ * Applies the canary objects of a state file's service (checked when
+ * the file was loaded): sets the policy of every cluster that has one,
+ * clears it for the others.  ss NULL clears them all.  Returns NGX_OK,
+ * or NGX_ERROR when the zone is full.
+ */
+ngx_int_t ngx_tce_policy_apply_state(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, const ngx_tce_state_service_t *ss,
     ngx_log_t *log);
 
 /* registers a service named in nginx.conf (tce_service) */

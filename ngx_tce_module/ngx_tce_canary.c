@@ -300,3 +300,35 @@ ngx_tce_canary_encode_json(const ngx_tce_canary_policy_t *p)
 
     return s;
 }
+
+
+int
+ngx_tce_canary_check_state(const ngx_tce_state_t *st, char *err,
+    size_t errlen)
+{
+    char                            why[160];
+    size_t                          i, j;
+    ngx_tce_canary_policy_t         p;
+    const ngx_tce_state_cluster_t  *cl;
+
+    for (i = 0; i < st->nservices; i++) {
+        for (j = 0; j < st->services[i].nclusters; j++) {
+            cl = &st->services[i].clusters[j];
+
+            if (cl->canary == NULL) {
+                continue;
+            }
+
+            if (ngx_tce_canary_parse_json(cl->canary, &p, why, sizeof(why))
+                != 0)
+            {
+                return ngx_tce_canary_fail(err, errlen,
+                                           "services.%s.clusters.%s.canary."
+                                           "%s", st->services[i].name,
+                                           cl->cluster, why);
+            }
+        }
+    }
+
+    return 0;
+}

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "ngx_tce_types.h"
+#include "ngx_tce_state.h"
 
 
 #define NGX_TCE_CANARY_SCALE  10000     /* basis points in 100% */
@@ -93,6 +94,14 @@ int ngx_tce_canary_parse_json(const char *text, ngx_tce_canary_policy_t *p,
  * it), or NULL on allocation failure.
  */
 char *ngx_tce_canary_encode_json(const ngx_tce_canary_policy_t *p);
+
+/*
+ * Checks every cluster's "canary" object of a decoded state file.
+ * Returns 0, or -1 with err = "services.<svc>.clusters.<cl>.canary.
+ * <key>: reason" for the first bad one.
+ */
+int ngx_tce_canary_check_state(const ngx_tce_state_t *st, char *err,
+    size_t errlen);
 
 
 #endif /* _NGX_TCE_CANARY_H_INCLUDED_ */

@@ -155,6 +155,13 @@ ngx_tce_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_tce_canary_check_state(&ctx->state, err, sizeof(err)) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tce_state \"%V\": %s", &tmcf->state_path, err);
+        ngx_tce_state_free(&ctx->state);
+        return NGX_CONF_ERROR;
+    }
+
     cln = ngx_pool_cleanup_add(cf->pool, 0);
     if (cln == NULL) {
         ngx_tce_state_free(&ctx->state);
@@ -330,6 +337,8 @@ ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
         if (svc == NULL
             || ngx_tce_zone_set(zone, svc, ss[i].instances,
                                 ss[i].ninstances, NGX_TCE_SOURCE_STATE, log)
+               == NGX_ERROR
+            || ngx_tce_policy_apply_state(zone, svc, &ss[i], log)
                == NGX_ERROR)
         {
             ngx_log_error(NGX_LOG_EMERG, log, 0,
@@ -358,6 +367,7 @@ ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
         if (!found) {
             (void) ngx_tce_zone_set(zone, svc, NULL, 0, NGX_TCE_SOURCE_STATE,
                                     log);
+            (void) ngx_tce_policy_apply_state(zone, svc, NULL, log);
         }
     }
 
