@@ -30,6 +30,9 @@ typedef struct {
     ngx_uint_t                         fails;
     time_t                             accessed;
     time_t                             checked;
+
+    /* request metrics: the instance's series (lb/ngx_http_tce_metrics.h) */
+    struct ngx_http_tce_metrics_peer_s   *metrics;
 } ngx_http_tce_upstream_peer_t;
 
 
@@ -39,6 +42,7 @@ typedef struct {
     uint32_t                          *members;   /* routable peers */
     ngx_uint_t                         nmembers;
     ngx_uint_t                         scan;      /* degraded-mode cursor */
+    struct ngx_http_tce_metrics_group_s  *metrics;  /* its series */
 } ngx_http_tce_upstream_group_t;
 
 
@@ -61,6 +65,9 @@ typedef struct {
     ngx_http_tce_upstream_cluster_t   *clusters;
     ngx_uint_t                         nclusters;
     ngx_http_tce_upstream_cluster_t   *static_cluster;
+
+    /* the series of requests finding no group (metrics) */
+    struct ngx_http_tce_metrics_group_s  *metrics;
 } ngx_http_tce_upstream_view_t;
 
 

@@ -17,6 +17,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_tce_upstream.h"
+#include "ngx_http_tce_metrics.h"
 
 
 static void *ngx_http_tce_upstream_create_srv_conf(ngx_conf_t *cf);
@@ -435,6 +436,8 @@ ngx_http_tce_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
     pd->current = peer;
     pd->last = peer;
 
+    ngx_http_tce_metrics_attempt(pd->group, peer, 1);
+
     pc->sockaddr = &peer->inst.sockaddr.sa;
     pc->socklen = peer->inst.socklen;
     pc->name = &peer->name;
@@ -542,6 +545,8 @@ ngx_http_tce_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     }
 
     pd->current = NULL;
+
+    ngx_http_tce_metrics_attempt(pd->group, peer, -1);
 
     if (state & NGX_PEER_FAILED) {
         now = ngx_time();

@@ -7,6 +7,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_tce_upstream.h"
+#include "ngx_http_tce_metrics.h"
 
 
 static ngx_http_tce_upstream_view_t *ngx_http_tce_upstream_view_build(
@@ -167,6 +168,9 @@ ngx_http_tce_upstream_view_build(ngx_http_tce_upstream_srv_conf_t *ucf,
                                                         &ucf->cluster_name);
     }
 
+    /* the series the request path adds to: resolved here, once */
+    ngx_http_tce_metrics_view_bind(ucf, view, log);
+
     ngx_free(w);
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
@@ -309,6 +313,8 @@ static void
 ngx_http_tce_upstream_view_free(ngx_http_tce_upstream_view_t *view)
 {
     ngx_uint_t  i, env;
+
+    ngx_http_tce_metrics_view_release(view);
 
     for (i = 0; i < view->nclusters; i++) {
         for (env = 0; env < NGX_TCE_NENVS; env++) {

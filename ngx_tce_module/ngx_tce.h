@@ -45,6 +45,7 @@ typedef struct {
     ngx_tce_service_t          *services;    /* list, newest first */
     ngx_uint_t                  nservices;
     time_t                      created;
+    void                       *metrics;     /* lb/ngx_http_tce_metrics.h */
 } ngx_tce_shctx_t;
 
 
