@@ -252,7 +252,8 @@ ngx_http_tce_metrics_init_process(ngx_cycle_t *cycle)
 
     mmcf->timer = ev;
 
-    ngx_add_timer(ev, ngx_http_tce_metrics_interval(mmcf));
+    /* the first tick builds the views at once: see the tick */
+    ngx_add_timer(ev, 1);
 
     return NGX_OK;
 }
@@ -271,9 +272,12 @@ ngx_http_tce_metrics_interval(ngx_http_tce_metrics_main_conf_t *mmcf)
 
 
 /*
- * Each worker, on a timer: brings its views up to date (an idle worker
- * would otherwise keep referencing departed instances), then frees the
- * series unused for tce_metrics_expire.
+ * Each worker, on a timer: builds or brings up to date its views of
+ * every tce upstream, then frees the series unused for
+ * tce_metrics_expire.  So the series of a registered instance are
+ * always referenced (after a reload, the new workers take them over
+ * within a tick, long before they could expire), and an idle worker
+ * does not keep departed instances' series alive.
  */
 static void
 ngx_http_tce_metrics_tick(ngx_event_t *ev)
@@ -316,7 +320,7 @@ ngx_http_tce_metrics_refresh(ngx_cycle_t *cycle, ngx_log_t *log)
         ucf = ngx_http_conf_upstream_srv_conf(uscfp[i],
                                               ngx_http_tce_upstream_module);
 
-        if (ucf && ucf->service && ucf->zone && ucf->view) {
+        if (ucf && ucf->service && ucf->zone) {
             (void) ngx_http_tce_upstream_view_get(ucf, log);
         }
     }

@@ -35,6 +35,7 @@ static void ngx_http_tce_metrics_registry(ngx_tce_zone_t *zone,
     ngx_uint_t n, ngx_log_t *log);
 static int ngx_libc_cdecl ngx_http_tce_metrics_inst_cmp(const void *key,
     const void *elt);
+static ngx_uint_t ngx_http_tce_metrics_unused(ngx_tce_group_counters_t *c);
 static char *ngx_http_tce_metrics_pstr(ngx_pool_t *pool, u_char *s,
     size_t len);
 
@@ -679,6 +680,14 @@ ngx_http_tce_metrics_copy_svc(ngx_tce_zone_t *zone,
     {
         g = ngx_queue_data(q, ngx_http_tce_metrics_group_t, queue);
 
+        /* a canary env nobody used yet: no series to show */
+        if (g->env != NGX_TCE_ENV_PROD && g->c.in_flight == 0
+            && ngx_http_tce_metrics_unused(&g->c))
+        {
+            arrays[0].nelts--;
+            continue;
+        }
+
         pg->service = name;
         pg->cluster = ngx_http_tce_metrics_pstr(pool, g->cluster,
                                                 g->cluster_len);
@@ -812,4 +821,21 @@ ngx_http_tce_metrics_pstr(ngx_pool_t *pool, u_char *s, size_t len)
     p[len] = '\0';
 
     return (char *) p;
+}
+
+
+static ngx_uint_t
+ngx_http_tce_metrics_unused(ngx_tce_group_counters_t *c)
+{
+    ngx_uint_t  i, j;
+
+    for (i = 0; i < NGX_TCE_PROM_NCLASSES; i++) {
+        for (j = 0; j < NGX_TCE_PROM_NSOURCES; j++) {
+            if (c->requests[i][j]) {
+                return 0;
+            }
+        }
+    }
+
+    return 1;
 }

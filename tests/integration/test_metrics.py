@@ -66,7 +66,7 @@ def total(samples, name, **labels):
 
 
 def start(nginx, services, upstream=None, expire=None, zone='tce_zone tce '
-          '1m;', location=''):
+          '1m;', location='', server_extra=''):
     nginx.write_state(services)
     http_extra = SIZES_LOG
     if expire:
@@ -74,7 +74,8 @@ def start(nginx, services, upstream=None, expire=None, zone='tce_zone tce '
     nginx.configure(
         upstreams=upstream or ('    upstream api {\n        tce_service '
                                '%s;\n    }\n' % SERVICE),
-        http_extra=http_extra, server_extra=METRICS_LOCATION, zone=zone,
+        http_extra=http_extra, server_extra=METRICS_LOCATION + server_extra,
+        zone=zone,
         location=('            access_log %s/sizes.log tce_sizes;\n'
                   '            access_log %s tce;\n%s'
                   % (nginx.dir, nginx.access_log, location)))
@@ -208,7 +209,8 @@ def test_502_from_nginx_and_503_when_empty(backend, nginx):
     start(nginx, {SERVICE: {'default': [
         instance('dead', backend.addr(backend.dead))]},
         'demo.web.none': {'default': []}},
-        upstream=upstreams)
+        upstream=upstreams,
+        server_extra='        location /empty/ { proxy_pass http://empty; }\n')
     nginx.allowed_log.add('[error]')
 
     n = 10
@@ -219,3 +221,167 @@ def test_502_from_nginx_and_503_when_empty(backend, nginx):
     assert total(m, 'tce_upstream_connect_failures_total',
                  service=SERVICE) == n
     assert total(m, 'tce_upstream_retries_total', service=SERVICE) == 0
+
+    # no instance at all: 503 from nginx, under the configured cluster
+    assert [r.status for r in fetch(nginx, '/empty', n)] == [503] * n
+    m = wait_requests(nginx, n, service='demo.web.none')
+    assert select(m, 'tce_requests_total', service='demo.web.none',
+                  cluster='default', env='prod') == {'5xx|nginx|': n}
+    assert total(m, 'tce_upstream_connect_failures_total',
+                 service='demo.web.none') == 0
+
+
+def test_unknown_cluster_from_variable_is_labelled_unknown(backend, nginx):
+    start(nginx, {SERVICE: {'default': [
+        instance('ok', backend.addr(backend.ok4[0]))]}},
+        upstream=('    upstream api {\n        tce_service %s '
+                  'cluster=$http_x_cluster;\n    }\n' % SERVICE))
+    nginx.allowed_log.add('[error]')
+
+    assert nginx.get('/c', headers={'X-Cluster': 'default'}).status == 200
+    bad = 'evil"} 1\\x'
+    assert nginx.get('/c', headers={'X-Cluster': bad}).status == 503
+
+    m = wait_requests(nginx, 2)
+    assert select(m, 'tce_requests_total', cluster='default') == {
+        '2xx|upstream|': 1}
+    assert select(m, 'tce_requests_total', cluster='unknown') == {
+        '5xx|nginx|': 1}
+    assert 'evil' not in scrape(nginx).text
+
+
+# ------------------------------------------------------------ exposition
+
+def histograms(samples, name, **labels):
+    """{le: count}, _count and _sum of one histogram series."""
+    buckets = {}
+    for (n, ls), v in samples.items():
+        d = dict(ls)
+        if n == name + '_bucket' and all(d.get(a) == b
+                                         for a, b in labels.items()):
+            buckets[d['le']] = v
+    key = tuple(sorted(labels.items()))
+    return buckets, samples[(name + '_count', key)], \
+        samples[(name + '_sum', key)]
+
+
+def test_histograms_promtool_openmetrics_json(backend, nginx):
+    start(nginx, {SERVICE: {'default': [
+        instance('ok-1', backend.addr(backend.ok4[0])),
+        instance('err', backend.addr(backend.p502))]}})
+
+    n = 50
+    fetch(nginx, '/h', n)
+    m = wait_requests(nginx, n)
+    base = dict(service=SERVICE, cluster='default', env='prod')
+
+    les = ['0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1',
+           '2.5', '5', '10', '30', '60', '+Inf']
+    for name in ('tce_request_duration_seconds',
+                 'tce_upstream_response_duration_seconds'):
+        buckets, count, sum_ = histograms(m, name, **base)
+        assert list(buckets) == les, name
+        values = [buckets[le] for le in les]
+        assert values == sorted(values), 'cumulative: %r' % values
+        assert values[-1] == count == n
+        assert 0 <= sum_ < 60 * n
+
+    text = scrape(nginx).text
+    assert text.endswith('\n')
+    rc, out = promtool_check(text)
+    assert (rc, out) == (0, '')
+    r = scrape(nginx)
+    assert r.headers['Content-Type'] == (
+        'text/plain; version=0.0.4; charset=utf-8')
+
+    r = scrape(nginx, headers={
+        'Accept': 'application/openmetrics-text; version=1.0.0,'
+                  'text/plain;q=0.5'})
+    assert r.headers['Content-Type'].startswith(
+        'application/openmetrics-text; version=1.0.0')
+    assert r.text.endswith('# EOF\n')
+    assert '# TYPE tce_requests counter' in r.text
+
+    r = scrape(nginx, path='/metrics?format=json')
+    assert r.headers['Content-Type'] == 'application/json'
+    doc = json.loads(r.body)
+    g = [g for g in doc['groups'] if g['env'] == 'prod'][0]
+    assert sum(v for by in g['requests'].values() for v in by.values()) == n
+    assert g['request_duration']['count'] == n
+    assert doc['start_time'] == m[('tce_start_time_seconds', ())]
+    assert {i['instance'] for i in doc['instances']} == {'ok-1', 'err'}
+
+
+# ------------------------------------------------------ reload and expiry
+
+def test_reload_keeps_counts(backend, nginx):
+    start(nginx, {SERVICE: {'default': [
+        instance('ok-1', backend.addr(backend.ok4[0]))]}})
+
+    fetch(nginx, '/a', 20)
+    before = wait_requests(nginx, 20)
+    nginx.reload()
+    after = metrics(nginx)
+    assert total(after, 'tce_requests_total') == 20
+    assert after[('tce_start_time_seconds', ())] == \
+        before[('tce_start_time_seconds', ())]
+    assert total(after, 'tce_instance_requests_total', instance='ok-1') == 20
+
+    fetch(nginx, '/b', 10)
+    m = wait_requests(nginx, 30)
+    assert total(m, 'tce_instance_requests_total', instance='ok-1') == 30
+
+
+def test_departed_instance_expires(backend, nginx):
+    a = instance('stay', backend.addr(backend.ok4[0]))
+    b = instance('gone', backend.addr(backend.ok4[1]))
+    start(nginx, {SERVICE: {'default': [a, b]}}, expire='1s')
+
+    fetch(nginx, '/e', 20)
+    m = wait_requests(nginx, 20)
+    assert total(m, 'tce_instance_requests_total', instance='gone') > 0
+
+    nginx.write_state({SERVICE: {'default': [a]}})
+    nginx.reload()
+
+    def expired():
+        m = metrics(nginx)
+        names = {dict(k[1]).get('instance') for k in m
+                 if k[0].startswith('tce_instance_')}
+        return m if names == {'stay'} else None
+
+    m = wait_for(expired, 10, what='the departed instance to expire')
+    # the remaining instance and the group keep their counts
+    assert total(m, 'tce_instance_requests_total', instance='stay') + \
+        0 == total(m, 'tce_instance_requests_total')
+    assert total(m, 'tce_requests_total') == 20
+    assert total(m, 'tce_instance_requests_total', instance='stay') > 0
+
+
+# ------------------------------------------------------------ zone full
+
+def test_zone_full_counts_dropped_and_serves(backend, nginx):
+    n = 90
+    insts = [instance('i-%03d' % i, backend.addr(backend.ok4[i % 4]))
+             for i in range(n)]
+    start(nginx, {SERVICE: {'default': insts}}, zone='tce_zone tce 64k;')
+    nginx.allowed_log.add('tce metrics: zone')
+
+    rs = fetch(nginx, '/z', 100)
+    assert [r.status for r in rs] == [200] * 100
+
+    def dropped():
+        m = metrics(nginx)
+        return m if m[('tce_metrics_dropped_total', ())] > 0 else None
+
+    m = wait_for(dropped, 10, what='dropped observations to be counted')
+    counted = total(m, 'tce_instance_requests_total')
+    # every observation is either counted or dropped, never lost
+    wait_for(lambda: total(metrics(nginx), 'tce_instance_requests_total')
+             + metrics(nginx)[('tce_metrics_dropped_total', ())] == 100, 10,
+             what='counted + dropped == requests')
+    assert counted < 100, counted
+    rc, out = promtool_check(scrape(nginx).text)
+    assert (rc, out) == (0, '')
+    log = open(nginx.error_log).read()
+    assert 'tce metrics: zone "tce" is full' in log
