@@ -171,7 +171,8 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
 
     if (!ngx_tce_service_name_valid((char *) value[1].data, value[1].len)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid service name \"%V\": expected "
+                           "invalid service name \"%V\" in "
+                           "\"tce_service\": expected "
                            "product.subsystem.module of [a-z0-9_-]",
                            &value[1]);
         return NGX_CONF_ERROR;
@@ -207,7 +208,9 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
 
             if (!ngx_tce_cluster_name_valid((char *) s.data, s.len)) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid cluster \"%V\"", &s);
+                                   "invalid \"%V\" in \"tce_service\": "
+                                   "a cluster name is [A-Za-z0-9_.-]{1,63}",
+                                   &value[i]);
                 return NGX_CONF_ERROR;
             }
 
@@ -220,7 +223,8 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
 
             if (n == NGX_ERROR) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid max_fails \"%V\"", &value[i]);
+                                   "invalid \"%V\" in \"tce_service\"",
+                                   &value[i]);
                 return NGX_CONF_ERROR;
             }
 
@@ -236,7 +240,8 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
 
             if (timeout == (time_t) NGX_ERROR) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid fail_timeout \"%V\"", &value[i]);
+                                   "invalid \"%V\" in \"tce_service\"",
+                                   &value[i]);
                 return NGX_CONF_ERROR;
             }
 
@@ -245,7 +250,8 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
         }
 
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\"", &value[i]);
+                           "invalid parameter \"%V\" in \"tce_service\"",
+                           &value[i]);
         return NGX_CONF_ERROR;
     }
 

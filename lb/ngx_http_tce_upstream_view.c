@@ -21,6 +21,7 @@ static ngx_int_t ngx_http_tce_upstream_view_group(
     ngx_log_t *log);
 static void ngx_http_tce_upstream_view_free(
     ngx_http_tce_upstream_view_t *view);
+static ngx_uint_t ngx_http_tce_upstream_nworkers(void);
 
 
 ngx_http_tce_upstream_view_t *
@@ -288,11 +289,7 @@ ngx_http_tce_upstream_view_group(ngx_http_tce_upstream_view_t *view,
         g->sched.seq[i] = g->members[g->sched.seq[i]];
     }
 
-    /*
-     * Workers must not all start at the same place (the first request
-     * of every worker would hit the same instance); a rebuilt view goes
-     * on from where the old one was.
-     */
+    /* a rebuilt view goes on from where the old one was */
 
     ocl = old ? ngx_http_tce_upstream_view_cluster(old, &cl->name) : NULL;
 
@@ -301,11 +298,34 @@ ngx_http_tce_upstream_view_group(ngx_http_tce_upstream_view_t *view,
         g->scan = ocl->env[env].scan % n;
 
     } else {
-        g->pos = (uint32_t) (ngx_random() % g->sched.len);
-        g->scan = (ngx_uint_t) ngx_random() % n;
+        g->pos = (uint32_t) ((uint64_t) ngx_worker * g->sched.len
+                             / ngx_http_tce_upstream_nworkers());
+        g->scan = ngx_worker % n;
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * Workers spread their start evenly over the cycle (the first request of
+ * every worker must not go to the same instance).
+ */
+static ngx_uint_t
+ngx_http_tce_upstream_nworkers(void)
+{
+    ngx_core_conf_t  *ccf;
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(ngx_cycle->conf_ctx,
+                                           ngx_core_module);
+
+    if (ccf == NULL || ccf->worker_processes < 1
+        || ngx_worker >= (ngx_uint_t) ccf->worker_processes)
+    {
+        return ngx_worker + 1;
+    }
+
+    return ccf->worker_processes;
 }
 
 

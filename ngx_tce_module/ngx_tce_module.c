@@ -203,14 +203,16 @@ ngx_tce_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (size == NGX_ERROR) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid zone size \"%V\"", &value[2]);
+                           "invalid size \"%V\" in \"tce_zone\"",
+                           &value[2]);
         return NGX_CONF_ERROR;
     }
 
     if (size < NGX_TCE_ZONE_MIN_SIZE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zone \"%V\" is too small: \"%V\", at least 64k",
-                           &value[1], &value[2]);
+                           "size \"%V\" of \"tce_zone\" \"%V\" is too "
+                           "small, at least 64k",
+                           &value[2], &value[1]);
         return NGX_CONF_ERROR;
     }
 
