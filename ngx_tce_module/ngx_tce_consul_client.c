@@ -1,0 +1,661 @@
+/*
+ * A libcurl client of the Consul HTTP API (pure C, no nginx): see
+ * ngx_tce_consul_client.h for each contract.
+ */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "ngx_tce_consul_parse.h"
+#include "ngx_tce_consul_client.h"
+
+
+#define NGX_TCE_CONSUL_URL_LEN    2048
+#define NGX_TCE_CONSUL_INDEX_LEN  64
+#define NGX_TCE_CONSUL_BODY_INIT  16384
+
+/* sets one option unless an earlier one failed (rc, req in scope) */
+#define ngx_tce_consul_setopt(opt, val)                                      \
+    if (rc == CURLE_OK) {                                                    \
+        rc = curl_easy_setopt(req->easy, opt, val);                          \
+    }
+
+
+struct ngx_tce_consul_client_s {
+    char                     *urls[NGX_TCE_CONSUL_MAX_URLS];
+    size_t                    nurls;
+    size_t                    current;
+    char                     *token_header;     /* "X-Consul-Token: t" */
+    char                     *dc;
+    char                     *cafile;
+    uint64_t                  connect_timeout_ms;
+    uint64_t                  request_timeout_ms;
+    uint64_t                  wait_ms;
+    size_t                    max_body;
+};
+
+
+struct ngx_tce_consul_request_s {
+    ngx_tce_consul_client_t  *client;
+    CURL                     *easy;
+    struct curl_slist        *headers;
+    size_t                    server;           /* index into urls */
+    char                     *body;
+    size_t                    len;
+    size_t                    size;
+    unsigned                  too_large:1;
+    unsigned                  has_index:1;
+    char                      index[NGX_TCE_CONSUL_INDEX_LEN];
+    char                      url[NGX_TCE_CONSUL_URL_LEN];
+    char                      error[CURL_ERROR_SIZE];
+};
+
+
+static void ngx_tce_consul_client_err(char *err, size_t errlen,
+    const char *fmt, ...);
+static char *ngx_tce_consul_strdup(const char *s);
+static int ngx_tce_consul_printable(const char *s);
+static ngx_tce_consul_request_t *ngx_tce_consul_request_create(
+    ngx_tce_consul_client_t *c, const char *method, uint64_t timeout_ms,
+    char *err, size_t errlen);
+static size_t ngx_tce_consul_write(char *ptr, size_t size, size_t nmemb,
+    void *data);
+static size_t ngx_tce_consul_header(char *ptr, size_t size, size_t nmemb,
+    void *data);
+
+
+static void
+ngx_tce_consul_client_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list  args;
+
+    if (err == NULL || errlen == 0) {
+        return;
+    }
+
+    va_start(args, fmt);
+    vsnprintf(err, errlen, fmt, args);
+    va_end(args);
+}
+
+
+static char *
+ngx_tce_consul_strdup(const char *s)
+{
+    char    *p;
+    size_t   len;
+
+    len = strlen(s) + 1;
+    p = malloc(len);
+
+    if (p != NULL) {
+        memcpy(p, s, len);
+    }
+
+    return p;
+}
+
+
+/* 1 when s holds printable ASCII only: it goes into a header or URL */
+
+static int
+ngx_tce_consul_printable(const char *s)
+{
+    for ( /* void */ ; *s; s++) {
+        if ((unsigned char) *s < 0x20 || (unsigned char) *s >= 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+ngx_tce_consul_client_t *
+ngx_tce_consul_client_create(const ngx_tce_consul_conf_t *conf, char *err,
+    size_t errlen)
+{
+    char                      probe[NGX_TCE_CONSUL_URL_LEN];
+    size_t                    i, len;
+    ngx_tce_consul_client_t  *c;
+
+    if (conf == NULL || conf->urls == NULL || conf->nurls == 0
+        || conf->nurls > NGX_TCE_CONSUL_MAX_URLS)
+    {
+        ngx_tce_consul_client_err(err, errlen, "1 to %d Consul URLs are "
+                                  "needed", NGX_TCE_CONSUL_MAX_URLS);
+        return NULL;
+    }
+
+    for (i = 0; i < conf->nurls; i++) {
+        if (conf->urls[i] == NULL
+            || ngx_tce_consul_path_url(probe, sizeof(probe), conf->urls[i],
+                                       "/", NULL)
+               < 0)
+        {
+            ngx_tce_consul_client_err(err, errlen, "invalid Consul URL "
+                                      "\"%.128s\"", conf->urls[i]
+                                      ? conf->urls[i] : "(null)");
+            return NULL;
+        }
+    }
+
+    if ((conf->token && !ngx_tce_consul_printable(conf->token))
+        || (conf->dc && !ngx_tce_consul_printable(conf->dc)))
+    {
+        ngx_tce_consul_client_err(err, errlen, "token or dc holds control "
+                                  "characters");
+        return NULL;
+    }
+
+    c = calloc(1, sizeof(ngx_tce_consul_client_t));
+
+    if (c == NULL) {
+        goto nomem;
+    }
+
+    for (i = 0; i < conf->nurls; i++) {
+        c->urls[i] = ngx_tce_consul_strdup(conf->urls[i]);
+
+        if (c->urls[i] == NULL) {
+            goto nomem;
+        }
+
+        c->nurls++;
+    }
+
+    if (conf->token && conf->token[0]) {
+        len = sizeof("X-Consul-Token: ") + strlen(conf->token);
+        c->token_header = malloc(len);
+
+        if (c->token_header == NULL) {
+            goto nomem;
+        }
+
+        snprintf(c->token_header, len, "X-Consul-Token: %s", conf->token);
+    }
+
+    if (conf->dc && conf->dc[0]) {
+        c->dc = ngx_tce_consul_strdup(conf->dc);
+
+        if (c->dc == NULL) {
+            goto nomem;
+        }
+    }
+
+    if (conf->cafile && conf->cafile[0]) {
+        c->cafile = ngx_tce_consul_strdup(conf->cafile);
+
+        if (c->cafile == NULL) {
+            goto nomem;
+        }
+    }
+
+    c->connect_timeout_ms = conf->connect_timeout_ms
+                            ? conf->connect_timeout_ms
+                            : NGX_TCE_CONSUL_CONNECT_TIMEOUT;
+    c->request_timeout_ms = conf->request_timeout_ms
+                            ? conf->request_timeout_ms
+                            : NGX_TCE_CONSUL_REQUEST_TIMEOUT;
+    c->wait_ms = ngx_tce_consul_wait(conf->wait_ms);
+    c->max_body = conf->max_body ? conf->max_body : NGX_TCE_CONSUL_MAX_BODY;
+
+    return c;
+
+nomem:
+
+    ngx_tce_consul_client_destroy(c);
+    ngx_tce_consul_client_err(err, errlen, "out of memory");
+
+    return NULL;
+}
+
+
+void
+ngx_tce_consul_client_destroy(ngx_tce_consul_client_t *c)
+{
+    size_t  i;
+
+    if (c == NULL) {
+        return;
+    }
+
+    for (i = 0; i < c->nurls; i++) {
+        free(c->urls[i]);
+    }
+
+    free(c->token_header);
+    free(c->dc);
+    free(c->cafile);
+    free(c);
+}
+
+
+const char *
+ngx_tce_consul_client_server(const ngx_tce_consul_client_t *c)
+{
+    return c->urls[c->current];
+}
+
+
+void
+ngx_tce_consul_client_failover(ngx_tce_consul_client_t *c)
+{
+    c->current = (c->current + 1) % c->nurls;
+}
+
+
+static size_t
+ngx_tce_consul_write(char *ptr, size_t size, size_t nmemb, void *data)
+{
+    char                      *p;
+    size_t                     n, want;
+    ngx_tce_consul_request_t  *req;
+
+    req = data;
+    n = size * nmemb;
+
+    if (n > req->client->max_body - req->len) {
+        /* returning less than given makes curl fail the transfer */
+        req->too_large = 1;
+        return 0;
+    }
+
+    if (req->len + n + 1 > req->size) {
+        want = req->size ? req->size : NGX_TCE_CONSUL_BODY_INIT;
+
+        while (want < req->len + n + 1) {
+            want *= 2;
+        }
+
+        if (want > req->client->max_body + 1) {
+            want = req->client->max_body + 1;
+        }
+
+        p = realloc(req->body, want);
+
+        if (p == NULL) {
+            return 0;
+        }
+
+        req->body = p;
+        req->size = want;
+    }
+
+    memcpy(req->body + req->len, ptr, n);
+    req->len += n;
+    req->body[req->len] = '\0';
+
+    return n;
+}
+
+
+static size_t
+ngx_tce_consul_header(char *ptr, size_t size, size_t nmemb, void *data)
+{
+    size_t                     n, len;
+    const char                *v, *last;
+    ngx_tce_consul_request_t  *req;
+
+    static const char          name[] = "X-Consul-Index:";
+
+    req = data;
+    n = size * nmemb;
+
+    /* a new header block (after 100 Continue): forget the last one */
+    if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0) {
+        req->has_index = 0;
+        req->index[0] = '\0';
+        return n;
+    }
+
+    if (n < sizeof(name) - 1
+        || strncasecmp(ptr, name, sizeof(name) - 1) != 0)
+    {
+        return n;
+    }
+
+    v = ptr + sizeof(name) - 1;
+    last = ptr + n;
+
+    while (v < last && (*v == ' ' || *v == '\t')) {
+        v++;
+    }
+
+    while (last > v && (last[-1] == '\r' || last[-1] == '\n'
+                        || last[-1] == ' ' || last[-1] == '\t'))
+    {
+        last--;
+    }
+
+    len = last - v;
+
+    if (len >= sizeof(req->index)) {
+        /* no index is that long: keep something that will not parse */
+        v = "overlong";
+        len = sizeof("overlong") - 1;
+    }
+
+    memcpy(req->index, v, len);
+    req->index[len] = '\0';
+    req->has_index = 1;
+
+    return n;
+}
+
+
+static ngx_tce_consul_request_t *
+ngx_tce_consul_request_create(ngx_tce_consul_client_t *c,
+    const char *method, uint64_t timeout_ms, char *err, size_t errlen)
+{
+    CURLcode                   rc;
+    struct curl_slist         *h;
+    ngx_tce_consul_request_t  *req;
+
+    req = calloc(1, sizeof(ngx_tce_consul_request_t));
+
+    if (req == NULL) {
+        ngx_tce_consul_client_err(err, errlen, "out of memory");
+        return NULL;
+    }
+
+    req->client = c;
+    req->server = c->current;
+
+    req->easy = curl_easy_init();
+
+    if (req->easy == NULL) {
+        ngx_tce_consul_client_err(err, errlen, "curl_easy_init() failed");
+        free(req);
+        return NULL;
+    }
+
+    h = curl_slist_append(NULL, "Accept: application/json");
+    req->headers = h;
+
+    /* no "Expect: 100-continue" round trip on PUT */
+    h = h ? curl_slist_append(h, "Expect:") : NULL;
+
+    if (h && c->token_header) {
+        h = curl_slist_append(h, c->token_header);
+    }
+
+    if (h && strcmp(method, "PUT") == 0) {
+        h = curl_slist_append(h, "Content-Type: application/json");
+    }
+
+    if (h == NULL) {
+        ngx_tce_consul_client_err(err, errlen, "out of memory");
+        ngx_tce_consul_request_free(req);
+        return NULL;
+    }
+
+    rc = CURLE_OK;
+
+    ngx_tce_consul_setopt(CURLOPT_PRIVATE, req);
+    ngx_tce_consul_setopt(CURLOPT_ERRORBUFFER, req->error);
+    ngx_tce_consul_setopt(CURLOPT_NOSIGNAL, 1L);
+    ngx_tce_consul_setopt(CURLOPT_PROTOCOLS_STR, "http,https");
+    ngx_tce_consul_setopt(CURLOPT_FOLLOWLOCATION, 0L);
+    ngx_tce_consul_setopt(CURLOPT_HTTPHEADER, req->headers);
+    ngx_tce_consul_setopt(CURLOPT_USERAGENT, "tce-front-door");
+    ngx_tce_consul_setopt(CURLOPT_ACCEPT_ENCODING, "");
+    ngx_tce_consul_setopt(CURLOPT_TCP_KEEPALIVE, 1L);
+    ngx_tce_consul_setopt(CURLOPT_CONNECTTIMEOUT_MS,
+                          (long) c->connect_timeout_ms);
+    ngx_tce_consul_setopt(CURLOPT_TIMEOUT_MS, (long) timeout_ms);
+    ngx_tce_consul_setopt(CURLOPT_WRITEFUNCTION, ngx_tce_consul_write);
+    ngx_tce_consul_setopt(CURLOPT_WRITEDATA, req);
+    ngx_tce_consul_setopt(CURLOPT_HEADERFUNCTION, ngx_tce_consul_header);
+    ngx_tce_consul_setopt(CURLOPT_HEADERDATA, req);
+
+    if (c->cafile) {
+        ngx_tce_consul_setopt(CURLOPT_CAINFO, c->cafile);
+    }
+
+    if (strcmp(method, "GET") != 0) {
+        ngx_tce_consul_setopt(CURLOPT_CUSTOMREQUEST, method);
+    }
+
+    if (rc != CURLE_OK) {
+        ngx_tce_consul_client_err(err, errlen, "curl_easy_setopt() "
+                                  "failed: %s", curl_easy_strerror(rc));
+        ngx_tce_consul_request_free(req);
+        return NULL;
+    }
+
+    return req;
+}
+
+
+ngx_tce_consul_request_t *
+ngx_tce_consul_health_request(ngx_tce_consul_client_t *c,
+    const char *service, const char *tag, uint64_t index, char *err,
+    size_t errlen)
+{
+    uint64_t                   timeout;
+    ngx_tce_consul_request_t  *req;
+
+    timeout = index ? ngx_tce_consul_read_timeout(c->wait_ms)
+                    : c->request_timeout_ms;
+
+    req = ngx_tce_consul_request_create(c, "GET", timeout, err, errlen);
+
+    if (req == NULL) {
+        return NULL;
+    }
+
+    if (ngx_tce_consul_health_url(req->url, sizeof(req->url),
+                                  c->urls[req->server], service, tag,
+                                  c->dc, index, c->wait_ms)
+        < 0
+        || curl_easy_setopt(req->easy, CURLOPT_URL, req->url) != CURLE_OK)
+    {
+        ngx_tce_consul_client_err(err, errlen, "invalid service name or "
+                                  "URL too long");
+        ngx_tce_consul_request_free(req);
+        return NULL;
+    }
+
+    return req;
+}
+
+
+ngx_tce_consul_request_t *
+ngx_tce_consul_services_request(ngx_tce_consul_client_t *c, uint64_t index,
+    char *err, size_t errlen)
+{
+    uint64_t                   timeout;
+    ngx_tce_consul_request_t  *req;
+
+    timeout = index ? ngx_tce_consul_read_timeout(c->wait_ms)
+                    : c->request_timeout_ms;
+
+    req = ngx_tce_consul_request_create(c, "GET", timeout, err, errlen);
+
+    if (req == NULL) {
+        return NULL;
+    }
+
+    if (ngx_tce_consul_services_url(req->url, sizeof(req->url),
+                                    c->urls[req->server], c->dc, index,
+                                    c->wait_ms)
+        < 0
+        || curl_easy_setopt(req->easy, CURLOPT_URL, req->url) != CURLE_OK)
+    {
+        ngx_tce_consul_client_err(err, errlen, "URL too long");
+        ngx_tce_consul_request_free(req);
+        return NULL;
+    }
+
+    return req;
+}
+
+
+ngx_tce_consul_request_t *
+ngx_tce_consul_register_request(ngx_tce_consul_client_t *c,
+    const char *body, size_t len, char *err, size_t errlen)
+{
+    ngx_tce_consul_request_t  *req;
+
+    if (body == NULL) {
+        ngx_tce_consul_client_err(err, errlen, "no body");
+        return NULL;
+    }
+
+    req = ngx_tce_consul_request_create(c, "PUT", c->request_timeout_ms,
+                                        err, errlen);
+
+    if (req == NULL) {
+        return NULL;
+    }
+
+    if (ngx_tce_consul_path_url(req->url, sizeof(req->url),
+                                c->urls[req->server],
+                                "/v1/agent/service/register", NULL)
+        < 0
+        || curl_easy_setopt(req->easy, CURLOPT_URL, req->url) != CURLE_OK
+        || curl_easy_setopt(req->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                            (curl_off_t) len)
+           != CURLE_OK
+        || curl_easy_setopt(req->easy, CURLOPT_COPYPOSTFIELDS, body)
+           != CURLE_OK)
+    {
+        ngx_tce_consul_client_err(err, errlen, "cannot set up register "
+                                  "request");
+        ngx_tce_consul_request_free(req);
+        return NULL;
+    }
+
+    return req;
+}
+
+
+ngx_tce_consul_request_t *
+ngx_tce_consul_deregister_request(ngx_tce_consul_client_t *c,
+    const char *id, char *err, size_t errlen)
+{
+    ngx_tce_consul_request_t  *req;
+
+    req = ngx_tce_consul_request_create(c, "PUT", c->request_timeout_ms,
+                                        err, errlen);
+
+    if (req == NULL) {
+        return NULL;
+    }
+
+    if (id == NULL
+        || ngx_tce_consul_path_url(req->url, sizeof(req->url),
+                                   c->urls[req->server],
+                                   "/v1/agent/service/deregister/", id)
+           < 0
+        || curl_easy_setopt(req->easy, CURLOPT_URL, req->url) != CURLE_OK
+        || curl_easy_setopt(req->easy, CURLOPT_POSTFIELDSIZE, 0L)
+           != CURLE_OK
+        || curl_easy_setopt(req->easy, CURLOPT_POSTFIELDS, "") != CURLE_OK)
+    {
+        ngx_tce_consul_client_err(err, errlen, "invalid service id");
+        ngx_tce_consul_request_free(req);
+        return NULL;
+    }
+
+    return req;
+}
+
+
+CURL *
+ngx_tce_consul_request_handle(ngx_tce_consul_request_t *req)
+{
+    return req->easy;
+}
+
+
+int
+ngx_tce_consul_request_done(ngx_tce_consul_request_t *req, CURLcode code,
+    ngx_tce_consul_result_t *res)
+{
+    long      status;
+    size_t    n;
+    unsigned  failover;
+
+    status = 0;
+    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+
+    res->status = status;
+    res->code = code;
+    res->body = req->body ? req->body : "";
+    res->len = req->len;
+    res->index = req->has_index ? req->index : NULL;
+    res->url = req->url;
+    res->ok = 0;
+
+    failover = 0;
+
+    if (req->too_large) {
+        snprintf(req->error, sizeof(req->error), "body larger than %zu "
+                 "bytes", req->client->max_body);
+
+    } else if (code != CURLE_OK) {
+        if (req->error[0] == '\0') {
+            snprintf(req->error, sizeof(req->error), "%s",
+                     curl_easy_strerror(code));
+        }
+
+        failover = 1;
+
+    } else if (status < 200 || status > 299) {
+        /* Consul's error bodies are one line of text: quote its start */
+        n = req->len;
+
+        while (n > 0 && (req->body[n - 1] == '\n' || req->body[n - 1] == '\r'))
+        {
+            n--;
+        }
+
+        snprintf(req->error, sizeof(req->error), "HTTP %ld: %.*s", status,
+                 (int) (n > 160 ? 160 : n), req->body ? req->body : "");
+
+        failover = status >= 500;
+
+    } else {
+        req->error[0] = '\0';
+        res->ok = 1;
+    }
+
+    res->error = req->error;
+
+    if (failover && req->client->current == req->server) {
+        ngx_tce_consul_client_failover(req->client);
+    }
+
+    return res->ok ? 0 : -1;
+}
+
+
+int
+ngx_tce_consul_perform(ngx_tce_consul_request_t *req,
+    ngx_tce_consul_result_t *res)
+{
+    return ngx_tce_consul_request_done(req, curl_easy_perform(req->easy),
+                                       res);
+}
+
+
+void
+ngx_tce_consul_request_free(ngx_tce_consul_request_t *req)
+{
+    if (req == NULL) {
+        return;
+    }
+
+    if (req->easy) {
+        curl_easy_cleanup(req->easy);
+    }
+
+    curl_slist_free_all(req->headers);
+    free(req->body);
+    free(req);
+}

@@ -1,0 +1,141 @@
+/*
+ * A libcurl client of the Consul HTTP API, usable without nginx.  It
+ * builds configured CURL easy handles (blocking health query, catalog
+ * services, agent register/deregister) that an nginx-side driver adds
+ * to a curl multi handle run on nginx events, collects the body and
+ * X-Consul-Index into bounded memory, and reports the result; a
+ * blocking perform helper serves tests and tools.
+ *
+ * The process calls curl_global_init() once before any client is
+ * created (nginx: at module init).  A client outlives its requests.
+ * The token travels in the X-Consul-Token header, never in the URL.
+ */
+
+#ifndef _NGX_TCE_CONSUL_CLIENT_H_INCLUDED_
+#define _NGX_TCE_CONSUL_CLIENT_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+
+
+#define NGX_TCE_CONSUL_MAX_URLS         8
+#define NGX_TCE_CONSUL_MAX_BODY         (16 * 1024 * 1024)
+#define NGX_TCE_CONSUL_CONNECT_TIMEOUT  2000        /* ms */
+#define NGX_TCE_CONSUL_REQUEST_TIMEOUT  10000       /* ms */
+#define NGX_TCE_CONSUL_CLIENT_ERR_LEN   256
+
+
+typedef struct {
+    const char *const        *urls;     /* "http[s]://host:port", in order */
+    size_t                    nurls;    /* 1..NGX_TCE_CONSUL_MAX_URLS */
+    const char               *token;    /* ACL token, NULL or "": none */
+    const char               *dc;       /* NULL or "": the agent's own */
+    const char               *cafile;   /* NULL: system CAs */
+    uint64_t                  connect_timeout_ms;  /* 0: default */
+    uint64_t                  request_timeout_ms;  /* 0: default */
+    uint64_t                  wait_ms;  /* blocking wait, 0: Consul's 5m */
+    size_t                    max_body; /* 0: NGX_TCE_CONSUL_MAX_BODY */
+} ngx_tce_consul_conf_t;
+
+
+typedef struct ngx_tce_consul_client_s   ngx_tce_consul_client_t;
+typedef struct ngx_tce_consul_request_s  ngx_tce_consul_request_t;
+
+
+/* what a finished request produced; pointers live as long as the request */
+typedef struct {
+    int                       ok;       /* transfer done and status 2xx */
+    long                      status;   /* HTTP status, 0 if no answer */
+    CURLcode                  code;     /* the transfer's curl result */
+    const char               *error;    /* "" when ok, else curl's text or
+                                           ours ("body larger than ...",
+                                           "HTTP 503: ...") */
+    const char               *body;     /* NUL-terminated, "" if none */
+    size_t                    len;
+    const char               *index;    /* X-Consul-Index value as sent,
+                                           NULL when absent */
+    const char               *url;      /* the URL that was asked */
+} ngx_tce_consul_result_t;
+
+
+/*
+ * Creates a client from conf; every string is copied.  Returns NULL
+ * with a message in err when conf is bad (no URL, a URL that is not
+ * http[s]://host, a token or dc with control characters, more than
+ * NGX_TCE_CONSUL_MAX_URLS URLs) or memory runs out.
+ */
+ngx_tce_consul_client_t *ngx_tce_consul_client_create(
+    const ngx_tce_consul_conf_t *conf, char *err, size_t errlen);
+
+/* frees the client; its requests must have been freed before */
+void ngx_tce_consul_client_destroy(ngx_tce_consul_client_t *c);
+
+/* the base URL new requests go to: the first until one fails */
+const char *ngx_tce_consul_client_server(const ngx_tce_consul_client_t *c);
+
+/*
+ * Moves new requests to the next base URL, in order, wrapping around.
+ * ngx_tce_consul_request_done() calls it when a request to the current
+ * server got no answer or a 5xx.
+ */
+void ngx_tce_consul_client_failover(ngx_tce_consul_client_t *c);
+
+/*
+ * Creates a request for GET /v1/health/service/<service>?passing=1
+ * [&tag=][&dc=][&index=&wait=] to the current server: a blocking
+ * query when index > 0 (read timeout from the configured wait, see
+ * ngx_tce_consul_read_timeout()), an immediate one when index is 0.
+ * Returns NULL with a message in err on a bad argument or when memory
+ * or curl fails; nothing is left allocated then.
+ */
+ngx_tce_consul_request_t *ngx_tce_consul_health_request(
+    ngx_tce_consul_client_t *c, const char *service, const char *tag,
+    uint64_t index, char *err, size_t errlen);
+
+/* the same for GET /v1/catalog/services[?dc=][&index=&wait=] */
+ngx_tce_consul_request_t *ngx_tce_consul_services_request(
+    ngx_tce_consul_client_t *c, uint64_t index, char *err, size_t errlen);
+
+/*
+ * PUT /v1/agent/service/register with body (a JSON service
+ * definition, copied; not checked here).  NULL with err on failure.
+ */
+ngx_tce_consul_request_t *ngx_tce_consul_register_request(
+    ngx_tce_consul_client_t *c, const char *body, size_t len, char *err,
+    size_t errlen);
+
+/* PUT /v1/agent/service/deregister/<id> (escaped); NULL with err */
+ngx_tce_consul_request_t *ngx_tce_consul_deregister_request(
+    ngx_tce_consul_client_t *c, const char *id, char *err, size_t errlen);
+
+/*
+ * The request's easy handle, to add to a multi handle; its
+ * CURLINFO_PRIVATE is the request.  Owned by the request: remove it
+ * from the multi handle before ngx_tce_consul_request_free().
+ */
+CURL *ngx_tce_consul_request_handle(ngx_tce_consul_request_t *req);
+
+/*
+ * Called once the transfer finished with code (CURLMSG_DONE's result,
+ * or curl_easy_perform's): fills *res and returns 0 when res->ok,
+ * else -1 (res->error says why).  A transport failure or a 5xx of the
+ * current server moves the client to the next server.
+ */
+int ngx_tce_consul_request_done(ngx_tce_consul_request_t *req,
+    CURLcode code, ngx_tce_consul_result_t *res);
+
+/*
+ * Blocking helper for tests and tools (never inside nginx): performs
+ * the transfer and returns what ngx_tce_consul_request_done() returns.
+ */
+int ngx_tce_consul_perform(ngx_tce_consul_request_t *req,
+    ngx_tce_consul_result_t *res);
+
+/* frees the request, its handle, body and headers; NULL is allowed */
+void ngx_tce_consul_request_free(ngx_tce_consul_request_t *req);
+
+
+#endif /* _NGX_TCE_CONSUL_CLIENT_H_INCLUDED_ */
