@@ -703,6 +703,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         pass
 
+    def send_response(self, code, message=None):
+        # like Consul (Go net/http): a Date header, no Server header
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Date", self.date_time_string())
+
     def setup(self):
         BaseHTTPRequestHandler.setup(self)
         with self.double.cond:
