@@ -39,6 +39,8 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "ngx_tce_types.h"
 
 
@@ -133,6 +135,13 @@ int ngx_tce_state_write(const char *path, const char *data, size_t len,
 
 /* frees everything st holds and leaves it empty; safe on an empty st */
 void ngx_tce_state_free(ngx_tce_state_t *st);
+
+
+/*
+ * Internal to the state file's files: v as JSON text (json_dumpb flags)
+ * in memory from malloc(), with a newline if asked; NULL on error.
+ */
+char *ngx_tce_state_json_text(const json_t *v, size_t flags, int newline);
 
 
 #endif /* _NGX_TCE_STATE_H_INCLUDED_ */
