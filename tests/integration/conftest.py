@@ -76,9 +76,13 @@ def free_port(family=socket.AF_INET):
         return s.getsockname()[1]
 
 
-def dead_port():
-    """A port that was bound and closed: nothing listens there."""
-    return free_port(socket.AF_INET)
+def dead_socket():
+    """A loopback socket bound but never listening: a connection to its
+    port is refused, and no other process can take the port while the
+    socket is open (a port merely closed could be reused by anyone)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(('127.0.0.1', 0))
+    return s
 
 
 class Response:
@@ -265,7 +269,8 @@ class Backend:
         self.ok6 = [free_port(socket.AF_INET6) for _ in range(self.N_OK6)]
         self.p502 = free_port()
         self.p500 = free_port()
-        self.dead = dead_port()
+        self._dead = dead_socket()
+        self.dead = self._dead.getsockname()[1]
         # hung: accepts, reads the request, never answers: a request
         # there times out.  hung_requests counts the requests received.
         self._hung = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -354,6 +359,7 @@ class Backend:
         except OSError:
             pass
         self._hung.close()
+        self._dead.close()
         self._hung_thread.join(5)
         for c in self._hung_conns:
             c.close()
