@@ -8,7 +8,7 @@
 #include "ngx_tce_histogram.h"
 
 
-static const uint64_t  ngx_tce_histogram_bounds[NGX_TCE_HIST_NBUCKETS] = {
+const uint64_t  ngx_tce_histogram_bounds[NGX_TCE_HIST_NBUCKETS] = {
     5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
     UINT64_MAX
 };
@@ -17,31 +17,6 @@ static const char  *ngx_tce_histogram_names[NGX_TCE_HIST_NBUCKETS] = {
     "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5",
     "5", "10", "30", "60", "+Inf"
 };
-
-
-unsigned
-ngx_tce_histogram_bucket(uint64_t ms)
-{
-    unsigned  lo, hi, mid;
-
-    /* the first bucket whose bound is >= ms: binary search, 4 steps */
-
-    lo = 0;
-    hi = NGX_TCE_HIST_NBUCKETS - 1;
-
-    while (lo < hi) {
-        mid = (lo + hi) / 2;
-
-        if (ms <= ngx_tce_histogram_bounds[mid]) {
-            hi = mid;
-
-        } else {
-            lo = mid + 1;
-        }
-    }
-
-    return lo;
-}
 
 
 const char *

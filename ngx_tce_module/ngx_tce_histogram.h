@@ -24,8 +24,24 @@ typedef struct {
 } ngx_tce_histogram_t;
 
 
-/* the index of the bucket that counts a duration of ms milliseconds */
-unsigned ngx_tce_histogram_bucket(uint64_t ms);
+/* bucket bounds in ms, the last one UINT64_MAX (+Inf) */
+extern const uint64_t  ngx_tce_histogram_bounds[NGX_TCE_HIST_NBUCKETS];
+
+
+/*
+ * The index of the bucket that counts a duration of ms milliseconds.
+ * Inline, for the request path: a linear scan is shortest for the
+ * usual durations, which fall in the first buckets.
+ */
+static inline unsigned
+ngx_tce_histogram_bucket(uint64_t ms)
+{
+    unsigned  i;
+
+    for (i = 0; ms > ngx_tce_histogram_bounds[i]; i++) { /* void */ }
+
+    return i;
+}
 
 /* upper bound of bucket i in shortest form ("0.005", "1", "+Inf") */
 const char *ngx_tce_histogram_le(unsigned i);

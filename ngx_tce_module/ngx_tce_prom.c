@@ -205,17 +205,6 @@ ngx_tce_prom_escape(ngx_tce_buf_t *b, const char *s)
 }
 
 
-unsigned
-ngx_tce_prom_class(unsigned status)
-{
-    if (status >= 100 && status < 600) {
-        return status / 100 - 1;
-    }
-
-    return NGX_TCE_PROM_NCLASSES - 1;
-}
-
-
 const char *
 ngx_tce_prom_class_name(unsigned cls)
 {

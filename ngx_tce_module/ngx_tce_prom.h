@@ -130,7 +130,13 @@ void ngx_tce_buf_free(ngx_tce_buf_t *b);
 int ngx_tce_prom_escape(ngx_tce_buf_t *b, const char *s);
 
 /* the class index of a status code: 0 for 1xx .. 4 for 5xx, 5 other */
-unsigned ngx_tce_prom_class(unsigned status);
+static inline unsigned
+ngx_tce_prom_class(unsigned status)
+{
+    return (status - 100 < 500) ? status / 100 - 1
+                                : NGX_TCE_PROM_NCLASSES - 1;
+}
+
 const char *ngx_tce_prom_class_name(unsigned cls);
 
 /*

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -385,3 +386,36 @@ def test_zone_full_counts_dropped_and_serves(backend, nginx):
     assert (rc, out) == (0, '')
     log = open(nginx.error_log).read()
     assert 'tce metrics: zone "tce" is full' in log
+
+
+# ----------------------------------------------------------------- scale
+
+def test_scrape_of_10000_instances_under_200ms(backend, nginx):
+    n = 10000
+    ports = backend.ok4
+    insts = [instance('i-%05d' % i, backend.addr(ports[i % len(ports)]))
+             for i in range(n)]
+    start(nginx, {SERVICE: {'default': insts}}, zone='tce_zone tce 32m;')
+
+    fetch(nginx, '/s', 20)
+    wait_requests(nginx, 20)
+
+    # each worker's timer builds its view: every instance has its series
+    def all_series():
+        m = metrics(nginx)
+        return m if len(select(m, 'tce_instance_weight')) == n else None
+    wait_for(all_series, 20, what='the series of %d instances' % n)
+
+    best = None
+    for _ in range(5):
+        t0 = time.monotonic()
+        r = scrape(nginx)
+        elapsed = time.monotonic() - t0
+        best = elapsed if best is None else min(best, elapsed)
+        assert r.text.endswith('\n')
+    print('scrape of %d instances: %.1f ms, %d bytes' % (n, best * 1000, len(r.body)))
+    assert best < 0.2, 'scrape of %d instances took %.3fs' % (n, best)
+
+    # and the traffic still flows with exact counts
+    fetch(nginx, '/s2', 20)
+    wait_requests(nginx, 40)
