@@ -744,8 +744,8 @@ ngx_tce_prom_process(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b,
                        NGX_TCE_PROM_COUNTER,
                        "Observations not counted because the zone had no "
                        "room for their series.");
-    ngx_tce_prom_sample(&f, "");
-    (void) ngx_tce_buf_printf(b, "} %llu\n",
+    f.samples++;
+    (void) ngx_tce_buf_printf(b, "%s %llu\n", f.name,
                               (unsigned long long) s->dropped);
     ngx_tce_prom_end(&f);
 
@@ -761,8 +761,8 @@ ngx_tce_prom_process(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b,
                        NGX_TCE_PROM_GAUGE,
                        "Unix time the counters started from (the zone's "
                        "creation: kept across reloads).");
-    ngx_tce_prom_sample(&f, "");
-    (void) ngx_tce_buf_printf(b, "} %llu\n",
+    f.samples++;
+    (void) ngx_tce_buf_printf(b, "%s %llu\n", f.name,
                               (unsigned long long) s->start_time);
     ngx_tce_prom_end(&f);
 }

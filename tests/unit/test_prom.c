@@ -227,8 +227,8 @@ test_text(void **state)
 
     assert_non_null(strstr(t, "tce_discovery_syncs_total{service=\"demo.web"
                               ".api\",result=\"failure\"} 1\n"));
-    assert_non_null(strstr(t, "tce_metrics_dropped_total{} 0\n"));
-    assert_non_null(strstr(t, "tce_start_time_seconds{} 1700000000\n"));
+    assert_non_null(strstr(t, "\ntce_metrics_dropped_total 0\n"));
+    assert_non_null(strstr(t, "\ntce_start_time_seconds 1700000000\n"));
     assert_null(strstr(t, "# EOF"));
 
     free(t);
