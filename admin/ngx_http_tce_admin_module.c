@@ -24,6 +24,8 @@ static json_t *ngx_http_tce_admin_status_json(ngx_tce_zone_t *zone,
     ngx_log_t *log);
 static json_t *ngx_http_tce_admin_service_json(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, ngx_log_t *log);
+static ngx_int_t ngx_http_tce_admin_discovery_json(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, json_t *sj);
 static ngx_int_t ngx_http_tce_admin_send_json(ngx_http_request_t *r,
     ngx_uint_t status, json_t *json);
 
@@ -188,6 +190,7 @@ ngx_http_tce_admin_service_json(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     list = json_array();
 
     if (sj == NULL || list == NULL
+        || ngx_http_tce_admin_discovery_json(zone, svc, sj) != NGX_OK
         || json_object_set_new(sj, "generation", json_integer(generation))
            != 0
         || json_object_set_new(sj, "updated", json_integer(svc->updated))
@@ -233,6 +236,49 @@ failed:
     }
 
     return NULL;
+}
+
+
+/* Consul discovery's status of the service (ngx_tce.h) */
+
+static ngx_int_t
+ngx_http_tce_admin_discovery_json(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, json_t *sj)
+{
+    u_char        error[NGX_TCE_DISC_ERR_LEN];
+    json_t       *dj;
+    const char   *source;
+
+    source = svc->source == NGX_TCE_SOURCE_CONSUL ? "consul"
+             : svc->source == NGX_TCE_SOURCE_STATE ? "state" : "none";
+
+    if (json_object_set_new(sj, "source", json_string(source)) != 0) {
+        return NGX_ERROR;
+    }
+
+    if (!svc->disc_watched && svc->source != NGX_TCE_SOURCE_CONSUL) {
+        return NGX_OK;
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+    (void) ngx_cpystrn(error, svc->disc_error, NGX_TCE_DISC_ERR_LEN);
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    dj = json_pack("{s:b, s:I, s:I, s:s, s:I, s:I, s:I, s:I}",
+                   "watched", (int) svc->disc_watched,
+                   "last_success", (json_int_t) svc->disc_success,
+                   "last_failure", (json_int_t) svc->disc_failure,
+                   "last_error", (char *) error,
+                   "index", (json_int_t) svc->disc_index,
+                   "syncs", (json_int_t) svc->disc_syncs,
+                   "errors", (json_int_t) svc->disc_errors,
+                   "empty_answers", (json_int_t) svc->disc_empty);
+
+    if (dj == NULL || json_object_set_new(sj, "discovery", dj) != 0) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -23,6 +23,9 @@
 
 #define NGX_TCE_SOURCE_NONE     0       /* named by nginx.conf only */
 #define NGX_TCE_SOURCE_STATE    1       /* the state file */
+#define NGX_TCE_SOURCE_CONSUL   2       /* Consul (or its snapshot) */
+
+#define NGX_TCE_DISC_ERR_LEN    160
 
 
 typedef struct ngx_tce_service_s  ngx_tce_service_t;
@@ -36,6 +39,18 @@ struct ngx_tce_service_s {
     ngx_uint_t                  source;      /* NGX_TCE_SOURCE_* */
     time_t                      updated;
     ngx_tce_policy_t           *policies;    /* canary, per cluster */
+
+    /* discovery status (Consul), written by the watcher only */
+    time_t                      disc_success;   /* last good answer */
+    time_t                      disc_failure;   /* last failed one */
+    uint64_t                    disc_index;     /* X-Consul-Index */
+    ngx_atomic_t                disc_syncs;     /* good answers */
+    ngx_atomic_t                disc_errors;    /* failed ones */
+    ngx_atomic_t                disc_empty;     /* 200 [] not applied */
+    ngx_uint_t                  disc_watched;   /* 1 once watched */
+    u_char                      disc_error[NGX_TCE_DISC_ERR_LEN];
+                                                /* "" when in sync */
+
     size_t                      name_len;
     u_char                      name[NGX_TCE_SERVICE_LEN];
 };
@@ -46,6 +61,10 @@ typedef struct {
     ngx_uint_t                  nservices;
     time_t                      created;
     void                       *metrics;     /* lb/ngx_http_tce_metrics.h */
+
+    /* the Consul watcher's election (ngx_tce_consul_watch.c) */
+    ngx_atomic_t                consul_owner;      /* pid, 0: none */
+    ngx_atomic_t                consul_heartbeat;  /* ngx_current_msec */
 } ngx_tce_shctx_t;
 
 

@@ -336,10 +336,14 @@ ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
     for (i = 0; i < ctx->state.nservices; i++) {
         svc = ngx_tce_zone_service(zone, (u_char *) ss[i].name,
                                    ngx_strlen(ss[i].name), 1);
+
+        /* Consul owns the instances (the file may be its snapshot) */
         if (svc == NULL
-            || ngx_tce_zone_set(zone, svc, ss[i].instances,
-                                ss[i].ninstances, NGX_TCE_SOURCE_STATE, log)
-               == NGX_ERROR
+            || (svc->source != NGX_TCE_SOURCE_CONSUL
+                && ngx_tce_zone_set(zone, svc, ss[i].instances,
+                                    ss[i].ninstances, NGX_TCE_SOURCE_STATE,
+                                    log)
+                   == NGX_ERROR)
             || ngx_tce_policy_apply_state(zone, svc, &ss[i], log)
                == NGX_ERROR)
         {

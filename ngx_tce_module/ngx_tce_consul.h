@@ -1,0 +1,94 @@
+/*
+ * Consul discovery inside nginx: the ngx_tce_consul_module's
+ * configuration, the watcher run by one elected worker, and the
+ * snapshot of the last known good sets.
+ *
+ *   tce_consul <url> [<url> ...] [token=<t> | token_file=<path>]
+ *              [dc=<dc>] [wait=60s] [timeout=<t>] [ca=<file>];
+ *   tce_consul_services tag=<tag>;
+ *   tce_consul_snapshot <path>;
+ *   tce_consul_allow_empty on | off;
+ */
+
+#ifndef _NGX_TCE_CONSUL_H_INCLUDED_
+#define _NGX_TCE_CONSUL_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_tce.h"
+
+
+#define NGX_TCE_CONSUL_TICK           500     /* ms, election timer */
+#define NGX_TCE_CONSUL_STALE          1500    /* ms, owner presumed gone */
+#define NGX_TCE_CONSUL_RATE           50      /* ms between two queries */
+#define NGX_TCE_CONSUL_BACKOFF_BASE   250     /* ms */
+#define NGX_TCE_CONSUL_BACKOFF_CAP    15000   /* ms */
+#define NGX_TCE_CONSUL_SNAPSHOT_DELAY 1000    /* ms, writes coalesced */
+#define NGX_TCE_CONSUL_MAX_SERVICES   4096    /* catalog mode */
+
+
+typedef struct ngx_tce_consul_ctx_s  ngx_tce_consul_ctx_t;
+
+
+typedef struct {
+    ngx_array_t                *urls;        /* NUL-terminated char * */
+    ngx_str_t                   token;       /* NUL-terminated or empty */
+    ngx_str_t                   dc;
+    ngx_str_t                   ca;
+    ngx_msec_t                  wait;
+    ngx_msec_t                  timeout;
+    ngx_str_t                   tag;         /* catalog mode */
+    ngx_flag_t                  catalog;
+    ngx_str_t                   snapshot;    /* NUL-terminated or empty */
+    ngx_flag_t                  allow_empty;
+    ngx_tce_zone_t             *zone;
+    ngx_tce_main_conf_t        *tmcf;
+
+    /* this worker's watcher (ngx_tce_consul_watch.c), NULL if none */
+    ngx_tce_consul_ctx_t       *ctx;
+} ngx_tce_consul_main_conf_t;
+
+
+/*
+ * Starts the election timer of this worker (watching starts when it
+ * wins).  Returns NGX_OK or NGX_ERROR.
+ */
+ngx_int_t ngx_tce_consul_watch_init(ngx_cycle_t *cycle,
+    ngx_tce_consul_main_conf_t *cmcf);
+
+/*
+ * Stops watching at once: closes every Consul connection, frees the
+ * watcher and gives up ownership.  Safe when nothing runs.
+ */
+void ngx_tce_consul_watch_exit(ngx_tce_consul_main_conf_t *cmcf);
+
+/*
+ * Fills the zone from the snapshot for the services discovery owns
+ * that are still empty (a fresh start: nginx serves while Consul is
+ * unreachable).  Errors are logged, never fatal.
+ */
+void ngx_tce_consul_snapshot_load(ngx_tce_consul_main_conf_t *cmcf,
+    ngx_log_t *log);
+
+/*
+ * Writes the registry (every service holding instances when the
+ * snapshot is the state file, the Consul-owned ones otherwise)
+ * atomically to the snapshot path.  Returns NGX_OK or NGX_ERROR
+ * (logged).  It fsyncs: called at most once per
+ * NGX_TCE_CONSUL_SNAPSHOT_DELAY.
+ */
+ngx_int_t ngx_tce_consul_snapshot_write(ngx_tce_consul_main_conf_t *cmcf,
+    ngx_log_t *log);
+
+/* 1 when the service is watched by name (tce_service) */
+ngx_uint_t ngx_tce_consul_named(ngx_tce_consul_main_conf_t *cmcf,
+    u_char *name, size_t len);
+
+
+extern ngx_module_t  ngx_tce_consul_module;
+
+
+#endif /* _NGX_TCE_CONSUL_H_INCLUDED_ */

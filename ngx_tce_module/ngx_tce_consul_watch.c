@@ -1,0 +1,1095 @@
+/*
+ * The Consul watcher: one per nginx instance, run by the worker that
+ * wins the election in the zone, driving libcurl's multi interface on
+ * nginx events.
+ *
+ * Election: every worker runs a timer (NGX_TCE_CONSUL_TICK).  The
+ * owner refreshes its heartbeat; any other worker takes ownership with
+ * a compare-and-set when the owner is none, its heartbeat is older than
+ * NGX_TCE_CONSUL_STALE or its pid is gone.  An exiting worker gives up
+ * ownership and closes its Consul connections at once.
+ *
+ * Watches: one per service (plus the catalog in catalog mode), each
+ * with at most one query in flight: a blocking query carrying the last
+ * index, rate-limited, retried with backoff and jitter on errors.  A
+ * good answer replaces the service's instance set in the zone; every
+ * worker's view follows at its next request.
+ *
+ * Sockets: curl tells which sockets to watch (CURLMOPT_SOCKETFUNCTION);
+ * each gets an ngx_connection_t only while curl watches it, released
+ * when curl says CURL_POLL_REMOVE, which libcurl sends before it closes
+ * a socket it watched: events are deleted while the fd is still open,
+ * and the connection is freed without closing the fd (curl does that).
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_tce_consul.h"
+#include "ngx_tce_consul_parse.h"
+#include "ngx_tce_consul_client.h"
+
+
+#define NGX_TCE_CONSUL_NEW      0
+#define NGX_TCE_CONSUL_OK       1
+#define NGX_TCE_CONSUL_FAILING  2
+#define NGX_TCE_CONSUL_EMPTY    3
+
+
+typedef struct ngx_tce_consul_watch_s  ngx_tce_consul_watch_t;
+
+struct ngx_tce_consul_watch_s {
+    ngx_tce_consul_watch_t     *next;
+    ngx_tce_consul_ctx_t       *ctx;
+    ngx_tce_service_t          *svc;        /* NULL: the catalog */
+    ngx_tce_consul_request_t   *req;        /* the query in flight */
+    ngx_event_t                 timer;      /* the next query */
+    uint64_t                    index;      /* for the next query */
+    uint64_t                    sent;       /* the index req carries */
+    ngx_msec_t                  started;
+    ngx_uint_t                  attempt;    /* failures in a row */
+    ngx_uint_t                  state;      /* NGX_TCE_CONSUL_* */
+    size_t                      nskipped;
+    ngx_uint_t                  seen;       /* catalog sweep */
+    char                        error[NGX_TCE_DISC_ERR_LEN];
+};
+
+
+struct ngx_tce_consul_ctx_s {
+    ngx_tce_consul_main_conf_t *cmcf;
+    ngx_tce_shctx_t            *sh;
+    ngx_log_t                  *log;
+    ngx_event_t                 tick;       /* election */
+    ngx_event_t                 curl_timer;
+    ngx_event_t                 snapshot;
+    CURLM                      *multi;
+    ngx_tce_consul_client_t    *client;
+    ngx_tce_consul_watch_t     *watches;
+    ngx_uint_t                  nwatches;
+    ngx_uint_t                  owner;      /* this worker watches */
+    ngx_uint_t                  full;       /* catalog limit logged */
+};
+
+
+static void ngx_tce_consul_tick(ngx_event_t *ev);
+static ngx_int_t ngx_tce_consul_start(ngx_tce_consul_ctx_t *ctx);
+static void ngx_tce_consul_stop(ngx_tce_consul_ctx_t *ctx,
+    ngx_uint_t release);
+static ngx_tce_consul_watch_t *ngx_tce_consul_watch_add(
+    ngx_tce_consul_ctx_t *ctx, ngx_tce_service_t *svc);
+static ngx_tce_consul_watch_t *ngx_tce_consul_watch_find(
+    ngx_tce_consul_ctx_t *ctx, ngx_tce_service_t *svc);
+static void ngx_tce_consul_watch_free(ngx_tce_consul_watch_t *w);
+static void ngx_tce_consul_watch_timer(ngx_event_t *ev);
+static void ngx_tce_consul_query(ngx_tce_consul_watch_t *w);
+static void ngx_tce_consul_done(ngx_tce_consul_watch_t *w,
+    ngx_tce_consul_request_t *req, CURLcode code);
+static ngx_int_t ngx_tce_consul_health(ngx_tce_consul_watch_t *w,
+    ngx_tce_consul_result_t *res, char *err, size_t errlen);
+static ngx_int_t ngx_tce_consul_catalog(ngx_tce_consul_watch_t *w,
+    ngx_tce_consul_result_t *res, char *err, size_t errlen);
+static void ngx_tce_consul_success(ngx_tce_consul_watch_t *w,
+    ngx_uint_t state, const char *note);
+static void ngx_tce_consul_failed(ngx_tce_consul_watch_t *w,
+    const char *error);
+static void ngx_tce_consul_status_error(ngx_tce_consul_watch_t *w,
+    const char *text);
+static const char *ngx_tce_consul_name(ngx_tce_consul_watch_t *w);
+static void ngx_tce_consul_snapshot_later(ngx_tce_consul_ctx_t *ctx);
+static void ngx_tce_consul_snapshot_timer(ngx_event_t *ev);
+static int ngx_tce_consul_socket(CURL *easy, curl_socket_t s, int what,
+    void *userp, void *socketp);
+static int ngx_tce_consul_timer(CURLM *multi, long timeout_ms,
+    void *userp);
+static void ngx_tce_consul_curl_timer(ngx_event_t *ev);
+static void ngx_tce_consul_event(ngx_event_t *ev);
+static void ngx_tce_consul_action(ngx_tce_consul_ctx_t *ctx,
+    curl_socket_t s, int flags);
+static void ngx_tce_consul_check(ngx_tce_consul_ctx_t *ctx);
+static void ngx_tce_consul_conn_free(ngx_connection_t *c);
+static void ngx_tce_consul_event_init(ngx_event_t *ev,
+    ngx_event_handler_pt handler, void *data, ngx_log_t *log);
+static void ngx_tce_consul_timer_set(ngx_event_t *ev, ngx_msec_t ms);
+
+
+ngx_int_t
+ngx_tce_consul_watch_init(ngx_cycle_t *cycle,
+    ngx_tce_consul_main_conf_t *cmcf)
+{
+    ngx_tce_consul_ctx_t  *ctx;
+
+    ctx = ngx_pcalloc(cycle->pool, sizeof(ngx_tce_consul_ctx_t));
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->cmcf = cmcf;
+    ctx->sh = cmcf->zone->sh;
+    ctx->log = cycle->log;
+
+    ngx_tce_consul_event_init(&ctx->tick, ngx_tce_consul_tick, ctx,
+                              cycle->log);
+    ngx_tce_consul_event_init(&ctx->curl_timer, ngx_tce_consul_curl_timer,
+                              ctx, cycle->log);
+    ngx_tce_consul_event_init(&ctx->snapshot, ngx_tce_consul_snapshot_timer,
+                              ctx, cycle->log);
+
+    cmcf->ctx = ctx;
+
+    /* the first worker to tick wins: at once, not after a full period */
+    ngx_tce_consul_timer_set(&ctx->tick, 1);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_tce_consul_watch_exit(ngx_tce_consul_main_conf_t *cmcf)
+{
+    ngx_tce_consul_ctx_t  *ctx;
+
+    ctx = cmcf->ctx;
+
+    if (ctx == NULL) {
+        return;
+    }
+
+    ngx_tce_consul_stop(ctx, 1);
+
+    if (ctx->tick.timer_set) {
+        ngx_del_timer(&ctx->tick);
+    }
+
+    cmcf->ctx = NULL;
+}
+
+
+static void
+ngx_tce_consul_tick(ngx_event_t *ev)
+{
+    ngx_tce_consul_ctx_t *ctx = ev->data;
+
+    ngx_pid_t         owner;
+    ngx_msec_t        now;
+    ngx_atomic_t     *lock;
+    ngx_msec_int_t    age;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        ngx_tce_consul_watch_exit(ctx->cmcf);
+        return;
+    }
+
+    lock = &ctx->sh->consul_owner;
+    owner = (ngx_pid_t) *lock;
+    now = ngx_current_msec;
+
+    if (owner == ngx_pid) {
+        ctx->sh->consul_heartbeat = now;
+
+        if (!ctx->owner) {
+            /* won before, but starting failed: try again */
+            (void) ngx_tce_consul_start(ctx);
+        }
+
+        goto next;
+    }
+
+    if (ctx->owner) {
+        ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
+                      "tce consul: worker %P took the watcher over, "
+                      "this one stops watching", owner);
+        ngx_tce_consul_stop(ctx, 0);
+    }
+
+    age = (ngx_msec_int_t) (now - ctx->sh->consul_heartbeat);
+
+    if (owner == 0
+        || age > NGX_TCE_CONSUL_STALE
+        || (kill(owner, 0) == -1 && ngx_errno == NGX_ESRCH))
+    {
+        if (ngx_atomic_cmp_set(lock, (ngx_atomic_uint_t) owner,
+                               (ngx_atomic_uint_t) ngx_pid))
+        {
+            ctx->sh->consul_heartbeat = now;
+
+            ngx_log_error(NGX_LOG_NOTICE, ctx->log, 0,
+                          "tce consul: worker %P watches Consul "
+                          "(previous watcher: %P)", ngx_pid, owner);
+
+            (void) ngx_tce_consul_start(ctx);
+        }
+    }
+
+next:
+
+    ngx_tce_consul_timer_set(&ctx->tick, NGX_TCE_CONSUL_TICK);
+}
+
+
+static ngx_int_t
+ngx_tce_consul_start(ngx_tce_consul_ctx_t *ctx)
+{
+    char                         err[NGX_TCE_CONSUL_CLIENT_ERR_LEN];
+    ngx_uint_t                   i;
+    ngx_tce_service_t           *svc;
+    ngx_tce_consul_conf_t        conf;
+    ngx_tce_service_ref_t       *ref;
+    ngx_tce_consul_watch_t      *w;
+    ngx_tce_consul_main_conf_t  *cmcf;
+
+    cmcf = ctx->cmcf;
+
+    ngx_memzero(&conf, sizeof(ngx_tce_consul_conf_t));
+
+    conf.urls = (const char *const *) cmcf->urls->elts;
+    conf.nurls = cmcf->urls->nelts;
+    conf.token = (char *) cmcf->token.data;
+    conf.dc = (char *) cmcf->dc.data;
+    conf.cafile = (char *) cmcf->ca.data;
+    conf.request_timeout_ms = cmcf->timeout;
+    conf.wait_ms = cmcf->wait;
+
+    err[0] = '\0';
+
+    ctx->client = ngx_tce_consul_client_create(&conf, err, sizeof(err));
+
+    if (ctx->client == NULL) {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0, "tce consul: %s", err);
+        return NGX_ERROR;
+    }
+
+    ctx->multi = curl_multi_init();
+
+    if (ctx->multi == NULL
+        || curl_multi_setopt(ctx->multi, CURLMOPT_SOCKETFUNCTION,
+                             ngx_tce_consul_socket) != CURLM_OK
+        || curl_multi_setopt(ctx->multi, CURLMOPT_SOCKETDATA, ctx)
+           != CURLM_OK
+        || curl_multi_setopt(ctx->multi, CURLMOPT_TIMERFUNCTION,
+                             ngx_tce_consul_timer) != CURLM_OK
+        || curl_multi_setopt(ctx->multi, CURLMOPT_TIMERDATA, ctx)
+           != CURLM_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+                      "tce consul: cannot set up a curl multi handle");
+        ngx_tce_consul_stop(ctx, 0);
+        return NGX_ERROR;
+    }
+
+    ctx->owner = 1;
+
+    ref = cmcf->tmcf->refs.elts;
+
+    for (i = 0; i < cmcf->tmcf->refs.nelts; i++) {
+        svc = *ref[i].service;
+
+        if (svc == NULL || ngx_tce_consul_watch_find(ctx, svc)) {
+            continue;
+        }
+
+        if (ngx_tce_consul_watch_add(ctx, svc) == NULL) {
+            ngx_tce_consul_stop(ctx, 0);
+            return NGX_ERROR;
+        }
+    }
+
+    if (cmcf->catalog && ngx_tce_consul_watch_add(ctx, NULL) == NULL) {
+        ngx_tce_consul_stop(ctx, 0);
+        return NGX_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, ctx->log, 0,
+                  "tce consul: watching %ui service(s)%s at %s",
+                  ctx->nwatches - (cmcf->catalog ? 1 : 0),
+                  cmcf->catalog ? " and the catalog" : "",
+                  ngx_tce_consul_client_server(ctx->client));
+
+    for (w = ctx->watches; w; w = w->next) {
+        ngx_tce_consul_query(w);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Closes every Consul connection and frees the watcher's state.  With
+ * release, ownership goes back to the zone for another worker.
+ */
+static void
+ngx_tce_consul_stop(ngx_tce_consul_ctx_t *ctx, ngx_uint_t release)
+{
+    ngx_tce_consul_watch_t  *w;
+
+    while (ctx->watches) {
+        w = ctx->watches;
+        ctx->watches = w->next;
+        ngx_tce_consul_watch_free(w);
+    }
+
+    ctx->nwatches = 0;
+
+    if (ctx->multi) {
+        /* closes the cached connections; no socket callback for them */
+        curl_multi_cleanup(ctx->multi);
+        ctx->multi = NULL;
+    }
+
+    if (ctx->client) {
+        ngx_tce_consul_client_destroy(ctx->client);
+        ctx->client = NULL;
+    }
+
+    if (ctx->curl_timer.timer_set) {
+        ngx_del_timer(&ctx->curl_timer);
+    }
+
+    if (ctx->snapshot.timer_set) {
+        /* a change not yet persisted: persist it now */
+        ngx_del_timer(&ctx->snapshot);
+        (void) ngx_tce_consul_snapshot_write(ctx->cmcf, ctx->log);
+    }
+
+    if (release
+        && ngx_atomic_cmp_set(&ctx->sh->consul_owner,
+                              (ngx_atomic_uint_t) ngx_pid, 0))
+    {
+        ngx_log_error(NGX_LOG_NOTICE, ctx->log, 0,
+                      "tce consul: worker %P stops watching Consul",
+                      ngx_pid);
+    }
+
+    ctx->owner = 0;
+}
+
+
+static ngx_tce_consul_watch_t *
+ngx_tce_consul_watch_add(ngx_tce_consul_ctx_t *ctx, ngx_tce_service_t *svc)
+{
+    ngx_tce_consul_watch_t  *w;
+
+    w = ngx_calloc(sizeof(ngx_tce_consul_watch_t), ctx->log);
+    if (w == NULL) {
+        return NULL;
+    }
+
+    w->ctx = ctx;
+    w->svc = svc;
+    w->state = NGX_TCE_CONSUL_NEW;
+    w->started = ngx_current_msec - NGX_TCE_CONSUL_RATE;
+
+    ngx_tce_consul_event_init(&w->timer, ngx_tce_consul_watch_timer, w,
+                              ctx->log);
+
+    if (svc) {
+        svc->disc_watched = 1;
+    }
+
+    w->next = ctx->watches;
+    ctx->watches = w;
+    ctx->nwatches++;
+
+    return w;
+}
+
+
+static ngx_tce_consul_watch_t *
+ngx_tce_consul_watch_find(ngx_tce_consul_ctx_t *ctx, ngx_tce_service_t *svc)
+{
+    ngx_tce_consul_watch_t  *w;
+
+    for (w = ctx->watches; w; w = w->next) {
+        if (w->svc == svc) {
+            return w;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the caller unlinks it */
+
+static void
+ngx_tce_consul_watch_free(ngx_tce_consul_watch_t *w)
+{
+    if (w->req) {
+        curl_multi_remove_handle(w->ctx->multi,
+                                 ngx_tce_consul_request_handle(w->req));
+        ngx_tce_consul_request_free(w->req);
+    }
+
+    if (w->timer.timer_set) {
+        ngx_del_timer(&w->timer);
+    }
+
+    ngx_free(w);
+}
+
+
+static void
+ngx_tce_consul_watch_timer(ngx_event_t *ev)
+{
+    ngx_tce_consul_query(ev->data);
+}
+
+
+static void
+ngx_tce_consul_query(ngx_tce_consul_watch_t *w)
+{
+    char                   err[NGX_TCE_CONSUL_CLIENT_ERR_LEN];
+    uint64_t               delay;
+    CURLMcode              rc;
+    ngx_tce_consul_ctx_t  *ctx;
+
+    ctx = w->ctx;
+
+    if (w->req || ctx->multi == NULL) {
+        return;
+    }
+
+    /* a churning service cannot make the loop spin */
+    delay = ngx_tce_consul_rate_delay(w->started, ngx_current_msec,
+                                      NGX_TCE_CONSUL_RATE);
+    if (delay) {
+        ngx_tce_consul_timer_set(&w->timer, (ngx_msec_t) delay);
+        return;
+    }
+
+    err[0] = '\0';
+
+    if (w->svc) {
+        w->req = ngx_tce_consul_health_request(ctx->client,
+                                               (char *) w->svc->name, NULL,
+                                               w->index, err, sizeof(err));
+    } else {
+        w->req = ngx_tce_consul_services_request(ctx->client, w->index,
+                                                 err, sizeof(err));
+    }
+
+    if (w->req == NULL) {
+        ngx_tce_consul_failed(w, err);
+        return;
+    }
+
+    rc = curl_multi_add_handle(ctx->multi,
+                               ngx_tce_consul_request_handle(w->req));
+
+    if (rc != CURLM_OK) {
+        ngx_tce_consul_request_free(w->req);
+        w->req = NULL;
+        ngx_tce_consul_failed(w, curl_multi_strerror(rc));
+        return;
+    }
+
+    w->started = ngx_current_msec;
+    w->sent = w->index;
+}
+
+
+static void
+ngx_tce_consul_done(ngx_tce_consul_watch_t *w, ngx_tce_consul_request_t *req,
+    CURLcode code)
+{
+    char                     err[NGX_TCE_DISC_ERR_LEN];
+    uint64_t                 next;
+    ngx_int_t                rc;
+    ngx_tce_consul_result_t  res;
+
+    if (ngx_tce_consul_request_done(req, code, &res) != 0) {
+        ngx_tce_consul_failed(w, res.error);
+        return;
+    }
+
+    if (res.index == NULL
+        || ngx_tce_consul_next_index(w->sent, res.index,
+                                     ngx_strlen(res.index), &next)
+           != 0)
+    {
+        ngx_tce_consul_failed(w, "answer without a valid X-Consul-Index");
+        return;
+    }
+
+    err[0] = '\0';
+
+    rc = w->svc ? ngx_tce_consul_health(w, &res, err, sizeof(err))
+                : ngx_tce_consul_catalog(w, &res, err, sizeof(err));
+
+    if (rc == NGX_ERROR) {
+        ngx_tce_consul_failed(w, err);
+        return;
+    }
+
+    w->index = next;
+    w->attempt = 0;
+
+    if (w->svc) {
+        w->svc->disc_index = next;
+    }
+
+    ngx_tce_consul_success(w, rc == NGX_DECLINED ? NGX_TCE_CONSUL_EMPTY
+                                                 : NGX_TCE_CONSUL_OK, err);
+
+    ngx_tce_consul_query(w);
+}
+
+
+/*
+ * Applies a health answer.  Returns NGX_OK (applied or unchanged),
+ * NGX_DECLINED (an empty answer not applied: err says why) or
+ * NGX_ERROR (err says why; nothing changed).
+ */
+static ngx_int_t
+ngx_tce_consul_health(ngx_tce_consul_watch_t *w, ngx_tce_consul_result_t *res,
+    char *err, size_t errlen)
+{
+    ngx_int_t                 rc;
+    ngx_tce_service_t        *svc;
+    ngx_tce_consul_ctx_t     *ctx;
+    ngx_tce_consul_health_t   h;
+
+    ctx = w->ctx;
+    svc = w->svc;
+
+    if (ngx_tce_consul_parse_health(res->body, res->len, NULL, NULL, &h,
+                                    err, errlen)
+        != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    if (h.nskipped != w->nskipped) {
+        if (h.nskipped) {
+            ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
+                          "tce consul: service \"%s\": %uz entr%s skipped, "
+                          "the first because %s", svc->name, h.nskipped,
+                          h.nskipped == 1 ? "y" : "ies", h.reason);
+        }
+
+        w->nskipped = h.nskipped;
+    }
+
+    if (h.ninstances == 0 && !ctx->cmcf->allow_empty
+        && svc->ninstances != 0)
+    {
+        ngx_tce_consul_health_free(&h);
+
+        (void) ngx_atomic_fetch_add(&svc->disc_empty, 1);
+
+        ngx_snprintf((u_char *) err, errlen,
+                     "Consul answered no passing instance: the last "
+                     "known good set is kept (tce_consul_allow_empty "
+                     "off)%Z");
+        return NGX_DECLINED;
+    }
+
+    rc = ngx_tce_zone_set(ctx->cmcf->zone, svc, h.instances, h.ninstances,
+                          NGX_TCE_SOURCE_CONSUL, ctx->log);
+
+    ngx_tce_consul_health_free(&h);
+
+    if (rc == NGX_ERROR) {
+        ngx_snprintf((u_char *) err, errlen, "the tce zone is full%Z");
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, ctx->log, 0,
+                      "tce consul: service \"%s\": %ui instance(s), "
+                      "generation %uA", svc->name, svc->ninstances,
+                      svc->generation);
+
+        ngx_tce_consul_snapshot_later(ctx);
+    }
+
+    return NGX_OK;
+}
+
+
+/* catalog mode: watches every tagged service, stops the others */
+
+static ngx_int_t
+ngx_tce_consul_catalog(ngx_tce_consul_watch_t *w,
+    ngx_tce_consul_result_t *res, char *err, size_t errlen)
+{
+    size_t                       i, len;
+    ngx_tce_service_t           *svc;
+    ngx_tce_consul_ctx_t        *ctx;
+    ngx_tce_consul_watch_t      *sw, **link;
+    ngx_tce_consul_names_t       names;
+    ngx_tce_consul_main_conf_t  *cmcf;
+
+    ctx = w->ctx;
+    cmcf = ctx->cmcf;
+
+    if (ngx_tce_consul_parse_services(res->body, res->len,
+                                      (char *) cmcf->tag.data, &names, err,
+                                      errlen)
+        != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    for (sw = ctx->watches; sw; sw = sw->next) {
+        sw->seen = 0;
+    }
+
+    for (i = 0; i < names.nnames; i++) {
+        len = ngx_strlen(names.names[i]);
+
+        svc = ngx_tce_zone_service(cmcf->zone, (u_char *) names.names[i],
+                                   len, 1);
+        if (svc == NULL) {
+            ngx_snprintf((u_char *) err, errlen, "the tce zone is full%Z");
+            ngx_tce_consul_names_free(&names);
+            return NGX_ERROR;
+        }
+
+        sw = ngx_tce_consul_watch_find(ctx, svc);
+
+        if (sw == NULL) {
+            if (ctx->nwatches > NGX_TCE_CONSUL_MAX_SERVICES) {
+                if (!ctx->full) {
+                    ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+                                  "tce consul: more than %d services "
+                                  "tagged \"%V\", the rest is not watched",
+                                  NGX_TCE_CONSUL_MAX_SERVICES, &cmcf->tag);
+                    ctx->full = 1;
+                }
+
+                continue;
+            }
+
+            sw = ngx_tce_consul_watch_add(ctx, svc);
+            if (sw == NULL) {
+                ngx_snprintf((u_char *) err, errlen, "out of memory%Z");
+                ngx_tce_consul_names_free(&names);
+                return NGX_ERROR;
+            }
+
+            ngx_log_error(NGX_LOG_NOTICE, ctx->log, 0,
+                          "tce consul: watching service \"%s\" (tagged "
+                          "\"%V\")", svc->name, &cmcf->tag);
+
+            ngx_tce_consul_query(sw);
+        }
+
+        sw->seen = 1;
+    }
+
+    ngx_tce_consul_names_free(&names);
+
+    /* untagged or gone: no longer watched; its last set stays served */
+
+    link = &ctx->watches;
+
+    while (*link) {
+        sw = *link;
+
+        if (sw->svc == NULL || sw->seen
+            || ngx_tce_consul_named(cmcf, sw->svc->name, sw->svc->name_len))
+        {
+            link = &sw->next;
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, ctx->log, 0,
+                      "tce consul: service \"%s\" left the catalog (tag "
+                      "\"%V\"), no longer watched", sw->svc->name,
+                      &cmcf->tag);
+
+        if (cmcf->allow_empty) {
+            (void) ngx_tce_zone_set(cmcf->zone, sw->svc, NULL, 0,
+                                    NGX_TCE_SOURCE_CONSUL, ctx->log);
+        }
+
+        sw->svc->disc_watched = 0;
+        *link = sw->next;
+        ctx->nwatches--;
+        ngx_tce_consul_watch_free(sw);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_tce_consul_success(ngx_tce_consul_watch_t *w, ngx_uint_t state,
+    const char *note)
+{
+    ngx_tce_consul_ctx_t  *ctx;
+
+    ctx = w->ctx;
+
+    if (w->svc) {
+        w->svc->disc_success = ngx_time();
+
+        if (state == NGX_TCE_CONSUL_OK) {
+            (void) ngx_atomic_fetch_add(&w->svc->disc_syncs, 1);
+        }
+    }
+
+    if (state == NGX_TCE_CONSUL_EMPTY) {
+        if (w->state != NGX_TCE_CONSUL_EMPTY) {
+            ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
+                          "tce consul: service \"%s\": %s",
+                          ngx_tce_consul_name(w), note);
+        }
+
+        ngx_tce_consul_status_error(w, note);
+        w->state = state;
+        return;
+    }
+
+    if (w->state == NGX_TCE_CONSUL_FAILING
+        || w->state == NGX_TCE_CONSUL_EMPTY)
+    {
+        ngx_log_error(NGX_LOG_NOTICE, ctx->log, 0,
+                      "tce consul: %s \"%s\": in sync again, index %uL",
+                      w->svc ? "service" : "watch", ngx_tce_consul_name(w),
+                      w->index);
+    }
+
+    if (w->state != NGX_TCE_CONSUL_OK) {
+        ngx_tce_consul_status_error(w, "");
+    }
+
+    w->error[0] = '\0';
+    w->state = state;
+}
+
+
+/* logged once per change of state or of error text, not per retry */
+
+static void
+ngx_tce_consul_failed(ngx_tce_consul_watch_t *w, const char *error)
+{
+    uint64_t               delay;
+    ngx_tce_consul_ctx_t  *ctx;
+
+    ctx = w->ctx;
+
+    if (error == NULL || error[0] == '\0') {
+        error = "unknown error";
+    }
+
+    if (w->svc) {
+        w->svc->disc_failure = ngx_time();
+        (void) ngx_atomic_fetch_add(&w->svc->disc_errors, 1);
+    }
+
+    if (w->state != NGX_TCE_CONSUL_FAILING
+        || ngx_strncmp(w->error, error, sizeof(w->error) - 1) != 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+                      "tce consul: %s \"%s\": %s; the last known good set "
+                      "is kept, retrying with backoff",
+                      w->svc ? "service" : "watch", ngx_tce_consul_name(w),
+                      error);
+
+        (void) ngx_cpystrn((u_char *) w->error, (u_char *) error,
+                           sizeof(w->error));
+        ngx_tce_consul_status_error(w, error);
+    }
+
+    w->state = NGX_TCE_CONSUL_FAILING;
+
+    /* the server may have restarted: the next answer is a fresh one */
+    w->index = 0;
+
+    delay = ngx_tce_consul_backoff(w->attempt, NGX_TCE_CONSUL_BACKOFF_BASE,
+                                   NGX_TCE_CONSUL_BACKOFF_CAP,
+                                   (uint32_t) ngx_random());
+    if (w->attempt < 32) {
+        w->attempt++;
+    }
+
+    ngx_tce_consul_timer_set(&w->timer, (ngx_msec_t) delay);
+}
+
+
+static void
+ngx_tce_consul_status_error(ngx_tce_consul_watch_t *w, const char *text)
+{
+    ngx_slab_pool_t  *shpool;
+
+    if (w->svc == NULL) {
+        return;
+    }
+
+    /* readers (the admin API) copy it under the same lock */
+    shpool = w->ctx->cmcf->zone->shpool;
+
+    ngx_shmtx_lock(&shpool->mutex);
+    (void) ngx_cpystrn(w->svc->disc_error, (u_char *) text,
+                       NGX_TCE_DISC_ERR_LEN);
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+static const char *
+ngx_tce_consul_name(ngx_tce_consul_watch_t *w)
+{
+    return w->svc ? (const char *) w->svc->name : "/v1/catalog/services";
+}
+
+
+static void
+ngx_tce_consul_snapshot_later(ngx_tce_consul_ctx_t *ctx)
+{
+    if (ctx->cmcf->snapshot.len == 0 || ctx->snapshot.timer_set) {
+        return;
+    }
+
+    ngx_add_timer(&ctx->snapshot, NGX_TCE_CONSUL_SNAPSHOT_DELAY);
+}
+
+
+static void
+ngx_tce_consul_snapshot_timer(ngx_event_t *ev)
+{
+    ngx_tce_consul_ctx_t *ctx = ev->data;
+
+    (void) ngx_tce_consul_snapshot_write(ctx->cmcf, ctx->log);
+}
+
+
+/* CURLMOPT_SOCKETFUNCTION: which events curl wants on socket s */
+
+static int
+ngx_tce_consul_socket(CURL *easy, curl_socket_t s, int what, void *userp,
+    void *socketp)
+{
+    ngx_tce_consul_ctx_t *ctx = userp;
+
+    ngx_connection_t  *c;
+
+    c = socketp;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (c) {
+            curl_multi_assign(ctx->multi, s, NULL);
+            ngx_tce_consul_conn_free(c);
+        }
+
+        return 0;
+    }
+
+    if (c == NULL) {
+        c = ngx_get_connection(s, ctx->log);
+        if (c == NULL) {
+            return -1;
+        }
+
+        c->data = ctx;
+        c->log = ctx->log;
+        c->read->log = ctx->log;
+        c->write->log = ctx->log;
+        c->read->handler = ngx_tce_consul_event;
+        c->write->handler = ngx_tce_consul_event;
+
+        /* closed at once when the worker starts shutting down */
+        c->idle = 1;
+
+        curl_multi_assign(ctx->multi, s, c);
+    }
+
+    /* level-triggered: curl reads only what it wants per call */
+
+    if ((what & CURL_POLL_IN) && !c->read->active) {
+        if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            return -1;
+        }
+
+    } else if (!(what & CURL_POLL_IN) && c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+
+    if ((what & CURL_POLL_OUT) && !c->write->active) {
+        if (ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            return -1;
+        }
+
+    } else if (!(what & CURL_POLL_OUT) && c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+
+    return 0;
+}
+
+
+/* CURLMOPT_TIMERFUNCTION: curl wants to be called in timeout_ms */
+
+static int
+ngx_tce_consul_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    ngx_tce_consul_ctx_t *ctx = userp;
+
+    if (timeout_ms < 0) {
+        if (ctx->curl_timer.timer_set) {
+            ngx_del_timer(&ctx->curl_timer);
+        }
+
+        return 0;
+    }
+
+    ngx_tce_consul_timer_set(&ctx->curl_timer, (ngx_msec_t) timeout_ms);
+
+    return 0;
+}
+
+
+static void
+ngx_tce_consul_curl_timer(ngx_event_t *ev)
+{
+    ngx_tce_consul_action(ev->data, CURL_SOCKET_TIMEOUT, 0);
+}
+
+
+static void
+ngx_tce_consul_event(ngx_event_t *ev)
+{
+    ngx_connection_t  *c;
+
+    c = ev->data;
+
+    if (c->close) {
+        /* ngx_close_idle_connections(): the worker is shutting down */
+        ngx_tce_consul_watch_exit(((ngx_tce_consul_ctx_t *) c->data)->cmcf);
+        return;
+    }
+
+    /* c may be freed by curl's callbacks: read what is needed first */
+    ngx_tce_consul_action(c->data, c->fd,
+                          ev->write ? CURL_CSELECT_OUT : CURL_CSELECT_IN);
+}
+
+
+static void
+ngx_tce_consul_action(ngx_tce_consul_ctx_t *ctx, curl_socket_t s, int flags)
+{
+    int        running;
+    CURLMcode  rc;
+
+    if (ctx->multi == NULL) {
+        return;
+    }
+
+    rc = curl_multi_socket_action(ctx->multi, s, flags, &running);
+
+    if (rc != CURLM_OK) {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+                      "tce consul: curl_multi_socket_action() failed: %s",
+                      curl_multi_strerror(rc));
+    }
+
+    ngx_tce_consul_check(ctx);
+}
+
+
+static void
+ngx_tce_consul_check(ngx_tce_consul_ctx_t *ctx)
+{
+    int                        left;
+    CURL                      *easy;
+    CURLMsg                   *msg;
+    CURLcode                   code;
+    ngx_tce_consul_watch_t    *w;
+    ngx_tce_consul_request_t  *req;
+
+    while (ctx->multi && (msg = curl_multi_info_read(ctx->multi, &left))) {
+
+        if (msg->msg != CURLMSG_DONE) {
+            continue;
+        }
+
+        easy = msg->easy_handle;
+        code = msg->data.result;
+        req = NULL;
+
+        (void) curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &req);
+
+        curl_multi_remove_handle(ctx->multi, easy);
+
+        for (w = ctx->watches; w; w = w->next) {
+            if (w->req == req) {
+                break;
+            }
+        }
+
+        if (w == NULL) {
+            ngx_tce_consul_request_free(req);
+            continue;
+        }
+
+        w->req = NULL;
+        ngx_tce_consul_done(w, req, code);
+        ngx_tce_consul_request_free(req);
+    }
+}
+
+
+static void
+ngx_tce_consul_conn_free(ngx_connection_t *c)
+{
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    /* the fd is still open here: curl closes it after this callback */
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    ngx_free_connection(c);
+
+    c->fd = (ngx_socket_t) -1;
+}
+
+
+static void
+ngx_tce_consul_event_init(ngx_event_t *ev, ngx_event_handler_pt handler,
+    void *data, ngx_log_t *log)
+{
+    ev->handler = handler;
+    ev->data = data;
+    ev->log = log;
+
+    /* none of them keeps an exiting worker alive */
+    ev->cancelable = 1;
+}
+
+
+/* ngx_add_timer() keeps a set timer within 300 ms of the new one */
+
+static void
+ngx_tce_consul_timer_set(ngx_event_t *ev, ngx_msec_t ms)
+{
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
+    }
+
+    ngx_add_timer(ev, ms);
+}
