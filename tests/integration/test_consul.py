@@ -1,0 +1,395 @@
+"""
+Consul discovery as a user sees it: real nginx (2+ workers) with the
+module, real backend nginx, and the Consul API double in this process.
+Routing is read from what clients get (the backend answers its port);
+discovery status from /tce/status; Consul's side from the double's
+counters.  Every wait polls with a deadline.
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+from conftest import SERVICE, file_size, read_from, stop_process, wait_for
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                '..', 'doubles'))
+
+from consul_double import ConsulDouble  # noqa: E402
+
+
+HEALTH = '/v1/health/service/' + SERVICE
+OTHER = 'demo.web.other'
+
+
+@pytest.fixture
+def consul():
+    d = ConsulDouble(jitter=False).start()
+    yield d
+    d.stop()
+
+
+def start(nginx, consul, params='wait=2s', urls=None, extra='',
+          upstreams=None, workers=2, state=False, snapshot=True):
+    urls = urls or [consul.url]
+    http_extra = '    tce_consul %s %s;\n' % (' '.join(urls), params)
+    if snapshot:
+        http_extra += '    tce_consul_snapshot %s/snap.json;\n' % nginx.dir
+    http_extra += extra
+    kw = {}
+    if upstreams:
+        kw['upstreams'] = upstreams
+    nginx.configure(http_extra=http_extra, state=state, workers=workers,
+                    **kw)
+    nginx.start()
+
+
+def register(consul, backend, n, port_index, **kw):
+    return consul.register(SERVICE, 'api-%d' % n, '127.0.0.1',
+                           backend.ok4[port_index], **kw)
+
+
+def ports_seen(nginx, n=12):
+    """The set of backend ports answering n fresh requests (None for a
+    request that did not get a 200)."""
+    out = set()
+    for _ in range(n):
+        r = nginx.get('/')
+        out.add(int(r.text) if r.status == 200 else None)
+    return out
+
+
+def routes_to(nginx, ports, timeout=5):
+    want = set(ports)
+    wait_for(lambda: ports_seen(nginx) == want, timeout,
+             what='routing to exactly %s' % sorted(want))
+
+
+def discovery(nginx, service=SERVICE):
+    return nginx.status()['services'].get(service, {}).get('discovery', {})
+
+
+def owner_lines(nginx):
+    return [l for l in read_from(nginx.error_log).splitlines()
+            if 'watches Consul' in l]
+
+
+def owner_pid(nginx):
+    lines = owner_lines(nginx)
+    return int(lines[-1].split('worker ')[1].split()[0]) if lines else None
+
+
+# -------------------------------------------------------- registration
+
+def test_registration_and_removal_follow_consul(backend, nginx, consul):
+    start(nginx, consul)
+    register(consul, backend, 1, 0)
+    routes_to(nginx, [backend.ok4[0]])
+
+    register(consul, backend, 2, 1)
+    routes_to(nginx, [backend.ok4[0], backend.ok4[1]])
+
+    # deregistration removes an instance
+    consul.deregister('api-1')
+    routes_to(nginx, [backend.ok4[1]])
+
+    # a failing check removes it too (passing=1), and it comes back
+    register(consul, backend, 3, 2)
+    routes_to(nginx, [backend.ok4[1], backend.ok4[2]])
+    consul.set_check('service:api-2', 'critical')
+    routes_to(nginx, [backend.ok4[2]])
+    consul.set_check('service:api-2', 'passing')
+    routes_to(nginx, [backend.ok4[1], backend.ok4[2]])
+
+    d = discovery(nginx)
+    assert d['watched'] and d['last_error'] == '' and d['syncs'] >= 5, d
+    assert d['index'] == consul.service_index(SERVICE), d
+    assert nginx.status()['services'][SERVICE]['source'] == 'consul'
+
+
+def test_weights_and_meta_mapped(backend, nginx, consul):
+    start(nginx, consul)
+    register(consul, backend, 1, 0, weight=3)
+    register(consul, backend, 2, 1, weight=1,
+             meta={'cluster': 'default', 'env': 'prod', 'version': 'v7'})
+    consul.register(SERVICE, 'api-blue', '127.0.0.1', backend.ok4[2],
+                    meta={'cluster': 'blue', 'env': 'canary'})
+
+    def mapped():
+        insts = {i['id']: i for i in
+                 nginx.status()['services'][SERVICE]['instances']}
+        return len(insts) == 3 and insts
+    insts = wait_for(mapped, 5, what='three instances in the status')
+    assert insts['api-1']['weight'] == 3
+    assert insts['api-2']['weight'] == 1
+    assert insts['api-2']['version'] == 'v7'
+    assert insts['api-blue']['cluster'] == 'blue'
+    assert insts['api-blue']['env'] == 'canary'
+
+    # each worker runs an exact weighted cycle: 3:1 within a cycle each
+    counts = {}
+    for _ in range(80):
+        r = nginx.get('/')
+        assert r.status == 200, r
+        counts[int(r.text)] = counts.get(int(r.text), 0) + 1
+    assert set(counts) == {backend.ok4[0], backend.ok4[1]}, counts
+    assert abs(counts[backend.ok4[0]] - 60) <= 4, counts
+
+
+def test_bad_entry_skipped_with_one_warning(backend, nginx, consul):
+    start(nginx, consul)
+    register(consul, backend, 1, 0)
+    consul.register(SERVICE, 'api-bad', 'not-an-ip', 80)
+    routes_to(nginx, [backend.ok4[0]])
+    line = nginx.wait_error_line(
+        lambda l: 'tce consul' in l and 'skipped' in l, 0,
+        what='a warning about the skipped entry')
+    assert SERVICE in line and '[warn]' in line
+
+
+def test_token_sent(backend, nginx, tmp_path):
+    d = ConsulDouble(token='s3cret', jitter=False).start()
+    try:
+        tok = tmp_path / 'token'
+        tok.write_text('s3cret\n')
+        start(nginx, d, params='wait=2s token_file=%s' % tok)
+        register(d, backend, 1, 0)
+        routes_to(nginx, [backend.ok4[0]])
+        assert d.last_token == 's3cret'
+    finally:
+        d.stop()
+
+
+def test_wrong_token_keeps_serving_and_says_why(backend, nginx, consul):
+    consul.token = 'right'
+    start(nginx, consul, params='wait=2s token=wrong')
+    wait_for(lambda: 'ACL' in discovery(nginx).get('last_error', ''), 5,
+             what='the ACL error in the status')
+
+
+def test_failover_between_urls(backend, nginx, consul):
+    dead = 'http://127.0.0.1:%d' % backend.dead
+    start(nginx, consul, urls=[dead, consul.url])
+    register(consul, backend, 1, 0)
+    routes_to(nginx, [backend.ok4[0]])
+    assert discovery(nginx)['last_error'] == ''
+
+
+def test_config_errors(nginx, consul):
+    for line, words in (
+            ('tce_consul ftp://x;', 'ftp://x'),
+            ('tce_consul %s wait=0s;' % consul.url, 'wait='),
+            ('tce_consul %s bogus=1;' % consul.url, 'bogus=1'),
+            ('tce_consul %s token=a token=b;' % consul.url, 'token_file'),
+            ('tce_consul %s token_file=/nonexistent/t;' % consul.url,
+             'token_file'),
+            ('tce_consul_services tag;', 'tag=')):
+        nginx.configure(http_extra='    %s\n' % line, state=False)
+        rc, err = nginx.check()
+        assert rc != 0 and words in err and 'tce_consul' in err, (line, err)
+
+
+# -------------------------------------------------------------- faults
+
+FAULTS = [
+    ('status', {'status': 500, 'body': 'rpc error'}, 'HTTP 500'),
+    ('malformed', {}, ''),
+    ('truncated', {}, ''),
+    ('drop', {}, ''),
+]
+
+
+@pytest.mark.parametrize('kind,kw,text', FAULTS, ids=[f[0] for f in FAULTS])
+def test_fault_keeps_last_good_set(backend, nginx, consul, kind, kw, text):
+    start(nginx, consul, params='wait=1s')
+    register(consul, backend, 1, 0)
+    register(consul, backend, 2, 1)
+    good = [backend.ok4[0], backend.ok4[1]]
+    routes_to(nginx, good)
+    since = file_size(nginx.error_log)
+
+    consul.add_fault(kind, count=-1, path=HEALTH, **kw)
+    wait_for(lambda: discovery(nginx)['errors'] >= 3, 10,
+             what='three failed queries')
+    assert ports_seen(nginx) == set(good)
+    d = discovery(nginx)
+    assert d['last_error'] and text in d['last_error'], d
+
+    # one error line for the state change, not one per retry
+    lines = [l for l in read_from(nginx.error_log, since).splitlines()
+             if 'tce consul' in l and '[error]' in l]
+    assert len(lines) == 1, lines
+
+    consul.clear_faults()
+    register(consul, backend, 3, 2)
+    routes_to(nginx, good + [backend.ok4[2]])
+    wait_for(lambda: discovery(nginx)['last_error'] == '', 5,
+             what='in sync again')
+    nginx.wait_error_line(lambda l: 'in sync again' in l, since)
+
+
+def test_hang_keeps_serving(backend, nginx, consul):
+    start(nginx, consul, params='wait=1s')
+    register(consul, backend, 1, 0)
+    routes_to(nginx, [backend.ok4[0]])
+    consul.add_fault('hang', count=-1, path=HEALTH)
+    wait_for(lambda: consul.state()['hung'] >= 1, 5, what='a hung query')
+    assert ports_seen(nginx) == {backend.ok4[0]}
+    consul.clear_faults()
+    register(consul, backend, 2, 1)
+    routes_to(nginx, [backend.ok4[0], backend.ok4[1]], timeout=15)
+
+
+def test_consul_down_keeps_serving(backend, nginx, consul):
+    start(nginx, consul)
+    register(consul, backend, 1, 0)
+    routes_to(nginx, [backend.ok4[0]])
+    consul.stop()
+    wait_for(lambda: discovery(nginx)['errors'] >= 1, 10,
+             what='a failed query')
+    assert ports_seen(nginx) == {backend.ok4[0]}
+
+
+def test_empty_answer_kept_unless_allowed(backend, nginx, consul):
+    start(nginx, consul)
+    register(consul, backend, 1, 0)
+    routes_to(nginx, [backend.ok4[0]])
+    consul.deregister('api-1')
+    wait_for(lambda: discovery(nginx)['empty_answers'] >= 1, 5,
+             what='an empty answer')
+    assert ports_seen(nginx) == {backend.ok4[0]}
+    assert 'allow_empty' in discovery(nginx)['last_error']
+
+
+def test_empty_answer_applied_when_allowed(backend, nginx, consul):
+    start(nginx, consul, extra='    tce_consul_allow_empty on;\n')
+    register(consul, backend, 1, 0)
+    routes_to(nginx, [backend.ok4[0]])
+    consul.deregister('api-1')
+    wait_for(lambda: nginx.get('/').status == 503, 5, what='503')
+
+
+def test_index_going_back_and_restart(backend, nginx, consul):
+    start(nginx, consul)
+    register(consul, backend, 1, 0)
+    routes_to(nginx, [backend.ok4[0]])
+
+    # a snapshot restore: the index goes back; the watcher starts over
+    consul.set_index(1)
+    register(consul, backend, 2, 1)
+    routes_to(nginx, [backend.ok4[0], backend.ok4[1]])
+
+    # restart with state lost: empty registry, the last set is kept
+    consul.restart()
+    wait_for(lambda: discovery(nginx)['empty_answers'] >= 1, 10,
+             what='the empty answer after the restart')
+    assert ports_seen(nginx) == {backend.ok4[0], backend.ok4[1]}
+    register(consul, backend, 3, 2)
+    routes_to(nginx, [backend.ok4[2]])
+
+
+# ---------------------------------------------------- snapshot, restart
+
+def test_restart_during_outage_serves_snapshot(backend, nginx, consul):
+    start(nginx, consul)
+    register(consul, backend, 1, 0)
+    register(consul, backend, 2, 1)
+    routes_to(nginx, [backend.ok4[0], backend.ok4[1]])
+    snap = os.path.join(nginx.dir, 'snap.json')
+    wait_for(lambda: read_from(snap).count('"api-') == 2, 5,
+             what='the snapshot holding both instances')
+
+    err = stop_process(nginx.proc)
+    assert err is None, err
+    nginx.stderr.close()
+    consul.stop()
+
+    nginx.start()
+    routes_to(nginx, [backend.ok4[0], backend.ok4[1]])
+    d = wait_for(lambda: discovery(nginx).get('errors', 0) >= 1 and
+                 discovery(nginx), 10, what='the outage in the status')
+    assert d['last_success'] == 0, d
+
+
+def test_snapshot_default_is_state_file(backend, nginx, consul):
+    nginx.write_state({'demo.web.static': {'default': [
+        {'id': 's1', 'address': '127.0.0.1:%d' % backend.ok4[3]}]}})
+    start(nginx, consul, state=True, snapshot=False)
+    register(consul, backend, 1, 0)
+    routes_to(nginx, [backend.ok4[0]])
+    wait_for(lambda: '"api-1"' in read_from(nginx.state_path), 5,
+             what='the state file holding the Consul instance')
+    doc = json.loads(read_from(nginx.state_path))
+    assert 'demo.web.static' in doc['services'], doc
+
+    # a reload applies the state file again: Consul's set is untouched
+    gen = nginx.status()['services'][SERVICE]['generation']
+    nginx.reload()
+    assert nginx.status()['services'][SERVICE]['generation'] == gen
+    assert nginx.status()['services'][SERVICE]['source'] == 'consul'
+
+
+# ------------------------------------------------- one watcher, election
+
+def test_one_blocking_query_per_service(backend, nginx, consul):
+    ups = ('    upstream api { tce_service %s; }\n'
+           '    upstream other { tce_service %s; }\n'
+           '    upstream api2 { tce_service %s; }\n'
+           % (SERVICE, OTHER, SERVICE))
+    start(nginx, consul, params='wait=60s', upstreams=ups, workers=4)
+    register(consul, backend, 1, 0)
+    consul.register(OTHER, 'o-1', '127.0.0.1', backend.ok4[1])
+    routes_to(nginx, [backend.ok4[0]])
+    wait_for(lambda: consul.open_requests(SERVICE) == 1
+             and consul.open_requests(OTHER) == 1, 5,
+             what='one open blocking query per service')
+
+    # over several election periods: still one, and no new request
+    before = consul.count(HEALTH)
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        assert consul.open_requests(SERVICE) == 1
+        assert consul.open_requests(OTHER) == 1
+        time.sleep(0.05)
+    assert consul.count(HEALTH) == before
+    assert len(set(owner_lines(nginx))) == 1
+
+
+def test_killed_watcher_replaced_within_2s(backend, nginx, consul):
+    start(nginx, consul, params='wait=60s')
+    register(consul, backend, 1, 0)
+    routes_to(nginx, [backend.ok4[0]])
+    pid = wait_for(lambda: owner_pid(nginx), 5, what='a watcher')
+    nginx.allowed_log.add('exited on signal 9')
+
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    new = wait_for(lambda: owner_pid(nginx) != pid and owner_pid(nginx),
+                   5, interval=0.01, what='another watcher')
+    elapsed = time.monotonic() - t0
+    assert elapsed < 2.0, elapsed
+    assert new != pid
+
+    register(consul, backend, 2, 1)
+    routes_to(nginx, [backend.ok4[0], backend.ok4[1]])
+    wait_for(lambda: consul.open_requests(SERVICE) == 1, 5,
+             what='one open blocking query')
+
+
+def test_reload_leaves_no_old_worker(backend, nginx, consul):
+    # long polls open: old workers must still exit at once
+    start(nginx, consul, params='wait=60s')
+    register(consul, backend, 1, 0)
+    routes_to(nginx, [backend.ok4[0]])
+    wait_for(lambda: consul.open_requests(SERVICE) == 1, 5,
+             what='an open blocking query')
+    for _ in range(2):
+        t0 = time.monotonic()
+        nginx.reload(timeout=5)
+        assert time.monotonic() - t0 < 3
+    register(consul, backend, 2, 1)
+    routes_to(nginx, [backend.ok4[0], backend.ok4[1]])
