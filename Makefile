@@ -94,8 +94,12 @@ test: deps lint
 run: deps $(MODULE)
 	@sh conf/run-demo.sh $(NGINX_BIN) $(TOP)
 
+run-consul: deps $(MODULE)
+	@sh conf/run-consul.sh $(NGINX_BIN) $(TOP) $(PYTHON)
+
 bench: deps $(MODULE)
 	$(PYTHON) bench/bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
+	$(PYTHON) bench/consul_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
 
 clean:
 	rm -rf $(BUILD)
