@@ -711,6 +711,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         BaseHTTPRequestHandler.setup(self)
+        # like Go's net/http (Consul): no Nagle delay on small writes
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.double.cond:
             self.double.conns.add(self.connection)
 
