@@ -75,7 +75,10 @@ typedef struct {
 typedef struct {
     ngx_tce_canary_policy_t            policy;
     ngx_http_complex_value_t          *key;       /* NULL: no sticky key */
+    ngx_int_t                          key_index; /* key=$var: its index */
+    ngx_str_t                          key_cookie;  /* key=$cookie_name */
     ngx_str_t                          header;    /* override header */
+    ngx_uint_t                         header_hash;
     ngx_str_t                          cookie;    /* override cookie */
     ngx_array_t                       *override_from;   /* ngx_cidr_t */
 } ngx_http_tce_upstream_canary_conf_t;

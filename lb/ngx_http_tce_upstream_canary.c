@@ -40,10 +40,12 @@ static ngx_int_t ngx_http_tce_upstream_canary_override(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_tce_upstream_canary_trusted(ngx_http_request_t *r,
     ngx_http_tce_upstream_canary_conf_t *ccf);
 static ngx_int_t ngx_http_tce_upstream_canary_header(ngx_http_request_t *r,
-    ngx_str_t *name, ngx_str_t *value);
+    ngx_str_t *name, ngx_uint_t hash, ngx_str_t *value);
 static char *ngx_http_tce_upstream_canary_cidr(ngx_conf_t *cf,
     ngx_http_tce_upstream_canary_conf_t *ccf, ngx_str_t *value);
 static ngx_uint_t ngx_http_tce_upstream_canary_token(ngx_str_t *s);
+static ngx_int_t ngx_http_tce_upstream_canary_key(ngx_http_request_t *r,
+    ngx_http_tce_upstream_canary_conf_t *ccf, ngx_str_t *key);
 static ngx_int_t ngx_http_tce_upstream_canary_header_filter(
     ngx_http_request_t *r);
 
@@ -58,7 +60,7 @@ ngx_http_tce_upstream_canary(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_int_t                             w;
     ngx_str_t                            *value, s;
-    ngx_uint_t                            i;
+    ngx_uint_t                            i, n;
     ngx_http_compile_complex_value_t      ccv;
     ngx_http_tce_upstream_canary_conf_t  *ccf;
 
@@ -90,6 +92,7 @@ ngx_http_tce_upstream_canary(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
      */
 
     ccf->policy.fallback = 1;
+    ccf->key_index = NGX_ERROR;
 
     value = cf->args->elts;
 
@@ -120,6 +123,43 @@ ngx_http_tce_upstream_canary(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return NGX_CONF_ERROR;
             }
 
+            /*
+             * The usual key is one variable ($cookie_uid): read it by
+             * its index, which costs far less per request than running
+             * a complex value's script.
+             */
+
+            ccf->key = NULL;
+            ccf->key_index = NGX_ERROR;
+
+            if (s.len > 1 && s.data[0] == '$') {
+                s.data++;
+                s.len--;
+
+                if (ngx_http_tce_upstream_canary_token(&s)
+                    && ngx_strlchr(s.data, s.data + s.len, '.') == NULL
+                    && ngx_strlchr(s.data, s.data + s.len, '-') == NULL)
+                {
+                    ccf->key_index = ngx_http_get_variable_index(cf, &s);
+                    if (ccf->key_index == NGX_ERROR) {
+                        return NGX_CONF_ERROR;
+                    }
+
+                    /* $cookie_name: what its handler does, called direct */
+                    ngx_str_null(&ccf->key_cookie);
+
+                    if (s.len > 7 && ngx_strncmp(s.data, "cookie_", 7) == 0) {
+                        ccf->key_cookie.data = s.data + 7;
+                        ccf->key_cookie.len = s.len - 7;
+                    }
+
+                    continue;
+                }
+
+                s.data--;
+                s.len++;
+            }
+
             ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
 
             ccv.cf = cf;
@@ -147,6 +187,14 @@ ngx_http_tce_upstream_canary(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                    "invalid canary override header \"%V\"",
                                    &value[i]);
                 return NGX_CONF_ERROR;
+            }
+
+            /* the hash nginx gives every request header (lowercase) */
+            ccf->header_hash = 0;
+
+            for (n = 0; n < ccf->header.len; n++) {
+                ccf->header_hash = ngx_hash(ccf->header_hash,
+                                            ngx_tolower(ccf->header.data[n]));
             }
 
             continue;
@@ -388,13 +436,16 @@ ngx_http_tce_upstream_canary_choose(ngx_http_request_t *r,
         } else if (pol->weight >= NGX_TCE_CANARY_SCALE) {
             env = NGX_TCE_ENV_CANARY;
 
-        } else if (ccf && ccf->key) {
-            if (ngx_http_complex_value(r, ccf->key, &key) != NGX_OK) {
+        } else if (ccf && (ccf->key || ccf->key_index != NGX_ERROR)) {
+            if (ngx_http_tce_upstream_canary_key(r, ccf, &key) != NGX_OK) {
                 return NGX_ERROR;
             }
 
+            /* weights 0 and 10000 were settled above, without a hash */
             if (key.len) {
-                env = ngx_tce_canary_sticky(pol, key.data, key.len);
+                env = ngx_tce_canary_bucket(key.data, key.len, pol->epoch)
+                      < pol->weight
+                      ? NGX_TCE_ENV_CANARY : NGX_TCE_ENV_PROD;
             }
         }
 
@@ -451,6 +502,45 @@ ngx_http_tce_upstream_canary_fallback(ngx_http_tce_upstream_peer_data_t *pd)
 
 
 static ngx_int_t
+ngx_http_tce_upstream_canary_key(ngx_http_request_t *r,
+    ngx_http_tce_upstream_canary_conf_t *ccf, ngx_str_t *key)
+{
+    ngx_http_variable_value_t  *vv;
+
+    if (ccf->key) {
+        return ngx_http_complex_value(r, ccf->key, key);
+    }
+
+    if (ccf->key_cookie.len) {
+        if (ngx_http_parse_multi_header_lines(&r->headers_in.cookies,
+                                              &ccf->key_cookie, key)
+            == NGX_DECLINED)
+        {
+            key->len = 0;
+        }
+
+        return NGX_OK;
+    }
+
+    vv = ngx_http_get_flushed_variable(r, ccf->key_index);
+
+    if (vv == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (vv->not_found) {
+        key->len = 0;
+        return NGX_OK;
+    }
+
+    key->data = vv->data;
+    key->len = vv->len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
 ngx_http_tce_upstream_canary_override(ngx_http_request_t *r,
     ngx_http_tce_upstream_canary_conf_t *ccf)
 {
@@ -460,7 +550,8 @@ ngx_http_tce_upstream_canary_override(ngx_http_request_t *r,
     env = -1;
 
     if (ccf->header.len
-        && ngx_http_tce_upstream_canary_header(r, &ccf->header, &value)
+        && ngx_http_tce_upstream_canary_header(r, &ccf->header,
+                                               ccf->header_hash, &value)
            == NGX_OK)
     {
         env = ngx_tce_canary_override_parse((char *) value.data, value.len);
@@ -508,7 +599,7 @@ ngx_http_tce_upstream_canary_trusted(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_tce_upstream_canary_header(ngx_http_request_t *r, ngx_str_t *name,
-    ngx_str_t *value)
+    ngx_uint_t hash, ngx_str_t *value)
 {
     ngx_uint_t        i;
     ngx_list_part_t  *part;
@@ -529,7 +620,8 @@ ngx_http_tce_upstream_canary_header(ngx_http_request_t *r, ngx_str_t *name,
             i = 0;
         }
 
-        if (h[i].key.len == name->len
+        if (h[i].hash == hash
+            && h[i].key.len == name->len
             && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
         {
             *value = h[i].value;

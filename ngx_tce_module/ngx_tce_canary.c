@@ -14,52 +14,90 @@
 #include "ngx_tce_canary.h"
 
 
-#define NGX_TCE_FNV_OFFSET  0xcbf29ce484222325ULL
-#define NGX_TCE_FNV_PRIME   0x100000001b3ULL
+#define NGX_TCE_MURMUR_M  0xc6a4a7935bd1e995ULL
+#define NGX_TCE_MURMUR_R  47
 
 
-static uint64_t ngx_tce_canary_fmix64(uint64_t h);
 static int ngx_tce_canary_fail(char *err, size_t errlen, const char *fmt,
     ...);
 
 
-static uint64_t
-ngx_tce_canary_fmix64(uint64_t h)
+/*
+ * MurmurHash64A's block mixing (Austin Appleby, public domain) over
+ * 64-bit little-endian blocks, the epoch as its seed.  Two changes
+ * for short keys, whose bytes differ at the end: the last, partial
+ * block is mixed like the others, and murmur3's fmix64 finishes.
+ * A few instructions per 8 bytes: FNV-1a costs that per byte.
+ */
+uint32_t
+ngx_tce_canary_bucket(const void *key, size_t len, uint64_t epoch)
 {
-    /* murmur3's finalizer: FNV-1a alone mixes its last bytes poorly */
+    size_t          i, n;
+    uint64_t        h, k;
+    const uint8_t  *p;
+
+    p = key;
+    h = epoch ^ (len * NGX_TCE_MURMUR_M);
+    n = len / 8;
+
+    for (i = 0; i < n; i++, p += 8) {
+        memcpy(&k, p, 8);
+#if (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+        k = __builtin_bswap64(k);
+#endif
+
+        k *= NGX_TCE_MURMUR_M;
+        k ^= k >> NGX_TCE_MURMUR_R;
+        k *= NGX_TCE_MURMUR_M;
+
+        h ^= k;
+        h *= NGX_TCE_MURMUR_M;
+    }
+
+    n = len & 7;
+
+    if (n) {
+        k = 0;
+
+        switch (n) {
+        case 7:
+            k |= (uint64_t) p[6] << 48;
+            /* fall through */
+        case 6:
+            k |= (uint64_t) p[5] << 40;
+            /* fall through */
+        case 5:
+            k |= (uint64_t) p[4] << 32;
+            /* fall through */
+        case 4:
+            k |= (uint64_t) p[3] << 24;
+            /* fall through */
+        case 3:
+            k |= (uint64_t) p[2] << 16;
+            /* fall through */
+        case 2:
+            k |= (uint64_t) p[1] << 8;
+            /* fall through */
+        default:
+            k |= p[0];
+        }
+
+        k *= NGX_TCE_MURMUR_M;
+        k ^= k >> NGX_TCE_MURMUR_R;
+        k *= NGX_TCE_MURMUR_M;
+
+        h ^= k;
+        h *= NGX_TCE_MURMUR_M;
+    }
+
+    /* fmix64 */
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;
     h ^= h >> 33;
     h *= 0xc4ceb9fe1a85ec53ULL;
     h ^= h >> 33;
 
-    return h;
-}
-
-
-uint32_t
-ngx_tce_canary_bucket(const void *key, size_t len, uint64_t epoch)
-{
-    size_t          i;
-    uint64_t        h;
-    const uint8_t  *p;
-
-    h = NGX_TCE_FNV_OFFSET;
-
-    /* the salt first, byte by byte, little-endian on every host */
-    for (i = 0; i < 8; i++) {
-        h ^= (uint8_t) (epoch >> (8 * i));
-        h *= NGX_TCE_FNV_PRIME;
-    }
-
-    p = key;
-
-    for (i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= NGX_TCE_FNV_PRIME;
-    }
-
-    return (uint32_t) (ngx_tce_canary_fmix64(h) % NGX_TCE_CANARY_SCALE);
+    return (uint32_t) (h % NGX_TCE_CANARY_SCALE);
 }
 
 

@@ -6,13 +6,16 @@
  * The sticky bucket is defined so that any node, in any language,
  * computes the same one:
  *
- *   h      = FNV-1a 64 over (epoch as 8 bytes little-endian) . key
- *   h      = murmur3 fmix64(h)
- *   bucket = h mod 10000
+ *   h = epoch ^ (len * M)             M = 0xc6a4a7935bd1e995
+ *   for each 8-byte block k of the key, read little-endian, the last
+ *   one padded with zero bytes:
+ *       k *= M; k ^= k >> 47; k *= M; h ^= k; h *= M
+ *   bucket = fmix64(h) mod 10000      (murmur3's finalizer)
  *
- * and a key goes to the canary if and only if bucket < weight, so that
- * raising the weight only moves keys from prod to canary, and a new
- * epoch deals the keys out afresh.
+ * (MurmurHash64A with its tail mixed as a block and a stronger
+ * finalizer).  A key goes to the canary if and only if bucket <
+ * weight, so that raising the weight only moves keys from prod to
+ * canary, and a new epoch deals the keys out afresh.
  */
 
 #ifndef _NGX_TCE_CANARY_H_INCLUDED_

@@ -13,7 +13,6 @@ another language, would route a key the same way.
 import collections
 import http.client
 import json
-import struct
 
 import pytest
 
@@ -26,9 +25,15 @@ M64 = (1 << 64) - 1
 
 def bucket(key, epoch):
     """The sticky bucket, as ngx_tce_canary.h defines it."""
-    h = 0xcbf29ce484222325
-    for b in struct.pack('<Q', epoch) + key.encode():
-        h = ((h ^ b) * 0x100000001b3) & M64
+    m, r = 0xc6a4a7935bd1e995, 47
+    data = key.encode()
+    h = (epoch ^ (len(data) * m)) & M64
+    for i in range(0, len(data), 8):
+        k = int.from_bytes(data[i:i + 8], 'little')
+        k = (k * m) & M64
+        k ^= k >> r
+        k = (k * m) & M64
+        h = ((h ^ k) * m) & M64
     h ^= h >> 33
     h = (h * 0xff51afd7ed558ccd) & M64
     h ^= h >> 33

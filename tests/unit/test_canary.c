@@ -52,10 +52,14 @@ test_bucket_known_values(void **state)
 {
     (void) state;
 
-    assert_int_equal(ngx_tce_canary_bucket("", 0, 0), 7598);
-    assert_int_equal(ngx_tce_canary_bucket("user-42", 7, 0), 7888);
-    assert_int_equal(ngx_tce_canary_bucket("user-42", 7, 1), 5992);
-    assert_int_equal(ngx_tce_canary_bucket("uid=abc", 7, 7), 9030);
+    assert_int_equal(ngx_tce_canary_bucket("", 0, 0), 0);
+    assert_int_equal(ngx_tce_canary_bucket("user-42", 7, 0), 1757);
+    assert_int_equal(ngx_tce_canary_bucket("user-42", 7, 1), 5509);
+    assert_int_equal(ngx_tce_canary_bucket("uid=abc", 7, 7), 4621);
+    assert_int_equal(ngx_tce_canary_bucket("a-sixteen-bytes!", 16, 3),
+                     7798);
+    assert_int_equal(ngx_tce_canary_bucket("seventeen-bytes-k", 17, 3),
+                     7892);
 }
 
 
