@@ -102,6 +102,11 @@ typedef struct {
 
     /* this worker's current view */
     ngx_http_tce_upstream_view_t      *view;
+
+    /* tce_service $var: the service named per request, and this
+     * worker's conf per service met (ngx_http_tce_upstream_byname.c) */
+    ngx_http_complex_value_t          *service_cv;
+    ngx_array_t                       *byname;
 } ngx_http_tce_upstream_srv_conf_t;
 
 
@@ -138,6 +143,15 @@ ngx_http_tce_upstream_cluster_t *ngx_http_tce_upstream_view_cluster(
     ngx_http_tce_upstream_view_t *view, ngx_str_t *name);
 
 ngx_int_t ngx_http_tce_upstream_add_variables(ngx_conf_t *cf);
+
+/*
+ * tce_service $var: the conf of the service the request names, built
+ * once per worker and service (a copy of ucf with its own view); NULL
+ * (logged) when the name is not in the registry.  The cache is bounded
+ * by the zone's services: no name outside the registry is kept.
+ */
+ngx_http_tce_upstream_srv_conf_t *ngx_http_tce_upstream_byname(
+    ngx_http_request_t *r, ngx_http_tce_upstream_srv_conf_t *ucf);
 
 /* ngx_http_tce_upstream_canary.c: directives, view, decision */
 char *ngx_http_tce_upstream_canary(ngx_conf_t *cf, ngx_command_t *cmd,

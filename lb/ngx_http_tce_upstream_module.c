@@ -169,7 +169,25 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
 
     value = cf->args->elts;
 
-    if (!ngx_tce_service_name_valid((char *) value[1].data, value[1].len)) {
+    if (ngx_http_script_variables_count(&value[1])) {
+        /* one upstream for every service: ngx_http_tce_upstream_byname.c */
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &value[1];
+        ccv.complex_value = ngx_palloc(cf->pool,
+                                       sizeof(ngx_http_complex_value_t));
+        if (ccv.complex_value == NULL
+            || ngx_http_compile_complex_value(&ccv) != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        ucf->service_cv = ccv.complex_value;
+
+    } else if (!ngx_tce_service_name_valid((char *) value[1].data,
+                                           value[1].len))
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid service name \"%V\" in "
                            "\"tce_service\": expected "
@@ -258,8 +276,9 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_conf_init_uint_value(ucf->max_fails, 1);
     ngx_conf_init_value(ucf->fail_timeout, 10);
 
-    if (ngx_tce_add_service_ref(cf, &ucf->service_name, &ucf->service)
-        != NGX_OK)
+    if (ucf->service_cv == NULL
+        && ngx_tce_add_service_ref(cf, &ucf->service_name, &ucf->service)
+           != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }
@@ -341,10 +360,17 @@ ngx_http_tce_upstream_init_peer(ngx_http_request_t *r,
 {
     ngx_pool_cleanup_t                 *cln;
     ngx_http_tce_upstream_view_t       *view;
-    ngx_http_tce_upstream_srv_conf_t   *ucf;
+    ngx_http_tce_upstream_srv_conf_t   *ucf, *bound;
     ngx_http_tce_upstream_peer_data_t  *pd;
 
     ucf = ngx_http_conf_upstream_srv_conf(us, ngx_http_tce_upstream_module);
+
+    if (ucf->service_cv) {
+        bound = ngx_http_tce_upstream_byname(r, ucf);
+
+        /* not in the registry: no view, the 503 path */
+        ucf = bound ? bound : ucf;
+    }
 
     pd = ngx_pcalloc(r->pool, sizeof(ngx_http_tce_upstream_peer_data_t));
     if (pd == NULL) {
@@ -355,7 +381,9 @@ ngx_http_tce_upstream_init_peer(ngx_http_request_t *r,
     pd->conf = ucf;
     pd->env = NGX_TCE_ENV_PROD;
 
-    view = ngx_http_tce_upstream_view_get(ucf, r->connection->log);
+    view = ucf->service ? ngx_http_tce_upstream_view_get(ucf,
+                                                         r->connection->log)
+                        : NULL;
 
     if (view) {
         /* the view stays valid for this request whatever happens to it */

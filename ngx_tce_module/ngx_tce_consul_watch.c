@@ -52,7 +52,7 @@ struct ngx_tce_consul_watch_s {
     ngx_uint_t                  state;      /* NGX_TCE_CONSUL_* */
     size_t                      nskipped;
     ngx_uint_t                  seen;       /* catalog sweep */
-    char                        error[NGX_TCE_DISC_ERR_LEN];
+    uint32_t                    logged[2];  /* last errors logged */
 };
 
 
@@ -67,6 +67,7 @@ struct ngx_tce_consul_ctx_s {
     ngx_tce_consul_client_t    *client;
     ngx_tce_consul_watch_t     *watches;
     ngx_uint_t                  nwatches;
+    ngx_array_t                 conns;      /* ngx_connection_t * */
     ngx_uint_t                  owner;      /* this worker watches */
     ngx_uint_t                  full;       /* catalog limit logged */
 };
@@ -96,6 +97,7 @@ static void ngx_tce_consul_failed(ngx_tce_consul_watch_t *w,
 static void ngx_tce_consul_status_error(ngx_tce_consul_watch_t *w,
     const char *text);
 static const char *ngx_tce_consul_name(ngx_tce_consul_watch_t *w);
+static uint32_t ngx_tce_consul_error_key(const char *error);
 static void ngx_tce_consul_snapshot_later(ngx_tce_consul_ctx_t *ctx);
 static void ngx_tce_consul_snapshot_timer(ngx_event_t *ev);
 static int ngx_tce_consul_socket(CURL *easy, curl_socket_t s, int what,
@@ -107,7 +109,9 @@ static void ngx_tce_consul_event(ngx_event_t *ev);
 static void ngx_tce_consul_action(ngx_tce_consul_ctx_t *ctx,
     curl_socket_t s, int flags);
 static void ngx_tce_consul_check(ngx_tce_consul_ctx_t *ctx);
-static void ngx_tce_consul_conn_free(ngx_connection_t *c);
+static int ngx_tce_consul_close(void *clientp, curl_socket_t s);
+static void ngx_tce_consul_conn_free(ngx_tce_consul_ctx_t *ctx,
+    ngx_connection_t *c);
 static void ngx_tce_consul_event_init(ngx_event_t *ev,
     ngx_event_handler_pt handler, void *data, ngx_log_t *log);
 static void ngx_tce_consul_timer_set(ngx_event_t *ev, ngx_msec_t ms);
@@ -121,6 +125,13 @@ ngx_tce_consul_watch_init(ngx_cycle_t *cycle,
 
     ctx = ngx_pcalloc(cycle->pool, sizeof(ngx_tce_consul_ctx_t));
     if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_array_init(&ctx->conns, cycle->pool, 16,
+                       sizeof(ngx_connection_t *))
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -439,6 +450,7 @@ static void
 ngx_tce_consul_query(ngx_tce_consul_watch_t *w)
 {
     char                   err[NGX_TCE_CONSUL_CLIENT_ERR_LEN];
+    CURL                  *easy;
     uint64_t               delay;
     CURLMcode              rc;
     ngx_tce_consul_ctx_t  *ctx;
@@ -473,8 +485,20 @@ ngx_tce_consul_query(ngx_tce_consul_watch_t *w)
         return;
     }
 
-    rc = curl_multi_add_handle(ctx->multi,
-                               ngx_tce_consul_request_handle(w->req));
+    /* curl closes its sockets through us: events go first */
+    easy = ngx_tce_consul_request_handle(w->req);
+
+    if (curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
+                         ngx_tce_consul_close) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, ctx) != CURLE_OK)
+    {
+        ngx_tce_consul_request_free(w->req);
+        w->req = NULL;
+        ngx_tce_consul_failed(w, "cannot set CURLOPT_CLOSESOCKETFUNCTION");
+        return;
+    }
+
+    rc = curl_multi_add_handle(ctx->multi, easy);
 
     if (rc != CURLM_OK) {
         ngx_tce_consul_request_free(w->req);
@@ -755,7 +779,6 @@ ngx_tce_consul_success(ngx_tce_consul_watch_t *w, ngx_uint_t state,
         ngx_tce_consul_status_error(w, "");
     }
 
-    w->error[0] = '\0';
     w->state = state;
 }
 
@@ -765,6 +788,7 @@ ngx_tce_consul_success(ngx_tce_consul_watch_t *w, ngx_uint_t state,
 static void
 ngx_tce_consul_failed(ngx_tce_consul_watch_t *w, const char *error)
 {
+    uint32_t               key;
     uint64_t               delay;
     ngx_tce_consul_ctx_t  *ctx;
 
@@ -779,8 +803,14 @@ ngx_tce_consul_failed(ngx_tce_consul_watch_t *w, const char *error)
         (void) ngx_atomic_fetch_add(&w->svc->disc_errors, 1);
     }
 
+    key = ngx_tce_consul_error_key(error);
+
+    /*
+     * Failing over between URLs alternates two errors: a change means
+     * one that differs from both last ones logged.
+     */
     if (w->state != NGX_TCE_CONSUL_FAILING
-        || ngx_strncmp(w->error, error, sizeof(w->error) - 1) != 0)
+        || (key != w->logged[0] && key != w->logged[1]))
     {
         ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
                       "tce consul: %s \"%s\": %s; the last known good set "
@@ -788,10 +818,11 @@ ngx_tce_consul_failed(ngx_tce_consul_watch_t *w, const char *error)
                       w->svc ? "service" : "watch", ngx_tce_consul_name(w),
                       error);
 
-        (void) ngx_cpystrn((u_char *) w->error, (u_char *) error,
-                           sizeof(w->error));
-        ngx_tce_consul_status_error(w, error);
+        w->logged[1] = w->state == NGX_TCE_CONSUL_FAILING ? w->logged[0] : 0;
+        w->logged[0] = key;
     }
+
+    ngx_tce_consul_status_error(w, error);
 
     w->state = NGX_TCE_CONSUL_FAILING;
 
@@ -835,6 +866,27 @@ ngx_tce_consul_name(ngx_tce_consul_watch_t *w)
 }
 
 
+/* an error's identity: its text without numbers ("after 12 ms") */
+
+static uint32_t
+ngx_tce_consul_error_key(const char *error)
+{
+    uint32_t  crc;
+
+    ngx_crc32_init(crc);
+
+    for ( /* void */ ; *error; error++) {
+        if (*error < '0' || *error > '9') {
+            ngx_crc32_update(&crc, (u_char *) error, 1);
+        }
+    }
+
+    ngx_crc32_final(crc);
+
+    return crc | 1;
+}
+
+
 static void
 ngx_tce_consul_snapshot_later(ngx_tce_consul_ctx_t *ctx)
 {
@@ -863,24 +915,32 @@ ngx_tce_consul_socket(CURL *easy, curl_socket_t s, int what, void *userp,
 {
     ngx_tce_consul_ctx_t *ctx = userp;
 
-    ngx_connection_t  *c;
+    ngx_connection_t  *c, **cp;
 
     c = socketp;
 
     if (what == CURL_POLL_REMOVE) {
         if (c) {
             curl_multi_assign(ctx->multi, s, NULL);
-            ngx_tce_consul_conn_free(c);
+            ngx_tce_consul_conn_free(ctx, c);
         }
 
         return 0;
     }
 
     if (c == NULL) {
-        c = ngx_get_connection(s, ctx->log);
-        if (c == NULL) {
+        cp = ngx_array_push(&ctx->conns);
+        if (cp == NULL) {
             return -1;
         }
+
+        c = ngx_get_connection(s, ctx->log);
+        if (c == NULL) {
+            ctx->conns.nelts--;
+            return -1;
+        }
+
+        *cp = c;
 
         c->data = ctx;
         c->log = ctx->log;
@@ -1034,9 +1094,50 @@ ngx_tce_consul_check(ngx_tce_consul_ctx_t *ctx)
 }
 
 
-static void
-ngx_tce_consul_conn_free(ngx_connection_t *c)
+/*
+ * CURLOPT_CLOSESOCKETFUNCTION: a socket curl still had us watch (no
+ * CURL_POLL_REMOVE came first) loses its events before it is closed.
+ */
+static int
+ngx_tce_consul_close(void *clientp, curl_socket_t s)
 {
+    ngx_tce_consul_ctx_t *ctx = clientp;
+
+    ngx_uint_t         i;
+    ngx_connection_t  **cp;
+
+    cp = ctx->conns.elts;
+
+    for (i = 0; i < ctx->conns.nelts; i++) {
+        if (cp[i]->fd == s) {
+            if (ctx->multi) {
+                curl_multi_assign(ctx->multi, s, NULL);
+            }
+
+            ngx_tce_consul_conn_free(ctx, cp[i]);
+            break;
+        }
+    }
+
+    return close(s);
+}
+
+
+static void
+ngx_tce_consul_conn_free(ngx_tce_consul_ctx_t *ctx, ngx_connection_t *c)
+{
+    ngx_uint_t         i;
+    ngx_connection_t  **cp;
+
+    cp = ctx->conns.elts;
+
+    for (i = 0; i < ctx->conns.nelts; i++) {
+        if (cp[i] == c) {
+            cp[i] = cp[--ctx->conns.nelts];
+            break;
+        }
+    }
+
     if (c->read->timer_set) {
         ngx_del_timer(c->read);
     }

@@ -393,3 +393,41 @@ def test_reload_leaves_no_old_worker(backend, nginx, consul):
         assert time.monotonic() - t0 < 3
     register(consul, backend, 2, 1)
     routes_to(nginx, [backend.ok4[0], backend.ok4[1]])
+
+
+# ------------------------------------------------------- catalog mode
+
+def test_catalog_mode_one_upstream_for_all_services(backend, nginx, consul):
+    ups = ('    map $http_x_service $tce_svc { default $http_x_service; }\n'
+           '    upstream api { tce_service $tce_svc; }\n')
+    start(nginx, consul, upstreams=ups,
+          extra='    tce_consul_services tag=edge;\n')
+    consul.register('shop.cart.api', 'c-1', '127.0.0.1', backend.ok4[0],
+                    tags=['edge'])
+    consul.register('shop.user.api', 'u-1', '127.0.0.1', backend.ok4[1],
+                    tags=['edge'])
+    consul.register('shop.secret.api', 's-1', '127.0.0.1', backend.ok4[2])
+
+    def answer(svc):
+        r = nginx.get('/', headers={'X-Service': svc})
+        return int(r.text) if r.status == 200 else r.status
+
+    wait_for(lambda: answer('shop.cart.api') == backend.ok4[0], 5,
+             what='shop.cart.api routed')
+    wait_for(lambda: answer('shop.user.api') == backend.ok4[1], 5,
+             what='shop.user.api routed')
+
+    # untagged, and unknown: 503 with a clear line, nothing watched
+    since = file_size(nginx.error_log)
+    assert answer('shop.secret.api') == 503
+    assert answer('no.such.svc') == 503
+    nginx.wait_error_line(lambda l: '"no.such.svc"' in l
+                          and 'not in the registry' in l, since)
+    assert consul.count('/v1/health/service/no.such.svc') == 0
+    assert consul.count('/v1/health/service/shop.secret.api') == 0
+
+    # a newly tagged service is picked up without reload
+    consul.register('shop.new.api', 'n-1', '127.0.0.1', backend.ok4[3],
+                    tags=['edge'])
+    wait_for(lambda: answer('shop.new.api') == backend.ok4[3], 5,
+             what='the new service routed')
