@@ -8,6 +8,14 @@
  *   tce_consul_services tag=<tag>;
  *   tce_consul_snapshot <path>;
  *   tce_consul_allow_empty on | off;
+ *
+ * tce_consul_allow_empty is off by default: a 200 [] for a service
+ * that has instances keeps the last good set (counted as an empty
+ * answer in the status), because an ACL or agent mistake must not
+ * empty production.  The snapshot defaults to the tce_state file; it
+ * is loaded at start into services still empty, so nginx serves when
+ * Consul is unreachable; the watcher (a worker) must be able to write
+ * its directory.
  */
 
 #ifndef _NGX_TCE_CONSUL_H_INCLUDED_
