@@ -1,6 +1,6 @@
 /*
  * Request metrics (lb/): the series kept in the tce zone, the calls the
- * balancer makes into them, and the API of the discovery watcher.
+ * balancer makes into them.
  *
  * A series is allocated in the zone's slab, under the zone's mutex,
  * when a worker builds its read view of a service and the series does
@@ -25,9 +25,6 @@
 
 #define NGX_HTTP_TCE_METRICS_VERSION   "0.1.0"
 
-#define NGX_HTTP_TCE_METRICS_SYNC_OK       0
-#define NGX_HTTP_TCE_METRICS_SYNC_FAILURE  1
-#define NGX_HTTP_TCE_METRICS_SYNC_EMPTY    2
 
 /* the cluster label of a $variable naming no cluster of the view */
 #define NGX_HTTP_TCE_METRICS_UNKNOWN   "unknown"
@@ -74,8 +71,6 @@ typedef struct {
     ngx_queue_t                        peers;
     ngx_rbtree_t                       tree;
     ngx_rbtree_node_t                  sentinel;
-    ngx_uint_t                         has_discovery;
-    ngx_tce_discovery_counters_t       discovery;
     size_t                             name_len;
     u_char                             name[NGX_TCE_SERVICE_LEN];
 } ngx_http_tce_metrics_svc_t;
@@ -130,17 +125,6 @@ void ngx_http_tce_metrics_expire(ngx_tce_zone_t *zone,
 ngx_int_t ngx_http_tce_metrics_snapshot(ngx_tce_zone_t *zone,
     ngx_http_tce_metrics_sh_t *sh, ngx_tce_prom_snapshot_t *s,
     ngx_pool_t *pool);
-
-/*
- * For the discovery watcher: counts one answer about a service
- * (NGX_HTTP_TCE_METRICS_SYNC_*) and records its blocking-query index
- * (0: unchanged).  Takes the zone's mutex briefly; never called on the
- * request path.  Returns NGX_OK, or NGX_ERROR when the zone is full (the
- * answer is then counted in tce_metrics_dropped_total).
- */
-ngx_int_t ngx_http_tce_metrics_discovery(ngx_tce_zone_t *zone,
-    u_char *service, size_t len, ngx_uint_t result, uint64_t index);
-
 
 /* the balancer's get/free: attempts in flight, group and instance */
 static ngx_inline void

@@ -27,6 +27,8 @@ static void ngx_http_tce_metrics_rbtree_insert(ngx_rbtree_node_t *temp,
 static ngx_int_t ngx_http_tce_metrics_peer_cmp(
     ngx_http_tce_metrics_peer_t *a, ngx_http_tce_metrics_peer_t *b);
 static void ngx_http_tce_metrics_unref(ngx_atomic_t *refs, time_t *unused);
+static ngx_int_t ngx_http_tce_metrics_copy_discovery(ngx_tce_zone_t *zone,
+    ngx_array_t *a, ngx_pool_t *pool);
 static ngx_int_t ngx_http_tce_metrics_copy_svc(ngx_tce_zone_t *zone,
     ngx_http_tce_metrics_sh_t *sh, ngx_http_tce_metrics_svc_t *svc,
     ngx_array_t *arrays, ngx_pool_t *pool, ngx_queue_t **next);
@@ -515,51 +517,43 @@ ngx_http_tce_metrics_rbtree_insert(ngx_rbtree_node_t *temp,
 }
 
 
-ngx_int_t
-ngx_http_tce_metrics_discovery(ngx_tce_zone_t *zone, u_char *service,
-    size_t len, ngx_uint_t result, uint64_t index)
+/*
+ * Discovery figures are the registry's own (ngx_tce_service_t, written
+ * by the Consul watcher): read them from there, one service at a time.
+ */
+static ngx_int_t
+ngx_http_tce_metrics_copy_discovery(ngx_tce_zone_t *zone, ngx_array_t *a,
+    ngx_pool_t *pool)
 {
-    ngx_http_tce_metrics_sh_t   *sh;
-    ngx_http_tce_metrics_svc_t  *svc;
+    ngx_tce_service_t         *svc;
+    ngx_tce_prom_discovery_t  *pd;
 
-    sh = zone->sh->metrics;
+    for (svc = zone->sh->services; svc; svc = svc->next) {
+        if (!svc->disc_watched) {
+            continue;
+        }
 
-    if (sh == NULL) {
-        return NGX_ERROR;
-    }
+        pd = ngx_array_push(a);
+        if (pd == NULL) {
+            return NGX_ERROR;
+        }
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+        pd->service = ngx_http_tce_metrics_pstr(pool, svc->name,
+                                                svc->name_len);
+        if (pd->service == NULL) {
+            return NGX_ERROR;
+        }
 
-    svc = ngx_http_tce_metrics_svc_locked(zone, sh, service, len);
+        ngx_shmtx_lock(&zone->shpool->mutex);
 
-    if (svc == NULL) {
+        pd->c.ok = svc->disc_syncs;
+        pd->c.failures = svc->disc_errors;
+        pd->c.empty = svc->disc_empty;
+        pd->c.last_success = (uint64_t) svc->disc_success;
+        pd->c.index = svc->disc_index;
+
         ngx_shmtx_unlock(&zone->shpool->mutex);
-        (void) ngx_atomic_fetch_add(&sh->dropped, 1);
-        return NGX_ERROR;
     }
-
-    svc->has_discovery = 1;
-
-    switch (result) {
-
-    case NGX_HTTP_TCE_METRICS_SYNC_OK:
-        svc->discovery.ok++;
-        svc->discovery.last_success = (uint64_t) ngx_time();
-        break;
-
-    case NGX_HTTP_TCE_METRICS_SYNC_EMPTY:
-        svc->discovery.empty++;
-        break;
-
-    default:
-        svc->discovery.failures++;
-    }
-
-    if (index) {
-        svc->discovery.index = index;
-    }
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
 
     return NGX_OK;
 }
@@ -602,6 +596,12 @@ ngx_http_tce_metrics_snapshot(ngx_tce_zone_t *zone,
         }
     }
 
+    if (ngx_http_tce_metrics_copy_discovery(zone, &arrays[2], pool)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     s->groups = arrays[0].elts;
     s->ngroups = arrays[0].nelts;
     s->instances = arrays[1].elts;
@@ -637,7 +637,6 @@ ngx_http_tce_metrics_copy_svc(ngx_tce_zone_t *zone,
     ngx_queue_t                   *q;
     ngx_tce_prom_group_t          *pg;
     ngx_tce_prom_instance_t       *pi;
-    ngx_tce_prom_discovery_t      *pd;
     ngx_http_tce_metrics_peer_t   *p;
     ngx_http_tce_metrics_group_t  *g;
 
@@ -723,16 +722,6 @@ ngx_http_tce_metrics_copy_svc(ngx_tce_zone_t *zone,
         }
 
         pi++;
-    }
-
-    if (svc->has_discovery) {
-        pd = ngx_array_push(&arrays[2]);
-        if (pd == NULL) {
-            goto failed;
-        }
-
-        pd->service = name;
-        pd->c = svc->discovery;
     }
 
     *next = ngx_queue_next(&svc->queue);

@@ -431,3 +431,37 @@ def test_catalog_mode_one_upstream_for_all_services(backend, nginx, consul):
                     tags=['edge'])
     wait_for(lambda: answer('shop.new.api') == backend.ok4[3], 5,
              what='the new service routed')
+
+
+# ------------------------------------------------------------- metrics
+
+def test_discovery_figures_in_prometheus(backend, nginx, consul):
+    from test_metrics import METRICS_LOCATION, parse, promtool_check, total
+
+    nginx.configure(http_extra='    tce_consul %s wait=1s;\n' % consul.url,
+                    server_extra=METRICS_LOCATION, state=False)
+    nginx.start()
+    register(consul, backend, 1, 0)
+    routes_to(nginx, [backend.ok4[0]])
+
+    def synced():
+        m = parse(nginx.get('/metrics').text)
+        ok = total(m, 'tce_discovery_syncs_total', service=SERVICE,
+                   result='ok')
+        return m if ok >= 1 else None
+
+    m = wait_for(synced, 10, what='a discovery success counted')
+    assert total(m, 'tce_discovery_index', service=SERVICE) \
+        == discovery(nginx)['index'] > 0
+    assert total(m, 'tce_discovery_last_success_timestamp_seconds',
+                 service=SERVICE) == discovery(nginx)['last_success'] > 0
+    rc, out = promtool_check(nginx.get('/metrics').text)
+    assert rc == 0 and out.strip() == '', out
+
+    # a failing Consul shows in the failure count; the set is kept
+    consul.add_fault('status', count=-1, path=HEALTH, status=500)
+    wait_for(lambda: total(parse(nginx.get('/metrics').text),
+                           'tce_discovery_syncs_total', service=SERVICE,
+                           result='failure') >= 2,
+             10, what='failures counted')
+    assert ports_seen(nginx) == {backend.ok4[0]}
