@@ -1,0 +1,125 @@
+"""nginx.conf files and the tce state file of a bench run.
+
+The templates live in bench/conf/*.conf.in with @name placeholders
+('$' belongs to nginx).  The stock and the tce proxy share one template
+and differ only in the balancer lines, so both do the same job: equal
+weights, the same backends, the same proxy and keepalive settings.
+"""
+
+import grp
+import json
+import os
+import pwd
+import string
+
+
+CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "conf")
+
+SERVICE = "bench.svc.api"
+ZONE_SIZE = "64m"
+UPSTREAM_KEEPALIVE = 64
+
+
+class ConfTemplate(string.Template):
+    delimiter = "@"
+
+
+class Side:
+    """One balancer under test: stock round robin, tce, or a stock
+    control ("random": O(log N) pick, shows what the rest of the
+    request path adds as N grows)."""
+
+    def __init__(self, name, module=None, directive=None):
+        self.name = name
+        self.module = module
+        self.directive = directive
+
+    @property
+    def upstream(self):
+        return "%s_up" % self.name
+
+    @property
+    def spreads_evenly(self):
+        """Equal weights: each instance gets its share, +-1."""
+        return self.directive is None
+
+    def load_module_line(self):
+        if self.module is None:
+            return ""
+        return "load_module %s;" % self.module
+
+    def http_lines(self, state_path):
+        if self.module is None:
+            return ""
+        return ("    tce_zone tce %s;\n    tce_state %s;\n"
+                % (ZONE_SIZE, state_path))
+
+    def balancer_lines(self, backend_ports):
+        if self.module is not None:
+            return "        tce_service %s;" % SERVICE
+        lines = ["        server 127.0.0.1:%d;" % port
+                 for port in backend_ports]
+        if self.directive is not None:
+            lines.insert(0, "        %s;" % self.directive)
+        return "\n".join(lines)
+
+
+def render(template_name, path, **values):
+    with open(os.path.join(CONF_DIR, template_name)) as f:
+        text = ConfTemplate(f.read()).substitute(values)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def write_backend_conf(tmp, name, ports, access_log_path=None):
+    """A backend listening on every port; logs the port and connection
+    number of each request to access_log_path when given (to check the
+    spread over instances, and the reuse of upstream connections)."""
+    listen = "\n".join("        listen 127.0.0.1:%d;" % port
+                       for port in ports)
+    access_log = ("off" if access_log_path is None
+                  else "%s port" % access_log_path)
+    return render("backend.conf.in", os.path.join(tmp, name + ".conf"),
+                  tmp=tmp, name=name, listen_lines=listen,
+                  access_log=access_log)
+
+
+def write_proxy_conf(tmp, name, side, port, backend_ports,
+                     master_process):
+    """The nginx under test for one side; writes the state file too."""
+    state_path = os.path.join(tmp, name + "-state.json")
+    if side.module is not None:
+        write_state_file(state_path, backend_ports)
+    return render("proxy.conf.in", os.path.join(tmp, name + ".conf"),
+                  tmp=tmp, name=name, port=port,
+                  load_module=side.load_module_line(),
+                  master_process="on" if master_process else "off",
+                  user=user_line(master_process),
+                  http_lines=side.http_lines(state_path),
+                  upstream=side.upstream,
+                  balancer_lines=side.balancer_lines(backend_ports),
+                  keepalive=UPSTREAM_KEEPALIVE)
+
+
+def write_state_file(path, backend_ports):
+    """One cluster of equal-weight instances, one per backend port."""
+    instances = [{"id": "i%d" % (i + 1),
+                  "address": "127.0.0.1:%d" % port,
+                  "weight": 1}
+                 for i, port in enumerate(backend_ports)]
+    state = {"version": 1,
+             "services": {SERVICE: {"clusters": {
+                 "default": {"instances": instances}}}}}
+    with open(path, "w") as f:
+        json.dump(state, f, indent=1)
+
+
+def user_line(master_process):
+    """Workers of a root master keep our uid: the temp dir is 0700."""
+    if not master_process or os.geteuid() != 0:
+        return ""
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    group = grp.getgrgid(os.getegid()).gr_name
+    return "user %s %s;" % (user, group)
