@@ -17,9 +17,12 @@
  *
  * Sockets: curl tells which sockets to watch (CURLMOPT_SOCKETFUNCTION);
  * each gets an ngx_connection_t only while curl watches it, released
- * when curl says CURL_POLL_REMOVE, which libcurl sends before it closes
- * a socket it watched: events are deleted while the fd is still open,
- * and the connection is freed without closing the fd (curl does that).
+ * when curl says CURL_POLL_REMOVE or closes the socket through our
+ * CURLOPT_CLOSESOCKETFUNCTION.  The connection holds a dup() of curl's
+ * socket, never curl's own fd: libcurl sometimes closes a socket before
+ * it says CURL_POLL_REMOVE, and the fd number may then be reused at
+ * once.  With a descriptor of our own, events are always deleted on an
+ * open fd that is ours, and then that fd is closed.
  */
 
 #include <ngx_config.h>
@@ -71,6 +74,13 @@ struct ngx_tce_consul_ctx_s {
     ngx_uint_t                  owner;      /* this worker watches */
     ngx_uint_t                  full;       /* catalog limit logged */
 };
+
+
+/* c->data of a watched socket's connection (c->fd is a dup of s) */
+typedef struct {
+    ngx_tce_consul_ctx_t       *ctx;
+    curl_socket_t               s;
+} ngx_tce_consul_sock_t;
 
 
 static void ngx_tce_consul_tick(ngx_event_t *ev);
@@ -345,6 +355,12 @@ ngx_tce_consul_stop(ngx_tce_consul_ctx_t *ctx, ngx_uint_t release)
         /* closes the cached connections; no socket callback for them */
         curl_multi_cleanup(ctx->multi);
         ctx->multi = NULL;
+    }
+
+    /* sockets curl closed without a word: our descriptors go now */
+    while (ctx->conns.nelts) {
+        ngx_tce_consul_conn_free(ctx,
+                                 ((ngx_connection_t **) ctx->conns.elts)[0]);
     }
 
     if (ctx->client) {
@@ -915,7 +931,9 @@ ngx_tce_consul_socket(CURL *easy, curl_socket_t s, int what, void *userp,
 {
     ngx_tce_consul_ctx_t *ctx = userp;
 
-    ngx_connection_t  *c, **cp;
+    ngx_socket_t            fd;
+    ngx_connection_t       *c, **cp;
+    ngx_tce_consul_sock_t  *sock;
 
     c = socketp;
 
@@ -934,15 +952,36 @@ ngx_tce_consul_socket(CURL *easy, curl_socket_t s, int what, void *userp,
             return -1;
         }
 
-        c = ngx_get_connection(s, ctx->log);
+        sock = ngx_alloc(sizeof(ngx_tce_consul_sock_t), ctx->log);
+        if (sock == NULL) {
+            ctx->conns.nelts--;
+            return -1;
+        }
+
+        /* our own descriptor of curl's socket: see the top of the file */
+        fd = dup(s);
+
+        if (fd == (ngx_socket_t) -1) {
+            ngx_log_error(NGX_LOG_ERR, ctx->log, ngx_errno,
+                          "tce consul: dup() failed");
+            ngx_free(sock);
+            ctx->conns.nelts--;
+            return -1;
+        }
+
+        c = ngx_get_connection(fd, ctx->log);
         if (c == NULL) {
+            (void) close(fd);
+            ngx_free(sock);
             ctx->conns.nelts--;
             return -1;
         }
 
         *cp = c;
 
-        c->data = ctx;
+        sock->ctx = ctx;
+        sock->s = s;
+        c->data = sock;
         c->log = ctx->log;
         c->read->log = ctx->log;
         c->write->log = ctx->log;
@@ -1014,18 +1053,25 @@ ngx_tce_consul_curl_timer(ngx_event_t *ev)
 static void
 ngx_tce_consul_event(ngx_event_t *ev)
 {
-    ngx_connection_t  *c;
+    curl_socket_t           s;
+    ngx_connection_t       *c;
+    ngx_tce_consul_ctx_t   *ctx;
+    ngx_tce_consul_sock_t  *sock;
 
     c = ev->data;
+    sock = c->data;
+    ctx = sock->ctx;
 
     if (c->close) {
         /* ngx_close_idle_connections(): the worker is shutting down */
-        ngx_tce_consul_watch_exit(((ngx_tce_consul_ctx_t *) c->data)->cmcf);
+        ngx_tce_consul_watch_exit(ctx->cmcf);
         return;
     }
 
     /* c may be freed by curl's callbacks: read what is needed first */
-    ngx_tce_consul_action(c->data, c->fd,
+    s = sock->s;
+
+    ngx_tce_consul_action(ctx, s,
                           ev->write ? CURL_CSELECT_OUT : CURL_CSELECT_IN);
 }
 
@@ -1109,7 +1155,7 @@ ngx_tce_consul_close(void *clientp, curl_socket_t s)
     cp = ctx->conns.elts;
 
     for (i = 0; i < ctx->conns.nelts; i++) {
-        if (cp[i]->fd == s) {
+        if (((ngx_tce_consul_sock_t *) cp[i]->data)->s == s) {
             if (ctx->multi) {
                 curl_multi_assign(ctx->multi, s, NULL);
             }
@@ -1146,7 +1192,7 @@ ngx_tce_consul_conn_free(ngx_tce_consul_ctx_t *ctx, ngx_connection_t *c)
         ngx_del_timer(c->write);
     }
 
-    /* the fd is still open here: curl closes it after this callback */
+    /* c->fd is our dup(): open whatever curl did with its socket */
 
     if (c->read->active) {
         (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
@@ -1164,7 +1210,13 @@ ngx_tce_consul_conn_free(ngx_tce_consul_ctx_t *ctx, ngx_connection_t *c)
         ngx_delete_posted_event(c->write);
     }
 
+    ngx_free(c->data);
     ngx_free_connection(c);
+
+    if (close(c->fd) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, ctx->log, ngx_socket_errno,
+                      "tce consul: close() of a socket failed");
+    }
 
     c->fd = (ngx_socket_t) -1;
 }

@@ -21,6 +21,7 @@ fixed time for a condition: every wait polls with a deadline.
 import http.client
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -69,11 +70,31 @@ def wait_for(cond, timeout=10.0, interval=0.02, what='condition'):
 
 
 def free_port(family=socket.AF_INET):
-    """A currently free loopback port (bind to port 0, read, close)."""
+    """A currently free loopback port for a server to listen on.
+
+    Taken below the kernel's ephemeral range (ip_local_port_range), so
+    that no client connection of this machine (nginx to a backend, curl
+    to Consul) can be holding it as its local port when the server
+    binds it a moment later."""
     host = '::1' if family == socket.AF_INET6 else '127.0.0.1'
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    low = ephemeral_low()
+    for _ in range(1000):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError('no free port below %d' % low)
+
+
+def ephemeral_low():
+    try:
+        with open('/proc/sys/net/ipv4/ip_local_port_range') as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def dead_socket():
