@@ -19,14 +19,19 @@ cat <<MSG
 
 TCE front door demo on http://127.0.0.1:8080 (Ctrl-C stops it)
 
-  service demo.shop.api: api-1 (weight 5), api-2 (3), api-3 on IPv6 (2),
-  api-4 draining (gets no new requests); state file: $run/state.json
+  service demo.shop.api, env prod: api-1 (weight 5), api-2 (3),
+  api-3 on IPv6 (2), api-4 draining (gets no new requests);
+  env canary: api-5 (v2), 20% of users by their uid cookie.
+  State file: $run/state.json
 
 Try:
-  curl -i http://127.0.0.1:8080/                  # X-TCE-Instance names who answered
+  curl -i http://127.0.0.1:8080/                  # X-TCE-Instance, X-TCE-Env
   for i in \$(seq 20); do curl -s http://127.0.0.1:8080/; done | sort | uniq -c
+  for u in \$(seq 10); do curl -s -b uid=\$u http://127.0.0.1:8080/; done
+  curl -s -H 'X-Canary: canary' http://127.0.0.1:8080/   # force the canary
   curl -i http://127.0.0.1:8080/missing           # service with no instance: 503
   curl -s http://127.0.0.1:8080/tce/status        # the registry as JSON
+  curl -s http://127.0.0.1:8080/metrics           # Prometheus
   tail -f $run/logs/access.log                    # \$tce_* variables
 
 Edit $run/state.json, then
