@@ -144,6 +144,10 @@ ngx_http_tce_upstream_cluster_t *ngx_http_tce_upstream_view_cluster(
 
 ngx_int_t ngx_http_tce_upstream_add_variables(ngx_conf_t *cf);
 
+/* a directive parameter compiled as a complex value; NULL on error */
+ngx_http_complex_value_t *ngx_http_tce_upstream_complex(ngx_conf_t *cf,
+    ngx_str_t *value);
+
 /*
  * tce_service $var: the conf of the service the request names, built
  * once per worker and service (a copy of ucf with its own view); NULL

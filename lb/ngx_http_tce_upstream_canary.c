@@ -61,7 +61,6 @@ ngx_http_tce_upstream_canary(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_int_t                             w;
     ngx_str_t                            *value, s;
     ngx_uint_t                            i, n;
-    ngx_http_compile_complex_value_t      ccv;
     ngx_http_tce_upstream_canary_conf_t  *ccf;
 
     if (ucf->canary) {
@@ -160,21 +159,11 @@ ngx_http_tce_upstream_canary(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 s.len++;
             }
 
-            ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-            ccv.cf = cf;
-            ccv.value = &s;
-            ccv.complex_value = ngx_palloc(cf->pool,
-                                           sizeof(ngx_http_complex_value_t));
-            if (ccv.complex_value == NULL) {
+            ccf->key = ngx_http_tce_upstream_complex(cf, &s);
+            if (ccf->key == NULL) {
                 return NGX_CONF_ERROR;
             }
 
-            if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-                return NGX_CONF_ERROR;
-            }
-
-            ccf->key = ccv.complex_value;
             continue;
         }
 

@@ -145,7 +145,6 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_uint_t                         i;
     ngx_http_upstream_server_t        *us;
     ngx_http_upstream_srv_conf_t      *uscf;
-    ngx_http_compile_complex_value_t   ccv;
 
     if (ucf->service_name.data) {
         return "is duplicate";
@@ -171,19 +170,10 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
 
     if (ngx_http_script_variables_count(&value[1])) {
         /* one upstream for every service: ngx_http_tce_upstream_byname.c */
-        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-        ccv.cf = cf;
-        ccv.value = &value[1];
-        ccv.complex_value = ngx_palloc(cf->pool,
-                                       sizeof(ngx_http_complex_value_t));
-        if (ccv.complex_value == NULL
-            || ngx_http_compile_complex_value(&ccv) != NGX_OK)
-        {
+        ucf->service_cv = ngx_http_tce_upstream_complex(cf, &value[1]);
+        if (ucf->service_cv == NULL) {
             return NGX_CONF_ERROR;
         }
-
-        ucf->service_cv = ccv.complex_value;
 
     } else if (!ngx_tce_service_name_valid((char *) value[1].data,
                                            value[1].len))
@@ -206,21 +196,11 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
             s.len = value[i].len - 8;
 
             if (ngx_http_script_variables_count(&s)) {
-                ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-                ccv.cf = cf;
-                ccv.value = &s;
-                ccv.complex_value = ngx_palloc(cf->pool,
-                                            sizeof(ngx_http_complex_value_t));
-                if (ccv.complex_value == NULL) {
+                ucf->cluster = ngx_http_tce_upstream_complex(cf, &s);
+                if (ucf->cluster == NULL) {
                     return NGX_CONF_ERROR;
                 }
 
-                if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-                    return NGX_CONF_ERROR;
-                }
-
-                ucf->cluster = ccv.complex_value;
                 continue;
             }
 
@@ -678,4 +658,25 @@ ngx_http_tce_upstream_exit(void *data)
         ngx_http_tce_upstream_view_release(ucf->view);
         ucf->view = NULL;
     }
+}
+
+
+ngx_http_complex_value_t *
+ngx_http_tce_upstream_complex(ngx_conf_t *cf, ngx_str_t *value)
+{
+    ngx_http_compile_complex_value_t  ccv;
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = value;
+    ccv.complex_value = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+
+    if (ccv.complex_value == NULL
+        || ngx_http_compile_complex_value(&ccv) != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return ccv.complex_value;
 }
