@@ -106,7 +106,7 @@ typedef struct {
     /* tce_service $var: the service named per request, and this
      * worker's conf per service met (ngx_http_tce_upstream_byname.c) */
     ngx_http_complex_value_t          *service_cv;
-    ngx_array_t                       *byname;
+    ngx_rbtree_t                      *byname;
 } ngx_http_tce_upstream_srv_conf_t;
 
 

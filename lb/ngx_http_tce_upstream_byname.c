@@ -3,7 +3,8 @@
  * registry (e.g. with tce_consul_services, the name mapped from Host).
  * Each worker keeps, per upstream, one conf per service it has routed
  * to: a copy of the upstream's conf bound to that service, with its
- * own read view, so the balancer runs unchanged on it.
+ * own read view, so the balancer runs unchanged on it.  They are found
+ * by name in a red-black tree: O(log n) in the services routed to.
  */
 
 #include <ngx_config.h>
@@ -13,6 +14,14 @@
 #include "ngx_http_tce_upstream.h"
 
 
+typedef struct {
+    ngx_str_node_t                      sn;     /* key: the service name */
+    ngx_http_tce_upstream_srv_conf_t   *conf;
+} ngx_http_tce_upstream_byname_t;
+
+
+static ngx_int_t ngx_http_tce_upstream_byname_init(
+    ngx_http_tce_upstream_srv_conf_t *ucf);
 static void ngx_http_tce_upstream_byname_exit(void *data);
 
 
@@ -20,27 +29,30 @@ ngx_http_tce_upstream_srv_conf_t *
 ngx_http_tce_upstream_byname(ngx_http_request_t *r,
     ngx_http_tce_upstream_srv_conf_t *ucf)
 {
-    ngx_str_t                           name;
-    ngx_uint_t                          i;
-    ngx_pool_cleanup_t                 *cln;
-    ngx_tce_service_t                  *svc;
-    ngx_http_tce_upstream_srv_conf_t  **conf, *c;
+    uint32_t                           hash;
+    ngx_str_t                          name;
+    ngx_pool_cleanup_t                *cln;
+    ngx_tce_service_t                 *svc;
+    ngx_http_tce_upstream_srv_conf_t  *c;
+    ngx_http_tce_upstream_byname_t    *bn;
 
     if (ngx_http_complex_value(r, ucf->service_cv, &name) != NGX_OK) {
         return NULL;
     }
 
-    if (ucf->byname) {
-        conf = ucf->byname->elts;
+    if (ucf->byname == NULL && ngx_http_tce_upstream_byname_init(ucf)
+                               != NGX_OK)
+    {
+        return NULL;
+    }
 
-        for (i = 0; i < ucf->byname->nelts; i++) {
-            if (conf[i]->service_name.len == name.len
-                && ngx_memcmp(conf[i]->service_name.data, name.data,
-                              name.len) == 0)
-            {
-                return conf[i];
-            }
-        }
+    hash = ngx_crc32_short(name.data, name.len);
+
+    bn = (ngx_http_tce_upstream_byname_t *)
+             ngx_str_rbtree_lookup(ucf->byname, &name, hash);
+
+    if (bn) {
+        return bn->conf;
     }
 
     /* the zone's list bounds what is cached: never created from here */
@@ -53,22 +65,11 @@ ngx_http_tce_upstream_byname(ngx_http_request_t *r,
         return NULL;
     }
 
-    if (ucf->byname == NULL) {
-        ucf->byname = ngx_array_create(ngx_cycle->pool, 8, sizeof(c));
-        if (ucf->byname == NULL) {
-            return NULL;
-        }
-    }
-
     c = ngx_palloc(ngx_cycle->pool, sizeof(ngx_http_tce_upstream_srv_conf_t));
-    conf = ngx_array_push(ucf->byname);
+    bn = ngx_palloc(ngx_cycle->pool, sizeof(ngx_http_tce_upstream_byname_t));
     cln = ngx_pool_cleanup_add(ngx_cycle->pool, 0);
 
-    if (c == NULL || conf == NULL || cln == NULL) {
-        if (conf) {
-            ucf->byname->nelts--;
-        }
-
+    if (c == NULL || bn == NULL || cln == NULL) {
         return NULL;
     }
 
@@ -83,9 +84,31 @@ ngx_http_tce_upstream_byname(ngx_http_request_t *r,
     cln->handler = ngx_http_tce_upstream_byname_exit;
     cln->data = c;
 
-    *conf = c;
+    bn->sn.node.key = hash;
+    bn->sn.str = c->service_name;
+    bn->conf = c;
+    ngx_rbtree_insert(ucf->byname, &bn->sn.node);
 
     return c;
+}
+
+
+static ngx_int_t
+ngx_http_tce_upstream_byname_init(ngx_http_tce_upstream_srv_conf_t *ucf)
+{
+    ngx_rbtree_node_t  *sentinel;
+
+    ucf->byname = ngx_palloc(ngx_cycle->pool, sizeof(ngx_rbtree_t));
+    sentinel = ngx_palloc(ngx_cycle->pool, sizeof(ngx_rbtree_node_t));
+
+    if (ucf->byname == NULL || sentinel == NULL) {
+        ucf->byname = NULL;
+        return NGX_ERROR;
+    }
+
+    ngx_rbtree_init(ucf->byname, sentinel, ngx_str_rbtree_insert_value);
+
+    return NGX_OK;
 }
 
 
