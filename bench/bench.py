@@ -2,7 +2,11 @@
 """Bench: the tce balancer against stock nginx round robin, one run.
 
   1. callgrind: instructions per proxied request, N = 1, 4, 100, 1000
-     instances, stock and tce, same backends, same proxy settings;
+     instances, stock and tce, same backends, same proxy settings; from
+     the same runs, the balancer's own instructions per request (its
+     peer.init, get and free, inclusive); at N = 4 the canary and
+     metrics variants of tce; at N = 1000 (full run) both with the
+     upstream keepalive cache sized to N;
   2. wrk: throughput ratio tce/stock at N = 4, interleaved pairs;
   3. a table, PASS/MISS per target, build/bench.json, build/bench.md.
 
@@ -24,7 +28,7 @@ import sys
 
 from tcebench import callgrind, throughput
 from tcebench.backend import Backend
-from tcebench.confs import UPSTREAM_KEEPALIVE, Side
+from tcebench.confs import CANARY_INSTANCES, CANARY_LINE, Side
 from tcebench.context import Context
 from tcebench.procs import BenchError, install_signal_handlers, version_of
 from tcebench.report import evaluate_targets, format_text, write_files
@@ -34,7 +38,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FULL_SIZES = [1, 4, 100, 1000]
 QUICK_SIZES = [1, 4]
 WRK_INSTANCES = 4
+VARIANT_INSTANCES = 4
 CONTROL = Side("random", directive="random")
+CANARY_SHARE = 0.10         # weight=10 of CANARY_LINE
+CANARY_SHARE_SLACK = 0.05   # hashed keys: about +-0.7% at 2000 keys
 
 
 def parse_args(argv):
@@ -45,7 +52,9 @@ def parse_args(argv):
     p.add_argument("--valgrind", default="valgrind")
     p.add_argument("--wrk", default="wrk")
     p.add_argument("--quick", action="store_true",
-                   help="N = 1, 4 only and fewer wrk pairs")
+                   help="N = 1, 4 only (with the canary and metrics "
+                   "variants at N = 4), no keepalive-sized runs, fewer "
+                   "wrk pairs")
     p.add_argument("--only", choices=["callgrind", "wrk"])
     p.add_argument("--requests", type=int, default=2000,
                    help="requests of the short callgrind run; the long "
@@ -92,20 +101,61 @@ def make_sides(ctx, module):
     return [Side("stock"), Side("tce", copy)]
 
 
-def run_callgrind(ctx, sides, sizes, lengths, results):
+def variants(sides):
+    """tce variants measured at N = VARIANT_INSTANCES, each beside
+    the side it is compared with: canary on against canary off (same
+    state file with canary instances, same cookie on every request),
+    metrics on against plain tce."""
+    tce = [side for side in sides if side.name == "tce"]
+    if not tce:
+        return []
+    tce = tce[0]
+    return [tce.variant("tce_canary_off", label="tce, canary off",
+                        canary_instances=CANARY_INSTANCES, cookie=True,
+                        canary_share=0.0),
+            tce.variant("tce_canary_on", label="tce, canary on",
+                        canary_instances=CANARY_INSTANCES,
+                        canary=CANARY_LINE, cookie=True,
+                        canary_share=CANARY_SHARE),
+            tce.variant("tce_metrics", label="tce, metrics on",
+                        metrics=True)]
+
+
+def keepalive_sized(sides, n):
+    """stock and tce with "keepalive <n>": every instance keeps its
+    upstream connection cached."""
+    return [side.variant("%s_ka" % side.name,
+                         label="%s, keepalive %d" % (side.name, n),
+                         keepalive=n)
+            for side in sides]
+
+
+def sides_at(n, sides, quick):
+    out = sides + [CONTROL]
+    if n == VARIANT_INSTANCES:
+        out += variants(sides)
+    if not quick and n == max(FULL_SIZES):
+        out += keepalive_sized(sides, n)
+    return out
+
+
+def run_callgrind(ctx, sides, sizes, lengths, quick, results):
     """Fills results["callgrind"]; a failed side is recorded, and the
     other measurements go on."""
     port = ctx.ports.take(1)[0]
     rows = []
     results["callgrind"] = {"lengths": lengths, "rows": rows,
-                            "upstream_keepalive": UPSTREAM_KEEPALIVE}
+                            "upstream_keepalive": CONTROL.keepalive,
+                            "canary_line": CANARY_LINE,
+                            "canary_instances": CANARY_INSTANCES,
+                            "variant_instances": VARIANT_INSTANCES}
     for n in sizes:
         row = {"instances": n}
         rows.append(row)
         backend = Backend(ctx, "backend-n%d" % n, n, log_requests=True)
         try:
             backend.start()
-            for side in sides:
+            for side in sides_at(n, sides, quick):
                 row[side.name] = measure_side(ctx, side, backend, lengths,
                                               port, results)
         except BenchError as e:
@@ -122,14 +172,23 @@ def measure_side(ctx, side, backend, lengths, port, results):
         results["errors"].append("callgrind %s N=%d: %s"
                                  % (side.name, len(backend.ports), e))
         return None
-    check_spread(side, len(backend.ports), figures, results)
-    check_reuse(side, len(backend.ports), figures, results)
+    n = len(backend.ports)
+    check_spread(side, n, figures, results)
+    check_canary(side, n, figures, results)
+    check_reuse(side, n, figures, results)
+    check_metrics(side, n, figures, results)
+    if "balancer_missing" in figures:
+        results["warnings"].append(
+            "%s N=%d: no balancer figure, no cost found for %s in the "
+            "callgrind file (symbols not resolved?)"
+            % (side.name, n, ", ".join(figures["balancer_missing"])))
     return figures
 
 
 def check_spread(side, n, figures, results):
-    """Equal weights: each instance should get its share, +-1."""
-    if not side.spreads_evenly:
+    """Equal weights: each instance should get its share, +-1 (with
+    canary instances: each prod instance, see check_canary)."""
+    if not side.spreads_evenly and not side.canary_instances:
         return
     for run in figures["runs"]:
         if run["hits_max"] - run["hits_min"] > 1:
@@ -140,12 +199,47 @@ def check_spread(side, n, figures, results):
                    run["hits_max"]))
 
 
+def check_canary(side, n, figures, results):
+    """The canary instances get their share: none with canary off,
+    about the weight with canary on, spread +-1 over them; else the
+    variant would not measure what it claims to."""
+    if side.canary_share is None:
+        return
+    for run in figures["runs"]:
+        share = run["canary_hits"] / run["requests"]
+        if abs(share - side.canary_share) > (CANARY_SHARE_SLACK
+                                             if side.canary_share else 0):
+            results["warnings"].append(
+                "%s N=%d %d requests: %.1f%% of requests went to the "
+                "canary instances, expected %.0f%%"
+                % (side.name, n, run["requests"], 100 * share,
+                   100 * side.canary_share))
+        if run["canary_hits_max"] - run["canary_hits_min"] > 1:
+            results["warnings"].append(
+                "%s N=%d %d requests: uneven spread over the canary "
+                "instances, %d..%d requests each"
+                % (side.name, n, run["requests"], run["canary_hits_min"],
+                   run["canary_hits_max"]))
+
+
+def check_metrics(side, n, figures, results):
+    """With metrics on, the metrics counted every request."""
+    if not side.metrics:
+        return
+    for run in figures["runs"]:
+        if run.get("metrics_counted") != run["requests"]:
+            results["warnings"].append(
+                "%s N=%d %d requests: tce_requests_total says %s"
+                % (side.name, n, run["requests"],
+                   run.get("metrics_counted")))
+
+
 def check_reuse(side, n, figures, results):
     """With no more instances than cached connections, one upstream
     connection per instance carries the whole run.  callgrind does not
     count the kernel's work, so a balancer that defeated keepalive
     would look cheap: say so."""
-    if n > UPSTREAM_KEEPALIVE:
+    if n > side.keepalive:
         return
     for run in figures["runs"]:
         if run["upstream_connections"] > n:
@@ -195,7 +289,7 @@ def run(ctx, args, sides):
     if args.only in (None, "callgrind"):
         sizes = QUICK_SIZES if args.quick else FULL_SIZES
         lengths = [args.requests, 2 * args.requests]
-        run_callgrind(ctx, sides + [CONTROL], sizes, lengths, results)
+        run_callgrind(ctx, sides, sizes, lengths, args.quick, results)
     if args.only in (None, "wrk"):
         run_throughput(ctx, sides, args.pairs, args.seconds, results)
     results["targets"] = evaluate_targets(results)

@@ -25,15 +25,66 @@ class ConfTemplate(string.Template):
     delimiter = "@"
 
 
-class Side:
-    """One balancer under test: stock round robin, tce, or a stock
-    control ("random": O(log N) pick, shows what the rest of the
-    request path adds as N grows)."""
+STOCK_BALANCER = ("ngx_http_upstream_init_round_robin_peer",
+                  "ngx_http_upstream_get_round_robin_peer",
+                  "ngx_http_upstream_free_round_robin_peer")
+# peer.init, get and free, and the pool cleanup init_peer registers to
+# release the request's view of the registry
+TCE_BALANCER = ("ngx_http_tce_upstream_init_peer",
+                "ngx_http_tce_upstream_get_peer",
+                "ngx_http_tce_upstream_free_peer",
+                "ngx_http_tce_upstream_cleanup")
 
-    def __init__(self, name, module=None, directive=None):
+CANARY_INSTANCES = 2
+CANARY_LINE = "tce_canary weight=10 key=$cookie_uid;"
+METRICS_LOCATION = ("        location = /metrics {\n"
+                    "            allow 127.0.0.1;\n"
+                    "            deny all;\n"
+                    "            tce_metrics;\n"
+                    "        }")
+
+
+class Side:
+    """One proxy under test: stock round robin, tce, a stock control
+    ("random": O(log N) pick, shows what the rest of the request path
+    adds as N grows), or a variant of tce (canary, metrics) or of
+    either (upstream keepalive sized to N).
+
+    balancer: the functions whose inclusive cost is the balancer's own
+    work per request (None: not measurable, e.g. static functions of
+    the stripped stock binary).
+    canary_instances: that many instances of the state file (the last
+    ones) are in env "canary"; canary: the tce_canary line, or None.
+    canary_share: the share of requests the canary instances should
+    get (checked from the backend's log); None: no canary env.
+    cookie: requests carry "Cookie: uid=<distinct per request>".
+    metrics: a location with tce_metrics (counting on).
+    keepalive: upstream keepalive, default UPSTREAM_KEEPALIVE.
+    """
+
+    def __init__(self, name, module=None, directive=None, label=None,
+                 canary_instances=0, canary=None, canary_share=None,
+                 cookie=False, metrics=False, keepalive=None):
         self.name = name
         self.module = module
         self.directive = directive
+        self.label = label or name
+        self.canary_instances = canary_instances
+        self.canary = canary
+        self.canary_share = canary_share
+        self.cookie = cookie
+        self.metrics = metrics
+        self.keepalive = keepalive or UPSTREAM_KEEPALIVE
+        if module is not None:
+            self.balancer = TCE_BALANCER
+        elif directive is None:
+            self.balancer = STOCK_BALANCER
+        else:
+            self.balancer = None
+
+    def variant(self, name, **kw):
+        """The same balancer with other settings."""
+        return Side(name, self.module, self.directive, **kw)
 
     @property
     def upstream(self):
@@ -41,8 +92,8 @@ class Side:
 
     @property
     def spreads_evenly(self):
-        """Equal weights: each instance gets its share, +-1."""
-        return self.directive is None
+        """Equal weights, one env: each instance gets its share, +-1."""
+        return self.directive is None and self.canary_instances == 0
 
     def load_module_line(self):
         if self.module is None:
@@ -57,12 +108,23 @@ class Side:
 
     def balancer_lines(self, backend_ports):
         if self.module is not None:
-            return "        tce_service %s;" % SERVICE
+            lines = ["        tce_service %s;" % SERVICE]
+            if self.canary:
+                lines.append("        %s" % self.canary)
+            return "\n".join(lines)
         lines = ["        server 127.0.0.1:%d;" % port
                  for port in backend_ports]
         if self.directive is not None:
             lines.insert(0, "        %s;" % self.directive)
         return "\n".join(lines)
+
+    def server_lines(self):
+        return METRICS_LOCATION if self.metrics else ""
+
+    def canary_ports(self, backend_ports):
+        if not self.canary_instances:
+            return []
+        return backend_ports[-self.canary_instances:]
 
 
 def render(template_name, path, **values):
@@ -91,7 +153,8 @@ def write_proxy_conf(tmp, name, side, port, backend_ports,
     """The nginx under test for one side; writes the state file too."""
     state_path = os.path.join(tmp, name + "-state.json")
     if side.module is not None:
-        write_state_file(state_path, backend_ports)
+        write_state_file(state_path, backend_ports,
+                         side.canary_ports(backend_ports))
     return render("proxy.conf.in", os.path.join(tmp, name + ".conf"),
                   tmp=tmp, name=name, port=port,
                   load_module=side.load_module_line(),
@@ -100,15 +163,20 @@ def write_proxy_conf(tmp, name, side, port, backend_ports,
                   http_lines=side.http_lines(state_path),
                   upstream=side.upstream,
                   balancer_lines=side.balancer_lines(backend_ports),
-                  keepalive=UPSTREAM_KEEPALIVE)
+                  server_lines=side.server_lines(),
+                  keepalive=side.keepalive)
 
 
-def write_state_file(path, backend_ports):
-    """One cluster of equal-weight instances, one per backend port."""
+def write_state_file(path, backend_ports, canary_ports=()):
+    """One cluster of equal-weight instances, one per backend port;
+    those on canary_ports in env "canary", the others in "prod"."""
     instances = [{"id": "i%d" % (i + 1),
                   "address": "127.0.0.1:%d" % port,
                   "weight": 1}
                  for i, port in enumerate(backend_ports)]
+    if canary_ports:
+        for inst, port in zip(instances, backend_ports):
+            inst["env"] = "canary" if port in canary_ports else "prod"
     state = {"version": 1,
              "services": {SERVICE: {"clusters": {
                  "default": {"instances": instances}}}}}

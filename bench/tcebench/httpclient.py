@@ -18,9 +18,22 @@ REQUEST = (b"GET / HTTP/1.1\r\n"
 RECV_TIMEOUT = 120
 
 
-def run_requests(port, count, server_proc, connect_timeout):
+def cookie_request(i):
+    """The request with "Cookie: uid=<i>": a distinct sticky key per
+    request, all of one length (so every request costs the same to
+    parse and hash)."""
+    return (b"GET / HTTP/1.1\r\n"
+            b"Host: bench.svc.api\r\n"
+            b"User-Agent: tce-bench\r\n"
+            b"Cookie: uid=u%08d\r\n"
+            b"\r\n" % i)
+
+
+def run_requests(port, count, server_proc, connect_timeout,
+                 request=None):
     """Sends count GETs over one keepalive connection to 127.0.0.1:port.
 
+    request(i) gives the bytes of request i (default: REQUEST).
     Connects as soon as the server listens (no separate probe, so every
     run makes exactly one client connection).  Raises BenchError on any
     answer but 200 or on a connection the server wants to close.
@@ -30,7 +43,7 @@ def run_requests(port, count, server_proc, connect_timeout):
         sock.settimeout(RECV_TIMEOUT)
         reader = ResponseReader(sock)
         for i in range(count):
-            sock.sendall(REQUEST)
+            sock.sendall(REQUEST if request is None else request(i))
             status, close = reader.read_response()
             if status != 200:
                 raise BenchError("request %d of %d: status %d"
@@ -41,6 +54,22 @@ def run_requests(port, count, server_proc, connect_timeout):
     except socket.timeout:
         raise BenchError("no answer from port %d within %ds"
                          % (port, RECV_TIMEOUT))
+    finally:
+        sock.close()
+
+
+def get_body(port, path):
+    """One GET on a connection of its own: (status, body)."""
+    sock = socket.create_connection(("127.0.0.1", port), 5)
+    try:
+        sock.settimeout(RECV_TIMEOUT)
+        sock.sendall(b"GET %s HTTP/1.1\r\nHost: bench\r\n"
+                     b"Connection: close\r\n\r\n" % path.encode())
+        status, _, body = ResponseReader(sock).read_response_body()
+        return status, body
+    except socket.timeout:
+        raise BenchError("no answer to GET %s from port %d within %ds"
+                         % (path, port, RECV_TIMEOUT))
     finally:
         sock.close()
 
@@ -69,16 +98,35 @@ class ResponseReader:
 
     def read_response(self):
         """Returns (status, server_closes) of the next response."""
+        status, close, _ = self.read_response_body()
+        return status, close
+
+    def read_response_body(self):
+        """Returns (status, server_closes, body) of the next response;
+        Content-Length framing, or chunked."""
         head = self._read_until(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
         headers = parse_headers(lines[1:])
-        if "content-length" not in headers:
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = self._read_chunked()
+        elif "content-length" in headers:
+            body = self._read_exactly(int(headers["content-length"]))
+        else:
             raise BenchError("response without Content-Length: %r"
                              % lines[0])
-        self._read_exactly(int(headers["content-length"]))
         close = headers.get("connection", "").lower() == "close"
-        return status, close
+        return status, close, body
+
+    def _read_chunked(self):
+        body = b""
+        while True:
+            size = int(self._read_until(b"\r\n").split(b";")[0], 16)
+            if size == 0:
+                self._read_until(b"\r\n")
+                return body
+            body += self._read_exactly(size)
+            self._read_until(b"\r\n")
 
     def _fill(self):
         data = self._sock.recv(65536)
