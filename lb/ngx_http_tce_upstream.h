@@ -21,6 +21,11 @@
 #include "ngx_tce_sched.h"
 
 
+/* tce_keepalive: an upstream's idle connections, per worker */
+typedef struct ngx_http_tce_upstream_keepalive_s
+    ngx_http_tce_upstream_keepalive_t;
+
+
 typedef struct {
     ngx_tce_instance_t                 inst;
     ngx_str_t                          name;      /* inst.addr */
@@ -33,6 +38,9 @@ typedef struct {
 
     /* request metrics: the instance's series (lb/ngx_http_tce_metrics.h) */
     struct ngx_http_tce_metrics_peer_s   *metrics;
+
+    /* tce_keepalive: its idle connections, most recent first */
+    ngx_queue_t                        idle;
 } ngx_http_tce_upstream_peer_t;
 
 
@@ -99,6 +107,7 @@ typedef struct {
     ngx_tce_zone_t                    *zone;
     ngx_http_upstream_server_t        *placeholder;
     ngx_http_tce_upstream_canary_conf_t  *canary;  /* NULL: no tce_canary */
+    ngx_http_tce_upstream_keepalive_t    *keepalive;  /* NULL: none */
 
     /* this worker's current view */
     ngx_http_tce_upstream_view_t      *view;
@@ -183,6 +192,41 @@ ngx_int_t ngx_http_tce_upstream_canary_choose(ngx_http_request_t *r,
  */
 ngx_uint_t ngx_http_tce_upstream_canary_fallback(
     ngx_http_tce_upstream_peer_data_t *pd);
+
+/* ngx_http_tce_upstream_keepalive.c: tce_keepalive */
+char *ngx_http_tce_upstream_keepalive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* the worker's cache of the upstream; NGX_ERROR when out of memory */
+ngx_int_t ngx_http_tce_upstream_keepalive_init(ngx_conf_t *cf,
+    ngx_http_tce_upstream_keepalive_t *ka);
+
+/*
+ * get(): takes the most recent idle connection of peer, whose idle
+ * queue must not be empty, into pc (pc->cached = 1).  Returns NGX_DONE.
+ */
+ngx_int_t ngx_http_tce_upstream_keepalive_get(ngx_peer_connection_t *pc,
+    ngx_http_tce_upstream_peer_t *peer);
+
+/*
+ * free(): caches pc->connection on peer's instance in the current view
+ * (pc->connection = NULL then) if nginx's conditions for keepalive
+ * hold; otherwise changes nothing and the upstream closes it.
+ */
+void ngx_http_tce_upstream_keepalive_free(ngx_peer_connection_t *pc,
+    ngx_http_tce_upstream_peer_data_t *pd,
+    ngx_http_tce_upstream_peer_t *peer, ngx_uint_t state);
+
+/*
+ * A rebuild: moves the idle connections of old's peers to the same
+ * instance (id and address, still routable) of view; closes the rest.
+ * old holds none afterwards.
+ */
+void ngx_http_tce_upstream_keepalive_carry(ngx_http_tce_upstream_view_t *view,
+    ngx_http_tce_upstream_view_t *old);
+
+/* closes every idle connection cached on the view's peers */
+void ngx_http_tce_upstream_keepalive_drop(ngx_http_tce_upstream_view_t *view);
 
 
 extern ngx_module_t  ngx_http_tce_upstream_module;

@@ -5,7 +5,7 @@
  *   upstream backend {
  *       tce_service demo.web.api [cluster=<name|$var>] [max_fails=1]
  *                   [fail_timeout=10s];
- *       keepalive 32;
+ *       keepalive 32;         (or tce_keepalive 32;)
  *   }
  *
  * The balancer hook shape is nginx's own: init_upstream -> init_peer ->
@@ -54,6 +54,13 @@ static ngx_command_t  ngx_http_tce_upstream_commands[] = {
     { ngx_string("tce_canary"),
       NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
       ngx_http_tce_upstream_canary,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tce_keepalive"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE123,
+      ngx_http_tce_upstream_keepalive,
       NGX_HTTP_SRV_CONF_OFFSET,
       0,
       NULL },
@@ -318,6 +325,23 @@ ngx_http_tce_upstream_init(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
         return NGX_ERROR;
     }
 
+    if (ucf->keepalive) {
+        /* nginx's keepalive wraps this init: its cache would sit on top */
+        if (us->peer.init_upstream != ngx_http_tce_upstream_init) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"tce_keepalive\" cannot be combined with "
+                          "\"keepalive\" in upstream \"%V\" in %s:%ui",
+                          &us->host, us->file_name, us->line);
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_tce_upstream_keepalive_init(cf, ucf->keepalive)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
     /* a worker's last view goes with the cycle */
     cln = ngx_pool_cleanup_add(cf->pool, 0);
     if (cln == NULL) {
@@ -456,6 +480,10 @@ ngx_http_tce_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
     pc->socklen = peer->inst.socklen;
     pc->name = &peer->name;
 
+    if (pd->conf->keepalive && !ngx_queue_empty(&peer->idle)) {
+        return ngx_http_tce_upstream_keepalive_get(pc, peer);
+    }
+
     return NGX_OK;
 }
 
@@ -570,6 +598,10 @@ ngx_http_tce_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
 
     } else if (peer->accessed < peer->checked) {
         peer->fails = 0;
+    }
+
+    if (pd->conf->keepalive) {
+        ngx_http_tce_upstream_keepalive_free(pc, pd, peer, state);
     }
 
     if (pc->tries) {

@@ -44,6 +44,11 @@ ngx_http_tce_upstream_view_get(ngx_http_tce_upstream_srv_conf_t *ucf,
     }
 
     if (ucf->view) {
+        if (ucf->keepalive) {
+            /* before the old view can go: nothing may point into it */
+            ngx_http_tce_upstream_keepalive_carry(view, ucf->view);
+        }
+
         ngx_http_tce_upstream_view_release(ucf->view);
     }
 
@@ -132,6 +137,7 @@ ngx_http_tce_upstream_view_build(ngx_http_tce_upstream_srv_conf_t *ucf,
         peer->name.len = ngx_strlen(peer->inst.addr);
         peer->id.data = (u_char *) peer->inst.id;
         peer->id.len = ngx_strlen(peer->inst.id);
+        ngx_queue_init(&peer->idle);
 
         cname.data = (u_char *) peer->inst.cluster;
         cname.len = ngx_strlen(peer->inst.cluster);
@@ -333,6 +339,9 @@ static void
 ngx_http_tce_upstream_view_free(ngx_http_tce_upstream_view_t *view)
 {
     ngx_uint_t  i, env;
+
+    /* tce_keepalive: idle connections still cached here (worker exit) */
+    ngx_http_tce_upstream_keepalive_drop(view);
 
     ngx_http_tce_metrics_view_release(view);
 
