@@ -18,6 +18,7 @@ fixed time for a condition: every wait polls with a deadline.
               that exited on a signal (unless the test allowed it).
 """
 
+import collections
 import http.client
 import json
 import os
@@ -37,6 +38,23 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 MODULE = os.path.abspath(os.environ.get(
     'TCE_MODULE',
     os.path.join(TESTS_DIR, '..', '..', 'build', 'ngx_tce_module.so')))
+
+# TCE_VALGRIND=1 (make valgrind): the nginx under test, and its nginx -t,
+# run inside valgrind memcheck; every deadline of the fixtures (and of
+# wait_for) is multiplied by SLOW; teardown fails the test on any
+# memcheck error and on a definite leak whose stack goes through the
+# module.  nginx's own leaks at exit are in tests/valgrind.supp.
+VALGRIND = os.environ.get('TCE_VALGRIND', '') not in ('', '0')
+SLOW = float(os.environ.get('TCE_VALGRIND_SLOW', '8')) if VALGRIND else 1
+VALGRIND_SUPP = os.path.abspath(os.path.join(TESTS_DIR, '..',
+                                             'valgrind.supp'))
+VALGRIND_ERROR_EXIT = 99
+# a stack frame of ours: in the .so, or a function with our prefixes
+MODULE_FRAME = re.compile(r'ngx_tce_module\.so|\bngx_tce_|\bngx_http_tce_')
+# the headings of memcheck's error reports (leaks are handled apart)
+VALGRIND_ERRORS = ('Invalid ', 'Conditional jump', 'Use of uninitialised',
+                   'Syscall param', 'Mismatched free', 'Source and dest',
+                   'Argument ', 'Process terminating with default action')
 
 BAD_LOG_MARKERS = ('[alert]', '[emerg]', 'segfault', 'exited on signal',
                    'core dumped')
@@ -58,6 +76,7 @@ LOG_FORMAT = '|'.join(('$pid', '$connection', '$request_uri', '$status',
 def wait_for(cond, timeout=10.0, interval=0.02, what='condition'):
     """Polls cond() until it returns a true value; returns that value.
     Fails the test with `what` when the deadline passes."""
+    timeout *= SLOW
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
@@ -80,13 +99,22 @@ def free_port(family=socket.AF_INET):
     low = ephemeral_low()
     for _ in range(1000):
         port = random.randrange(max(1024, low - 12000), low)
+        if port in _recent_ports:
+            continue                    # given out, maybe not bound yet
         with socket.socket(family, socket.SOCK_STREAM) as s:
             try:
                 s.bind((host, port))
             except OSError:
                 continue
+            _recent_ports.append(port)
             return port
     raise RuntimeError('no free port below %d' % low)
+
+
+# the ports free_port() gave out lately: a port is only bound when its
+# server starts, so two calls of one test could otherwise draw the same
+# one (a backend then fails with "duplicate listen")
+_recent_ports = collections.deque(maxlen=256)
 
 
 def ephemeral_low():
@@ -104,6 +132,22 @@ def dead_socket():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(('127.0.0.1', 0))
     return s
+
+
+def valgrind_blocks(text):
+    """A memcheck log -> its reports, each a list of lines without the
+    ==pid== prefix (heading first), separated by blank lines."""
+    blocks, cur = [], []
+    for line in text.splitlines():
+        line = re.sub(r'^==\d+== ?', '', line)
+        if line.strip():
+            cur.append(line.rstrip())
+        elif cur:
+            blocks.append(cur)
+            cur = []
+    if cur:
+        blocks.append(cur)
+    return blocks
 
 
 class Response:
@@ -124,7 +168,7 @@ def http_get(port, path='/', host='127.0.0.1', headers=None, timeout=10):
     """One request on a fresh connection (Connection: close)."""
     h = {'Connection': 'close'}
     h.update(headers or {})
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout * SLOW)
     try:
         conn.request('GET', path, headers=h)
         resp = conn.getresponse()
@@ -197,8 +241,14 @@ def bad_log_lines(text, allowed=()):
     return bad
 
 
-def stop_process(proc, sig=signal.SIGTERM, timeout=10):
-    """Stops a Popen; returns an error text or None."""
+def stop_process(proc, sig=None, timeout=10):
+    """Stops a Popen; returns an error text or None.  By default
+    SIGTERM; SIGQUIT under valgrind: on SIGTERM the master kills the
+    workers still alive after ~1.5s, before memcheck has written their
+    leak reports."""
+    if sig is None:
+        sig = signal.SIGQUIT if VALGRIND else signal.SIGTERM
+    timeout *= SLOW
     if proc.poll() is not None:
         return None
     proc.send_signal(sig)
@@ -527,19 +577,56 @@ class Nginx:
     def check(self):
         """nginx -t: returns (rc, stderr)."""
         p = subprocess.run(
-            [NGINX_BIN, '-t', '-p', self.dir + '/', '-c', self.conf_path],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+            self.command() + ['-t', '-p', self.dir + '/', '-c',
+                              self.conf_path],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            timeout=30 * SLOW)
         return p.returncode, p.stderr.decode('utf-8', 'replace')
 
     # -- processes
+
+    def command(self):
+        """argv[:n] that runs the nginx under test: NGINX_BIN, inside
+        memcheck under TCE_VALGRIND (one log per process, vg.<pid>.log).
+        """
+        if not VALGRIND:
+            return [NGINX_BIN]
+        return ['valgrind', '--tool=memcheck', '--leak-check=full',
+                '--error-exitcode=%d' % VALGRIND_ERROR_EXIT,
+                '--show-leak-kinds=definite',
+                '--errors-for-leak-kinds=definite',
+                '--trace-children=yes', '--child-silent-after-fork=no',
+                '--num-callers=30',
+                '--log-file=%s/vg.%%p.log' % self.dir,
+                '--suppressions=%s' % VALGRIND_SUPP, NGINX_BIN]
+
+    def valgrind_reports(self):
+        """The memcheck reports of every vg.*.log of this nginx that
+        fail the test: errors, and definite leaks through the module."""
+        out = []
+        for name in sorted(os.listdir(self.dir)):
+            if not re.match(r'vg\.\d+\.log$', name):
+                continue
+            text = read_from(os.path.join(self.dir, name))
+            for block in valgrind_blocks(text):
+                head = block[0]
+                if 'definitely lost' in head:
+                    bad = any(MODULE_FRAME.search(l) for l in block[1:])
+                elif head.startswith('Process terminating'):
+                    bad = not re.search(r'signal (9|15) ', head)
+                else:
+                    bad = head.startswith(VALGRIND_ERRORS)
+                if bad:
+                    out.append('%s:\n    %s' % (name, '\n    '.join(block)))
+        return out
 
     def start(self):
         assert os.path.exists(MODULE), (
             'module not built: %s (run make)' % MODULE)
         self.stderr = open(self.stderr_path, 'ab')
         self.proc = subprocess.Popen(
-            [NGINX_BIN, '-p', self.dir + '/', '-c', self.conf_path,
-             '-g', 'daemon off;'],
+            self.command() + ['-p', self.dir + '/', '-c', self.conf_path,
+                              '-g', 'daemon off;'],
             stdout=self.stderr, stderr=self.stderr)
 
         def ready():
@@ -557,6 +644,13 @@ class Nginx:
 
     def workers(self):
         """pids of the serving workers (not the ones shutting down)."""
+        if VALGRIND:
+            # the process title is memcheck's command line: every child
+            # is a worker, minus those that logged their shutdown
+            gone = set(int(p) for p in re.findall(
+                r'\] (\d+)#\d+: (?:gracefully shutting down|exiting)$',
+                read_from(self.error_log), re.M))
+            return set(children(self.proc.pid)) - gone
         return {pid for pid, title in children(self.proc.pid).items()
                 if 'worker process' in title
                 and 'shutting down' not in title}
@@ -618,6 +712,8 @@ class Nginx:
             self.stderr.close()
         text = read_from(self.error_log) + read_from(self.stderr_path)
         errors += bad_log_lines(text, self.allowed_log)
+        if VALGRIND:
+            errors += self.valgrind_reports()
         return errors
 
     # -- client side

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import SERVICE, instance, wait_for
+from conftest import SERVICE, VALGRIND, instance, wait_for
 
 
 PROMTOOL = '/usr/bin/promtool'
@@ -390,6 +390,8 @@ def test_zone_full_counts_dropped_and_serves(backend, nginx):
 
 # ----------------------------------------------------------------- scale
 
+@pytest.mark.skipif(VALGRIND, reason='asserts a latency (scrape < 200 ms):'
+                    ' memcheck runs nginx ~20x slower')
 def test_scrape_of_10000_instances_under_200ms(backend, nginx):
     n = 10000
     ports = backend.ok4
