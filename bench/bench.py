@@ -5,8 +5,9 @@
      instances, stock and tce, same backends, same proxy settings; from
      the same runs, the balancer's own instructions per request (its
      peer.init, get and free, inclusive); at N = 4 the canary and
-     metrics variants of tce; at N = 1000 (full run) both with the
-     upstream keepalive cache sized to N;
+     metrics variants of tce; at every N tce with tce_keepalive 64 in
+     place of nginx's keepalive 64; at N = 1000 (full run) both with
+     the upstream keepalive cache sized to N;
   2. wrk: throughput ratio tce/stock at N = 4, interleaved pairs;
   3. a table, PASS/MISS per target, build/bench.json, build/bench.md.
 
@@ -130,8 +131,16 @@ def keepalive_sized(sides, n):
             for side in sides]
 
 
+def tce_keepalive(sides):
+    """tce with the module's per-instance connection cache,
+    "tce_keepalive 64", in place of nginx's "keepalive 64"."""
+    return [side.variant("tce_tka", label="tce, tce_keepalive %d"
+                         % side.keepalive, tce_keepalive=True)
+            for side in sides if side.name == "tce"]
+
+
 def sides_at(n, sides, quick):
-    out = sides + [CONTROL]
+    out = sides + [CONTROL] + tce_keepalive(sides)
     if n == VARIANT_INSTANCES:
         out += variants(sides)
     if not quick and n == max(FULL_SIZES):

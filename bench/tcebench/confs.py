@@ -60,11 +60,14 @@ class Side:
     cookie: requests carry "Cookie: uid=<distinct per request>".
     metrics: a location with tce_metrics (counting on).
     keepalive: upstream keepalive, default UPSTREAM_KEEPALIVE.
+    tce_keepalive: the module's per-instance cache ("tce_keepalive
+    <keepalive>") instead of nginx's "keepalive <keepalive>".
     """
 
     def __init__(self, name, module=None, directive=None, label=None,
                  canary_instances=0, canary=None, canary_share=None,
-                 cookie=False, metrics=False, keepalive=None):
+                 cookie=False, metrics=False, keepalive=None,
+                 tce_keepalive=False):
         self.name = name
         self.module = module
         self.directive = directive
@@ -75,6 +78,7 @@ class Side:
         self.cookie = cookie
         self.metrics = metrics
         self.keepalive = keepalive or UPSTREAM_KEEPALIVE
+        self.tce_keepalive = tce_keepalive
         if module is not None:
             self.balancer = TCE_BALANCER
         elif directive is None:
@@ -117,6 +121,15 @@ class Side:
         if self.directive is not None:
             lines.insert(0, "        %s;" % self.directive)
         return "\n".join(lines)
+
+    def keepalive_lines(self):
+        """The upstream's connection cache: same size, same limits."""
+        if self.tce_keepalive:
+            return ("        tce_keepalive %d timeout=600s "
+                    "requests=10000000;" % self.keepalive)
+        return ("        keepalive %d;\n"
+                "        keepalive_requests 10000000;\n"
+                "        keepalive_timeout 600s;" % self.keepalive)
 
     def server_lines(self):
         return METRICS_LOCATION if self.metrics else ""
@@ -164,7 +177,7 @@ def write_proxy_conf(tmp, name, side, port, backend_ports,
                   upstream=side.upstream,
                   balancer_lines=side.balancer_lines(backend_ports),
                   server_lines=side.server_lines(),
-                  keepalive=side.keepalive)
+                  keepalive_lines=side.keepalive_lines())
 
 
 def write_state_file(path, backend_ports, canary_ports=()):
