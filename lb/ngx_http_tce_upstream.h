@@ -127,6 +127,8 @@ typedef struct {
     ngx_http_tce_upstream_group_t     *group;
     ngx_http_tce_upstream_peer_t      *current;
     ngx_http_tce_upstream_peer_t      *last;      /* for $tce_instance */
+    ngx_http_tce_upstream_peer_t      *again;     /* its idle connection
+                                                     was stale: retry it */
     ngx_str_t                          cluster_name;
     ngx_uint_t                         env;
     ngx_uint_t                         spare;     /* fallback's members */

@@ -455,10 +455,16 @@ ngx_http_tce_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
         return NGX_BUSY;
     }
 
-    peer = ngx_http_tce_upstream_pick(pd);
+    if (pd->again) {
+        peer = pd->again;
+        pd->again = NULL;
 
-    if (peer == NULL && ngx_http_tce_upstream_canary_fallback(pd)) {
+    } else {
         peer = ngx_http_tce_upstream_pick(pd);
+
+        if (peer == NULL && ngx_http_tce_upstream_canary_fallback(pd)) {
+            peer = ngx_http_tce_upstream_pick(pd);
+        }
     }
 
     if (peer == NULL) {
@@ -589,6 +595,27 @@ ngx_http_tce_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     pd->current = NULL;
 
     ngx_http_tce_metrics_attempt(pd->group, peer, -1);
+
+    if ((state & NGX_PEER_FAILED) && pc->cached) {
+        /*
+         * An idle connection the instance had closed meanwhile: not the
+         * instance's fault.  nginx gives such a failure one more try
+         * (u->peer.tries++ after this call): the same instance serves
+         * it, on another connection, and the failure is not counted.
+         */
+
+        pd->again = peer;
+
+        if (pd->conf->keepalive) {
+            ngx_http_tce_upstream_keepalive_free(pc, pd, peer, state);
+        }
+
+        if (pc->tries) {
+            pc->tries--;
+        }
+
+        return;
+    }
 
     if (state & NGX_PEER_FAILED) {
         now = ngx_time();

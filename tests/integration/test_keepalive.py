@@ -335,3 +335,96 @@ def test_nginx_t_accepts(nginx):
         'tce_keepalive 32 timeout=90s requests=500;'))
     rc, out = nginx.check()
     assert rc == 0, out
+
+
+# ------------------------------------------------- a stale idle connection
+
+class DroppingBackend:
+    """A real HTTP/1.1 server that answers the first request of every
+    connection with keep-alive, then drops the connection, unanswered,
+    when a second request comes on it: what a backend does when its own
+    keepalive timeout ends just as nginx reuses the connection."""
+
+    def __init__(self):
+        self.sock = conftest.socket.socket()
+        self.sock.bind(('127.0.0.1', conftest.free_port()))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.served = 0
+        self.dropped = 0
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,),
+                             daemon=True).start()
+
+    def serve(self, c):
+        with c:
+            n = 0
+            buf = b''
+            while True:
+                try:
+                    data = c.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buf += data
+                if b'\r\n\r\n' not in buf:
+                    continue
+                buf = b''
+                n += 1
+                if n > 1:
+                    self.dropped += 1
+                    return
+                self.served += 1
+                body = b'%d\n' % self.port
+                c.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: %d\r\n'
+                          b'\r\n%s' % (len(body), body))
+
+    def stop(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def dropping():
+    d = DroppingBackend()
+    yield d
+    d.stop()
+
+
+def test_stale_idle_connection_is_not_the_instances_fault(backend, nginx,
+                                                          dropping):
+    # max_fails=1: were the dropped connection counted as the instance's
+    # failure, it would get nothing for 30 s
+    nginx.write_state({SERVICE: {'default': [
+        instance('drop', '127.0.0.1:%d' % dropping.port),
+        instance('ok', backend.addr(backend.ok4[0]))]}})
+    nginx.configure(upstreams=(
+        '    upstream api {\n        tce_service %s max_fails=1 '
+        'fail_timeout=30s;\n        tce_keepalive 16;\n    }\n' % SERVICE),
+        workers=1)
+    nginx.start()
+
+    rs = fetch(nginx, '/stale', 20)
+    ports = [int(r.text) for r in rs]
+    # every request answered, the dropping instance kept its share
+    assert ports.count(dropping.port) == 10, ports
+    assert dropping.dropped >= 1, 'no idle connection was ever reused'
+
+
+def test_stale_idle_connection_single_instance(nginx, dropping):
+    nginx.write_state({SERVICE: {'default': [
+        instance('drop', '127.0.0.1:%d' % dropping.port)]}})
+    nginx.configure(upstreams=upstream(), workers=1)
+    nginx.start()
+
+    rs = fetch(nginx, '/single', 10)
+    assert {int(r.text) for r in rs} == {dropping.port}
+    assert dropping.dropped >= 1, 'no idle connection was ever reused'
