@@ -9,7 +9,8 @@ that lets a test inject faults.
 Run it standalone:
 
     /usr/bin/python3 tests/doubles/consul_double.py --port 8500 \
-        [--host 127.0.0.1] [--token SECRET] [--no-jitter]
+        [--host 127.0.0.1] [--token SECRET] [--no-jitter] \
+        [--tls-cert server.pem --tls-key server.key]
 
 or from pytest:
 
@@ -18,6 +19,19 @@ or from pytest:
     d.url                                     # "http://127.0.0.1:PORT"
     d.register("a.b.c", "a.b.c-1", "10.0.0.1", 8080, meta={...})
     d.stop()
+
+TLS mode (HTTPS, as an agent with an https port): give a PEM
+certificate chain and its key,
+
+    d = ConsulDouble(certfile="server.pem", keyfile="server.key").start()
+    d.url                                     # "https://127.0.0.1:PORT"
+
+and the listening socket is wrapped with
+ssl.SSLContext(PROTOCOL_TLS_SERVER) (TLS 1.2+, no client certificate
+asked).  The handshake runs in the connection's own thread, so a client
+that refuses the certificate (or never speaks TLS) costs only its
+connection; such failures are not printed.  Everything else (API,
+control API, faults, counts) is identical, over HTTPS.
 
 Consul API implemented (REFERENCE.md)
 -------------------------------------
@@ -91,6 +105,8 @@ import json
 import random
 import re
 import socket
+import ssl
+import sys
 import threading
 import time
 import uuid
@@ -503,15 +519,26 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
+    def handle_error(self, request, client_address):
+        # TLS mode: a client refusing our certificate, or not speaking
+        # TLS, is a test's business, not a traceback on stderr
+        if isinstance(request, ssl.SSLSocket):
+            if isinstance(sys.exc_info()[1], (ssl.SSLError, OSError)):
+                return
+        ThreadingHTTPServer.handle_error(self, request, client_address)
+
 
 class ConsulDouble:
     """The double: state, faults, and an HTTP server on a thread."""
 
-    def __init__(self, host="127.0.0.1", port=0, token=None, jitter=True):
+    def __init__(self, host="127.0.0.1", port=0, token=None, jitter=True,
+                 certfile=None, keyfile=None):
         self.host = host
         self.port = port
         self.token = token
         self.jitter = jitter
+        self.certfile = certfile    # TLS mode when set
+        self.keyfile = keyfile
         self.cond = threading.Condition()
         self.reg = Registry()
         self.faults = []
@@ -532,6 +559,14 @@ class ConsulDouble:
     def start(self):
         handler = type("Handler", (_Handler,), {"double": self})
         self.httpd = _Server((self.host, self.port), handler)
+        if self.certfile:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self.certfile, self.keyfile)
+            # handshake on first read, in the connection's thread: a
+            # stuck or refusing client cannot hold up accept()
+            self.httpd.socket = ctx.wrap_socket(
+                self.httpd.socket, server_side=True,
+                do_handshake_on_connect=False)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever,
                                        kwargs={"poll_interval": 0.05},
@@ -557,7 +592,8 @@ class ConsulDouble:
 
     @property
     def url(self):
-        return "http://%s:%d" % (self.host, self.port)
+        return "%s://%s:%d" % ("https" if self.certfile else "http",
+                               self.host, self.port)
 
     def _drop_all(self):
         with self.cond:
@@ -1043,9 +1079,17 @@ def main():
                     help="require this ACL token")
     ap.add_argument("--no-jitter", action="store_true",
                     help="no wait/16 jitter on blocking queries")
+    ap.add_argument("--tls-cert", default=None,
+                    help="serve HTTPS with this PEM certificate (chain)")
+    ap.add_argument("--tls-key", default=None,
+                    help="the certificate's PEM key (default: in "
+                    "--tls-cert)")
     args = ap.parse_args()
+    if args.tls_key and not args.tls_cert:
+        ap.error("--tls-key needs --tls-cert")
     d = ConsulDouble(args.host, args.port, args.token,
-                     jitter=not args.no_jitter)
+                     jitter=not args.no_jitter, certfile=args.tls_cert,
+                     keyfile=args.tls_key)
     d.start()
     print("consul double listening on %s" % d.url, flush=True)
     try:

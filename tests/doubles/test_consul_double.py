@@ -3,6 +3,10 @@
 import http.client
 import json
 import os
+import signal
+import socket
+import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -339,3 +343,116 @@ def test_control_api_over_http(consul):
     assert body == {"consul": []}
     req(consul, "/_double/reset_counts", "POST", {})
     assert get_json(consul, "/_double/state")[1]["counts"] == {}
+
+
+# ------------------------------------------------------------ TLS mode
+
+@pytest.fixture
+def tls(tmp_path):
+    """A test CA, a server certificate for IP 127.0.0.1 signed by it,
+    and another CA that signed nothing of ours."""
+    from tls_certs import make_ca, make_server_cert
+    ca = make_ca(str(tmp_path), "ca")
+    cert, key = make_server_cert(str(tmp_path), ca, "server")
+    other = make_ca(str(tmp_path), "other-ca")
+    return {"ca": ca.cert, "cert": cert, "key": key, "other": other.cert}
+
+
+def tls_req(d, path, cafile, method="GET", body=None, timeout=5):
+    ctx = ssl.create_default_context(cafile=cafile)   # verifies host too
+    data = json.dumps(body).encode() if body is not None else None
+    r = urllib.request.Request(d.url + path, data=data, method=method)
+    try:
+        with urllib.request.urlopen(r, timeout=timeout, context=ctx) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def test_tls_mode_serves_the_same_api(tls):
+    d = ConsulDouble(jitter=False, certfile=tls["cert"],
+                     keyfile=tls["key"]).start()
+    try:
+        assert d.url == "https://127.0.0.1:%d" % d.port
+        status, _, raw = tls_req(d, "/v1/agent/service/register", tls["ca"],
+                                 "PUT", {"Name": SVC, "ID": "a",
+                                         "Address": "10.0.0.1",
+                                         "Port": 80})
+        assert status == 200 and raw == b""
+        status, h, raw = tls_req(d, "/v1/health/service/%s?passing=1"
+                                 % SVC, tls["ca"])
+        assert status == 200 and h["Content-Type"] == "application/json"
+        assert [e["Service"]["ID"] for e in json.loads(raw)] == ["a"]
+        idx = int(h["X-Consul-Index"])
+
+        # a blocking query over TLS wakes on a change
+        t, out = in_thread(tls_req, d, "/v1/health/service/%s?index=%d"
+                           "&wait=10s" % (SVC, idx), tls["ca"])
+        assert d.wait_for(lambda x: x.open_requests(SVC) == 1)
+        d.register(SVC, "b", "10.0.0.2", 80)
+        t.join(5)
+        status, h, raw = out["result"]
+        assert int(h["X-Consul-Index"]) > idx and len(json.loads(raw)) == 2
+
+        # faults and the control API work the same
+        d.add_fault("status", status=503, path="/v1/catalog/services")
+        assert tls_req(d, "/v1/catalog/services", tls["ca"])[0] == 503
+        status, _, raw = tls_req(d, "/_double/state", tls["ca"])
+        assert json.loads(raw)["counts"]["/v1/catalog/services"] == 1
+
+        # a client that connects and never speaks holds up nobody
+        idle = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        try:
+            assert tls_req(d, "/v1/status/leader", tls["ca"])[0] == 200
+        finally:
+            idle.close()
+
+        # a client trusting another CA refuses the certificate; plain
+        # HTTP to the TLS port gets no HTTP answer; the double goes on
+        with pytest.raises(urllib.error.URLError) as e:
+            tls_req(d, "/v1/status/leader", tls["other"])
+        assert isinstance(e.value.reason, ssl.SSLCertVerificationError)
+        plain = http.client.HTTPConnection("127.0.0.1", d.port, timeout=5)
+        try:
+            with pytest.raises((OSError, http.client.HTTPException)):
+                plain.request("GET", "/v1/status/leader")
+                r = plain.getresponse()
+                r.read()
+                raise OSError("answered %d" % r.status)
+        finally:
+            plain.close()
+        assert tls_req(d, "/v1/status/leader", tls["ca"])[0] == 200
+    finally:
+        d.stop()
+
+
+def test_tls_mode_from_the_command_line(tls):
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "consul_double.py")
+    p = subprocess.Popen([sys.executable, script, "--port", "0",
+                          "--no-jitter", "--tls-cert", tls["cert"],
+                          "--tls-key", tls["key"]],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = p.stdout.readline().decode()      # printed once listening
+        assert line.startswith("consul double listening on https://"), (
+            line, p.stderr.read() if p.poll() is not None else b"")
+        url = line.split()[-1]
+        ctx = ssl.create_default_context(cafile=tls["ca"])
+        with urllib.request.urlopen(url + "/v1/status/leader", timeout=5,
+                                    context=ctx) as resp:
+            assert json.loads(resp.read()) == "127.0.0.1:8300"
+    finally:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        p.stdout.close()
+        p.stderr.close()
+
+    bad = subprocess.run([sys.executable, script, "--tls-key", tls["key"]],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         timeout=10)
+    assert bad.returncode != 0 and b"--tls-cert" in bad.stderr
