@@ -113,6 +113,7 @@ run-consul: deps $(MODULE)
 bench: deps $(MODULE)
 	$(PYTHON) bench/bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
 	$(PYTHON) bench/consul_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
+	$(PYTHON) bench/metrics_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
 
 clean:
 	rm -rf $(BUILD)

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import subprocess
-import time
 
 import pytest
 
@@ -390,9 +389,9 @@ def test_zone_full_counts_dropped_and_serves(backend, nginx):
 
 # ----------------------------------------------------------------- scale
 
-@pytest.mark.skipif(VALGRIND, reason='asserts a latency (scrape < 200 ms):'
-                    ' memcheck runs nginx ~20x slower')
-def test_scrape_of_10000_instances_under_200ms(backend, nginx):
+@pytest.mark.skipif(VALGRIND, reason='10,000 instances: memcheck runs '
+                    'nginx ~20x slower')
+def test_scrape_of_10000_instances(backend, nginx):
     n = 10000
     ports = backend.ok4
     insts = [instance('i-%05d' % i, backend.addr(ports[i % len(ports)]))
@@ -408,15 +407,12 @@ def test_scrape_of_10000_instances_under_200ms(backend, nginx):
         return m if len(select(m, 'tce_instance_weight')) == n else None
     wait_for(all_series, 20, what='the series of %d instances' % n)
 
-    best = None
-    for _ in range(5):
-        t0 = time.monotonic()
-        r = scrape(nginx)
-        elapsed = time.monotonic() - t0
-        best = elapsed if best is None else min(best, elapsed)
-        assert r.text.endswith('\n')
-    print('scrape of %d instances: %.1f ms, %d bytes' % (n, best * 1000, len(r.body)))
-    assert best < 0.2, 'scrape of %d instances took %.3fs' % (n, best)
+    # a whole, well-formed exposition (its speed is measured by
+    # bench/metrics_bench.py: speed targets live in benchmarks)
+    r = scrape(nginx)
+    assert r.text.endswith('\n')
+    rc, out = promtool_check(r.text)
+    assert rc == 0 and out.strip() == '', out
 
     # and the traffic still flows with exact counts
     fetch(nginx, '/s2', 20)
