@@ -86,6 +86,7 @@ lint:
 	@sh tests/lint.sh $(MOD_SRCS) $(MOD_HDRS) $(UNIT_SRCS)
 
 integration: $(MODULE)
+	cd tests/doubles && $(PYTHON) -m pytest -q -p no:cacheprovider
 	cd tests/integration && $(PYTHON) -m pytest -q -p no:cacheprovider \
 	    $(PYTEST_ARGS)
 
