@@ -4,6 +4,7 @@
 #   make test    unit tests, lint, integration tests (also under valgrind)
 #   make valgrind  the integration tests with nginx inside memcheck
 #   make bench   instructions and throughput against stock nginx
+#   make fuzz    libFuzzer targets of the parsers, FUZZ_SECONDS each
 
 NGINX_SRC   ?= /usr/share/nginx/src
 NGINX_BIN   ?= /usr/sbin/nginx
@@ -30,10 +31,27 @@ UNIT_CFLAGS := -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
                -Itests/unit
 UNIT_LIBS   := -lcmocka -ljansson -lcurl -lhiredis -lm
 
+# fuzz targets (tests/fuzz/fuzz_<name>.c) as name:max_len; make fuzz
+# runs each with clang's libFuzzer, make unit replays the committed
+# corpora tests/fuzz/corpus/<name> through a gcc build (replay.c)
+FUZZ_PACKAGES := clang libclang-rt-dev
+FUZZ_SECONDS  ?= 30
+FUZZ_CC       ?= clang
+FUZZ_TARGETS  := state:4096 consul_health:16384 consul_services:2048 \
+                 canary_policy:256 addr:128
+FUZZ_NAMES    := $(foreach t,$(FUZZ_TARGETS),$(firstword $(subst :, ,$(t))))
+FUZZ_SRCS     := $(wildcard tests/fuzz/*.c)
+FUZZ_BINS     := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_NAMES))
+FUZZ_REPLAYS  := $(patsubst %,$(BUILD)/fuzz/replay_%,$(FUZZ_NAMES))
+FUZZ_CFLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined \
+                 -fno-sanitize-recover=all -fno-omit-frame-pointer \
+                 -Ingx_tce_module
+FUZZ_LIBS     := -ljansson -lcurl -lhiredis -lm
+
 MODULE      := $(BUILD)/ngx_tce_module.so
 
 .PHONY: module-locked all deps run run-consul test unit integration lint \
-        valgrind bench clean
+        valgrind bench clean fuzz fuzz-deps
 
 all: $(MODULE)
 
@@ -77,13 +95,23 @@ $(BUILD)/unit/%: tests/unit/%.c $(PURE_SRCS) $(MOD_HDRS)
 	@mkdir -p $(BUILD)/unit
 	$(CC) $(UNIT_CFLAGS) -o $@ $< $(PURE_SRCS) $(UNIT_LIBS)
 
-unit: $(UNIT_BINS)
+$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c \
+                        $(PURE_SRCS) $(MOD_HDRS)
+	@mkdir -p $(BUILD)/fuzz
+	$(CC) $(UNIT_CFLAGS) -fno-sanitize-recover=all -o $@ $< \
+	    tests/fuzz/replay.c $(PURE_SRCS) $(UNIT_LIBS)
+
+unit: $(UNIT_BINS) $(FUZZ_REPLAYS)
 	@for t in $(UNIT_BINS); do \
 	    echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 $$t || exit 1; \
 	done
+	@for t in $(FUZZ_NAMES); do \
+	    ASAN_OPTIONS=detect_leaks=1 $(BUILD)/fuzz/replay_$$t \
+	        tests/fuzz/corpus/$$t || exit 1; \
+	done
 
 lint:
-	@sh tests/lint.sh $(MOD_SRCS) $(MOD_HDRS) $(UNIT_SRCS)
+	@sh tests/lint.sh $(MOD_SRCS) $(MOD_HDRS) $(UNIT_SRCS) $(FUZZ_SRCS)
 
 integration: $(MODULE)
 	cd tests/doubles && $(PYTHON) -m pytest -q -p no:cacheprovider
@@ -115,6 +143,39 @@ bench: deps $(MODULE)
 	$(PYTHON) bench/bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
 	$(PYTHON) bench/consul_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
 	$(PYTHON) bench/metrics_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
+
+fuzz-deps:
+	@missing=""; for p in $(FUZZ_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	        | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	        apt-get install -y -qq $$missing; \
+	fi
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(PURE_SRCS) $(MOD_HDRS) | fuzz-deps
+	@mkdir -p $(BUILD)/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(PURE_SRCS) $(FUZZ_LIBS)
+
+# each target for FUZZ_SECONDS from the committed corpus; new inputs go
+# to $(BUILD)/fuzz/corpus/<name>; a crash, leak, UB report or input
+# slower than 10 s fails, its input kept as $(BUILD)/fuzz/<name>-*
+fuzz: deps fuzz-deps $(FUZZ_BINS)
+	@for t in $(FUZZ_TARGETS); do \
+	    n=$${t%%:*}; len=$${t##*:}; log=$(BUILD)/fuzz/$$n.log; \
+	    mkdir -p $(BUILD)/fuzz/corpus/$$n; \
+	    echo "== fuzz_$$n: $(FUZZ_SECONDS)s, max_len $$len"; \
+	    $(BUILD)/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) \
+	        -max_len=$$len -timeout=10 -print_final_stats=1 \
+	        -artifact_prefix=$(BUILD)/fuzz/$$n- \
+	        $(BUILD)/fuzz/corpus/$$n tests/fuzz/corpus/$$n > $$log 2>&1 \
+	        || { tail -n 60 $$log; echo "fuzz_$$n failed: $$log"; \
+	             exit 1; }; \
+	    grep -E 'stat::(number_of_executed_units|peak_rss_mb)' $$log \
+	        | tr '\n' ' '; echo; \
+	done
 
 clean:
 	rm -rf $(BUILD)

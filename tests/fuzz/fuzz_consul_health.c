@@ -1,0 +1,148 @@
+/*
+ * libFuzzer target: Consul /v1/health/service bodies
+ * (ngx_tce_consul_parse_health) and X-Consul-Index values
+ * (ngx_tce_consul_next_index).  Invariants: a failed parse leaves the
+ * result untouched; every instance kept is valid (id, cluster,
+ * version, weight, env, state, an address whose canonical text parses
+ * back to the same socket address), ids are unique, and each skipped
+ * entry was reported once.  An index that parses obeys Consul's
+ * reset rules.
+ */
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ngx_tce_instance.h"
+#include "ngx_tce_consul_parse.h"
+
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+static void fuzz_skip(void *data, size_t n, const char *id,
+    const char *reason);
+static void fuzz_check_instance(const ngx_tce_instance_t *inst);
+static void fuzz_check_index(const uint8_t *data, size_t size);
+
+
+static void
+fuzz_skip(void *data, size_t n, const char *id, const char *reason)
+{
+    size_t  *count;
+
+    (void) n;
+
+    /* both are read in full: ASan checks they are terminated */
+    if (strlen(id) >= NGX_TCE_ID_LEN * 64 || strlen(reason) == 0) {
+        abort();
+    }
+
+    count = data;
+    (*count)++;
+}
+
+
+static void
+fuzz_check_instance(const ngx_tce_instance_t *inst)
+{
+    ngx_tce_instance_t  back;
+
+    if (!ngx_tce_id_valid(inst->id, strlen(inst->id))
+        || !ngx_tce_cluster_name_valid(inst->cluster, strlen(inst->cluster))
+        || !ngx_tce_version_valid(inst->version, strlen(inst->version))
+        || strlen(inst->version) >= NGX_TCE_VERSION_LEN
+        || inst->weight < NGX_TCE_WEIGHT_MIN
+        || inst->weight > NGX_TCE_WEIGHT_MAX
+        || inst->env >= NGX_TCE_NENVS || inst->state != NGX_TCE_STATE_UP
+        || inst->op_weight || inst->op_drain || inst->op_down)
+    {
+        abort();
+    }
+
+    memset(&back, 0, sizeof(ngx_tce_instance_t));
+
+    if (ngx_tce_addr_parse(inst->addr, strlen(inst->addr), &back) != 0
+        || strcmp(back.addr, inst->addr) != 0
+        || back.socklen != inst->socklen
+        || memcmp(&back.sockaddr, &inst->sockaddr, inst->socklen) != 0)
+    {
+        abort();
+    }
+}
+
+
+static void
+fuzz_check_index(const uint8_t *data, size_t size)
+{
+    size_t    i;
+    uint64_t  prev, next;
+
+    for (i = 0; i < 3; i++) {
+        prev = i == 0 ? 0 : (i == 1 ? 1000 : UINT64_MAX);
+        next = 42;
+
+        if (ngx_tce_consul_next_index(prev, (const char *) data, size, &next)
+            != 0)
+        {
+            if (next != 42) {
+                abort();
+            }
+
+            continue;
+        }
+
+        /* 0 only after a reset, never the index 0 itself */
+        if (next == 0 ? prev == 0 : next < prev) {
+            abort();
+        }
+    }
+}
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    size_t                    i, j, nskip;
+    ngx_tce_consul_health_t   res, orig;
+    char                      err[NGX_TCE_CONSUL_ERR_LEN];
+
+    fuzz_check_index(data, size);
+
+    memset(&res, 0x5a, sizeof(ngx_tce_consul_health_t));
+    orig = res;
+    nskip = 0;
+    err[0] = '\0';
+
+    if (ngx_tce_consul_parse_health((const char *) data, size, fuzz_skip,
+                                    &nskip, &res, err, sizeof(err))
+        != 0)
+    {
+        if (memcmp(&res, &orig, sizeof(res)) != 0 || nskip != 0
+            || strlen(err) == 0)
+        {
+            abort();
+        }
+
+        return 0;
+    }
+
+    if (nskip != res.nskipped || (res.nskipped == 0) != (res.reason[0] == 0)
+        || strlen(res.reason) >= sizeof(res.reason)
+        || (res.ninstances == 0) != (res.instances == NULL))
+    {
+        abort();
+    }
+
+    for (i = 0; i < res.ninstances; i++) {
+        fuzz_check_instance(&res.instances[i]);
+
+        for (j = 0; j < i; j++) {
+            if (strcmp(res.instances[i].id, res.instances[j].id) == 0) {
+                abort();
+            }
+        }
+    }
+
+    ngx_tce_consul_health_free(&res);
+
+    return 0;
+}
