@@ -412,8 +412,16 @@ ngx_tce_consul_request_create(ngx_tce_consul_client_t *c,
     ngx_tce_consul_setopt(CURLOPT_HEADERFUNCTION, ngx_tce_consul_header);
     ngx_tce_consul_setopt(CURLOPT_HEADERDATA, req);
 
+    /*
+     * ca=: that file's CAs only.  CAINFO alone would keep libcurl's
+     * built-in CAPATH (Debian: /etc/ssl/certs), so any public CA would
+     * still be trusted for Consul.  Peer and host verification stay on
+     * (libcurl's defaults, never changed here).
+     */
+
     if (c->cafile) {
         ngx_tce_consul_setopt(CURLOPT_CAINFO, c->cafile);
+        ngx_tce_consul_setopt(CURLOPT_CAPATH, (char *) NULL);
     }
 
     if (strcmp(method, "GET") != 0) {

@@ -465,3 +465,162 @@ def test_discovery_figures_in_prometheus(backend, nginx, consul):
                            result='failure') >= 2,
              10, what='failures counted')
     assert ports_seen(nginx) == {backend.ok4[0]}
+
+
+# ---------------------------------------------------------------- HTTPS
+
+# Certificates made at test time with the openssl command line
+# (tests/doubles/tls_certs.py): a test CA, a server certificate for IP
+# 127.0.0.1 signed by it, one for another name signed by it, and
+# another CA that signed nothing of ours.  libcurl verifies the peer
+# and the host against ca= only.
+
+@pytest.fixture
+def tls(tmp_path):
+    from tls_certs import make_ca, make_server_cert
+    d = str(tmp_path / 'tls')
+    os.makedirs(d)
+    ca = make_ca(d, 'ca')
+    cert, key = make_server_cert(d, ca, 'server')
+    wcert, wkey = make_server_cert(d, ca, 'wronghost',
+                                   san='DNS:consul.example')
+    other = make_ca(d, 'other-ca')
+    return {'dir': d, 'ca': ca.cert, 'cert': cert, 'key': key,
+            'wrong_host': (wcert, wkey), 'other_ca': other.cert,
+            'other': make_server_cert(d, other, 'other-server')}
+
+
+def tls_double(cert_key, **kw):
+    return ConsulDouble(jitter=False, certfile=cert_key[0],
+                        keyfile=cert_key[1], **kw).start()
+
+
+@pytest.fixture
+def tls_consul(tls):
+    d = tls_double((tls['cert'], tls['key']))
+    yield d
+    d.stop()
+
+
+@pytest.mark.parametrize('relative', [False, True],
+                         ids=['absolute', 'relative'])
+def test_https_with_ca_file(backend, nginx, tls, tls_consul, relative):
+    assert tls_consul.url.startswith('https://127.0.0.1:')
+    ca = tls['ca']
+    if relative:
+        # like nginx's own file paths: relative to the configuration
+        # prefix (the directory of nginx.conf)
+        with open(ca, 'rb') as src, \
+                open(os.path.join(nginx.dir, 'ca.pem'), 'wb') as dst:
+            dst.write(src.read())
+        ca = 'ca.pem'
+    start(nginx, tls_consul, params='wait=2s ca=%s' % ca)
+    register(tls_consul, backend, 1, 0)
+    routes_to(nginx, [backend.ok4[0]])
+    register(tls_consul, backend, 2, 1)
+    routes_to(nginx, [backend.ok4[0], backend.ok4[1]])
+    d = discovery(nginx)
+    assert d['last_error'] == '' and d['errors'] == 0, d
+    assert d['index'] == tls_consul.service_index(SERVICE), d
+    wait_for(lambda: tls_consul.open_requests(SERVICE) == 1, 5,
+             what='one blocking query open over TLS')
+
+
+BAD_TLS = [
+    # (case, curl's error text (OpenSSL backend) in last_error and log)
+    ('untrusted-ca', 'SSL certificate problem: unable to get local '
+                     'issuer certificate'),
+    ('wrong-host', "SSL: no alternative certificate subject name matches "
+                   "target host name '127.0.0.1'"),
+]
+
+
+@pytest.mark.parametrize('case,words', BAD_TLS, ids=[c[0] for c in BAD_TLS])
+def test_https_certificate_refused_keeps_last_good_set(
+        backend, nginx, tls, tls_consul, case, words):
+    # learn a set over verified HTTPS, written to the snapshot
+    start(nginx, tls_consul, params='wait=1s ca=%s' % tls['ca'])
+    register(tls_consul, backend, 1, 0)
+    routes_to(nginx, [backend.ok4[0]])
+    snap = os.path.join(nginx.dir, 'snap.json')
+    wait_for(lambda: '"api-1"' in read_from(snap), 5,
+             what='the snapshot holding api-1')
+
+    # then a Consul whose certificate must be refused: ca= a CA that did
+    # not sign it, or a certificate of the right CA for another host
+    if case == 'untrusted-ca':
+        watched, ca = tls_consul, tls['other_ca']
+    else:
+        watched, ca = tls_double(tls['wrong_host']), tls['ca']
+        register(watched, backend, 1, 0)
+    try:
+        http_extra = ('    tce_consul %s wait=1s ca=%s;\n'
+                      '    tce_consul_snapshot %s;\n'
+                      % (watched.url, ca, snap))
+        since = file_size(nginx.error_log)
+        nginx.configure(http_extra=http_extra, state=False)
+        nginx.reload()                  # returns once the old workers left
+        requests = watched.count(HEALTH)
+        register(watched, backend, 2, 1)        # must not be learned
+
+        d = wait_for(lambda: discovery(nginx)['last_error'] == words
+                     and discovery(nginx), 10,
+                     what='the certificate error in the status')
+        errors = d['errors']
+        wait_for(lambda: discovery(nginx)['errors'] >= errors + 2, 10,
+                 what='two more failed queries')
+        assert ports_seen(nginx) == {backend.ok4[0]}
+        ids = [i['id'] for i in nginx.status()['services'][SERVICE]
+               ['instances']]
+        assert ids == ['api-1'], ids
+        # curl refused before sending anything: no request reached it
+        assert watched.count(HEALTH) == requests, watched.state()
+
+        # the error is logged once, with curl's text, not once per retry
+        lines = [l for l in read_from(nginx.error_log, since).splitlines()
+                 if 'tce consul' in l and '[error]' in l]
+        assert len(lines) == 1, lines
+        assert 'service "%s": %s;' % (SERVICE, words) in lines[0], lines
+
+        # a restart during the "outage" serves the snapshot
+        err = stop_process(nginx.proc)
+        assert err is None, err
+        nginx.stderr.close()
+        nginx.start()
+        routes_to(nginx, [backend.ok4[0]])
+        wait_for(lambda: discovery(nginx).get('last_error') == words,
+                 10, what='the certificate error after the restart')
+        assert ports_seen(nginx) == {backend.ok4[0]}
+    finally:
+        if watched is not tls_consul:
+            watched.stop()
+
+
+@pytest.mark.parametrize('first', ['dead', 'untrusted'])
+def test_https_failover_to_next_url(backend, nginx, tls, first):
+    # one ca= serves every URL (no per-URL CA): the first URL is a dead
+    # port, or an HTTPS Consul whose certificate that CA did not sign
+    good = tls_double((tls['cert'], tls['key']), token='s3cret')
+    bad = None
+    try:
+        if first == 'dead':
+            first_url = 'https://127.0.0.1:%d' % backend.dead
+        else:
+            bad = tls_double(tls['other'])
+            register(bad, backend, 9, 3)        # must never be routed to
+            first_url = bad.url
+        start(nginx, good, urls=[first_url, good.url],
+              params='wait=2s token=s3cret ca=%s' % tls['ca'])
+        register(good, backend, 1, 0)
+        routes_to(nginx, [backend.ok4[0]])
+        register(good, backend, 2, 1)
+        routes_to(nginx, [backend.ok4[0], backend.ok4[1]])
+        assert good.last_token == 's3cret'
+        if bad is not None:
+            # refused at the handshake: no request, no token sent there
+            assert bad.state()['counts'] == {}, bad.state()
+            assert bad.last_token is None
+    finally:
+        good.stop()
+        if bad is not None:
+            bad.stop()
