@@ -10,6 +10,7 @@
 
 
 static int ngx_tce_name_char(int c);
+static int ngx_tce_label_valid(const char *s, size_t len);
 
 
 static const char  *ngx_tce_env_names[] = { "prod", "canary" };
@@ -83,23 +84,28 @@ ngx_tce_cluster_name_valid(const char *name, size_t len)
 int
 ngx_tce_id_valid(const char *id, size_t len)
 {
-    return len > 0 && ngx_tce_version_valid(id, len)
-           && len < NGX_TCE_ID_LEN;
+    return len > 0 && len < NGX_TCE_ID_LEN && ngx_tce_label_valid(id, len);
 }
 
 
 int
 ngx_tce_version_valid(const char *v, size_t len)
 {
+    /* 0..63 as documented: 64..127 used to pass (the id's bound) */
+    return len < NGX_TCE_VERSION_LEN && ngx_tce_label_valid(v, len);
+}
+
+
+/* the alphabet of ids and versions; the caller checks the length */
+
+static int
+ngx_tce_label_valid(const char *s, size_t len)
+{
     size_t  i;
     int     c;
 
-    if (len >= NGX_TCE_ID_LEN) {
-        return 0;
-    }
-
     for (i = 0; i < len; i++) {
-        c = (unsigned char) v[i];
+        c = (unsigned char) s[i];
 
         /* printable ASCII, no characters that need escaping anywhere */
         if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '\''
@@ -122,6 +128,11 @@ ngx_tce_addr_set(const char *host, size_t len, long port,
     struct in6_addr      a6;
 
     if (len == 0 || len >= sizeof(buf) || port < 1 || port > 65535) {
+        return -1;
+    }
+
+    /* inet_pton() would stop at a NUL: "::\0junk" is not "::" */
+    if (memchr(host, '\0', len) != NULL) {
         return -1;
     }
 
@@ -179,6 +190,11 @@ ngx_tce_addr_parse(const char *text, size_t len, ngx_tce_instance_t *inst)
         host = text + 1;
         hlen = p - host;
         p += 2;
+
+        /* brackets are for IPv6 only: "[192.0.2.1]:80" is refused */
+        if (memchr(host, ':', hlen) == NULL) {
+            return -1;
+        }
 
     } else {
         p = NULL;

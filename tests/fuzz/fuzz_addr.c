@@ -3,8 +3,9 @@
  * (ngx_tce_instance.c).  Invariants: an address that parses has a
  * canonical text that parses back to the same socket address and
  * text; the input holds no NUL byte (a C string cut short at one
- * would name another address); an accepted name or id holds only its
- * alphabet, within its length bound.
+ * would name another address); brackets hold IPv6 and nothing else
+ * does; an accepted name or id holds only its alphabet, within its
+ * length bound.
  */
 
 #include <stdint.h>
@@ -52,7 +53,8 @@ fuzz_addr(const uint8_t *data, size_t size)
         || (inst.sockaddr.sa.sa_family == AF_INET6
             && inst.socklen != sizeof(struct sockaddr_in6))
         || (inst.sockaddr.sa.sa_family != AF_INET
-            && inst.sockaddr.sa.sa_family != AF_INET6))
+            && inst.sockaddr.sa.sa_family != AF_INET6)
+        || (data[0] == '[') != (inst.sockaddr.sa.sa_family == AF_INET6))
     {
         abort();
     }
