@@ -222,12 +222,20 @@ ngx_tce_canary_override_parse(const char *s, size_t len)
 static int
 ngx_tce_canary_fail(char *err, size_t errlen, const char *fmt, ...)
 {
-    va_list  args;
+    char     *p;
+    va_list   args;
 
     if (err != NULL && errlen) {
         va_start(args, fmt);
         vsnprintf(err, errlen, fmt, args);
         va_end(args);
+
+        /* a key or jansson's text may quote any byte of the input */
+        for (p = err; *p != '\0'; p++) {
+            if ((unsigned char) *p < 0x20 || (unsigned char) *p >= 0x7f) {
+                *p = '?';
+            }
+        }
     }
 
     return -1;

@@ -19,6 +19,7 @@
 
 static void ngx_tce_consul_err(char *err, size_t errlen, const char *fmt,
     ...);
+static void ngx_tce_consul_printable(char *s);
 static json_t *ngx_tce_consul_load(const char *body, size_t len,
     char *err, size_t errlen);
 static int ngx_tce_consul_entry(json_t *entry, ngx_tce_instance_t *inst,
@@ -50,6 +51,22 @@ ngx_tce_consul_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(args, fmt);
     vsnprintf(err, errlen, fmt, args);
     va_end(args);
+
+    /* the text quotes bytes from the body: keep log lines clean */
+    ngx_tce_consul_printable(err);
+}
+
+
+/* replaces control and non-ASCII bytes with '?' */
+
+static void
+ngx_tce_consul_printable(char *s)
+{
+    for ( /* void */ ; *s != '\0'; s++) {
+        if ((unsigned char) *s < 0x20 || (unsigned char) *s >= 0x7f) {
+            *s = '?';
+        }
+    }
 }
 
 
@@ -309,9 +326,9 @@ ngx_tce_consul_parse_health(const char *body, size_t len,
     char *err, size_t errlen)
 {
     char                 reason[NGX_TCE_CONSUL_REASON_LEN];
+    char                 id[NGX_TCE_ID_LEN];
     size_t               i, n, nskipped;
     json_t              *root, *entry, *v;
-    const char          *id;
     ngx_tce_instance_t  *insts;
 
     root = ngx_tce_consul_load(body, len, err, errlen);
@@ -364,10 +381,13 @@ ngx_tce_consul_parse_health(const char *body, size_t len,
             snprintf(reason, sizeof(reason), "duplicate Service.ID");
         }
 
-        /* the id for the report, if one can be read at all */
+        /* the id for the report, if one can be read at all: printable
+         * and cut short, since an invalid one may hold anything */
 
         v = json_object_get(json_object_get(entry, "Service"), "ID");
-        id = json_is_string(v) ? json_string_value(v) : "";
+        snprintf(id, sizeof(id), "%s",
+                 json_is_string(v) ? json_string_value(v) : "");
+        ngx_tce_consul_printable(id);
 
         if (nskipped++ == 0) {
             snprintf(res->reason, sizeof(res->reason), "entry %zu: %.120s",

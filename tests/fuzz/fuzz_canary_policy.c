@@ -4,8 +4,9 @@
  * admin API (ngx_tce_canary_weight_parse) and override header values
  * (ngx_tce_canary_override_parse).  Invariants: a policy that parses
  * encodes and parses again to the same policy, and a failed parse
- * leaves it untouched; a percentage is 0..10000 basis points and its
- * "P.PP" form parses back to the same value.
+ * leaves it untouched with an error text of printable ASCII (it
+ * reaches nginx -t and the admin API); a percentage is 0..10000
+ * basis points and its "P.PP" form parses back to the same value.
  */
 
 #include <stdint.h>
@@ -25,6 +26,7 @@ static void
 fuzz_policy(const uint8_t *data, size_t size)
 {
     char                     *text, *json;
+    size_t                    i;
     ngx_tce_canary_policy_t   p, p2, orig;
     char                      err[160];
 
@@ -45,6 +47,14 @@ fuzz_policy(const uint8_t *data, size_t size)
             || strnlen(err, sizeof(err)) == sizeof(err))
         {
             abort();
+        }
+
+        for (i = 0; err[i] != '\0'; i++) {
+            if ((unsigned char) err[i] < 0x20
+                || (unsigned char) err[i] >= 0x7f)
+            {
+                abort();
+            }
         }
 
         free(text);

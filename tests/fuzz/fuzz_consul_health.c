@@ -5,8 +5,9 @@
  * result untouched; every instance kept is valid (id, cluster,
  * version, weight, env, state, an address whose canonical text parses
  * back to the same socket address), ids are unique, and each skipped
- * entry was reported once.  An index that parses obeys Consul's
- * reset rules.
+ * entry was reported once.  Texts that reach the error log (err, the
+ * reasons, a skipped entry's id) are printable ASCII.  An index that
+ * parses obeys Consul's reset rules.
  */
 
 #include <stdint.h>
@@ -20,6 +21,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void fuzz_skip(void *data, size_t n, const char *id,
     const char *reason);
+static void fuzz_check_text(const char *s, size_t size);
 static void fuzz_check_instance(const ngx_tce_instance_t *inst);
 static void fuzz_check_index(const uint8_t *data, size_t size);
 
@@ -31,13 +33,34 @@ fuzz_skip(void *data, size_t n, const char *id, const char *reason)
 
     (void) n;
 
-    /* both are read in full: ASan checks they are terminated */
-    if (strlen(id) >= NGX_TCE_ID_LEN * 64 || strlen(reason) == 0) {
+    fuzz_check_text(id, NGX_TCE_ID_LEN);
+    fuzz_check_text(reason, NGX_TCE_CONSUL_ERR_LEN);
+
+    if (reason[0] == '\0') {
         abort();
     }
 
     count = data;
     (*count)++;
+}
+
+
+/* NUL-terminated within size bytes, printable ASCII */
+
+static void
+fuzz_check_text(const char *s, size_t size)
+{
+    size_t  i;
+
+    for (i = 0; i < size && s[i] != '\0'; i++) {
+        if ((unsigned char) s[i] < 0x20 || (unsigned char) s[i] >= 0x7f) {
+            abort();
+        }
+    }
+
+    if (i == size) {
+        abort();
+    }
 }
 
 
@@ -117,16 +140,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         != 0)
     {
         if (memcmp(&res, &orig, sizeof(res)) != 0 || nskip != 0
-            || strlen(err) == 0)
+            || err[0] == '\0')
         {
             abort();
         }
 
+        fuzz_check_text(err, sizeof(err));
+
         return 0;
     }
 
+    fuzz_check_text(res.reason, sizeof(res.reason));
+
     if (nskip != res.nskipped || (res.nskipped == 0) != (res.reason[0] == 0)
-        || strlen(res.reason) >= sizeof(res.reason)
         || (res.ninstances == 0) != (res.instances == NULL))
     {
         abort();

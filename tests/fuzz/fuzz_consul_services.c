@@ -2,7 +2,8 @@
  * libFuzzer target: Consul /v1/catalog/services bodies
  * (ngx_tce_consul_parse_services), with no tag and with the tag
  * "tce".  Invariants: a failed parse leaves the result untouched and
- * fails for both tags alike; the names are valid P.S.M names, sorted
+ * fails for both tags alike, with an error text of printable ASCII
+ * (it reaches the error log); the names are valid P.S.M names, sorted
  * and unique; the tagged names are a subset of all names.
  */
 
@@ -36,8 +37,16 @@ fuzz_parse(const uint8_t *data, size_t size, const char *tag,
                                       err, sizeof(err))
         != 0)
     {
-        if (memcmp(res, &orig, sizeof(orig)) != 0 || strlen(err) == 0) {
+        if (memcmp(res, &orig, sizeof(orig)) != 0 || err[0] == '\0') {
             abort();
+        }
+
+        for (i = 0; i < sizeof(err) && err[i] != '\0'; i++) {
+            if ((unsigned char) err[i] < 0x20
+                || (unsigned char) err[i] >= 0x7f)
+            {
+                abort();
+            }
         }
 
         return -1;

@@ -22,6 +22,7 @@
 static size_t key_of(uint32_t i, char *buf, size_t size);
 static uint32_t window_count(const uint8_t *seq, uint32_t from,
     uint32_t n);
+static void test_parse_json_err_printable(void **state);
 
 
 static size_t
@@ -406,6 +407,42 @@ test_parse_json(void **state)
 }
 
 
+/* a key or jansson's text quoting control bytes used to reach the
+ * error raw (nginx -t, the admin API); fuzz_canary_policy checks it */
+
+static void
+test_parse_json_err_printable(void **state)
+{
+    char                     *c;
+    size_t                    i;
+    ngx_tce_canary_policy_t   p;
+    char                      err[160];
+    static const char        *bad[] = {
+        "{\"a\\nb\\u001b[2J\": 1}",
+        "{\"weight_bp\": 1, \"\\u00e9\": 2}",
+        "{\"weight_bp\": \x01}",
+        "{\"weight_bp\": \"\x7f\n",
+    };
+
+    (void) state;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(ngx_tce_canary_parse_json(bad[i], &p, err,
+                                                   sizeof(err)),
+                         -1);
+        assert_true(err[0] != '\0');
+
+        for (c = err; *c != '\0'; c++) {
+            if ((unsigned char) *c < 0x20 || (unsigned char) *c >= 0x7f) {
+                fail_msg("input %zu: byte 0x%02x in \"%s\"", i,
+                         (unsigned char) *c, err);
+            }
+        }
+    }
+}
+
+
 int
 main(void)
 {
@@ -420,6 +457,7 @@ main(void)
         cmocka_unit_test(test_weight_parse),
         cmocka_unit_test(test_override_parse),
         cmocka_unit_test(test_parse_json),
+        cmocka_unit_test(test_parse_json_err_printable),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

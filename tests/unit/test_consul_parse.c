@@ -50,6 +50,8 @@ static void test_timeouts(void **state);
 static void test_backoff(void **state);
 static void test_urls(void **state);
 static void test_escape(void **state);
+static void test_texts_printable(void **state);
+static void assert_printable(const char *s);
 
 
 static char *
@@ -860,6 +862,80 @@ test_escape(void **state)
 }
 
 
+static void
+assert_printable(const char *s)
+{
+    const char  *c;
+
+    for (c = s; *c != '\0'; c++) {
+        if ((unsigned char) *c < 0x20 || (unsigned char) *c >= 0x7f) {
+            fail_msg("byte 0x%02x in \"%s\"", (unsigned char) *c, s);
+        }
+    }
+}
+
+
+/*
+ * Texts for the error log quoted body bytes raw: a newline or an
+ * escape sequence in Service.ID, Service.Address, a catalog key or
+ * jansson's own message reached it (log forging).  Found on review;
+ * fuzz_consul_health and fuzz_consul_services check it since.
+ */
+
+static void
+test_texts_printable(void **state)
+{
+    char                     err[NGX_TCE_CONSUL_ERR_LEN];
+    skips_t                  skips;
+    ngx_tce_consul_names_t   names;
+    ngx_tce_consul_health_t  res;
+    static const char        body[] =
+        "[{\"Service\": {\"ID\": \"a\\nforged\\u001b[2J\", \"Port\": 80,"
+        "   \"Address\": \"10.0.0.1\"}},"
+        " {\"Service\": {\"ID\": \"b\", \"Port\": 80,"
+        "   \"Address\": \"\\n\\u00e9forged\"}},"
+        " {\"Service\": {\"ID\": \"c\", \"Port\": 80,"
+        "   \"Address\": \"10.0.0.3\","
+        "   \"Meta\": {\"env\": \"\\r\\n\"}}}]";
+    static const char        cat[] = "{\"a\\n\\u00e9\": 1}";
+    static const char        junk[] = "[\"\x01\x1b\"]";
+
+    (void) state;
+
+    memset(&skips, 0, sizeof(skips));
+
+    assert_int_equal(ngx_tce_consul_parse_health(body, sizeof(body) - 1,
+                                                 on_skip, &skips, &res,
+                                                 err, sizeof(err)),
+                     0);
+    assert_int_equal(res.ninstances, 0);
+    assert_int_equal(skips.n, 3);
+    assert_string_equal(skips.id[0], "a?forged?[2J");
+
+    assert_printable(skips.reason[0]);
+    assert_printable(skips.reason[1]);
+    assert_printable(skips.reason[2]);
+    assert_printable(res.reason);
+    ngx_tce_consul_health_free(&res);
+
+    err[0] = '\0';
+    assert_int_equal(ngx_tce_consul_parse_health(junk, sizeof(junk) - 1,
+                                                 NULL, NULL, &res, err,
+                                                 sizeof(err)),
+                     -1);
+    assert_true(err[0] != '\0');
+    assert_printable(err);
+
+    err[0] = '\0';
+    assert_int_equal(ngx_tce_consul_parse_services(cat, sizeof(cat) - 1,
+                                                   NULL, &names, err,
+                                                   sizeof(err)),
+                     -1);
+    assert_true(err[0] != '\0');
+    assert_printable(err);
+}
+
+
 int
 main(void)
 {
@@ -877,6 +953,7 @@ main(void)
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_urls),
         cmocka_unit_test(test_escape),
+        cmocka_unit_test(test_texts_printable),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
