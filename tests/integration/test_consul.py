@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from conftest import SERVICE, file_size, read_from, stop_process, wait_for
+from conftest import (SERVICE, VALGRIND, file_size, read_from,
+                      stop_process, wait_for)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'doubles'))
@@ -577,10 +578,16 @@ def test_https_certificate_refused_keeps_last_good_set(
         assert watched.count(HEALTH) == requests, watched.state()
 
         # the error is logged once, with curl's text, not once per retry
-        lines = [l for l in read_from(nginx.error_log, since).splitlines()
-                 if 'tce consul' in l and '[error]' in l]
-        assert len(lines) == 1, lines
-        assert 'service "%s": %s;' % (SERVICE, words) in lines[0], lines
+        # (once per watcher tenure: under valgrind a TLS handshake can
+        # hold the owner's event loop past the heartbeat's staleness, and
+        # the other worker takes over and logs its own first error)
+        log = read_from(nginx.error_log, since).splitlines()
+        lines = [l for l in log if 'tce consul' in l and '[error]' in l]
+        tenures = len([l for l in log if 'watches Consul (previous' in l])
+        assert 1 <= len(lines) <= tenures, log
+        assert tenures == 1 or VALGRIND, log
+        assert all('service "%s": %s;' % (SERVICE, words) in l
+                   for l in lines), lines
 
         # a restart during the "outage" serves the snapshot
         err = stop_process(nginx.proc)
