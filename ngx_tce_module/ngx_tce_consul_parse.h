@@ -2,7 +2,7 @@
  * Consul payloads and the blocking-query loop as pure functions (no
  * nginx, no I/O): /v1/health/service and /v1/catalog/services bodies,
  * the index to send next, timeouts, backoff, and request URLs.
- * REFERENCE.md, "Consul HTTP API", states the rules implemented here.
+ * docs/consul.md states the Consul API rules implemented here.
  */
 
 #ifndef _NGX_TCE_CONSUL_PARSE_H_INCLUDED_

@@ -1,6 +1,6 @@
 /*
  * Types shared by every part of the suite: the registry's data model
- * (ARCHITECTURE.md, "Data model").  No nginx header here: the pure C
+ * (docs/architecture.md, "Data model").  No nginx header here: the pure C
  * parts (state file, Consul payloads, schedule) and their unit tests
  * use it directly.
  */

@@ -1,5 +1,5 @@
 #!/bin/sh
-# C style gate (STYLE.md): 80 columns, no tabs, no // comments, no
+# C style gate (docs/style.md): 80 columns, no tabs, no // comments, no
 # trailing spaces.  Prints every offending line; exits 1 if any.
 
 status=0

@@ -33,8 +33,8 @@ that refuses the certificate (or never speaks TLS) costs only its
 connection; such failures are not printed.  Everything else (API,
 control API, faults, counts) is identical, over HTTPS.
 
-Consul API implemented (REFERENCE.md)
--------------------------------------
+Consul API implemented (docs/consul.md)
+---------------------------------------
 GET  /v1/health/service/<name>   ?passing[=1] ?tag=T (repeatable, AND)
                                  ?dc= ?index= ?wait= ?token=
 GET  /v1/catalog/services        ?dc= ?index= ?wait=
