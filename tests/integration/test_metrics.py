@@ -6,10 +6,13 @@ Counting happens in the log phase, after the response went out: every
 check polls the scrape with a deadline.
 """
 
+import http.server
 import json
 import os
 import re
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -107,6 +110,14 @@ def sizes(nginx):
     with open(path) as f:
         return [tuple(int(x) for x in line.split('|'))
                 for line in f.read().splitlines()]
+
+
+def read_lines(path):
+    try:
+        with open(path) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
 
 
 def promtool_check(text):
@@ -417,3 +428,123 @@ def test_scrape_of_10000_instances(backend, nginx):
     # and the traffic still flows with exact counts
     fetch(nginx, '/s2', 20)
     wait_requests(nginx, 40)
+
+
+# ------------------------------------------- bucket bounds against time
+
+class SlowBackend:
+    """A loopback HTTP/1.1 server that answers GET /<ms>/... after
+    sleeping <ms> milliseconds (stock nginx cannot wait on purpose)."""
+
+    def __init__(self):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = 'HTTP/1.1'
+
+            def do_GET(self):
+                try:
+                    ms = int(self.path.split('/')[1])
+                except (IndexError, ValueError):
+                    ms = 0
+                time.sleep(ms / 1000.0)
+                body = b'slept %d\n' % ms
+                self.send_response(200)
+                self.send_header('Content-Type', 'text/plain')
+                self.send_header('Content-Length', str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
+                                                      Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def slow_backend():
+    b = SlowBackend()
+    yield b
+    b.stop()
+
+
+# the le labels a scraper reads, as numbers (the oracle of the test
+# below: not taken from the module)
+LE_LABELS = ['0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1',
+             '2.5', '5', '10', '30', '60', '+Inf']
+
+TIMES_LOG = """\
+    log_format tce_times '$request_uri|$request_time|$upstream_response_time';
+"""
+
+
+def cumulative(durations):
+    """{le: number of durations <= le}, the Prometheus meaning of le."""
+    return {le: sum(1 for d in durations
+                    if le == '+Inf' or d <= float(le) + 1e-9)
+            for le in LE_LABELS}
+
+
+def test_duration_buckets_follow_their_le_labels(slow_backend, nginx):
+    # backend delays on both sides of the bounds 0.025, 0.05, 0.25 (ms):
+    # a bound in the code that differs from its label (e.g. 20 ms
+    # behind "0.025") puts these requests under the wrong label
+    delays = [0, 7, 22, 30, 45, 90, 230, 300]
+    nginx.write_state({SERVICE: {'default': [
+        instance('slow', '127.0.0.1:%d' % slow_backend.port)]}})
+    nginx.configure(
+        upstreams='    upstream api {\n        tce_service %s;\n    }\n'
+                  % SERVICE,
+        http_extra=TIMES_LOG, server_extra=METRICS_LOCATION,
+        location='            access_log %s/times.log tce_times;\n'
+                 % nginx.dir)
+    nginx.start()
+
+    n = 0
+    for rep in range(2):
+        for ms in delays:
+            r = nginx.get('/%d/%d' % (ms, rep))
+            assert r.status == 200 and r.body == b'slept %d\n' % ms, r
+            n += 1
+
+    m = wait_requests(nginx, n)
+    path = os.path.join(nginx.dir, 'times.log')
+    lines = wait_for(lambda: (len(read_lines(path)) == n
+                              and read_lines(path)),
+                     5, what='%d lines in times.log' % n)
+
+    # nginx's own $request_time and $upstream_response_time (the same
+    # millisecond clock the module reads, logged in the same log phase)
+    request_times, upstream_times = [], []
+    for line in lines:
+        uri, rt, urt = line.split('|')
+        ms = int(uri.split('/')[1])
+        request_times.append(float(rt))
+        upstream_times.append(float(urt))
+        # the backend did wait: the duration is at least its delay
+        assert float(rt) >= ms / 1000.0 and float(urt) >= ms / 1000.0, line
+
+    base = dict(service=SERVICE, cluster='default', env='prod')
+    for name, durations in (
+            ('tce_request_duration_seconds', request_times),
+            ('tce_upstream_response_duration_seconds', upstream_times)):
+        buckets, count, sum_ = histograms(m, name, **base)
+        assert list(buckets) == LE_LABELS, name
+        assert buckets == cumulative(durations), (name, sorted(durations))
+        assert count == n
+        assert abs(sum_ - sum(durations)) < 0.0005 * n, (name, sum_)
+
+    # whatever the machine's speed: a request that waited 300 ms is not
+    # under le="0.25", nor one that waited 30 ms under le="0.025"
+    buckets, _, _ = histograms(m, 'tce_request_duration_seconds', **base)
+    assert buckets['0.25'] <= n - 2 * sum(1 for d in delays if d >= 300)
+    assert buckets['0.025'] <= n - 2 * sum(1 for d in delays if d >= 30)

@@ -3,10 +3,12 @@
  * bound, cumulative counts.
  */
 
+#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -14,6 +16,7 @@
 
 
 static void test_bounds(void **state);
+static void test_bounds_match_labels(void **state);
 static void test_bucket_edges(void **state);
 static void test_cumulate(void **state);
 
@@ -39,6 +42,51 @@ test_bounds(void **state)
 
     assert_null(ngx_tce_histogram_le(NGX_TCE_HIST_NBUCKETS));
     assert_int_equal(ngx_tce_histogram_bound_ms(NGX_TCE_HIST_NBUCKETS - 1),
+                     UINT64_MAX);
+}
+
+
+/*
+ * The bound that decides the bucket (ms) is the one the label tells
+ * the scraper (seconds): a bound moved without its label (or the other
+ * way round) would put durations in the wrong le bucket silently.
+ * Both are checked against the label text parsed as a number, and
+ * against a table written here.
+ */
+static void
+test_bounds_match_labels(void **state)
+{
+    char           *end;
+    double          sec, ms;
+    unsigned        i;
+    const char     *le;
+    const uint64_t  want_ms[] = { 5, 10, 25, 50, 100, 250, 500, 1000,
+                                  2500, 5000, 10000, 30000, 60000 };
+
+    (void) state;
+
+    assert_int_equal(sizeof(want_ms) / sizeof(want_ms[0]),
+                     NGX_TCE_HIST_NBUCKETS - 1);
+
+    for (i = 0; i < NGX_TCE_HIST_NBUCKETS - 1; i++) {
+        le = ngx_tce_histogram_le(i);
+        assert_non_null(le);
+
+        sec = strtod(le, &end);
+        assert_true(*end == '\0' && end != le);
+
+        ms = sec * 1000.0;
+        assert_true(fabs(ms - nearbyint(ms)) < 1e-6);
+
+        assert_int_equal(ngx_tce_histogram_bound_ms(i),
+                         (uint64_t) llround(ms));
+        assert_int_equal(ngx_tce_histogram_bounds[i], want_ms[i]);
+        assert_int_equal(ngx_tce_histogram_bound_ms(i), want_ms[i]);
+    }
+
+    assert_string_equal(ngx_tce_histogram_le(NGX_TCE_HIST_NBUCKETS - 1),
+                        "+Inf");
+    assert_int_equal(ngx_tce_histogram_bounds[NGX_TCE_HIST_NBUCKETS - 1],
                      UINT64_MAX);
 }
 
@@ -115,6 +163,7 @@ main(void)
 {
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_bounds_match_labels),
         cmocka_unit_test(test_bucket_edges),
         cmocka_unit_test(test_cumulate),
     };
