@@ -15,6 +15,11 @@
 #include <jansson.h>
 
 #include "ngx_tce.h"
+#include "ngx_tce_text.h"
+
+
+/* an escaped string: up to 4 bytes per byte of the longest one */
+#define NGX_HTTP_TCE_ADMIN_STR_LEN  1024
 
 
 static char *ngx_http_tce_admin_status(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -24,8 +29,10 @@ static json_t *ngx_http_tce_admin_status_json(ngx_tce_zone_t *zone,
     ngx_log_t *log);
 static json_t *ngx_http_tce_admin_service_json(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, ngx_log_t *log);
+static json_t *ngx_http_tce_admin_instance_json(ngx_tce_instance_t *inst);
 static ngx_int_t ngx_http_tce_admin_discovery_json(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, json_t *sj);
+static json_t *ngx_http_tce_admin_str(const char *s, size_t len);
 static ngx_int_t ngx_http_tce_admin_send_json(ngx_http_request_t *r,
     ngx_uint_t status, json_t *json);
 
@@ -120,26 +127,39 @@ ngx_http_tce_admin_status_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * Every builder below hands each new value to its parent at once
+ * (json_object_set_new() and json_array_append_new() take the reference
+ * even when they fail, and fail on a NULL value), and on failure drops
+ * only the one root it owns: nothing is freed twice.
+ */
+
 static json_t *
 ngx_http_tce_admin_status_json(ngx_tce_zone_t *zone, ngx_log_t *log)
 {
-    json_t             *root, *zj, *services, *sj;
+    char                key[NGX_HTTP_TCE_ADMIN_STR_LEN];
+    json_t             *root, *zj, *services;
     ngx_tce_service_t  *svc;
 
     root = json_object();
+    if (root == NULL) {
+        goto failed;
+    }
+
     zj = json_object();
     services = json_object();
 
-    if (root == NULL || zj == NULL || services == NULL
-        || json_object_set_new(root, "zone", zj) != 0
+    /* from here zj and services belong to root */
+    if (json_object_set_new(root, "zone", zj) != 0
         || json_object_set_new(root, "services", services) != 0)
     {
         goto failed;
     }
 
     if (json_object_set_new(zj, "name",
-                            json_stringn((char *) zone->shm_zone->shm.name.data,
-                                         zone->shm_zone->shm.name.len))
+                            ngx_http_tce_admin_str(
+                                (char *) zone->shm_zone->shm.name.data,
+                                zone->shm_zone->shm.name.len))
         != 0
         || json_object_set_new(zj, "size",
                                json_integer(zone->shm_zone->shm.size)) != 0
@@ -150,10 +170,13 @@ ngx_http_tce_admin_status_json(ngx_tce_zone_t *zone, ngx_log_t *log)
     }
 
     for (svc = zone->sh->services; svc; svc = svc->next) {
-        sj = ngx_http_tce_admin_service_json(zone, svc, log);
+        (void) ngx_tce_text_escape(key, sizeof(key), (char *) svc->name,
+                                   svc->name_len);
 
-        if (sj == NULL
-            || json_object_set_new(services, (char *) svc->name, sj) != 0)
+        if (json_object_set_new(services, key,
+                                ngx_http_tce_admin_service_json(zone, svc,
+                                                                log))
+            != 0)
         {
             goto failed;
         }
@@ -166,8 +189,6 @@ failed:
     ngx_log_error(NGX_LOG_ERR, log, 0, "tce admin: cannot build the status");
 
     json_decref(root);
-    json_decref(zj);
-    json_decref(services);
 
     return NULL;
 }
@@ -177,7 +198,7 @@ static json_t *
 ngx_http_tce_admin_service_json(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     ngx_log_t *log)
 {
-    json_t              *sj, *list, *ij;
+    json_t              *sj, *list;
     ngx_uint_t           i, n;
     ngx_atomic_uint_t    generation;
     ngx_tce_instance_t  *inst;
@@ -187,38 +208,31 @@ ngx_http_tce_admin_service_json(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     }
 
     sj = json_object();
+    if (sj == NULL) {
+        goto failed;
+    }
+
     list = json_array();
 
-    if (sj == NULL || list == NULL
+    /* from here list belongs to sj */
+    if (json_object_set_new(sj, "instances", list) != 0
         || ngx_http_tce_admin_discovery_json(zone, svc, sj) != NGX_OK
         || json_object_set_new(sj, "generation", json_integer(generation))
            != 0
         || json_object_set_new(sj, "updated", json_integer(svc->updated))
-           != 0
-        || json_object_set(sj, "instances", list) != 0)
+           != 0)
     {
         goto failed;
     }
 
     for (i = 0; i < n; i++) {
-        ij = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:s, s:s}",
-                       "id", inst[i].id,
-                       "cluster", inst[i].cluster,
-                       "env", ngx_tce_env_name(inst[i].env),
-                       "address", inst[i].addr,
-                       "weight", (int) inst[i].weight,
-                       "effective_weight",
-                       (int) ngx_tce_instance_weight(&inst[i]),
-                       "state",
-                       ngx_tce_state_name(ngx_tce_instance_state(&inst[i])),
-                       "version", inst[i].version);
-
-        if (ij == NULL || json_array_append_new(list, ij) != 0) {
+        if (json_array_append_new(list,
+                                  ngx_http_tce_admin_instance_json(&inst[i]))
+            != 0)
+        {
             goto failed;
         }
     }
-
-    json_decref(list);
 
     if (inst) {
         ngx_free(inst);
@@ -229,13 +243,59 @@ ngx_http_tce_admin_service_json(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
 failed:
 
     json_decref(sj);
-    json_decref(list);
 
     if (inst) {
         ngx_free(inst);
     }
 
     return NULL;
+}
+
+
+static json_t *
+ngx_http_tce_admin_instance_json(ngx_tce_instance_t *inst)
+{
+    json_t  *ij;
+
+    ij = json_object();
+    if (ij == NULL) {
+        return NULL;
+    }
+
+    if (json_object_set_new(ij, "id",
+                            ngx_http_tce_admin_str(inst->id,
+                                                   ngx_strlen(inst->id)))
+        != 0
+        || json_object_set_new(ij, "cluster",
+                               ngx_http_tce_admin_str(inst->cluster,
+                                   ngx_strlen(inst->cluster)))
+           != 0
+        || json_object_set_new(ij, "env",
+                               json_string(ngx_tce_env_name(inst->env)))
+           != 0
+        || json_object_set_new(ij, "address",
+                               ngx_http_tce_admin_str(inst->addr,
+                                   ngx_strlen(inst->addr)))
+           != 0
+        || json_object_set_new(ij, "weight", json_integer(inst->weight))
+           != 0
+        || json_object_set_new(ij, "effective_weight",
+                               json_integer(ngx_tce_instance_weight(inst)))
+           != 0
+        || json_object_set_new(ij, "state",
+                               json_string(ngx_tce_state_name(
+                                   ngx_tce_instance_state(inst))))
+           != 0
+        || json_object_set_new(ij, "version",
+                               ngx_http_tce_admin_str(inst->version,
+                                   ngx_strlen(inst->version)))
+           != 0)
+    {
+        json_decref(ij);
+        return NULL;
+    }
+
+    return ij;
 }
 
 
@@ -264,21 +324,52 @@ ngx_http_tce_admin_discovery_json(ngx_tce_zone_t *zone,
     (void) ngx_cpystrn(error, svc->disc_error, NGX_TCE_DISC_ERR_LEN);
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
-    dj = json_pack("{s:b, s:I, s:I, s:s, s:I, s:I, s:I, s:I}",
-                   "watched", (int) svc->disc_watched,
-                   "last_success", (json_int_t) svc->disc_success,
-                   "last_failure", (json_int_t) svc->disc_failure,
-                   "last_error", (char *) error,
-                   "index", (json_int_t) svc->disc_index,
-                   "syncs", (json_int_t) svc->disc_syncs,
-                   "errors", (json_int_t) svc->disc_errors,
-                   "empty_answers", (json_int_t) svc->disc_empty);
+    dj = json_object();
 
-    if (dj == NULL || json_object_set_new(sj, "discovery", dj) != 0) {
+    /* from here dj belongs to sj */
+    if (json_object_set_new(sj, "discovery", dj) != 0
+        || json_object_set_new(dj, "watched",
+                               json_boolean(svc->disc_watched)) != 0
+        || json_object_set_new(dj, "last_success",
+                               json_integer(svc->disc_success)) != 0
+        || json_object_set_new(dj, "last_failure",
+                               json_integer(svc->disc_failure)) != 0
+        || json_object_set_new(dj, "last_error",
+                               ngx_http_tce_admin_str((char *) error,
+                                   ngx_strlen(error)))
+           != 0
+        || json_object_set_new(dj, "index",
+                               json_integer(svc->disc_index)) != 0
+        || json_object_set_new(dj, "syncs",
+                               json_integer(svc->disc_syncs)) != 0
+        || json_object_set_new(dj, "errors",
+                               json_integer(svc->disc_errors)) != 0
+        || json_object_set_new(dj, "empty_answers",
+                               json_integer(svc->disc_empty)) != 0)
+    {
         return NGX_ERROR;
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A JSON string of bytes that should be printable already (validated on
+ * the way in); any that are not are escaped (ngx_tce_text.h) rather
+ * than failing the whole answer.
+ */
+
+static json_t *
+ngx_http_tce_admin_str(const char *s, size_t len)
+{
+    char  buf[NGX_HTTP_TCE_ADMIN_STR_LEN];
+
+    if (ngx_tce_text_printable(s, len)) {
+        return json_stringn(s, len);
+    }
+
+    return json_stringn(buf, ngx_tce_text_escape(buf, sizeof(buf), s, len));
 }
 
 

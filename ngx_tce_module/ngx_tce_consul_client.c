@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ngx_tce_text.h"
 #include "ngx_tce_consul_parse.h"
 #include "ngx_tce_consul_client.h"
 
@@ -585,9 +586,11 @@ int
 ngx_tce_consul_request_done(ngx_tce_consul_request_t *req, CURLcode code,
     ngx_tce_consul_result_t *res)
 {
+    int       len;
     long      status;
     size_t    n;
     unsigned  failover;
+    char      text[CURL_ERROR_SIZE];
 
     status = 0;
     curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -607,10 +610,12 @@ ngx_tce_consul_request_done(ngx_tce_consul_request_t *req, CURLcode code,
                  "bytes", req->client->max_body);
 
     } else if (code != CURLE_OK) {
-        if (req->error[0] == '\0') {
-            snprintf(req->error, sizeof(req->error), "%s",
-                     curl_easy_strerror(code));
-        }
+        /* curl's text may quote the server (a certificate's names) */
+        (void) snprintf(text, sizeof(text), "%s",
+                        req->error[0] != '\0' ? req->error
+                                               : curl_easy_strerror(code));
+        (void) ngx_tce_text_escape(req->error, sizeof(req->error), text,
+                                   strlen(text));
 
         failover = 1;
 
@@ -623,8 +628,18 @@ ngx_tce_consul_request_done(ngx_tce_consul_request_t *req, CURLcode code,
             n--;
         }
 
-        snprintf(req->error, sizeof(req->error), "HTTP %ld: %.*s", status,
-                 (int) (n > 160 ? 160 : n), req->body ? req->body : "");
+        /*
+         * Any bytes, from Consul or a proxy's HTML page in front of it:
+         * escaped, so that the status (JSON) and the log stay clean.
+         */
+        len = snprintf(req->error, sizeof(req->error), "HTTP %ld: ",
+                       status);
+
+        if (len > 0 && (size_t) len < sizeof(req->error) && req->body) {
+            (void) ngx_tce_text_escape(req->error + len,
+                                       sizeof(req->error) - len, req->body,
+                                       n > 160 ? 160 : n);
+        }
 
         failover = status >= 500;
 
