@@ -548,3 +548,68 @@ def test_duration_buckets_follow_their_le_labels(slow_backend, nginx):
     buckets, _, _ = histograms(m, 'tce_request_duration_seconds', **base)
     assert buckets['0.25'] <= n - 2 * sum(1 for d in delays if d >= 300)
     assert buckets['0.025'] <= n - 2 * sum(1 for d in delays if d >= 30)
+
+
+# ------------------------------------------------- expiry grace period
+
+# tce_metrics_expire of the grace-period test: long enough that the
+# reload (slow under valgrind) ends well inside it
+GRACE = 4 if not VALGRIND else 12
+
+
+def instance_names(m):
+    return {dict(k[1]).get('instance') for k in m
+            if k[0].startswith('tce_instance_')}
+
+
+def test_departed_instance_kept_for_the_grace_period(backend, nginx):
+    a = instance('stay', backend.addr(backend.ok4[0]))
+    b = instance('gone', backend.addr(backend.ok4[1]))
+    start(nginx, {SERVICE: {'default': [a, b]}}, expire='%ds' % GRACE)
+
+    fetch(nginx, '/g', 20)
+    m = wait_requests(nginx, 20)
+    gone = total(m, 'tce_instance_requests_total', instance='gone')
+    assert gone > 0
+
+    nginx.write_state({SERVICE: {'default': [a]}})
+    # the instance leaves the registry at the reload (the master applies
+    # the file); its series lose their last reference when the old
+    # workers exit, before reload() returns
+    t_hup = time.monotonic()
+    nginx.reload()
+    t_done = time.monotonic()
+
+    # the module's clock has 1 s resolution: a series unreferenced at
+    # t may go from t + GRACE - 1 on
+    keep_until = t_hup + GRACE - 1.5
+    assert t_done < keep_until - 0.5, (
+        'the reload took %.1fs: too long to observe a %ds grace period'
+        % (t_done - t_hup, GRACE))
+    scrapes = 0
+    while time.monotonic() < keep_until:
+        m = metrics(nginx)
+        if time.monotonic() >= keep_until:
+            break                       # the scrape ended past the window
+        scrapes += 1
+        assert 'gone' in instance_names(m), (
+            'the departed instance\'s series went %.1fs after the reload '
+            'began, before tce_metrics_expire %ds'
+            % (time.monotonic() - t_hup, GRACE))
+        assert total(m, 'tce_instance_requests_total',
+                     instance='gone') == gone
+        time.sleep(0.1)                 # the window is the condition
+    assert scrapes >= 3
+
+    # and gone after it: at most GRACE + 1 s (clock resolution) + one
+    # tick of the metrics timer (GRACE / 4) after the old workers left
+    def expired():
+        m = metrics(nginx)
+        return m if instance_names(m) == {'stay'} else None
+
+    m = wait_for(expired, GRACE + 1 + GRACE / 4 + 2,
+                 what='the departed instance to expire')
+    assert time.monotonic() - t_hup >= GRACE - 1
+    assert total(m, 'tce_requests_total') == 20
+    assert total(m, 'tce_instance_requests_total',
+                 instance='stay') == 20 - gone
