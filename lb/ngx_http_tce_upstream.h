@@ -41,6 +41,11 @@ typedef struct {
 
     /* tce_keepalive: its idle connections, most recent first */
     ngx_queue_t                        idle;
+
+#if (NGX_HTTP_SSL)
+    /* TLS upstreams: the instance's last session, for reuse */
+    ngx_ssl_session_t                 *ssl_session;
+#endif
 } ngx_http_tce_upstream_peer_t;
 
 
@@ -220,15 +225,58 @@ void ngx_http_tce_upstream_keepalive_free(ngx_peer_connection_t *pc,
     ngx_http_tce_upstream_peer_t *peer, ngx_uint_t state);
 
 /*
- * A rebuild: moves the idle connections of old's peers to the same
- * instance (id and address, still routable) of view; closes the rest.
- * old holds none afterwards.
+ * A rebuild: gives the instance that stays (same id and address) in
+ * view, or NULL if it left or moved, what old's peer o holds: its idle
+ * connections (only to a routable instance; closed otherwise).  o
+ * holds none afterwards.
  */
-void ngx_http_tce_upstream_keepalive_carry(ngx_http_tce_upstream_view_t *view,
+void ngx_http_tce_upstream_keepalive_move(ngx_http_tce_upstream_peer_t *p,
+    ngx_http_tce_upstream_peer_t *o);
+
+/* closes every idle connection cached on the peer */
+void ngx_http_tce_upstream_keepalive_drop(ngx_http_tce_upstream_peer_t *peer);
+
+/*
+ * ngx_http_tce_upstream_carry.c: the per-instance state of a worker
+ * that outlives a view (idle connections, TLS sessions).
+ *
+ * carry(): a rebuild, before old can go: moves that state from old's
+ * peers to the same instances (id and address) of view, and closes or
+ * frees the rest; nothing in old points to it afterwards.  O(n): both
+ * views are sorted by id.
+ */
+void ngx_http_tce_upstream_carry(ngx_http_tce_upstream_view_t *view,
     ngx_http_tce_upstream_view_t *old);
 
-/* closes every idle connection cached on the view's peers */
-void ngx_http_tce_upstream_keepalive_drop(ngx_http_tce_upstream_view_t *view);
+/* a view is being freed: closes and frees what its peers still hold */
+void ngx_http_tce_upstream_drop(ngx_http_tce_upstream_view_t *view);
+
+/*
+ * The peer of view that is the same instance (id and address) as peer,
+ * which may belong to an older view; NULL if it left or moved.
+ * O(log n).
+ */
+ngx_http_tce_upstream_peer_t *ngx_http_tce_upstream_same_peer(
+    ngx_http_tce_upstream_view_t *view, ngx_http_tce_upstream_peer_t *peer);
+
+#if (NGX_HTTP_SSL)
+
+/*
+ * ngx_http_tce_upstream_ssl.c: TLS session reuse per instance, as
+ * nginx's round robin does per server: set_session()/save_session() of
+ * the peer connection (pc->data is the request's peer data).  A
+ * session is kept on the instance's peer in the worker's current view.
+ */
+ngx_int_t ngx_http_tce_upstream_set_session(ngx_peer_connection_t *pc,
+    void *data);
+void ngx_http_tce_upstream_save_session(ngx_peer_connection_t *pc,
+    void *data);
+
+/* moves o's session to p, or frees it if p is NULL */
+void ngx_http_tce_upstream_ssl_move(ngx_http_tce_upstream_peer_t *p,
+    ngx_http_tce_upstream_peer_t *o);
+
+#endif
 
 
 extern ngx_module_t  ngx_http_tce_upstream_module;

@@ -17,7 +17,8 @@
  * Lifetimes: connections are cached only on peers of the current view.
  * A rebuild moves them to the new view by instance id (same address,
  * still routable) and closes the others before the old view can be
- * freed; a view being freed closes whatever still hangs off it.
+ * freed (ngx_http_tce_upstream_carry.c); a view being freed closes
+ * whatever still hangs off it.
  */
 
 #include <ngx_config.h>
@@ -47,8 +48,6 @@ struct ngx_http_tce_upstream_keepalive_s {
 
 static ngx_http_tce_upstream_peer_t *ngx_http_tce_upstream_keepalive_peer(
     ngx_http_tce_upstream_peer_data_t *pd,
-    ngx_http_tce_upstream_peer_t *peer);
-static void ngx_http_tce_upstream_keepalive_drop_peer(
     ngx_http_tce_upstream_peer_t *peer);
 static void ngx_http_tce_upstream_keepalive_release(
     ngx_http_tce_upstream_keepalive_item_t *item);
@@ -314,16 +313,13 @@ ngx_http_tce_upstream_keepalive_free(ngx_peer_connection_t *pc,
 /*
  * The peer of the worker's current view a connection to peer may be
  * cached on: peer itself, or, for a request that started on a view
- * since rebuilt, the same instance (id and address) in the current
- * view (binary search: both are sorted by id).  NULL if it left.
+ * since rebuilt, the same instance in the current view.  NULL if it
+ * left, moved, or is no longer routable (draining or down).
  */
 static ngx_http_tce_upstream_peer_t *
 ngx_http_tce_upstream_keepalive_peer(ngx_http_tce_upstream_peer_data_t *pd,
     ngx_http_tce_upstream_peer_t *peer)
 {
-    ngx_int_t                      c;
-    ngx_uint_t                     lo, hi, mid;
-    ngx_http_tce_upstream_peer_t  *p;
     ngx_http_tce_upstream_view_t  *view;
 
     view = pd->conf->view;
@@ -336,113 +332,49 @@ ngx_http_tce_upstream_keepalive_peer(ngx_http_tce_upstream_peer_data_t *pd,
         return NULL;
     }
 
-    lo = 0;
-    hi = view->npeers;
+    peer = ngx_http_tce_upstream_same_peer(view, peer);
 
-    while (lo < hi) {
-        mid = lo + (hi - lo) / 2;
-        p = &view->peers[mid];
-
-        c = ngx_strcmp(peer->inst.id, p->inst.id);
-
-        if (c == 0) {
-            if (ngx_cmp_sockaddr(&p->inst.sockaddr.sa, p->inst.socklen,
-                                 &peer->inst.sockaddr.sa, peer->inst.socklen,
-                                 1)
-                != NGX_OK
-                || ngx_tce_instance_weight(&p->inst) == 0)
-            {
-                return NULL;
-            }
-
-            return p;
-        }
-
-        if (c < 0) {
-            hi = mid;
-
-        } else {
-            lo = mid + 1;
-        }
+    if (peer == NULL || ngx_tce_instance_weight(&peer->inst) == 0) {
+        return NULL;
     }
 
-    return NULL;
+    return peer;
 }
 
 
 void
-ngx_http_tce_upstream_keepalive_carry(ngx_http_tce_upstream_view_t *view,
-    ngx_http_tce_upstream_view_t *old)
+ngx_http_tce_upstream_keepalive_move(ngx_http_tce_upstream_peer_t *p,
+    ngx_http_tce_upstream_peer_t *o)
 {
-    ngx_int_t                                c;
-    ngx_uint_t                               i, j;
     ngx_queue_t                             *q;
-    ngx_http_tce_upstream_peer_t            *p, *o;
     ngx_http_tce_upstream_keepalive_item_t  *item;
 
-    j = 0;
-
-    for (i = 0; i < old->npeers; i++) {
-        o = &old->peers[i];
-
-        if (ngx_queue_empty(&o->idle)) {
-            continue;
-        }
-
-        c = -1;
-        p = NULL;
-
-        /* both views are sorted by id: one merge pass */
-        while (j < view->npeers) {
-            p = &view->peers[j];
-            c = ngx_strcmp(p->inst.id, o->inst.id);
-
-            if (c >= 0) {
-                break;
-            }
-
-            j++;
-        }
-
-        if (c != 0
-            || ngx_cmp_sockaddr(&p->inst.sockaddr.sa, p->inst.socklen,
-                                &o->inst.sockaddr.sa, o->inst.socklen, 1)
-               != NGX_OK
-            || ngx_tce_instance_weight(&p->inst) == 0)
-        {
-            /* gone, moved to another address, or draining or down */
-            ngx_http_tce_upstream_keepalive_drop_peer(o);
-            continue;
-        }
-
-        for (q = ngx_queue_head(&o->idle);
-             q != ngx_queue_sentinel(&o->idle);
-             q = ngx_queue_next(q))
-        {
-            item = ngx_queue_data(q, ngx_http_tce_upstream_keepalive_item_t,
-                                  link);
-            item->peer = p;
-        }
-
-        ngx_queue_add(&p->idle, &o->idle);
-        ngx_queue_init(&o->idle);
+    if (ngx_queue_empty(&o->idle)) {
+        return;
     }
+
+    if (p == NULL || ngx_tce_instance_weight(&p->inst) == 0) {
+        /* gone, moved to another address, or draining or down */
+        ngx_http_tce_upstream_keepalive_drop(o);
+        return;
+    }
+
+    for (q = ngx_queue_head(&o->idle);
+         q != ngx_queue_sentinel(&o->idle);
+         q = ngx_queue_next(q))
+    {
+        item = ngx_queue_data(q, ngx_http_tce_upstream_keepalive_item_t,
+                              link);
+        item->peer = p;
+    }
+
+    ngx_queue_add(&p->idle, &o->idle);
+    ngx_queue_init(&o->idle);
 }
 
 
 void
-ngx_http_tce_upstream_keepalive_drop(ngx_http_tce_upstream_view_t *view)
-{
-    ngx_uint_t  i;
-
-    for (i = 0; i < view->npeers; i++) {
-        ngx_http_tce_upstream_keepalive_drop_peer(&view->peers[i]);
-    }
-}
-
-
-static void
-ngx_http_tce_upstream_keepalive_drop_peer(ngx_http_tce_upstream_peer_t *peer)
+ngx_http_tce_upstream_keepalive_drop(ngx_http_tce_upstream_peer_t *peer)
 {
     ngx_queue_t                             *q;
     ngx_http_tce_upstream_keepalive_item_t  *item;

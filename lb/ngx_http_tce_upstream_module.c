@@ -428,6 +428,10 @@ ngx_http_tce_upstream_init_peer(ngx_http_request_t *r,
     r->upstream->peer.data = pd;
     r->upstream->peer.get = ngx_http_tce_upstream_get_peer;
     r->upstream->peer.free = ngx_http_tce_upstream_free_peer;
+#if (NGX_HTTP_SSL)
+    r->upstream->peer.set_session = ngx_http_tce_upstream_set_session;
+    r->upstream->peer.save_session = ngx_http_tce_upstream_save_session;
+#endif
     r->upstream->peer.tries = (pd->group && pd->group->nmembers)
                               ? pd->group->nmembers + pd->spare : 1;
 

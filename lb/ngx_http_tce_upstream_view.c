@@ -44,10 +44,8 @@ ngx_http_tce_upstream_view_get(ngx_http_tce_upstream_srv_conf_t *ucf,
     }
 
     if (ucf->view) {
-        if (ucf->keepalive) {
-            /* before the old view can go: nothing may point into it */
-            ngx_http_tce_upstream_keepalive_carry(view, ucf->view);
-        }
+        /* idle connections, TLS sessions: nothing may point into it */
+        ngx_http_tce_upstream_carry(view, ucf->view);
 
         ngx_http_tce_upstream_view_release(ucf->view);
     }
@@ -340,8 +338,8 @@ ngx_http_tce_upstream_view_free(ngx_http_tce_upstream_view_t *view)
 {
     ngx_uint_t  i, env;
 
-    /* tce_keepalive: idle connections still cached here (worker exit) */
-    ngx_http_tce_upstream_keepalive_drop(view);
+    /* idle connections, TLS sessions still held here (worker exit) */
+    ngx_http_tce_upstream_drop(view);
 
     ngx_http_tce_metrics_view_release(view);
 
