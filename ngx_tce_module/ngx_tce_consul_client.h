@@ -22,7 +22,13 @@
 
 
 #define NGX_TCE_CONSUL_MAX_URLS         8
-#define NGX_TCE_CONSUL_MAX_BODY         (16 * 1024 * 1024)
+/*
+ * 10,000 instances (NGX_TCE_CONSUL_MAX_ENTRIES) of real entries weigh
+ * 15-60 MB with their checks' output (1.5-6 KB each): a body is bounded
+ * by that, and its parse by its structure (ngx_tce_consul_parse_health
+ * holds one entry's tree at a time)
+ */
+#define NGX_TCE_CONSUL_MAX_BODY         (128 * 1024 * 1024)
 #define NGX_TCE_CONSUL_CONNECT_TIMEOUT  2000        /* ms */
 #define NGX_TCE_CONSUL_REQUEST_TIMEOUT  10000       /* ms */
 #define NGX_TCE_CONSUL_CLIENT_ERR_LEN   256
@@ -84,8 +90,9 @@ const char *ngx_tce_consul_client_server(const ngx_tce_consul_client_t *c);
 void ngx_tce_consul_client_failover(ngx_tce_consul_client_t *c);
 
 /*
- * Creates a request for GET /v1/health/service/<service>?passing=1
- * [&tag=][&dc=][&index=&wait=] to the current server: a blocking
+ * Creates a request for GET /v1/health/service/<service>
+ * [?tag=][&dc=][&index=&wait=] (every state: the parser filters) to the
+ * current server: a blocking
  * query when index > 0 (read timeout from the configured wait, see
  * ngx_tce_consul_read_timeout()), an immediate one when index is 0.
  * Returns NULL with a message in err on a bad argument or when memory

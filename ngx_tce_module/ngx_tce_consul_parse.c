@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 
@@ -14,22 +15,11 @@
 #include "ngx_tce_consul_parse.h"
 
 
-#define NGX_TCE_CONSUL_REASON_LEN  NGX_TCE_CONSUL_ERR_LEN
-
-
-static void ngx_tce_consul_err(char *err, size_t errlen, const char *fmt,
-    ...);
-static void ngx_tce_consul_printable(char *s);
 static json_t *ngx_tce_consul_load(const char *body, size_t len,
     char *err, size_t errlen);
-static int ngx_tce_consul_entry(json_t *entry, ngx_tce_instance_t *inst,
-    char *reason, size_t rlen);
-static int ngx_tce_consul_meta(json_t *meta, const char *key,
-    const char **val, size_t *len, char *reason, size_t rlen);
-static int ngx_tce_consul_id_seen(const ngx_tce_instance_t *insts,
-    size_t n, const char *id);
 static int ngx_tce_consul_name_cmp(const void *a, const void *b);
-static int ngx_tce_consul_has_tag(json_t *tags, const char *tag);
+static int ngx_tce_consul_has_tag(json_t *tags, const char *tag,
+    size_t len);
 static int ngx_tce_consul_base(const char *base, size_t *len);
 static int ngx_tce_consul_add(char *buf, size_t size, size_t *pos,
     const char *s, size_t len);
@@ -39,7 +29,7 @@ static int ngx_tce_consul_add_wait(char *buf, size_t size,
     size_t *pos, uint64_t index, uint64_t wait_ms);
 
 
-static void
+void
 ngx_tce_consul_err(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list  args;
@@ -53,14 +43,12 @@ ngx_tce_consul_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(args);
 
     /* the text quotes bytes from the body: keep log lines clean */
-    ngx_tce_consul_printable(err);
+    ngx_tce_consul_make_printable(err);
 }
 
 
-/* replaces control and non-ASCII bytes with '?' */
-
-static void
-ngx_tce_consul_printable(char *s)
+void
+ngx_tce_consul_make_printable(char *s)
 {
     for ( /* void */ ; *s != '\0'; s++) {
         if ((unsigned char) *s < 0x20 || (unsigned char) *s >= 0x7f) {
@@ -82,8 +70,12 @@ ngx_tce_consul_load(const char *body, size_t len, char *err,
         return NULL;
     }
 
-    /* duplicate keys are never sent by Consul: refuse the ambiguity */
-    root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    /*
+     * duplicate keys are never sent by Consul: refuse the ambiguity;
+     * tags are free text, and Go writes a NUL in them as \u0000
+     */
+    root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+                      &jerr);
 
     if (root == NULL) {
         ngx_tce_consul_err(err, errlen, "invalid JSON at line %d column "
@@ -94,336 +86,6 @@ ngx_tce_consul_load(const char *body, size_t len, char *err,
 }
 
 
-/*
- * Fills inst from one health entry; returns 0, or -1 with a reason.
- */
-
-static int
-ngx_tce_consul_entry(json_t *entry, ngx_tce_instance_t *inst,
-    char *reason, size_t rlen)
-{
-    int            env;
-    size_t         len;
-    json_t        *svc, *node, *v, *meta, *weights;
-    json_int_t     port, weight;
-    const char    *s;
-
-    if (!json_is_object(entry)) {
-        ngx_tce_consul_err(reason, rlen, "entry is not an object");
-        return -1;
-    }
-
-    svc = json_object_get(entry, "Service");
-
-    if (!json_is_object(svc)) {
-        ngx_tce_consul_err(reason, rlen, "Service is not an object");
-        return -1;
-    }
-
-    v = json_object_get(svc, "ID");
-
-    if (!json_is_string(v)
-        || !ngx_tce_id_valid(json_string_value(v), json_string_length(v)))
-    {
-        ngx_tce_consul_err(reason, rlen, "invalid Service.ID");
-        return -1;
-    }
-
-    memcpy(inst->id, json_string_value(v), json_string_length(v) + 1);
-
-    /* port */
-
-    v = json_object_get(svc, "Port");
-
-    if (!json_is_integer(v)) {
-        ngx_tce_consul_err(reason, rlen, "Service.Port is not an integer");
-        return -1;
-    }
-
-    port = json_integer_value(v);
-
-    if (port < 1 || port > 65535) {
-        ngx_tce_consul_err(reason, rlen, "Service.Port %lld outside "
-                           "1..65535", (long long) port);
-        return -1;
-    }
-
-    /* address: the service's own, else the node's */
-
-    v = json_object_get(svc, "Address");
-
-    if (v != NULL && !json_is_string(v) && !json_is_null(v)) {
-        ngx_tce_consul_err(reason, rlen, "Service.Address is not a string");
-        return -1;
-    }
-
-    if (v == NULL || json_is_null(v) || json_string_length(v) == 0) {
-        node = json_object_get(entry, "Node");
-        v = json_is_object(node) ? json_object_get(node, "Address") : NULL;
-
-        if (!json_is_string(v) || json_string_length(v) == 0) {
-            ngx_tce_consul_err(reason, rlen, "no Service.Address and no "
-                               "Node.Address");
-            return -1;
-        }
-    }
-
-    if (ngx_tce_addr_set(json_string_value(v), json_string_length(v),
-                         (long) port, inst)
-        != 0)
-    {
-        ngx_tce_consul_err(reason, rlen, "address \"%.64s\" is not a "
-                           "numeric IPv4/IPv6 address",
-                           json_string_value(v));
-        return -1;
-    }
-
-    /* weight: Weights.Passing, never clamped */
-
-    weight = 1;
-    weights = json_object_get(svc, "Weights");
-
-    if (weights != NULL && !json_is_null(weights)) {
-        if (!json_is_object(weights)) {
-            ngx_tce_consul_err(reason, rlen, "Service.Weights is not an "
-                               "object");
-            return -1;
-        }
-
-        v = json_object_get(weights, "Passing");
-
-        if (v != NULL) {
-            if (!json_is_integer(v)) {
-                ngx_tce_consul_err(reason, rlen, "Weights.Passing is not "
-                                   "an integer");
-                return -1;
-            }
-
-            weight = json_integer_value(v);
-        }
-    }
-
-    if (weight < NGX_TCE_WEIGHT_MIN || weight > NGX_TCE_WEIGHT_MAX) {
-        ngx_tce_consul_err(reason, rlen, "weight %lld outside 1..1000",
-                           (long long) weight);
-        return -1;
-    }
-
-    inst->weight = (uint16_t) weight;
-
-    /* Meta: cluster, env, version */
-
-    meta = json_object_get(svc, "Meta");
-
-    if (meta != NULL && !json_is_null(meta) && !json_is_object(meta)) {
-        ngx_tce_consul_err(reason, rlen, "Service.Meta is not an object");
-        return -1;
-    }
-
-    if (ngx_tce_consul_meta(meta, "cluster", &s, &len, reason, rlen) != 0) {
-        return -1;
-    }
-
-    if (len == 0) {
-        s = NGX_TCE_DEFAULT_CLUSTER;
-        len = sizeof(NGX_TCE_DEFAULT_CLUSTER) - 1;
-    }
-
-    if (!ngx_tce_cluster_name_valid(s, len)) {
-        ngx_tce_consul_err(reason, rlen, "invalid Meta.cluster");
-        return -1;
-    }
-
-    memcpy(inst->cluster, s, len);
-    inst->cluster[len] = '\0';
-
-    if (ngx_tce_consul_meta(meta, "env", &s, &len, reason, rlen) != 0) {
-        return -1;
-    }
-
-    env = len ? ngx_tce_env_parse(s, len) : NGX_TCE_ENV_PROD;
-
-    if (env < 0) {
-        ngx_tce_consul_err(reason, rlen, "Meta.env \"%.16s\" is not "
-                           "\"prod\" or \"canary\"", s);
-        return -1;
-    }
-
-    inst->env = (uint8_t) env;
-
-    if (ngx_tce_consul_meta(meta, "version", &s, &len, reason, rlen) != 0) {
-        return -1;
-    }
-
-    if (!ngx_tce_version_valid(s, len) || len >= NGX_TCE_VERSION_LEN) {
-        ngx_tce_consul_err(reason, rlen, "invalid Meta.version");
-        return -1;
-    }
-
-    memcpy(inst->version, s, len);
-    inst->version[len] = '\0';
-
-    inst->state = NGX_TCE_STATE_UP;
-
-    return 0;
-}
-
-
-/*
- * A Meta value: sets *val and *len ("" when absent or null); returns -1
- * when the value is not a string.
- */
-
-static int
-ngx_tce_consul_meta(json_t *meta, const char *key, const char **val,
-    size_t *len, char *reason, size_t rlen)
-{
-    json_t  *v;
-
-    *val = "";
-    *len = 0;
-
-    v = json_is_object(meta) ? json_object_get(meta, key) : NULL;
-
-    if (v == NULL || json_is_null(v)) {
-        return 0;
-    }
-
-    if (!json_is_string(v)) {
-        ngx_tce_consul_err(reason, rlen, "Meta.%s is not a string", key);
-        return -1;
-    }
-
-    *val = json_string_value(v);
-    *len = json_string_length(v);
-
-    return 0;
-}
-
-
-static int
-ngx_tce_consul_id_seen(const ngx_tce_instance_t *insts, size_t n,
-    const char *id)
-{
-    size_t  i;
-
-    /* quadratic, but bounded by NGX_TCE_CONSUL_MAX_ENTRIES and run
-     * once per answer, off the request path */
-
-    for (i = 0; i < n; i++) {
-        if (strcmp(insts[i].id, id) == 0) {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-int
-ngx_tce_consul_parse_health(const char *body, size_t len,
-    ngx_tce_consul_skip_pt skip, void *data, ngx_tce_consul_health_t *res,
-    char *err, size_t errlen)
-{
-    char                 reason[NGX_TCE_CONSUL_REASON_LEN];
-    char                 id[NGX_TCE_ID_LEN];
-    size_t               i, n, nskipped;
-    json_t              *root, *entry, *v;
-    ngx_tce_instance_t  *insts;
-
-    root = ngx_tce_consul_load(body, len, err, errlen);
-
-    if (root == NULL) {
-        return -1;
-    }
-
-    if (!json_is_array(root)) {
-        ngx_tce_consul_err(err, errlen, "health body is not a JSON array");
-        json_decref(root);
-        return -1;
-    }
-
-    if (json_array_size(root) > NGX_TCE_CONSUL_MAX_ENTRIES) {
-        ngx_tce_consul_err(err, errlen, "%zu entries, more than %d",
-                           json_array_size(root),
-                           NGX_TCE_CONSUL_MAX_ENTRIES);
-        json_decref(root);
-        return -1;
-    }
-
-    insts = NULL;
-
-    if (json_array_size(root) > 0) {
-        insts = calloc(json_array_size(root), sizeof(ngx_tce_instance_t));
-
-        if (insts == NULL) {
-            ngx_tce_consul_err(err, errlen, "out of memory");
-            json_decref(root);
-            return -1;
-        }
-    }
-
-    n = 0;
-    nskipped = 0;
-    res->reason[0] = '\0';
-
-    json_array_foreach(root, i, entry) {
-        reason[0] = '\0';
-
-        if (ngx_tce_consul_entry(entry, &insts[n], reason, sizeof(reason))
-            == 0)
-        {
-            if (!ngx_tce_consul_id_seen(insts, n, insts[n].id)) {
-                n++;
-                continue;
-            }
-
-            snprintf(reason, sizeof(reason), "duplicate Service.ID");
-        }
-
-        /* the id for the report, if one can be read at all: printable
-         * and cut short, since an invalid one may hold anything */
-
-        v = json_object_get(json_object_get(entry, "Service"), "ID");
-        snprintf(id, sizeof(id), "%s",
-                 json_is_string(v) ? json_string_value(v) : "");
-        ngx_tce_consul_printable(id);
-
-        if (nskipped++ == 0) {
-            snprintf(res->reason, sizeof(res->reason), "entry %zu: %.120s",
-                     i, reason);
-        }
-
-        if (skip) {
-            skip(data, i, id, reason);
-        }
-
-        memset(&insts[n], 0, sizeof(ngx_tce_instance_t));
-    }
-
-    json_decref(root);
-
-    if (n == 0) {
-        free(insts);
-        insts = NULL;
-    }
-
-    res->instances = insts;
-    res->ninstances = n;
-    res->nskipped = nskipped;
-
-    return 0;
-}
-
-
-void
-ngx_tce_consul_health_free(ngx_tce_consul_health_t *res)
-{
-    free(res->instances);
-    memset(res, 0, sizeof(ngx_tce_consul_health_t));
-}
-
-
 static int
 ngx_tce_consul_name_cmp(const void *a, const void *b)
 {
@@ -431,14 +93,18 @@ ngx_tce_consul_name_cmp(const void *a, const void *b)
 }
 
 
+/* Consul's own tag filter: case-insensitive, whole tag */
+
 static int
-ngx_tce_consul_has_tag(json_t *tags, const char *tag)
+ngx_tce_consul_has_tag(json_t *tags, const char *tag, size_t len)
 {
     size_t   i;
     json_t  *t;
 
     json_array_foreach(tags, i, t) {
-        if (strcmp(json_string_value(t), tag) == 0) {
+        if (json_string_length(t) == len
+            && strncasecmp(json_string_value(t), tag, len) == 0)
+        {
             return 1;
         }
     }
@@ -473,6 +139,10 @@ ngx_tce_consul_parse_services(const char *body, size_t len,
     /* validate the whole body first: one bad value changes nothing */
 
     json_object_foreach(root, key, tags) {
+        if (json_is_null(tags)) {
+            continue;           /* a nil slice: no tag */
+        }
+
         if (!json_is_array(tags)) {
             ngx_tce_consul_err(err, errlen, "tags of \"%.64s\" are not an "
                                "array", key);
@@ -513,7 +183,10 @@ ngx_tce_consul_parse_services(const char *body, size_t len,
     nskipped = 0;
 
     json_object_foreach(root, key, tags) {
-        if (tag != NULL && !ngx_tce_consul_has_tag(tags, tag)) {
+        if (tag != NULL
+            && (!json_is_array(tags)
+                || !ngx_tce_consul_has_tag(tags, tag, strlen(tag))))
+        {
             continue;
         }
 
@@ -824,9 +497,10 @@ ngx_tce_consul_add_wait(char *buf, size_t size, size_t *pos,
                      (unsigned long long) wait_ms);
     }
 
-    if (ngx_tce_consul_add(buf, size, pos, buf[*pos - 1] == '?' ? "" : "&",
-                           buf[*pos - 1] == '?' ? 0 : 1)
-        != 0)
+    /* after the '?' or a '&' the caller wrote, no separator */
+
+    if (buf[*pos - 1] != '?' && buf[*pos - 1] != '&'
+        && ngx_tce_consul_add(buf, size, pos, "&", 1) != 0)
     {
         return -1;
     }
@@ -840,7 +514,8 @@ ngx_tce_consul_health_url(char *buf, size_t size, const char *base,
     const char *service, const char *tag, const char *dc, uint64_t index,
     uint64_t wait_ms)
 {
-    size_t  blen, pos;
+    size_t       blen, pos;
+    const char  *sep;
 
     if (size > 0) {
         buf[0] = '\0';
@@ -856,23 +531,41 @@ ngx_tce_consul_health_url(char *buf, size_t size, const char *base,
 
     if (ngx_tce_consul_add(buf, size, &pos, base, blen) != 0
         || ngx_tce_consul_add(buf, size, &pos, "/v1/health/service/", 19)
-        || ngx_tce_consul_add_esc(buf, size, &pos, service) != 0
-        || ngx_tce_consul_add(buf, size, &pos, "?passing=1", 10) != 0)
+        || ngx_tce_consul_add_esc(buf, size, &pos, service) != 0)
     {
         goto failed;
     }
 
-    if (tag != NULL && tag[0] != '\0'
-        && (ngx_tce_consul_add(buf, size, &pos, "&tag=", 5) != 0
-            || ngx_tce_consul_add_esc(buf, size, &pos, tag) != 0))
-    {
-        goto failed;
+    /*
+     * no passing=1: Consul would drop warning instances, which are
+     * routed at Weights.Warning; the parser filters by state
+     */
+
+    sep = "?";
+
+    if (tag != NULL && tag[0] != '\0') {
+        if (ngx_tce_consul_add(buf, size, &pos, sep, 1) != 0
+            || ngx_tce_consul_add(buf, size, &pos, "tag=", 4) != 0
+            || ngx_tce_consul_add_esc(buf, size, &pos, tag) != 0)
+        {
+            goto failed;
+        }
+
+        sep = "&";
     }
 
-    if (dc != NULL && dc[0] != '\0'
-        && (ngx_tce_consul_add(buf, size, &pos, "&dc=", 4) != 0
-            || ngx_tce_consul_add_esc(buf, size, &pos, dc) != 0))
-    {
+    if (dc != NULL && dc[0] != '\0') {
+        if (ngx_tce_consul_add(buf, size, &pos, sep, 1) != 0
+            || ngx_tce_consul_add(buf, size, &pos, "dc=", 3) != 0
+            || ngx_tce_consul_add_esc(buf, size, &pos, dc) != 0)
+        {
+            goto failed;
+        }
+
+        sep = "&";
+    }
+
+    if (index > 0 && ngx_tce_consul_add(buf, size, &pos, sep, 1) != 0) {
         goto failed;
     }
 

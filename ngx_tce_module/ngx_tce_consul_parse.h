@@ -18,6 +18,8 @@
 
 #define NGX_TCE_CONSUL_ERR_LEN          160
 #define NGX_TCE_CONSUL_MAX_ENTRIES      10000
+#define NGX_TCE_CONSUL_MAX_ENTRY        (1024 * 1024)   /* bytes */
+#define NGX_TCE_CONSUL_MAX_DEPTH        32
 
 #define NGX_TCE_CONSUL_WAIT_DEFAULT_MS  300000      /* Consul: 5 min */
 #define NGX_TCE_CONSUL_WAIT_MAX_MS      600000      /* Consul: 10 min */
@@ -25,9 +27,10 @@
 
 
 /*
- * Called once per skipped entry of a health body: n is the entry's
- * position in the array (0-based), id its Service.ID when one could be
- * read (else ""), reason a short English text.
+ * Called once per skipped entry of a health body, in entry order: n is
+ * the entry's position in the array (0-based), id its instance id when
+ * one could be built, else its Service.ID made printable and cut
+ * short, else ""; reason a short English text.
  */
 typedef void (*ngx_tce_consul_skip_pt)(void *data, size_t n,
     const char *id, const char *reason);
@@ -36,7 +39,12 @@ typedef void (*ngx_tce_consul_skip_pt)(void *data, size_t n,
 typedef struct {
     ngx_tce_instance_t       *instances;    /* malloc'd, or NULL if none */
     size_t                    ninstances;
-    size_t                    nskipped;
+    size_t                    nskipped;     /* bad entries, reported */
+    size_t                    nexcluded;    /* critical, maintenance or
+                                               weight 0: not routed */
+    size_t                    nwarning;     /* routed at Weights.Warning */
+    uint64_t                  weight_max;   /* largest Consul weight of
+                                               the routed instances */
     char                      reason[NGX_TCE_CONSUL_ERR_LEN];
                                             /* first skip, "" if none */
 } ngx_tce_consul_health_t;
@@ -52,27 +60,52 @@ typedef struct {
 
 /*
  * Parses a /v1/health/service/<name> body (a JSON array of entries
- * {Node, Service, Checks}, fetched with passing=1) into instances:
- *   id       Service.ID
+ * {Node, Service, Checks}, fetched without passing=1) into the
+ * instances to route, the way Consul DNS reads the same entries:
+ *   state    from every check of the entry (node and service): all
+ *            passing (or none) -> Weights.Passing; a warning and no
+ *            critical -> Weights.Warning; a critical, or a maintenance
+ *            check (_node_maintenance, _service_maintenance:*), or a
+ *            weight of 0 -> excluded (counted in nexcluded, no error)
+ *   id       "[peer:P/][ap:A/][ns:N/]<Node.Node>/<Service.ID>", the
+ *            peer, partition and namespace only when set and not
+ *            "default", Service.ID falling back to Service.Service;
+ *            bytes outside the id alphabet, '%' and '/' written %XX;
+ *            longer than NGX_TCE_ID_LEN - 1: cut to 110 bytes plus
+ *            "~" and 16 hex digits of a hash of the whole id
  *   address  Service.Address, or Node.Address when that is empty;
  *            numeric IPv4/IPv6 only
  *   port     Service.Port (1..65535)
- *   weight   Service.Weights.Passing, 1 when absent; outside 1..1000
- *            the entry is skipped (never clamped)
+ *   weight   Service.Weights (Consul's 1/1 when absent or null; a
+ *            missing member counts as 1); when the answer's largest
+ *            routed weight exceeds NGX_TCE_WEIGHT_MAX, every weight
+ *            is divided by their gcd and, if still too large, scaled
+ *            so that the largest is NGX_TCE_WEIGHT_MAX (each >= 1);
+ *            weights are never refused for being large
  *   cluster  Service.Meta.cluster, "default" when absent or empty
  *   env      Service.Meta.env "prod"/"canary", prod when absent/empty
  *   version  Service.Meta.version, "" when absent
- * state is up and the operator overrides are zero.  An entry with a
- * bad or mistyped value, or whose id repeats an earlier entry's, is
- * skipped: reported through skip (may be NULL), counted in
+ * state is up and the operator overrides are zero.  Only these fields
+ * are checked; the rest (check Output, Notes, tags, other Meta) may
+ * hold anything, NUL bytes included.  An entry with a bad or
+ * mistyped used value, an unknown check status, invalid JSON inside
+ * it (a bad token, a duplicate key, a NUL in a key), more than
+ * NGX_TCE_CONSUL_MAX_ENTRY bytes, nesting deeper than
+ * NGX_TCE_CONSUL_MAX_DEPTH, or an id that repeats an earlier entry's,
+ * is skipped: reported through skip (may be NULL), counted in
  * res->nskipped, the first reason kept in res->reason; the rest is
  * applied.
  *
+ * Memory: the body is split into entries by a scanner and each entry
+ * parsed on its own, so beyond the body it takes one entry's tree
+ * plus the instances.  Time: O(bytes + n log n).
+ *
  * Returns 0 and fills *res (free it with ngx_tce_consul_health_free);
- * returns -1 when the body is not JSON, is truncated, its root is not
- * an array, it has more than NGX_TCE_CONSUL_MAX_ENTRIES entries, or
- * memory runs out: then err holds a message, *res is untouched and
- * nothing is allocated.
+ * returns -1 when the body's structure is broken (truncated, strings
+ * or brackets unbalanced, data after the array), its root is not an
+ * array, it has more than NGX_TCE_CONSUL_MAX_ENTRIES entries, or
+ * memory runs out: then err holds a message, *res is untouched,
+ * nothing was reported and nothing is allocated.
  */
 int ngx_tce_consul_parse_health(const char *body, size_t len,
     ngx_tce_consul_skip_pt skip, void *data, ngx_tce_consul_health_t *res,
@@ -83,7 +116,9 @@ void ngx_tce_consul_health_free(ngx_tce_consul_health_t *res);
 
 /*
  * Parses a /v1/catalog/services body ({"name": ["tag", ...], ...})
- * into the sorted names that carry tag (every name when tag is NULL).
+ * into the sorted names that carry tag (every name when tag is NULL;
+ * compared as Consul's tag filter does, ignoring ASCII case; a null
+ * tag list counts as no tag).
  * Tagged names that are not valid P.S.M service names are counted in
  * res->nskipped, not returned.  Returns 0 and fills *res (free it with
  * ngx_tce_consul_names_free); returns -1 with a message in err when
@@ -96,6 +131,15 @@ int ngx_tce_consul_parse_services(const char *body, size_t len,
 
 /* frees what ngx_tce_consul_parse_services allocated; res is zeroed */
 void ngx_tce_consul_names_free(ngx_tce_consul_names_t *res);
+
+/*
+ * Formats a message into err (errlen may be 0), its bytes made
+ * printable with ngx_tce_consul_make_printable(): the texts quote bodies.
+ */
+void ngx_tce_consul_err(char *err, size_t errlen, const char *fmt, ...);
+
+/* replaces control and non-ASCII bytes of s with '?' */
+void ngx_tce_consul_make_printable(char *s);
 
 /*
  * The index to send with the next blocking query, from the
@@ -153,8 +197,9 @@ ssize_t ngx_tce_consul_escape(char *dst, size_t size, const char *src,
 
 /*
  * Builds
- *   <base>/v1/health/service/<service>?passing=1[&tag=T][&dc=D]
- *       [&index=I&wait=W]
+ *   <base>/v1/health/service/<service>[?tag=T][&dc=D][&index=I&wait=W]
+ * (no passing=1: warning instances are routed at their Warning weight,
+ * see ngx_tce_consul_parse_health)
  * base is "http[s]://host[:port]" (trailing '/' ignored), service,
  * tag and dc are escaped, index and wait only when index > 0, wait
  * from ngx_tce_consul_wait(wait_ms) in the largest exact unit ("5m",

@@ -441,8 +441,16 @@ ngx_tce_consul_query(ngx_tce_consul_watch_t *w)
     err[0] = '\0';
 
     if (w->svc) {
+        /*
+         * catalog mode: the catalog lists the union of the instances'
+         * tags, so only Consul's tag= filter keeps untagged instances
+         * of a tagged service out
+         */
         w->req = ngx_tce_consul_health_request(ctx->client,
-                                               (char *) w->svc->name, NULL,
+                                               (char *) w->svc->name,
+                                               ctx->cmcf->catalog
+                                               ? (char *) ctx->cmcf->tag.data
+                                               : NULL,
                                                w->index, err, sizeof(err));
     } else {
         w->req = ngx_tce_consul_services_request(ctx->client, w->index,

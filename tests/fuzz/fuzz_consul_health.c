@@ -4,9 +4,11 @@
  * (ngx_tce_consul_next_index).  Invariants: a failed parse leaves the
  * result untouched; every instance kept is valid (id, cluster,
  * version, weight, env, state, an address whose canonical text parses
- * back to the same socket address), ids are unique, and each skipped
- * entry was reported once.  Texts that reach the error log (err, the
- * reasons, a skipped entry's id) are printable ASCII.  An index that
+ * back to the same socket address), ids are unique, each skipped
+ * entry was reported once, in entry order, and routed, skipped and
+ * excluded entries never outnumber the array.  Texts that reach the
+ * error log (err, the reasons, a skipped entry's id) are printable
+ * ASCII.  An index that
  * parses obeys Consul's reset rules.
  */
 
@@ -31,8 +33,6 @@ fuzz_skip(void *data, size_t n, const char *id, const char *reason)
 {
     size_t  *count;
 
-    (void) n;
-
     fuzz_check_text(id, NGX_TCE_ID_LEN);
     fuzz_check_text(reason, NGX_TCE_CONSUL_ERR_LEN);
 
@@ -40,8 +40,15 @@ fuzz_skip(void *data, size_t n, const char *id, const char *reason)
         abort();
     }
 
+    /* count[0] reports, count[1] the next position allowed */
     count = data;
-    (*count)++;
+
+    if (n < count[1]) {
+        abort();
+    }
+
+    count[0]++;
+    count[1] = n + 1;
 }
 
 
@@ -124,7 +131,7 @@ fuzz_check_index(const uint8_t *data, size_t size)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    size_t                    i, j, nskip;
+    size_t                    i, j, nskip[2];
     ngx_tce_consul_health_t   res, orig;
     char                      err[NGX_TCE_CONSUL_ERR_LEN];
 
@@ -132,14 +139,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     memset(&res, 0x5a, sizeof(ngx_tce_consul_health_t));
     orig = res;
-    nskip = 0;
+    nskip[0] = 0;
+    nskip[1] = 0;
     err[0] = '\0';
 
     if (ngx_tce_consul_parse_health((const char *) data, size, fuzz_skip,
-                                    &nskip, &res, err, sizeof(err))
+                                    nskip, &res, err, sizeof(err))
         != 0)
     {
-        if (memcmp(&res, &orig, sizeof(res)) != 0 || nskip != 0
+        if (memcmp(&res, &orig, sizeof(res)) != 0 || nskip[0] != 0
             || err[0] == '\0')
         {
             abort();
@@ -152,8 +160,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     fuzz_check_text(res.reason, sizeof(res.reason));
 
-    if (nskip != res.nskipped || (res.nskipped == 0) != (res.reason[0] == 0)
-        || (res.ninstances == 0) != (res.instances == NULL))
+    if (nskip[0] != res.nskipped
+        || (res.nskipped == 0) != (res.reason[0] == 0)
+        || (res.ninstances == 0) != (res.instances == NULL)
+        || res.ninstances + res.nskipped + res.nexcluded
+           > NGX_TCE_CONSUL_MAX_ENTRIES
+        || res.nwarning > res.ninstances + res.nskipped
+        || (res.ninstances > 0 && res.weight_max == 0))
     {
         abort();
     }

@@ -98,7 +98,7 @@ def test_registration_and_removal_follow_consul(backend, nginx, consul):
     consul.deregister('api-1')
     routes_to(nginx, [backend.ok4[1]])
 
-    # a failing check removes it too (passing=1), and it comes back
+    # a failing check removes it too (critical), and it comes back
     register(consul, backend, 3, 2)
     routes_to(nginx, [backend.ok4[1], backend.ok4[2]])
     consul.set_check('service:api-2', 'critical')
@@ -125,11 +125,11 @@ def test_weights_and_meta_mapped(backend, nginx, consul):
                  nginx.status()['services'][SERVICE]['instances']}
         return len(insts) == 3 and insts
     insts = wait_for(mapped, 5, what='three instances in the status')
-    assert insts['api-1']['weight'] == 3
-    assert insts['api-2']['weight'] == 1
-    assert insts['api-2']['version'] == 'v7'
-    assert insts['api-blue']['cluster'] == 'blue'
-    assert insts['api-blue']['env'] == 'canary'
+    assert insts['node1/api-1']['weight'] == 3
+    assert insts['node1/api-2']['weight'] == 1
+    assert insts['node1/api-2']['version'] == 'v7'
+    assert insts['node1/api-blue']['cluster'] == 'blue'
+    assert insts['node1/api-blue']['env'] == 'canary'
 
     # each worker runs an exact weighted cycle: 3:1 within a cycle each
     counts = {}
@@ -301,7 +301,7 @@ def test_restart_during_outage_serves_snapshot(backend, nginx, consul):
     register(consul, backend, 2, 1)
     routes_to(nginx, [backend.ok4[0], backend.ok4[1]])
     snap = os.path.join(nginx.dir, 'snap.json')
-    wait_for(lambda: read_from(snap).count('"api-') == 2, 5,
+    wait_for(lambda: read_from(snap).count('"node1/api-') == 2, 5,
              what='the snapshot holding both instances')
 
     err = stop_process(nginx.proc)
@@ -322,7 +322,7 @@ def test_snapshot_default_is_state_file(backend, nginx, consul):
     start(nginx, consul, state=True, snapshot=False)
     register(consul, backend, 1, 0)
     routes_to(nginx, [backend.ok4[0]])
-    wait_for(lambda: '"api-1"' in read_from(nginx.state_path), 5,
+    wait_for(lambda: '"node1/api-1"' in read_from(nginx.state_path), 5,
              what='the state file holding the Consul instance')
     doc = json.loads(read_from(nginx.state_path))
     assert 'demo.web.static' in doc['services'], doc
@@ -544,7 +544,7 @@ def test_https_certificate_refused_keeps_last_good_set(
     register(tls_consul, backend, 1, 0)
     routes_to(nginx, [backend.ok4[0]])
     snap = os.path.join(nginx.dir, 'snap.json')
-    wait_for(lambda: '"api-1"' in read_from(snap), 5,
+    wait_for(lambda: '"node1/api-1"' in read_from(snap), 5,
              what='the snapshot holding api-1')
 
     # then a Consul whose certificate must be refused: ca= a CA that did
@@ -573,7 +573,7 @@ def test_https_certificate_refused_keeps_last_good_set(
         assert ports_seen(nginx) == {backend.ok4[0]}
         ids = [i['id'] for i in nginx.status()['services'][SERVICE]
                ['instances']]
-        assert ids == ['api-1'], ids
+        assert ids == ['node1/api-1'], ids
         # curl refused before sending anything: no request reached it
         assert watched.count(HEALTH) == requests, watched.state()
 

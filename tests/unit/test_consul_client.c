@@ -307,12 +307,13 @@ test_register_and_health(void **state)
                      0);
     assert_true(next > 1);
 
-    /* passing=1: the critical instance is not there */
+    /* every state is asked; the critical instance is excluded */
     assert_int_equal(ngx_tce_consul_parse_health(res.body, res.len, NULL,
                                                  NULL, &h, err, sizeof(err)),
                      0);
     assert_int_equal(h.ninstances, 1);
-    assert_string_equal(h.instances[0].id, "i-1");
+    assert_int_equal(h.nexcluded, 1);
+    assert_string_equal(h.instances[0].id, "node1/i-1");
     assert_string_equal(h.instances[0].addr, "10.0.0.1:8080");
     assert_int_equal(h.instances[0].weight, 3);
     assert_int_equal(h.instances[0].env, NGX_TCE_ENV_CANARY);

@@ -1,0 +1,1114 @@
+/*
+ * Consul /v1/health/service bodies into instances (pure C, no nginx):
+ * see ngx_tce_consul_parse_health() in ngx_tce_consul_parse.h.
+ *
+ * A small scanner splits the body into its top-level entries, and
+ * jansson parses each entry on its own: memory is the body plus one
+ * entry's tree plus the instances, however many entries there are, and
+ * a bad entry costs only itself.  Skipped entries are collected and
+ * reported at the end, in entry order, so that a body refused late
+ * (a syntax error in its last entry) has reported nothing.
+ */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "ngx_tce_instance.h"
+#include "ngx_tce_consul_parse.h"
+
+
+#define NGX_TCE_CONSUL_ID_CUT    (NGX_TCE_ID_LEN - 18)  /* + "~" 16 hex */
+
+#define NGX_TCE_CONSUL_PASSING   0
+#define NGX_TCE_CONSUL_WARNING   1
+#define NGX_TCE_CONSUL_EXCLUDED  2
+
+
+/* an instance id being built: the start kept, the whole hashed */
+typedef struct {
+    char                      buf[NGX_TCE_ID_LEN];
+    size_t                    len;          /* of the whole id */
+    uint64_t                  hash;         /* FNV-1a 64 of the whole */
+} ngx_tce_consul_id_t;
+
+
+typedef struct {
+    size_t                    pos;
+    char                      id[NGX_TCE_ID_LEN];
+    char                      reason[NGX_TCE_CONSUL_ERR_LEN];
+} ngx_tce_consul_skip_t;
+
+
+typedef struct {
+    const char               *id;
+    size_t                    k;
+} ngx_tce_consul_ref_t;
+
+
+/* everything one answer builds before it is handed out */
+typedef struct {
+    ngx_tce_instance_t       *insts;
+    uint64_t                 *weights;      /* Consul's, per instance */
+    size_t                   *pos;          /* entry of each instance */
+    size_t                    n;
+
+    ngx_tce_consul_skip_t    *skips;
+    size_t                    nskips;
+    size_t                    skips_size;
+
+    size_t                    nexcluded;
+    size_t                    nwarning;
+} ngx_tce_consul_answer_t;
+
+
+static const char *ngx_tce_consul_blank(const char *p, const char *last);
+static int ngx_tce_consul_next_entry(const char **pp, const char *last,
+    size_t n, const char **start, size_t *len, size_t *depth, char *err,
+    size_t errlen);
+static int ngx_tce_consul_entry(json_t *entry, ngx_tce_instance_t *inst,
+    uint64_t *weight, int *state, ngx_tce_consul_id_t *id, char *reason,
+    size_t rlen);
+static int ngx_tce_consul_state(json_t *checks, int *state, char *reason,
+    size_t rlen);
+static int ngx_tce_consul_weight(json_t *svc, int state, uint64_t *weight,
+    char *reason, size_t rlen);
+static int ngx_tce_consul_identity(json_t *entry, json_t *svc,
+    ngx_tce_consul_id_t *id, char *reason, size_t rlen);
+static int ngx_tce_consul_qualifier(json_t *svc, const char *key,
+    const char *prefix, ngx_tce_consul_id_t *id, char *reason,
+    size_t rlen);
+static void ngx_tce_consul_id_add(ngx_tce_consul_id_t *id, const char *s,
+    size_t len, int escape);
+static void ngx_tce_consul_id_byte(ngx_tce_consul_id_t *id, int c);
+static void ngx_tce_consul_id_done(ngx_tce_consul_id_t *id);
+static int ngx_tce_consul_meta(json_t *meta, const char *key,
+    const char **val, size_t *len, char *reason, size_t rlen);
+static int ngx_tce_consul_fields(json_t *entry, json_t *svc,
+    ngx_tce_instance_t *inst, char *reason, size_t rlen);
+static int ngx_tce_consul_skipped(ngx_tce_consul_answer_t *a, size_t pos,
+    const char *id, const char *reason);
+static int ngx_tce_consul_ref_cmp(const void *one, const void *two);
+static int ngx_tce_consul_skip_cmp(const void *one, const void *two);
+static int ngx_tce_consul_dedup(ngx_tce_consul_answer_t *a);
+static uint64_t ngx_tce_consul_gcd(uint64_t a, uint64_t b);
+static uint64_t ngx_tce_consul_scale(ngx_tce_consul_answer_t *a);
+static void ngx_tce_consul_answer_free(ngx_tce_consul_answer_t *a);
+
+
+static const char *
+ngx_tce_consul_blank(const char *p, const char *last)
+{
+    while (p < last && (*p == ' ' || *p == '\t' || *p == '\r'
+                        || *p == '\n'))
+    {
+        p++;
+    }
+
+    return p;
+}
+
+
+/*
+ * The next entry of the top-level array, *pp just after '[' or after
+ * the previous entry (n entries read so far).  Returns 1 with the
+ * entry's bytes and its nesting depth, 0 at the closing ']' (*pp then
+ * after the whole body, which must hold nothing else), -1 with err
+ * when the structure is broken: the strings, escapes and brackets are
+ * followed here, jansson checks the rest entry by entry.  Depth is a
+ * counter, not recursion: no input can exhaust the stack.
+ */
+
+static int
+ngx_tce_consul_next_entry(const char **pp, const char *last, size_t n,
+    const char **start, size_t *len, size_t *depth, char *err,
+    size_t errlen)
+{
+    int          in_string;
+    size_t       level, deepest;
+    const char  *p;
+
+    p = ngx_tce_consul_blank(*pp, last);
+
+    if (n > 0) {
+        if (p < last && *p == ',') {
+            p = ngx_tce_consul_blank(p + 1, last);
+
+        } else if (p < last && *p == ']') {
+            p = ngx_tce_consul_blank(p + 1, last);
+            goto end;
+
+        } else {
+            goto broken;
+        }
+
+    } else if (p < last && *p == ']') {
+        p = ngx_tce_consul_blank(p + 1, last);
+        goto end;
+    }
+
+    if (p == last) {
+        goto broken;
+    }
+
+    *start = p;
+    in_string = 0;
+    level = 0;
+    deepest = 0;
+
+    for ( /* void */ ; p < last; p++) {
+        if (in_string) {
+            if (*p == '\\') {
+                p++;
+
+            } else if (*p == '"') {
+                in_string = 0;
+
+                if (level == 0) {
+                    p++;
+                    break;
+                }
+            }
+
+            continue;
+        }
+
+        if (*p == '"') {
+            in_string = 1;
+
+        } else if (*p == '{' || *p == '[') {
+            if (++level > deepest) {
+                deepest = level;
+            }
+
+        } else if (*p == '}' || *p == ']') {
+            if (level == 0) {
+                break;                  /* ends a scalar, or stray */
+            }
+
+            if (--level == 0) {
+                p++;
+                break;
+            }
+
+        } else if (level == 0
+                   && (*p == ',' || *p == ' ' || *p == '\t'
+                       || *p == '\r' || *p == '\n'))
+        {
+            break;                      /* the end of a scalar */
+        }
+    }
+
+    if (in_string || level > 0 || p > last || p == *start) {
+        goto broken;
+    }
+
+    *len = (size_t) (p - *start);
+    *depth = deepest;
+    *pp = p;
+
+    return 1;
+
+end:
+
+    if (p != last) {
+        ngx_tce_consul_err(err, errlen, "invalid JSON: data after the "
+                           "array");
+        return -1;
+    }
+
+    *pp = p;
+
+    return 0;
+
+broken:
+
+    ngx_tce_consul_err(err, errlen, "invalid JSON: truncated or broken "
+                       "after entry %zu", n);
+    return -1;
+}
+
+
+/*
+ * Fills inst and the Consul weight from one entry.  Returns 0 (to
+ * route, *state says at which weight), 1 (excluded by its state or a
+ * weight of 0) or -1 with a reason; id holds what could be built of
+ * the instance id ("" if nothing).
+ */
+
+static int
+ngx_tce_consul_entry(json_t *entry, ngx_tce_instance_t *inst,
+    uint64_t *weight, int *state, ngx_tce_consul_id_t *id, char *reason,
+    size_t rlen)
+{
+    json_t  *svc;
+
+    if (!json_is_object(entry)) {
+        ngx_tce_consul_err(reason, rlen, "entry is not an object");
+        return -1;
+    }
+
+    svc = json_object_get(entry, "Service");
+
+    if (!json_is_object(svc)) {
+        ngx_tce_consul_err(reason, rlen, "Service is not an object");
+        return -1;
+    }
+
+    if (ngx_tce_consul_identity(entry, svc, id, reason, rlen) != 0) {
+        return -1;
+    }
+
+    if (ngx_tce_consul_state(json_object_get(entry, "Checks"), state,
+                             reason, rlen)
+        != 0
+        || ngx_tce_consul_weight(svc, *state, weight, reason, rlen) != 0)
+    {
+        return -1;
+    }
+
+    if (*state == NGX_TCE_CONSUL_EXCLUDED || *weight == 0) {
+        return 1;
+    }
+
+    memcpy(inst->id, id->buf, strlen(id->buf) + 1);
+
+    if (ngx_tce_consul_fields(entry, svc, inst, reason, rlen) != 0) {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* Consul's aggregated status of the entry's checks (api.HealthChecks) */
+
+static int
+ngx_tce_consul_state(json_t *checks, int *state, char *reason, size_t rlen)
+{
+    size_t       i;
+    json_t      *c, *v;
+    const char  *s;
+
+    *state = NGX_TCE_CONSUL_PASSING;
+
+    if (checks == NULL || json_is_null(checks)) {
+        return 0;                       /* no check: passing */
+    }
+
+    if (!json_is_array(checks)) {
+        ngx_tce_consul_err(reason, rlen, "Checks is not an array");
+        return -1;
+    }
+
+    json_array_foreach(checks, i, c) {
+        if (!json_is_object(c)) {
+            ngx_tce_consul_err(reason, rlen, "Checks[%zu] is not an "
+                               "object", i);
+            return -1;
+        }
+
+        v = json_object_get(c, "CheckID");
+
+        if (json_is_string(v)
+            && (strcmp(json_string_value(v), "_node_maintenance") == 0
+                || strncmp(json_string_value(v), "_service_maintenance:",
+                           21) == 0))
+        {
+            *state = NGX_TCE_CONSUL_EXCLUDED;
+            continue;
+        }
+
+        v = json_object_get(c, "Status");
+        s = json_is_string(v) ? json_string_value(v) : "";
+
+        if (json_is_string(v) && strcmp(s, "passing") == 0) {
+            continue;
+        }
+
+        if (json_is_string(v) && strcmp(s, "warning") == 0) {
+            if (*state == NGX_TCE_CONSUL_PASSING) {
+                *state = NGX_TCE_CONSUL_WARNING;
+            }
+
+            continue;
+        }
+
+        if (json_is_string(v) && strcmp(s, "critical") == 0) {
+            *state = NGX_TCE_CONSUL_EXCLUDED;
+            continue;
+        }
+
+        ngx_tce_consul_err(reason, rlen, "Checks[%zu].Status \"%.32s\" is "
+                           "not passing, warning or critical", i, s);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* Weights.Passing or Weights.Warning by state; Consul's default 1 */
+
+static int
+ngx_tce_consul_weight(json_t *svc, int state, uint64_t *weight,
+    char *reason, size_t rlen)
+{
+    json_t      *weights, *v;
+    const char  *key;
+
+    *weight = 1;
+    key = state == NGX_TCE_CONSUL_WARNING ? "Warning" : "Passing";
+
+    weights = json_object_get(svc, "Weights");
+
+    if (weights == NULL || json_is_null(weights)) {
+        return 0;
+    }
+
+    if (!json_is_object(weights)) {
+        ngx_tce_consul_err(reason, rlen, "Service.Weights is not an "
+                           "object");
+        return -1;
+    }
+
+    v = json_object_get(weights, key);
+
+    if (v == NULL || json_is_null(v)) {
+        return 0;
+    }
+
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        ngx_tce_consul_err(reason, rlen, "Weights.%s is not an integer "
+                           ">= 0", key);
+        return -1;
+    }
+
+    *weight = (uint64_t) json_integer_value(v);
+
+    return 0;
+}
+
+
+/* the instance id: [peer:P/][ap:A/][ns:N/]<node>/<service id> */
+
+static int
+ngx_tce_consul_identity(json_t *entry, json_t *svc, ngx_tce_consul_id_t *id,
+    char *reason, size_t rlen)
+{
+    json_t  *node, *v;
+
+    /* for the report until the whole id is known */
+    v = json_object_get(svc, "ID");
+
+    if (json_is_string(v)) {
+        snprintf(id->buf, sizeof(id->buf), "%s", json_string_value(v));
+        ngx_tce_consul_make_printable(id->buf);
+    }
+
+    if (ngx_tce_consul_qualifier(svc, "PeerName", "peer:", id, reason,
+                                 rlen)
+        != 0
+        || ngx_tce_consul_qualifier(svc, "Partition", "ap:", id, reason,
+                                    rlen)
+           != 0
+        || ngx_tce_consul_qualifier(svc, "Namespace", "ns:", id, reason,
+                                    rlen)
+           != 0)
+    {
+        return -1;
+    }
+
+    node = json_object_get(entry, "Node");
+    v = json_is_object(node) ? json_object_get(node, "Node") : NULL;
+
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        ngx_tce_consul_err(reason, rlen, "no Node.Node");
+        return -1;
+    }
+
+    ngx_tce_consul_id_add(id, json_string_value(v), json_string_length(v),
+                          1);
+    ngx_tce_consul_id_add(id, "/", 1, 0);
+
+    /* an ID is unique per node only; without one it is the name */
+
+    v = json_object_get(svc, "ID");
+
+    if (v == NULL || json_is_null(v)
+        || (json_is_string(v) && json_string_length(v) == 0))
+    {
+        v = json_object_get(svc, "Service");
+    }
+
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        ngx_tce_consul_err(reason, rlen, "invalid Service.ID");
+        return -1;
+    }
+
+    ngx_tce_consul_id_add(id, json_string_value(v), json_string_length(v),
+                          1);
+    ngx_tce_consul_id_done(id);
+
+    return 0;
+}
+
+
+/* a peer, partition or namespace, when set and not "default" */
+
+static int
+ngx_tce_consul_qualifier(json_t *svc, const char *key, const char *prefix,
+    ngx_tce_consul_id_t *id, char *reason, size_t rlen)
+{
+    json_t  *v;
+
+    v = json_object_get(svc, key);
+
+    if (v == NULL || json_is_null(v)) {
+        return 0;
+    }
+
+    if (!json_is_string(v)) {
+        ngx_tce_consul_err(reason, rlen, "Service.%s is not a string", key);
+        return -1;
+    }
+
+    if (json_string_length(v) == 0
+        || (json_string_length(v) == 7
+            && memcmp(json_string_value(v), "default", 7) == 0))
+    {
+        return 0;
+    }
+
+    ngx_tce_consul_id_add(id, prefix, strlen(prefix), 0);
+    ngx_tce_consul_id_add(id, json_string_value(v), json_string_length(v),
+                          1);
+    ngx_tce_consul_id_add(id, "/", 1, 0);
+
+    return 0;
+}
+
+
+/*
+ * Appends s to the id; with escape, the bytes an id may not hold (see
+ * ngx_tce_id_valid), '%' and '/' are written %XX, so that ids stay
+ * distinct and their parts stay apart.
+ */
+
+static void
+ngx_tce_consul_id_add(ngx_tce_consul_id_t *id, const char *s, size_t len,
+    int escape)
+{
+    size_t               i;
+    unsigned char        c;
+    static const char    hex[] = "0123456789ABCDEF";
+
+    if (id->len == 0) {
+        /* the Service.ID kept for a report goes */
+        memset(id->buf, 0, sizeof(id->buf));
+        id->hash = 0xcbf29ce484222325ULL;
+    }
+
+    for (i = 0; i < len; i++) {
+        c = (unsigned char) s[i];
+
+        if (escape
+            && (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\'
+                || c == '\'' || c == '{' || c == '}' || c == ','
+                || c == '=' || c == '%' || c == '/'))
+        {
+            ngx_tce_consul_id_byte(id, '%');
+            ngx_tce_consul_id_byte(id, hex[c >> 4]);
+            ngx_tce_consul_id_byte(id, hex[c & 0xf]);
+            continue;
+        }
+
+        ngx_tce_consul_id_byte(id, c);
+    }
+}
+
+
+static void
+ngx_tce_consul_id_byte(ngx_tce_consul_id_t *id, int c)
+{
+    if (id->len < sizeof(id->buf) - 1) {
+        id->buf[id->len] = (char) c;
+    }
+
+    id->len++;
+    id->hash = (id->hash ^ (unsigned char) c) * 0x100000001b3ULL;
+}
+
+
+/* NUL-terminates; too long, keeps the start and adds the hash */
+
+static void
+ngx_tce_consul_id_done(ngx_tce_consul_id_t *id)
+{
+    if (id->len < sizeof(id->buf)) {
+        id->buf[id->len] = '\0';
+        return;
+    }
+
+    snprintf(id->buf + NGX_TCE_CONSUL_ID_CUT,
+             sizeof(id->buf) - NGX_TCE_CONSUL_ID_CUT, "~%016llx",
+             (unsigned long long) id->hash);
+}
+
+
+/*
+ * A Meta value: sets *val and *len ("" when absent or null); returns -1
+ * when the value is not a string.
+ */
+
+static int
+ngx_tce_consul_meta(json_t *meta, const char *key, const char **val,
+    size_t *len, char *reason, size_t rlen)
+{
+    json_t  *v;
+
+    *val = "";
+    *len = 0;
+
+    v = json_is_object(meta) ? json_object_get(meta, key) : NULL;
+
+    if (v == NULL || json_is_null(v)) {
+        return 0;
+    }
+
+    if (!json_is_string(v)) {
+        ngx_tce_consul_err(reason, rlen, "Meta.%s is not a string", key);
+        return -1;
+    }
+
+    *val = json_string_value(v);
+    *len = json_string_length(v);
+
+    return 0;
+}
+
+
+/* address, port, cluster, env, version of a routed entry */
+
+static int
+ngx_tce_consul_fields(json_t *entry, json_t *svc, ngx_tce_instance_t *inst,
+    char *reason, size_t rlen)
+{
+    int            env;
+    size_t         len;
+    json_t        *node, *v, *meta;
+    json_int_t     port;
+    const char    *s;
+
+    v = json_object_get(svc, "Port");
+
+    if (v == NULL || json_is_null(v)) {
+        /* Go leaves a port of 0 out (omitempty) */
+        ngx_tce_consul_err(reason, rlen, "no Service.Port");
+        return -1;
+    }
+
+    if (!json_is_integer(v)) {
+        ngx_tce_consul_err(reason, rlen, "Service.Port is not an integer");
+        return -1;
+    }
+
+    port = json_integer_value(v);
+
+    if (port < 1 || port > 65535) {
+        ngx_tce_consul_err(reason, rlen, "Service.Port %lld outside "
+                           "1..65535", (long long) port);
+        return -1;
+    }
+
+    /* address: the service's own, else the node's */
+
+    v = json_object_get(svc, "Address");
+
+    if (v != NULL && !json_is_string(v) && !json_is_null(v)) {
+        ngx_tce_consul_err(reason, rlen, "Service.Address is not a string");
+        return -1;
+    }
+
+    if (v == NULL || json_is_null(v) || json_string_length(v) == 0) {
+        node = json_object_get(entry, "Node");
+        v = json_is_object(node) ? json_object_get(node, "Address") : NULL;
+
+        if (!json_is_string(v) || json_string_length(v) == 0) {
+            ngx_tce_consul_err(reason, rlen, "no Service.Address and no "
+                               "Node.Address");
+            return -1;
+        }
+    }
+
+    if (ngx_tce_addr_set(json_string_value(v), json_string_length(v),
+                         (long) port, inst)
+        != 0)
+    {
+        ngx_tce_consul_err(reason, rlen, "address \"%.64s\" is not a "
+                           "numeric IPv4/IPv6 address",
+                           json_string_value(v));
+        return -1;
+    }
+
+    /* Meta: cluster, env, version */
+
+    meta = json_object_get(svc, "Meta");
+
+    if (meta != NULL && !json_is_null(meta) && !json_is_object(meta)) {
+        ngx_tce_consul_err(reason, rlen, "Service.Meta is not an object");
+        return -1;
+    }
+
+    if (ngx_tce_consul_meta(meta, "cluster", &s, &len, reason, rlen) != 0) {
+        return -1;
+    }
+
+    if (len == 0) {
+        s = NGX_TCE_DEFAULT_CLUSTER;
+        len = sizeof(NGX_TCE_DEFAULT_CLUSTER) - 1;
+    }
+
+    if (!ngx_tce_cluster_name_valid(s, len)) {
+        ngx_tce_consul_err(reason, rlen, "invalid Meta.cluster");
+        return -1;
+    }
+
+    memcpy(inst->cluster, s, len);
+    inst->cluster[len] = '\0';
+
+    if (ngx_tce_consul_meta(meta, "env", &s, &len, reason, rlen) != 0) {
+        return -1;
+    }
+
+    env = len ? ngx_tce_env_parse(s, len) : NGX_TCE_ENV_PROD;
+
+    if (env < 0) {
+        ngx_tce_consul_err(reason, rlen, "Meta.env \"%.16s\" is not "
+                           "\"prod\" or \"canary\"", s);
+        return -1;
+    }
+
+    inst->env = (uint8_t) env;
+
+    if (ngx_tce_consul_meta(meta, "version", &s, &len, reason, rlen) != 0) {
+        return -1;
+    }
+
+    if (!ngx_tce_version_valid(s, len) || len >= NGX_TCE_VERSION_LEN) {
+        ngx_tce_consul_err(reason, rlen, "invalid Meta.version");
+        return -1;
+    }
+
+    memcpy(inst->version, s, len);
+    inst->version[len] = '\0';
+
+    inst->state = NGX_TCE_STATE_UP;
+
+    return 0;
+}
+
+
+/* records a skipped entry; returns -1 when memory runs out */
+
+static int
+ngx_tce_consul_skipped(ngx_tce_consul_answer_t *a, size_t pos,
+    const char *id, const char *reason)
+{
+    size_t                  size;
+    ngx_tce_consul_skip_t  *s;
+
+    if (a->nskips == a->skips_size) {
+        size = a->skips_size ? a->skips_size * 2 : 16;
+        s = realloc(a->skips, size * sizeof(ngx_tce_consul_skip_t));
+
+        if (s == NULL) {
+            return -1;
+        }
+
+        a->skips = s;
+        a->skips_size = size;
+    }
+
+    s = &a->skips[a->nskips++];
+    s->pos = pos;
+
+    /* printable and cut short: an invalid id may hold anything */
+    snprintf(s->id, sizeof(s->id), "%s", id);
+    ngx_tce_consul_make_printable(s->id);
+    snprintf(s->reason, sizeof(s->reason), "%s", reason);
+    ngx_tce_consul_make_printable(s->reason);
+
+    return 0;
+}
+
+
+static int
+ngx_tce_consul_ref_cmp(const void *one, const void *two)
+{
+    int                          rc;
+    const ngx_tce_consul_ref_t  *a, *b;
+
+    a = one;
+    b = two;
+
+    rc = strcmp(a->id, b->id);
+
+    if (rc != 0) {
+        return rc;
+    }
+
+    return a->k < b->k ? -1 : (a->k > b->k);
+}
+
+
+static int
+ngx_tce_consul_skip_cmp(const void *one, const void *two)
+{
+    const ngx_tce_consul_skip_t  *a, *b;
+
+    a = one;
+    b = two;
+
+    return a->pos < b->pos ? -1 : (a->pos > b->pos);
+}
+
+
+/*
+ * Drops every instance whose id an earlier entry already has (the
+ * first is kept), recording it as skipped: sort by (id, position),
+ * compare neighbours, O(n log n).  Returns -1 when memory runs out.
+ */
+
+static int
+ngx_tce_consul_dedup(ngx_tce_consul_answer_t *a)
+{
+    size_t                 i, n;
+    unsigned char         *dup;
+    ngx_tce_consul_ref_t  *refs;
+
+    if (a->n < 2) {
+        return 0;
+    }
+
+    refs = malloc(a->n * sizeof(ngx_tce_consul_ref_t));
+    dup = calloc(a->n, 1);
+
+    if (refs == NULL || dup == NULL) {
+        free(refs);
+        free(dup);
+        return -1;
+    }
+
+    for (i = 0; i < a->n; i++) {
+        refs[i].id = a->insts[i].id;
+        refs[i].k = i;
+    }
+
+    qsort(refs, a->n, sizeof(ngx_tce_consul_ref_t), ngx_tce_consul_ref_cmp);
+
+    for (i = 1; i < a->n; i++) {
+        if (strcmp(refs[i].id, refs[i - 1].id) == 0) {
+            dup[refs[i].k] = 1;
+        }
+    }
+
+    free(refs);
+
+    n = 0;
+
+    for (i = 0; i < a->n; i++) {
+        if (dup[i]) {
+            if (ngx_tce_consul_skipped(a, a->pos[i], a->insts[i].id,
+                                       "duplicate instance id (Node.Node "
+                                       "and Service.ID)")
+                != 0)
+            {
+                free(dup);
+                return -1;
+            }
+
+            continue;
+        }
+
+        if (n != i) {
+            a->insts[n] = a->insts[i];
+            a->weights[n] = a->weights[i];
+            a->pos[n] = a->pos[i];
+        }
+
+        n++;
+    }
+
+    free(dup);
+    a->n = n;
+
+    return 0;
+}
+
+
+static uint64_t
+ngx_tce_consul_gcd(uint64_t a, uint64_t b)
+{
+    uint64_t  t;
+
+    while (b != 0) {
+        t = a % b;
+        a = b;
+        b = t;
+    }
+
+    return a;
+}
+
+
+/*
+ * Consul's weights into the schedule's 1..NGX_TCE_WEIGHT_MAX, keeping
+ * their proportions; returns the largest Consul weight.
+ */
+
+static uint64_t
+ngx_tce_consul_scale(ngx_tce_consul_answer_t *a)
+{
+    size_t    i;
+    uint64_t  max, g, w;
+
+    max = 0;
+    g = 0;
+
+    for (i = 0; i < a->n; i++) {
+        if (a->weights[i] > max) {
+            max = a->weights[i];
+        }
+
+        g = ngx_tce_consul_gcd(a->weights[i], g);
+    }
+
+    for (i = 0; i < a->n; i++) {
+        w = a->weights[i];
+
+        if (max > NGX_TCE_WEIGHT_MAX) {
+            /* 10000:30000 stays exactly 1:3 */
+            w /= g;
+
+            if (max / g > NGX_TCE_WEIGHT_MAX) {
+                w = (uint64_t) ((double) w * NGX_TCE_WEIGHT_MAX
+                                / (double) (max / g) + 0.5);
+            }
+        }
+
+        a->insts[i].weight = (uint16_t) (w < NGX_TCE_WEIGHT_MIN
+                                         ? NGX_TCE_WEIGHT_MIN
+                                         : w > NGX_TCE_WEIGHT_MAX
+                                           ? NGX_TCE_WEIGHT_MAX : w);
+    }
+
+    return max;
+}
+
+
+static void
+ngx_tce_consul_answer_free(ngx_tce_consul_answer_t *a)
+{
+    free(a->insts);
+    free(a->weights);
+    free(a->pos);
+    free(a->skips);
+    memset(a, 0, sizeof(ngx_tce_consul_answer_t));
+}
+
+
+int
+ngx_tce_consul_parse_health(const char *body, size_t len,
+    ngx_tce_consul_skip_pt skip, void *data, ngx_tce_consul_health_t *res,
+    char *err, size_t errlen)
+{
+    int                       rc, state;
+    char                      reason[NGX_TCE_CONSUL_ERR_LEN];
+    size_t                    i, n, elen, depth;
+    json_t                   *entry;
+    uint64_t                  weight, max;
+    const char               *p, *last, *start;
+    json_error_t              jerr;
+    ngx_tce_consul_id_t       id;
+    ngx_tce_consul_answer_t   a;
+
+    if (body == NULL) {
+        ngx_tce_consul_err(err, errlen, "no body");
+        return -1;
+    }
+
+    last = body + len;
+    p = ngx_tce_consul_blank(body, last);
+
+    if (p == last || *p != '[') {
+        ngx_tce_consul_err(err, errlen, p == last ? "empty body"
+                                      : "health body is not a JSON array");
+        return -1;
+    }
+
+    /* first pass: the structure, and how many entries */
+
+    p++;
+    n = 0;
+
+    for ( ;; ) {
+        rc = ngx_tce_consul_next_entry(&p, last, n, &start, &elen, &depth,
+                                       err, errlen);
+        if (rc < 0) {
+            return -1;
+        }
+
+        if (rc == 0) {
+            break;
+        }
+
+        if (++n > NGX_TCE_CONSUL_MAX_ENTRIES) {
+            ngx_tce_consul_err(err, errlen, "more than %d entries",
+                               NGX_TCE_CONSUL_MAX_ENTRIES);
+            return -1;
+        }
+    }
+
+    memset(&a, 0, sizeof(ngx_tce_consul_answer_t));
+
+    if (n > 0) {
+        a.insts = calloc(n, sizeof(ngx_tce_instance_t));
+        a.weights = calloc(n, sizeof(uint64_t));
+        a.pos = calloc(n, sizeof(size_t));
+
+        if (a.insts == NULL || a.weights == NULL || a.pos == NULL) {
+            goto nomem;
+        }
+    }
+
+    /* second pass: each entry on its own */
+
+    p = ngx_tce_consul_blank(body, last) + 1;
+
+    for (i = 0; i < n; i++) {
+        (void) ngx_tce_consul_next_entry(&p, last, i, &start, &elen,
+                                         &depth, err, errlen);
+
+        memset(&id, 0, sizeof(ngx_tce_consul_id_t));
+        reason[0] = '\0';
+
+        if (elen > NGX_TCE_CONSUL_MAX_ENTRY) {
+            ngx_tce_consul_err(reason, sizeof(reason), "entry of %zu "
+                               "bytes, more than %d", elen,
+                               NGX_TCE_CONSUL_MAX_ENTRY);
+            goto skipped;
+        }
+
+        if (depth > NGX_TCE_CONSUL_MAX_DEPTH) {
+            ngx_tce_consul_err(reason, sizeof(reason), "entry nested "
+                               "deeper than %d", NGX_TCE_CONSUL_MAX_DEPTH);
+            goto skipped;
+        }
+
+        /* Output, Notes, tags and Meta are free text: NULs allowed */
+        entry = json_loadb(start, elen, JSON_REJECT_DUPLICATES
+                           | JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
+
+        if (entry == NULL) {
+            /*
+             * the scanner found the entry whole (a truncated body fails
+             * there): a bad token, a duplicate key, a NUL in a key or
+             * a number out of range spoils this entry only
+             */
+            ngx_tce_consul_err(reason, sizeof(reason), "invalid JSON at "
+                               "column %d: %s", jerr.column, jerr.text);
+            goto skipped;
+        }
+
+        rc = ngx_tce_consul_entry(entry, &a.insts[a.n], &weight, &state,
+                                  &id, reason, sizeof(reason));
+        json_decref(entry);
+
+        if (rc == 0) {
+            a.weights[a.n] = weight;
+            a.pos[a.n] = i;
+            a.n++;
+
+            if (state == NGX_TCE_CONSUL_WARNING) {
+                a.nwarning++;
+            }
+
+            continue;
+        }
+
+        memset(&a.insts[a.n], 0, sizeof(ngx_tce_instance_t));
+
+        if (rc == 1) {
+            a.nexcluded++;
+            continue;
+        }
+
+    skipped:
+
+        if (ngx_tce_consul_skipped(&a, i, id.buf, reason) != 0) {
+            goto nomem;
+        }
+    }
+
+    if (ngx_tce_consul_dedup(&a) != 0) {
+        goto nomem;
+    }
+
+    max = ngx_tce_consul_scale(&a);
+
+    /* done: nothing can fail from here */
+
+    if (a.nskips > 1) {
+        qsort(a.skips, a.nskips, sizeof(ngx_tce_consul_skip_t),
+              ngx_tce_consul_skip_cmp);
+    }
+
+    res->reason[0] = '\0';
+
+    for (i = 0; i < a.nskips; i++) {
+        if (i == 0) {
+            snprintf(res->reason, sizeof(res->reason), "entry %zu: %.120s",
+                     a.skips[i].pos, a.skips[i].reason);
+        }
+
+        if (skip) {
+            skip(data, a.skips[i].pos, a.skips[i].id, a.skips[i].reason);
+        }
+    }
+
+    res->instances = a.n ? a.insts : NULL;
+    res->ninstances = a.n;
+    res->nskipped = a.nskips;
+    res->nexcluded = a.nexcluded;
+    res->nwarning = a.nwarning;
+    res->weight_max = max;
+
+    if (a.n == 0) {
+        free(a.insts);
+    }
+
+    free(a.weights);
+    free(a.pos);
+    free(a.skips);
+
+    return 0;
+
+nomem:
+
+    ngx_tce_consul_answer_free(&a);
+    ngx_tce_consul_err(err, errlen, "out of memory");
+
+    return -1;
+}
+
+
+void
+ngx_tce_consul_health_free(ngx_tce_consul_health_t *res)
+{
+    free(res->instances);
+    memset(res, 0, sizeof(ngx_tce_consul_health_t));
+}
