@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import (SERVICE, DEFAULT_UPSTREAM, file_size, instance,
+from conftest import (SERVICE, DEFAULT_UPSTREAM, SLOW, file_size, instance,
                       wait_for)
 
 
@@ -269,8 +269,10 @@ def test_retry_on_timeout(backend, nginx):
     start(nginx, {SERVICE: {'default': [instance('api-hung', hung),
                                         instance('api-ok', ok)]}},
           upstreams=upstream('max_fails=1 fail_timeout=30s'),
+          # the healthy instance must answer within it: scaled like
+          # every limit of the suite (nginx under valgrind is slow)
           location='            proxy_next_upstream error timeout;\n'
-                   '            proxy_read_timeout 300ms;\n')
+                   '            proxy_read_timeout %dms;\n' % (300 * SLOW))
     n = 12
     rs = fetch(nginx, '/slow', n)
     assert [r.status for r in rs] == [200] * n
@@ -543,7 +545,7 @@ def test_reload_keeps_serving(backend, nginx):
                  what='client requests after the last reload')
     finally:
         stop.set()
-        t.join(10)
+        t.join(10 * SLOW)
     bad = [r for r in results if r[0] != 200
            or int(r[1]) not in backend.ok4[:3]]
     assert not bad, ('%d of %d requests failed during reloads: %s'
@@ -646,8 +648,9 @@ def test_inflight_requests_survive_reload_removing_their_instance(
         instance('api-hung', hung, weight=1000),
         instance('api-ok', ok, weight=1)]}},
         upstreams=upstream('max_fails=0'),
+        # long enough for the requests to be in flight at the reload
         location='            proxy_next_upstream error timeout;\n'
-                 '            proxy_read_timeout 1500ms;\n')
+                 '            proxy_read_timeout %dms;\n' % (1500 * SLOW))
     k = 6
     results = [None] * k
 
@@ -670,7 +673,7 @@ def test_inflight_requests_survive_reload_removing_their_instance(
     nginx.write_state({SERVICE: {'default': [instance('api-new', new_ok)]}})
     nginx.reload(timeout=15)
     for t in threads:
-        t.join(15)
+        t.join(15 * SLOW)
     assert all(r is not None and r[0] == 200 for r in results), results
     assert {r[1] for r in results} <= {backend.ok4[0], backend.ok4[1]}
     for e in nginx.wait_entries('/inflight/', k):

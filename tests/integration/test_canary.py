@@ -16,7 +16,7 @@ import json
 
 import pytest
 
-from conftest import SERVICE, file_size, instance
+from conftest import SERVICE, SLOW, file_size, instance
 
 
 ALLOWED_SRC = '127.0.0.2'       # the override source of these tests
@@ -126,7 +126,7 @@ class Client:
 
     def _connect(self):
         return http.client.HTTPConnection(
-            '127.0.0.1', self.nginx.port, timeout=10,
+            '127.0.0.1', self.nginx.port, timeout=10 * SLOW,
             source_address=(self.source, 0))
 
     def _get(self, conn, path, headers=None):
@@ -153,7 +153,8 @@ class Client:
 
 def fresh_get(nginx, path, headers=None, source='127.0.0.1'):
     """One request on a fresh connection (lands on either worker)."""
-    c = http.client.HTTPConnection('127.0.0.1', nginx.port, timeout=10,
+    c = http.client.HTTPConnection('127.0.0.1', nginx.port,
+                                   timeout=10 * SLOW,
                                    source_address=(source, 0))
     try:
         c.request('GET', path, headers=dict(headers or {},

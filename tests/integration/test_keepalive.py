@@ -209,7 +209,7 @@ def test_removed_instance_closed_on_reload(backend, nginx):
                  what='requests after reload')
     finally:
         stop.set()
-        t.join(10)
+        t.join(10 * conftest.SLOW)
     assert all(s == 200 for s in results), [s for s in results if s != 200]
     wait_for(lambda: not open_to({gone}) and not open_at_backend({gone}),
              what='connections to the removed instance closed')
