@@ -27,6 +27,12 @@ typedef struct {
 } ngx_tce_sched_node_t;
 
 
+typedef struct {
+    uint64_t    rem;
+    uint32_t    pos;
+} ngx_tce_sched_rem_t;
+
+
 typedef int (*ngx_tce_sched_less_pt)(const ngx_tce_sched_node_t *a,
     const ngx_tce_sched_node_t *b);
 
@@ -46,6 +52,9 @@ static void ngx_tce_sched_push(ngx_tce_sched_heap_t *hp,
     ngx_tce_sched_node_t *node);
 static void ngx_tce_sched_pop(ngx_tce_sched_heap_t *hp,
     ngx_tce_sched_node_t *node);
+static int ngx_tce_sched_rem_cmp(const void *a, const void *b);
+static int ngx_tce_sched_round(ngx_tce_sched_node_t *nodes, uint32_t m,
+    const uint32_t *w, uint32_t g, uint64_t sum, uint64_t extra);
 
 
 static uint32_t
@@ -152,6 +161,60 @@ ngx_tce_sched_pop(ngx_tce_sched_heap_t *hp, ngx_tce_sched_node_t *node)
 }
 
 
+/* largest remainder first, then lowest index */
+static int
+ngx_tce_sched_rem_cmp(const void *a, const void *b)
+{
+    const ngx_tce_sched_rem_t  *x = a, *y = b;
+
+    if (x->rem != y->rem) {
+        return x->rem > y->rem ? -1 : 1;
+    }
+
+    return x->pos < y->pos ? -1 : (x->pos > y->pos);
+}
+
+
+/*
+ * Largest remainder rounding: nodes hold floor(w * L / sum) (w reduced
+ * by g); the extra picks left to reach L go one each to the nodes with
+ * the largest remainders, so that every count is its exact share of L
+ * rounded down or up.
+ */
+static int
+ngx_tce_sched_round(ngx_tce_sched_node_t *nodes, uint32_t m,
+    const uint32_t *w, uint32_t g, uint64_t sum, uint64_t extra)
+{
+    uint32_t              i;
+    ngx_tce_sched_rem_t  *r;
+
+    if (extra == 0) {
+        return 0;
+    }
+
+    r = malloc((size_t) m * sizeof(ngx_tce_sched_rem_t));
+    if (r == NULL) {
+        return -1;
+    }
+
+    for (i = 0; i < m; i++) {
+        r[i].rem = (uint64_t) (w[nodes[i].idx] / g) * NGX_TCE_SCHED_MAX
+                   % sum;
+        r[i].pos = i;
+    }
+
+    qsort(r, m, sizeof(ngx_tce_sched_rem_t), ngx_tce_sched_rem_cmp);
+
+    for (i = 0; i < extra && i < m; i++) {
+        nodes[r[i].pos].w++;
+    }
+
+    free(r);
+
+    return 0;
+}
+
+
 int
 ngx_tce_sched_build(ngx_tce_sched_t *s, const uint32_t *w, uint32_t n)
 {
@@ -204,15 +267,45 @@ ngx_tce_sched_build(ngx_tce_sched_t *s, const uint32_t *w, uint32_t n)
         node.k = 0;
 
         if (sum > NGX_TCE_SCHED_MAX) {
-            /* the cycle would be too long: keep proportions roughly */
+            /*
+             * the cycle would be too long: each instance gets its share
+             * of NGX_TCE_SCHED_MAX picks, rounded down here, up below
+             * for the largest remainders; never 0
+             */
             node.w = (uint32_t) ((uint64_t) node.w * NGX_TCE_SCHED_MAX
                                  / sum);
-            if (node.w == 0) {
-                node.w = 1;
-            }
         }
 
         total += node.w;
+        due.h[due.n++] = node;
+    }
+
+    if (sum > NGX_TCE_SCHED_MAX) {
+        if (ngx_tce_sched_round(due.h, due.n, w, g, sum,
+                                NGX_TCE_SCHED_MAX - total)
+            != 0)
+        {
+            free(mem);
+            return -1;
+        }
+
+        total = 0;
+
+        for (i = 0; i < due.n; i++) {
+            if (due.h[i].w == 0) {
+                due.h[i].w = 1;
+            }
+
+            total += due.h[i].w;
+        }
+    }
+
+    /* a heap again: nodes in index order are one already (ties) */
+    m = due.n;
+    due.n = 0;
+
+    for (i = 0; i < m; i++) {
+        node = due.h[i];
         ngx_tce_sched_push(&due, &node);
     }
 

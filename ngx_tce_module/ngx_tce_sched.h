@@ -24,9 +24,14 @@ typedef struct {
 
 /*
  * Builds the cycle for n weights (0 = instance left out).  Weights are
- * divided by their gcd first.  If the cycle would still be longer than
- * NGX_TCE_SCHED_MAX, weights are scaled down proportionally (each kept
- * at least 1), so proportions are then exact to about 1/1000 only.
+ * divided by their gcd first; instance i then appears exactly w[i] / gcd
+ * times, and after any number of picks t its count is t * w[i] / sum
+ * rounded down or up (never a whole pick away from its share).  If the
+ * cycle would still be longer than NGX_TCE_SCHED_MAX (L), each instance
+ * gets its exact share of L picks, w[i] * L / sum, rounded down or up
+ * (largest remainders first; at least 1): off by less than one pick in
+ * L (about 1/1,000,000 of the traffic), which is a relative error below
+ * 1/1000 for every instance with at least 1/1000 of the total weight.
  * Returns 0, or -1 on allocation failure leaving *s empty.
  */
 int ngx_tce_sched_build(ngx_tce_sched_t *s, const uint32_t *w, uint32_t n);

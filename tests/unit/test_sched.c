@@ -22,6 +22,10 @@ static void swrr_seq(const uint32_t *w, uint32_t n, uint32_t steps,
     uint32_t *seq);
 static double discrepancy(const uint32_t *seq, uint32_t len,
     const uint32_t *w, uint32_t n);
+static uint32_t gcd(uint32_t a, uint32_t b);
+static void random_weights(uint32_t *w, uint32_t n);
+static void check_against_swrr(const uint32_t *w, uint32_t n);
+static void check_capped(const uint32_t *w, uint32_t n);
 
 
 /* nginx's algorithm, step by step (ngx_http_upstream_get_peer) */
@@ -57,14 +61,17 @@ swrr_seq(const uint32_t *w, uint32_t n, uint32_t steps, uint32_t *seq)
 
 
 /*
- * Smoothness: the largest distance, at any point of the cycle, between
- * how often an instance was picked and its share w / W of the picks.
+ * Smoothness: the largest distance, at any point of the sequence,
+ * between how often an instance was picked and its share w / sum(w) of
+ * the picks so far.  An instance's distance only falls between two of
+ * its picks, so looking just before and just after each pick (and at
+ * the end) finds the largest.
  */
 static double
 discrepancy(const uint32_t *seq, uint32_t len, const uint32_t *w,
     uint32_t n)
 {
-    double    d, worst, sum;
+    double    d, worst, sum, share;
     uint32_t  i, t, k[MAXN];
 
     memset(k, 0, sizeof(k));
@@ -76,89 +83,174 @@ discrepancy(const uint32_t *seq, uint32_t len, const uint32_t *w,
     }
 
     for (t = 0; t < len; t++) {
-        k[seq[t]]++;
+        i = seq[t];
+        share = w[i] / sum;
 
-        for (i = 0; i < n; i++) {
-            d = k[i] - (t + 1) * (w[i] / sum);
-            d = d < 0 ? -d : d;
-            worst = d > worst ? d : worst;
-        }
+        d = t * share - k[i];
+        worst = d > worst ? d : worst;
+
+        k[i]++;
+
+        d = k[i] - (t + 1) * share;
+        worst = d > worst ? d : worst;
+    }
+
+    for (i = 0; i < n; i++) {
+        d = len * (w[i] / sum) - k[i];
+        d = d < 0 ? -d : d;
+        worst = d > worst ? d : worst;
     }
 
     return worst;
 }
 
 
+static uint32_t
+gcd(uint32_t a, uint32_t b)
+{
+    uint32_t  t;
+
+    while (b) {
+        t = a % b;
+        a = b;
+        b = t;
+    }
+
+    return a;
+}
+
+
+/* mostly small weights, some zero, some large */
+static void
+random_weights(uint32_t *w, uint32_t n)
+{
+    uint32_t  i;
+
+    for (i = 0; i < n; i++) {
+        switch (rand() % 4) {
+        case 0:  w[i] = 0; break;
+        case 1:  w[i] = 1 + rand() % 1000; break;
+        default: w[i] = 1 + rand() % 10; break;
+        }
+    }
+}
+
+
+/*
+ * The oracle is nginx's smooth weighted round robin run on the original
+ * weights for one full cycle of sum(w) picks: it picks each instance
+ * exactly w times.  The schedule must give the same proportions in a
+ * cycle of sum(w) / gcd(w) picks, and stay within one pick of every
+ * instance's share at every point (nginx itself may stray further).
+ */
+static void
+check_against_swrr(const uint32_t *w, uint32_t n)
+{
+    double           ours_d, ref_d;
+    uint32_t         i, g, sum, ours[MAXN], ref[MAXN];
+    uint32_t        *seq;
+    ngx_tce_sched_t  s;
+
+    g = 0;
+    sum = 0;
+
+    for (i = 0; i < n; i++) {
+        g = gcd(w[i], g);
+        sum += w[i];
+    }
+
+    assert_int_equal(ngx_tce_sched_build(&s, w, n), 0);
+
+    if (sum == 0) {
+        assert_int_equal(s.len, 0);
+        ngx_tce_sched_free(&s);
+        return;
+    }
+
+    assert_int_equal(s.len, sum / g);
+
+    memset(ours, 0, sizeof(ours));
+
+    for (i = 0; i < s.len; i++) {
+        assert_true(s.seq[i] < n);
+        ours[s.seq[i]]++;
+    }
+
+    seq = malloc(sum * sizeof(uint32_t));
+    assert_non_null(seq);
+    swrr_seq(w, n, sum, seq);
+    memset(ref, 0, sizeof(ref));
+
+    for (i = 0; i < sum; i++) {
+        ref[seq[i]]++;
+    }
+
+    for (i = 0; i < n; i++) {
+        /* nginx: w[i] picks in sum(w); ours: the same share of s.len */
+        assert_int_equal(ref[i], w[i]);
+        assert_true((uint64_t) ours[i] * sum == (uint64_t) ref[i] * s.len);
+    }
+
+    ours_d = discrepancy(s.seq, s.len, w, n);
+    ref_d = discrepancy(seq, sum, w, n);
+
+    if (ours_d >= 1.0 - 1e-9 && ours_d > ref_d + 1e-9) {
+        print_error("n=%u: schedule strays %.3f picks, nginx %.3f\n",
+                    n, ours_d, ref_d);
+    }
+
+    assert_true(ours_d < 1.0 - 1e-9 || ours_d <= ref_d + 1e-9);
+
+    free(seq);
+    ngx_tce_sched_free(&s);
+}
+
+
 static void
 test_random_sets_match_swrr(void **state)
 {
-    int              round;
-    uint32_t         n, i, g, w[MAXN], wr[MAXN], ours[MAXN], ref[MAXN];
-    uint32_t        *seq;
-    ngx_tce_sched_t  s;
+    int       round;
+    uint32_t  n, w[MAXN];
 
     (void) state;
     srand(12345);
 
     for (round = 0; round < 300; round++) {
         n = 1 + rand() % 40;
-        g = 0;
-
-        for (i = 0; i < n; i++) {
-            /* mostly small weights, some zero, some large */
-            switch (rand() % 4) {
-            case 0:  w[i] = 0; break;
-            case 1:  w[i] = 1 + rand() % 1000; break;
-            default: w[i] = 1 + rand() % 10; break;
-            }
-
-            g += w[i];
-        }
-
-        assert_int_equal(ngx_tce_sched_build(&s, w, n), 0);
-
-        if (g == 0) {
-            assert_int_equal(s.len, 0);
-            ngx_tce_sched_free(&s);
-            continue;
-        }
-
-        /* weights as reduced by the schedule, to compare equal cycles */
-        memset(ours, 0, sizeof(ours));
-
-        for (i = 0; i < s.len; i++) {
-            assert_true(s.seq[i] < n);
-            ours[s.seq[i]]++;
-        }
-
-        for (i = 0; i < n; i++) {
-            wr[i] = ours[i];
-            /* the cycle is w reduced by the gcd: same proportions */
-            assert_true((uint64_t) ours[i] * g == (uint64_t) w[i] * s.len);
-        }
-
-        seq = malloc(s.len * sizeof(uint32_t));
-        assert_non_null(seq);
-        swrr_seq(wr, n, s.len, seq);
-        memset(ref, 0, sizeof(ref));
-
-        for (i = 0; i < s.len; i++) {
-            ref[seq[i]]++;
-        }
-
-        for (i = 0; i < n; i++) {
-            /* nginx picks each instance exactly as often per cycle */
-            assert_int_equal(ours[i], ref[i]);
-        }
-
-        /* and no instance strays further from its share than nginx's */
-        assert_true(discrepancy(s.seq, s.len, wr, n)
-                    <= discrepancy(seq, s.len, wr, n) + 1e-9
-                    || discrepancy(s.seq, s.len, wr, n) <= 1.0 + 1e-9);
-
-        free(seq);
-        ngx_tce_sched_free(&s);
+        random_weights(w, n);
+        check_against_swrr(w, n);
     }
+}
+
+
+static void
+test_skewed_sets_match_swrr(void **state)
+{
+    uint32_t  i, w[MAXN];
+
+    (void) state;
+
+    /* one heavy instance among many light ones, and the reverse */
+    for (i = 0; i < MAXN; i++) {
+        w[i] = 1;
+    }
+
+    w[0] = 1000;
+    check_against_swrr(w, MAXN);
+
+    for (i = 0; i < MAXN; i++) {
+        w[i] = 997;
+    }
+
+    w[MAXN - 1] = 1;
+    check_against_swrr(w, MAXN);
+
+    /* coprime weights: gcd 1, nothing reduced */
+    for (i = 0; i < MAXN; i++) {
+        w[i] = 1000 - i;
+    }
+
+    check_against_swrr(w, MAXN);
 }
 
 
@@ -209,12 +301,75 @@ test_smooth_like_nginx_example(void **state)
 }
 
 
+/*
+ * A cycle over NGX_TCE_SCHED_MAX: the header promises every instance
+ * its exact share of L = NGX_TCE_SCHED_MAX picks, w * L / sum, rounded
+ * down or up (at least 1), and so a relative error below 1/1000 for any
+ * instance with at least 1/1000 of the total weight.  Checked against
+ * the original weights, in exact integer arithmetic.
+ */
+static void
+check_capped(const uint32_t *w, uint32_t n)
+{
+    uint32_t         i, *count;
+    uint64_t         sum, exact_floor, l;
+    ngx_tce_sched_t  s;
+
+    sum = 0;
+    l = NGX_TCE_SCHED_MAX;
+
+    for (i = 0; i < n; i++) {
+        sum += w[i];
+    }
+
+    assert_int_equal(ngx_tce_sched_build(&s, w, n), 0);
+    assert_true(s.len >= l && s.len <= l + n);
+
+    count = calloc(n, sizeof(uint32_t));
+    assert_non_null(count);
+
+    for (i = 0; i < s.len; i++) {
+        assert_true(s.seq[i] < n);
+        count[s.seq[i]]++;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (w[i] == 0) {
+            assert_int_equal(count[i], 0);
+            continue;
+        }
+
+        /* count is floor(w L / sum) or the next integer, and never 0 */
+        exact_floor = w[i] * l / sum;
+
+        if (count[i] != exact_floor
+            && count[i] != exact_floor + 1)
+        {
+            print_error("instance %u weight %u: %u picks, share %.3f\n",
+                        i, w[i], count[i], (double) w[i] * l / sum);
+        }
+
+        assert_true(count[i] == exact_floor || count[i] == exact_floor + 1);
+        assert_true(count[i] >= 1);
+
+        if (w[i] * 1000 >= sum) {
+            /* |count - w L / sum| < 1 <= (w L / sum) / 1000 */
+            assert_true((uint64_t) count[i] * sum * 1000
+                        > w[i] * l * 999);
+            assert_true((uint64_t) count[i] * sum * 1000
+                        < w[i] * l * 1001);
+        }
+    }
+
+    free(count);
+    ngx_tce_sched_free(&s);
+}
+
+
 static void
 test_long_cycle_is_capped(void **state)
 {
-    uint32_t         i, *w, n;
-    uint64_t         count0, count1;
-    ngx_tce_sched_t  s;
+    uint32_t  i, *w, n;
 
     (void) state;
 
@@ -227,22 +382,25 @@ test_long_cycle_is_capped(void **state)
         w[i] = (i % 2) ? 997 : 499;
     }
 
-    assert_int_equal(ngx_tce_sched_build(&s, w, n), 0);
-    assert_true(s.len <= NGX_TCE_SCHED_MAX + n);
+    check_capped(w, n);
 
-    count0 = 0;
-    count1 = 0;
+    /* random weights 1..1000, a few heavy, some instances at 0 */
+    srand(777);
 
-    for (i = 0; i < s.len; i++) {
-        count0 += s.seq[i] == 0;
-        count1 += s.seq[i] == 1;
+    for (i = 0; i < n; i++) {
+        w[i] = (i % 97 == 0) ? 0 : 1 + rand() % 1000;
     }
 
-    /* proportions kept to within 1% */
-    assert_true(count1 * 499 * 100 >= count0 * 997 * 99);
-    assert_true(count1 * 499 * 100 <= count0 * 997 * 101);
+    w[1] = 1000000;
+    check_capped(w, n);
 
-    ngx_tce_sched_free(&s);
+    /* tiny shares: weight 1 among heavy ones rounds up to one pick */
+    for (i = 0; i < n; i++) {
+        w[i] = (i % 10 == 0) ? 1 : 1000;
+    }
+
+    check_capped(w, n);
+
     free(w);
 }
 
@@ -267,6 +425,7 @@ main(void)
 {
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(test_random_sets_match_swrr),
+        cmocka_unit_test(test_skewed_sets_match_swrr),
         cmocka_unit_test(test_equal_weights_interleave),
         cmocka_unit_test(test_smooth_like_nginx_example),
         cmocka_unit_test(test_long_cycle_is_capped),
