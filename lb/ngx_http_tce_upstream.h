@@ -111,6 +111,7 @@ typedef struct {
     time_t                             fail_timeout;
     ngx_tce_zone_t                    *zone;
     ngx_http_upstream_server_t        *placeholder;
+    unsigned                           inited:1;  /* init_upstream ran */
     ngx_http_tce_upstream_canary_conf_t  *canary;  /* NULL: no tce_canary */
     ngx_http_tce_upstream_keepalive_t    *keepalive;  /* NULL: none */
 

@@ -40,6 +40,12 @@ static ngx_int_t ngx_http_tce_upstream_unavailable(
 static void ngx_http_tce_upstream_cleanup(void *data);
 static void ngx_http_tce_upstream_exit(void *data);
 static ngx_int_t ngx_http_tce_upstream_preconf(ngx_conf_t *cf);
+static ngx_int_t ngx_http_tce_upstream_postconf(ngx_conf_t *cf);
+
+
+#define NGX_HTTP_TCE_UPSTREAM_METHODS                                       \
+    "a load balancing method (\"hash\", \"ip_hash\", \"least_conn\", "     \
+    "\"random\")"
 
 
 static ngx_command_t  ngx_http_tce_upstream_commands[] = {
@@ -78,7 +84,7 @@ static ngx_command_t  ngx_http_tce_upstream_commands[] = {
 
 static ngx_http_module_t  ngx_http_tce_upstream_module_ctx = {
     ngx_http_tce_upstream_preconf,         /* preconfiguration */
-    ngx_http_tce_upstream_canary_init,     /* postconfiguration */
+    ngx_http_tce_upstream_postconf,        /* postconfiguration */
 
     NULL,                                  /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -111,6 +117,46 @@ static ngx_int_t
 ngx_http_tce_upstream_preconf(ngx_conf_t *cf)
 {
     return ngx_http_tce_upstream_add_variables(cf);
+}
+
+
+/*
+ * A balancing method given after tce_service replaced its init: nginx
+ * ran the method's (on the placeholder's address) instead of ours.
+ * Said here, since nginx itself only warns "load balancing method
+ * redefined".
+ */
+static ngx_int_t
+ngx_http_tce_upstream_postconf(ngx_conf_t *cf)
+{
+    ngx_uint_t                          i;
+    ngx_http_upstream_srv_conf_t      **uscfp;
+    ngx_http_upstream_main_conf_t      *umcf;
+    ngx_http_tce_upstream_srv_conf_t   *ucf;
+
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
+    uscfp = umcf->upstreams.elts;
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+        if (uscfp[i]->srv_conf == NULL) {
+            continue;
+        }
+
+        ucf = ngx_http_conf_upstream_srv_conf(uscfp[i],
+                                              ngx_http_tce_upstream_module);
+
+        if (ucf->service_name.data == NULL || ucf->inited) {
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      NGX_HTTP_TCE_UPSTREAM_METHODS " cannot be combined "
+                      "with \"tce_service\" in upstream \"%V\" in %s:%ui",
+                      &uscfp[i]->host, uscfp[i]->file_name, uscfp[i]->line);
+        return NGX_ERROR;
+    }
+
+    return ngx_http_tce_upstream_canary_init(cf);
 }
 
 
@@ -150,6 +196,7 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_int_t                          n;
     ngx_str_t                         *value, s;
     ngx_uint_t                         i;
+    struct sockaddr_in                *sin;
     ngx_http_upstream_server_t        *us;
     ngx_http_upstream_srv_conf_t      *uscf;
 
@@ -167,9 +214,12 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     if (uscf->peer.init_upstream) {
+        /* nginx's keepalive and the methods leave no trace of which */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"tce_service\" must come before any other "
-                           "balancer or \"keepalive\" in the upstream");
+                           NGX_HTTP_TCE_UPSTREAM_METHODS " cannot be "
+                           "combined with \"tce_service\" in upstream "
+                           "\"%V\", and \"keepalive\" must come after "
+                           "\"tce_service\"", &uscf->host);
         return NGX_CONF_ERROR;
     }
 
@@ -291,9 +341,27 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_memzero(us, sizeof(ngx_http_upstream_server_t));
     us->name = ucf->service_name;
 
+    /*
+     * An address that is never connected to: a balancing method given
+     * after tce_service takes the upstream over, and nginx's round robin
+     * under it would stop nginx -t with "no servers in upstream" before
+     * ngx_http_tce_upstream_postconf() could say what is wrong.
+     */
+
+    us->addrs = ngx_pcalloc(cf->pool, sizeof(ngx_addr_t));
+    sin = ngx_pcalloc(cf->pool, sizeof(struct sockaddr_in));
+    if (us->addrs == NULL || sin == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    sin->sin_family = AF_INET;
+    us->addrs->sockaddr = (struct sockaddr *) sin;
+    us->addrs->socklen = sizeof(struct sockaddr_in);
+    us->addrs->name = ucf->service_name;
+    us->naddrs = 1;
+
     ucf->placeholder = us;
     uscf->peer.init_upstream = ngx_http_tce_upstream_init;
-    uscf->flags = NGX_HTTP_UPSTREAM_CREATE;
 
     return NGX_CONF_OK;
 }
@@ -316,6 +384,18 @@ ngx_http_tce_upstream_init(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
                       &us->host, us->file_name, us->line);
         return NGX_ERROR;
     }
+
+#if (NGX_HTTP_UPSTREAM_ZONE)
+    if (us->shm_zone) {
+        /* nginx's zone copies round robin peers: there are none here */
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"zone\" cannot be combined with \"tce_service\" "
+                      "in upstream \"%V\" in %s:%ui: the instances live "
+                      "in \"tce_zone\"",
+                      &us->host, us->file_name, us->line);
+        return NGX_ERROR;
+    }
+#endif
 
     if (tmcf->zone == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -352,6 +432,7 @@ ngx_http_tce_upstream_init(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
     cln->data = ucf;
 
     ucf->zone = tmcf->zone;
+    ucf->inited = 1;
     us->peer.init = ngx_http_tce_upstream_init_peer;
 
     return NGX_OK;

@@ -209,3 +209,103 @@ def test_good_config_with_missing_state_file_passes(nginx):
     nginx.configure()
     rc, out = nginx.check()
     assert rc == 0, out
+
+
+# ------------------------------------- stock upstream directives beside it
+
+# Every directive nginx 1.22's upstream{} has (Debian's build: the round
+# robin, hash, ip_hash, least_conn, random, keepalive and zone modules),
+# and nginx-plus ones, next to tce_service in both orders: each either
+# works (requests served) or is refused at nginx -t with a message that
+# names it, never a crash.
+
+METHOD = ['cannot be combined with "tce_service"', '"hash"', '"ip_hash"',
+          '"least_conn"', '"random"', 'upstream "api"']
+
+STOCK_DIRECTIVES = {
+    # id: (directive, {order: None (works) or words of the message})
+    'hash': ('hash $remote_addr;', {'before': METHOD, 'after': METHOD}),
+    'hash consistent': ('hash $remote_addr consistent;',
+                        {'before': METHOD, 'after': METHOD}),
+    'ip_hash': ('ip_hash;', {'before': METHOD, 'after': METHOD}),
+    'least_conn': ('least_conn;', {'before': METHOD, 'after': METHOD}),
+    'random': ('random;', {'before': METHOD, 'after': METHOD}),
+    'random two': ('random two least_conn;',
+                   {'before': METHOD, 'after': METHOD}),
+    'keepalive': ('keepalive 8;', {
+        'before': ['"keepalive"', 'after "tce_service"'], 'after': None}),
+    'keepalive_requests': ('keepalive_requests 100;',
+                           {'before': None, 'after': None}),
+    'keepalive_time': ('keepalive_time 1h;', {'before': None, 'after': None}),
+    'keepalive_timeout': ('keepalive_timeout 30s;',
+                          {'before': None, 'after': None}),
+    'server': ('server 127.0.0.1:9001;', {
+        'before': ['"tce_service"', '"server"'],
+        'after': ['"tce_service"', '"server"', 'upstream "api"']}),
+    'server backup': ('server 127.0.0.1:9001 backup;', {
+        'before': ['"tce_service"', '"server"'],
+        'after': ['"tce_service"', '"server"', 'upstream "api"']}),
+    'zone': ('zone upz 64k;', {
+        'before': ['"zone"', 'cannot be combined with "tce_service"',
+                   'upstream "api"'],
+        'after': ['"zone"', 'cannot be combined with "tce_service"',
+                  'upstream "api"']}),
+}
+
+# nginx-plus only: unknown to stock nginx, or (resolver) not allowed in
+# an upstream{}
+PLUS_DIRECTIVES = ['ntlm;', 'resolver 127.0.0.1;', 'resolver_timeout 5s;',
+                   'sticky cookie srv_id;', 'queue 10;',
+                   'state /tmp/upstream.state;']
+
+STOCK_CASES = [(k, order) for k in sorted(STOCK_DIRECTIVES)
+               for order in ('before', 'after')]
+
+
+def beside(directive, order):
+    tce = 'tce_service %s;' % SERVICE
+    return upstream([directive, tce] if order == 'before'
+                    else [tce, directive])
+
+
+def check_no_signal(nginx):
+    rc, out = nginx.check()
+    # a negative code: nginx -t died on a signal (a crash)
+    assert rc >= 0 and 'signal' not in out, (rc, out)
+    return rc, out
+
+
+@pytest.mark.parametrize('case,order', STOCK_CASES,
+                         ids=['%s-%s' % c for c in STOCK_CASES])
+def test_stock_upstream_directive_beside_tce_service(backend, nginx, case,
+                                                     order):
+    directive, outcome = STOCK_DIRECTIVES[case]
+    words = outcome[order]
+    nginx.write_state({SERVICE: {'default': [
+        instance('api-1', backend.addr(backend.ok4[0]))]}})
+    nginx.configure(upstreams=beside(directive, order))
+    rc, out = check_no_signal(nginx)
+    if words is None:
+        assert rc == 0, out
+        nginx.start()
+        rs = [nginx.get('/beside/%d' % i) for i in range(4)]
+        assert [r.status for r in rs] == [200] * 4, rs
+        assert {int(r.text) for r in rs} == {backend.ok4[0]}
+        return
+    assert rc != 0, 'nginx -t accepted the config:\n' + out
+    line = emerg_naming(nginx, out, words)
+    assert line, ('no [emerg] line naming %s:\n%s'
+                  % (words, nginx.masked(out)))
+
+
+@pytest.mark.parametrize('directive', PLUS_DIRECTIVES)
+@pytest.mark.parametrize('order', ['before', 'after'])
+def test_nginx_plus_upstream_directive_unknown(nginx, directive, order):
+    nginx.write_state({SERVICE: {'default': [
+        instance('api-1', '127.0.0.1:9001')]}})
+    nginx.configure(upstreams=beside(directive, order))
+    rc, out = check_no_signal(nginx)
+    assert rc != 0, out
+    name = '"%s"' % directive.split()[0].rstrip(';')
+    assert (emerg_naming(nginx, out, ['unknown directive', name])
+            or emerg_naming(nginx, out, [name, 'is not allowed here'])), out
