@@ -20,6 +20,7 @@
 
 /* an escaped string: up to 4 bytes per byte of the longest one */
 #define NGX_HTTP_TCE_ADMIN_STR_LEN  1024
+#include "ngx_tce_persist.h"
 
 
 static char *ngx_http_tce_admin_status(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -33,6 +34,8 @@ static json_t *ngx_http_tce_admin_instance_json(ngx_tce_instance_t *inst);
 static ngx_int_t ngx_http_tce_admin_discovery_json(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, json_t *sj);
 static json_t *ngx_http_tce_admin_str(const char *s, size_t len);
+static ngx_int_t ngx_http_tce_admin_persist_json(ngx_tce_zone_t *zone,
+    json_t *root);
 static ngx_int_t ngx_http_tce_admin_send_json(ngx_http_request_t *r,
     ngx_uint_t status, json_t *json);
 
@@ -180,6 +183,10 @@ ngx_http_tce_admin_status_json(ngx_tce_zone_t *zone, ngx_log_t *log)
         {
             goto failed;
         }
+    }
+
+    if (ngx_http_tce_admin_persist_json(zone, root) != NGX_OK) {
+        goto failed;
     }
 
     return root;
@@ -370,6 +377,23 @@ ngx_http_tce_admin_str(const char *s, size_t len)
     }
 
     return json_stringn(buf, ngx_tce_text_escape(buf, sizeof(buf), s, len));
+}
+
+
+/* "persistence": the files the workers write, keyed by path */
+
+static ngx_int_t
+ngx_http_tce_admin_persist_json(ngx_tce_zone_t *zone, json_t *root)
+{
+    json_t  *pj;
+
+    pj = ngx_tce_persist_json(zone);
+
+    if (pj == NULL || json_object_set_new(root, "persistence", pj) != 0) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

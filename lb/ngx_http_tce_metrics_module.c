@@ -20,6 +20,7 @@
 #include <nginx.h>
 
 #include "ngx_http_tce_metrics.h"
+#include "ngx_tce_persist.h"
 
 
 #define NGX_HTTP_TCE_METRICS_TICK_MIN  200       /* ms */
@@ -527,7 +528,8 @@ ngx_http_tce_metrics_handler(ngx_http_request_t *r)
     ngx_memzero(&s, sizeof(ngx_tce_prom_snapshot_t));
 
     if (ngx_http_tce_metrics_snapshot(mmcf->zone, mmcf->sh, &s, r->pool)
-        != NGX_OK)
+        != NGX_OK
+        || ngx_tce_persist_prom(mmcf->zone, &s, r->pool) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -65,6 +65,9 @@ typedef struct {
     /* the Consul watcher's election (ngx_tce_consul_watch.c) */
     ngx_atomic_t                consul_owner;      /* pid, 0: none */
     ngx_atomic_t                consul_heartbeat;  /* ngx_current_msec */
+
+    /* status of the files the workers write (ngx_tce_persist.h) */
+    void                       *persist;
 } ngx_tce_shctx_t;
 
 
@@ -86,6 +89,8 @@ typedef struct {
     ngx_tce_zone_t             *zone;        /* NULL: no tce_zone */
     ngx_str_t                   state_path;
     ngx_array_t                 refs;        /* ngx_tce_service_ref_t */
+    ngx_array_t                 persist;     /* ngx_tce_persist_t * */
+    ngx_uint_t                  exiting;     /* exit_process has begun */
 } ngx_tce_main_conf_t;
 
 

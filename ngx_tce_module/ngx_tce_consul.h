@@ -12,10 +12,12 @@
  * tce_consul_allow_empty is off by default: a 200 [] for a service
  * that has instances keeps the last good set (counted as an empty
  * answer in the status), because an ACL or agent mistake must not
- * empty production.  The snapshot defaults to the tce_state file; it
- * is loaded at start into services still empty, so nginx serves when
- * Consul is unreachable; the watcher (a worker) must be able to write
- * its directory.
+ * empty production.  The snapshot defaults to "<tce_state>.consul"
+ * next to the tce_state file (never the file itself: the operator's
+ * files are the operator's), none without tce_state (a warning); it is
+ * loaded at start into the watched services Consul has not fed yet, so
+ * nginx serves when Consul is unreachable; the workers' user must be
+ * able to write its directory (checked at start).
  */
 
 #ifndef _NGX_TCE_CONSUL_H_INCLUDED_
@@ -51,6 +53,7 @@ typedef struct {
     ngx_str_t                   tag;         /* catalog mode */
     ngx_flag_t                  catalog;
     ngx_str_t                   snapshot;    /* NUL-terminated or empty */
+    struct ngx_tce_persist_s   *persist;     /* the snapshot's writer */
     ngx_flag_t                  allow_empty;
     ngx_tce_zone_t             *zone;
     ngx_tce_main_conf_t        *tmcf;
@@ -82,14 +85,18 @@ void ngx_tce_consul_snapshot_load(ngx_tce_consul_main_conf_t *cmcf,
     ngx_log_t *log);
 
 /*
- * Writes the registry (every service holding instances when the
- * snapshot is the state file, the Consul-owned ones otherwise)
- * atomically to the snapshot path.  Returns NGX_OK or NGX_ERROR
- * (logged).  It fsyncs: called at most once per
- * NGX_TCE_CONSUL_SNAPSHOT_DELAY.
+ * Asks for the Consul-owned services to be written to the snapshot:
+ * encoded and written atomically on nginx's thread pool, never on the
+ * event loop (in place only in an exiting worker); a write already in
+ * flight is followed by one more with the latest content.  Outcomes
+ * are logged and shown in tce_status and the metrics.  Called at most
+ * once per NGX_TCE_CONSUL_SNAPSHOT_DELAY.
  */
-ngx_int_t ngx_tce_consul_snapshot_write(ngx_tce_consul_main_conf_t *cmcf,
+void ngx_tce_consul_snapshot_write(ngx_tce_consul_main_conf_t *cmcf,
     ngx_log_t *log);
+
+/* sets the snapshot's callbacks (configuration time) */
+void ngx_tce_consul_snapshot_init(ngx_tce_consul_main_conf_t *cmcf);
 
 /* 1 when the service is watched by name (tce_service) */
 ngx_uint_t ngx_tce_consul_named(ngx_tce_consul_main_conf_t *cmcf,

@@ -12,6 +12,7 @@
 #include "ngx_tce_consul.h"
 #include "ngx_tce_consul_parse.h"
 #include "ngx_tce_consul_client.h"
+#include "ngx_tce_persist.h"
 
 
 #define NGX_TCE_CONSUL_TOKEN_MAX  4096
@@ -28,6 +29,8 @@ static char *ngx_tce_consul_check(ngx_conf_t *cf,
     ngx_tce_consul_main_conf_t *cmcf);
 static char *ngx_tce_consul_services(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_tce_consul_snapshot_conf(ngx_conf_t *cf,
+    ngx_tce_consul_main_conf_t *cmcf, ngx_tce_main_conf_t *tmcf);
 static ngx_int_t ngx_tce_consul_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_tce_consul_init_process(ngx_cycle_t *cycle);
 static void ngx_tce_consul_exit_process(ngx_cycle_t *cycle);
@@ -136,7 +139,6 @@ ngx_tce_consul_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_tce_consul_main_conf_t *cmcf = conf;
 
-    ngx_str_t            path;
     ngx_tce_main_conf_t  *tmcf;
 
     ngx_conf_init_msec_value(cmcf->wait, 60000);
@@ -166,21 +168,8 @@ ngx_tce_consul_init_main_conf(ngx_conf_t *cf, void *conf)
     cmcf->zone = tmcf->zone;
     cmcf->tmcf = tmcf;
 
-    /* default: the state file (its full name is set by ngx_tce_module) */
-    path = cmcf->snapshot.len ? cmcf->snapshot : tmcf->state_path;
-
-    if (path.len) {
-        if (ngx_conf_full_name(cf->cycle, &path, 0) != NGX_OK) {
-            return NGX_CONF_ERROR;
-        }
-
-        cmcf->snapshot.data = ngx_pnalloc(cf->pool, path.len + 1);
-        if (cmcf->snapshot.data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        (void) ngx_cpystrn(cmcf->snapshot.data, path.data, path.len + 1);
-        cmcf->snapshot.len = path.len;
+    if (ngx_tce_consul_snapshot_conf(cf, cmcf, tmcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
     }
 
     return ngx_tce_consul_check(cf, cmcf);
@@ -451,6 +440,63 @@ ngx_tce_consul_check(ngx_conf_t *cf, ngx_tce_consul_main_conf_t *cmcf)
                            &cmcf->ca);
         return NGX_CONF_ERROR;
     }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The snapshot's path: tce_consul_snapshot, else "<tce_state>.consul"
+ * (the state file is the operator's: never written), else none, with
+ * a warning.
+ */
+static char *
+ngx_tce_consul_snapshot_conf(ngx_conf_t *cf,
+    ngx_tce_consul_main_conf_t *cmcf, ngx_tce_main_conf_t *tmcf)
+{
+    ngx_str_t  path;
+
+    if (cmcf->snapshot.len == 0 && tmcf->state_path.len) {
+        /* the state file's full name is set by ngx_tce_module */
+        path.len = tmcf->state_path.len + sizeof(".consul") - 1;
+        path.data = ngx_pnalloc(cf->pool, path.len + 1);
+        if (path.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_sprintf(path.data, "%V.consul%Z", &tmcf->state_path);
+        cmcf->snapshot = path;
+    }
+
+    if (cmcf->snapshot.len == 0) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"tce_consul\" without \"tce_consul_snapshot\" "
+                           "(or \"tce_state\"): nothing is persisted, so a "
+                           "restart while Consul is unreachable serves 503 "
+                           "until it answers");
+        return NGX_CONF_OK;
+    }
+
+    cmcf->persist = ngx_tce_persist_add(cf, tmcf, &cmcf->snapshot,
+                                        "consul snapshot");
+    if (cmcf->persist == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (cmcf->persist->path.len == tmcf->state_path.len
+        && ngx_strncmp(cmcf->persist->path.data, tmcf->state_path.data,
+                       tmcf->state_path.len) == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tce_consul_snapshot\" \"%V\" is the "
+                           "\"tce_state\" file: the snapshot needs a file "
+                           "of its own (the default is \"%V.consul\")",
+                           &cmcf->persist->path, &tmcf->state_path);
+        return NGX_CONF_ERROR;
+    }
+
+    cmcf->snapshot = cmcf->persist->path;     /* full, NUL-terminated */
+    ngx_tce_consul_snapshot_init(cmcf);
 
     return NGX_CONF_OK;
 }

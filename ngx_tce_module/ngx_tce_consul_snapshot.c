@@ -1,11 +1,11 @@
 /*
  * The snapshot of Consul's last known good sets: a state file (see
- * ngx_tce_state.h) written atomically by the watcher after changes,
- * read by the master at start so that nginx serves while Consul is
- * unreachable.  By default it is the tce_state file itself: then it
- * holds the whole registry (every service with instances, with the
- * canary policy of each of their clusters), so that the state file
- * keeps what it held.
+ * ngx_tce_state.h) of its own, never the operator's tce_state, holding
+ * the services Consul feeds (with the canary policy of each of their
+ * clusters).  The watcher asks for it after changes; it is encoded and
+ * written atomically on nginx's thread pool (ngx_tce_persist.h).  The
+ * master reads it at start so that nginx serves while Consul is
+ * unreachable.
  */
 
 #include <ngx_config.h>
@@ -13,9 +13,22 @@
 #include <ngx_http.h>
 
 #include "ngx_tce_consul.h"
+#include "ngx_tce_persist.h"
 #include "ngx_tce_state.h"
 
 
+typedef struct {
+    ngx_tce_state_t           st;
+    size_t                    size;        /* services allocated */
+    size_t                    left_out;    /* over the loader's limits */
+} ngx_tce_consul_snapshot_job_t;
+
+
+static void *ngx_tce_consul_snapshot_collect(void *data, ngx_log_t *log);
+static char *ngx_tce_consul_snapshot_encode(void *data, size_t *len,
+    char *err, size_t errlen);
+static void ngx_tce_consul_snapshot_free(void *data);
+static void ngx_tce_consul_snapshot_clear(ngx_tce_state_service_t *ss);
 static ngx_int_t ngx_tce_consul_snapshot_service(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, ngx_tce_state_service_t *ss, ngx_log_t *log);
 
@@ -63,8 +76,14 @@ ngx_tce_consul_snapshot_load(ngx_tce_consul_main_conf_t *cmcf,
         svc = ngx_tce_zone_service(cmcf->zone, (u_char *) ss->name, len,
                                    cmcf->catalog);
 
-        /* only where nothing is known yet: a fresh start, not a reload */
-        if (svc == NULL || svc->ninstances || svc->disc_success) {
+        /*
+         * Only where Consul has not spoken yet: a fresh start, not a
+         * reload.  Consul's last word wins over the tce_state file's
+         * instances of a service it watches.
+         */
+        if (svc == NULL || svc->source == NGX_TCE_SOURCE_CONSUL
+            || svc->disc_success)
+        {
             continue;
         }
 
@@ -87,26 +106,47 @@ ngx_tce_consul_snapshot_load(ngx_tce_consul_main_conf_t *cmcf,
 }
 
 
-ngx_int_t
+void
 ngx_tce_consul_snapshot_write(ngx_tce_consul_main_conf_t *cmcf,
     ngx_log_t *log)
 {
-    char                     *text, err[256];
-    size_t                    i, n;
-    ngx_int_t                 rc;
-    ngx_uint_t                all;
-    ngx_tce_state_t           st;
-    ngx_tce_service_t        *svc;
-    ngx_tce_state_service_t  *ss;
-
-    if (cmcf->snapshot.len == 0) {
-        return NGX_OK;
+    if (cmcf->persist != NULL) {
+        ngx_tce_persist_write(cmcf->persist, log);
     }
+}
 
-    /* the state file keeps every service; a snapshot Consul's own */
-    all = cmcf->tmcf->state_path.len == cmcf->snapshot.len
-          && ngx_strncmp(cmcf->tmcf->state_path.data, cmcf->snapshot.data,
-                         cmcf->snapshot.len) == 0;
+
+void
+ngx_tce_consul_snapshot_init(ngx_tce_consul_main_conf_t *cmcf)
+{
+    if (cmcf->persist != NULL) {
+        cmcf->persist->collect = ngx_tce_consul_snapshot_collect;
+        cmcf->persist->encode = ngx_tce_consul_snapshot_encode;
+        cmcf->persist->free = ngx_tce_consul_snapshot_free;
+        cmcf->persist->data = cmcf;
+    }
+}
+
+
+/*
+ * On the event loop: copies the Consul-owned services (memcpy under the
+ * zone's lock, service by service), whole services only while the
+ * file stays within what the loader accepts.
+ */
+static void *
+ngx_tce_consul_snapshot_collect(void *data, ngx_log_t *log)
+{
+    ngx_tce_consul_main_conf_t *cmcf = data;
+
+    size_t                          n, ninstances;
+    ngx_tce_service_t              *svc;
+    ngx_tce_state_service_t        *ss;
+    ngx_tce_consul_snapshot_job_t  *job;
+
+    job = ngx_calloc(sizeof(ngx_tce_consul_snapshot_job_t), log);
+    if (job == NULL) {
+        return NULL;
+    }
 
     n = 0;
 
@@ -114,83 +154,131 @@ ngx_tce_consul_snapshot_write(ngx_tce_consul_main_conf_t *cmcf,
         n++;
     }
 
-    st.services = ngx_calloc((n ? n : 1) * sizeof(ngx_tce_state_service_t),
-                             log);
-    if (st.services == NULL) {
-        return NGX_ERROR;
+    job->st.services = ngx_calloc((n ? n : 1)
+                                  * sizeof(ngx_tce_state_service_t), log);
+    if (job->st.services == NULL) {
+        ngx_free(job);
+        return NULL;
     }
 
-    st.nservices = 0;
-    rc = NGX_OK;
+    job->size = n;
+    ninstances = 0;
 
     /* newest first in the zone; the encoder sorts by name */
 
-    for (svc = cmcf->zone->sh->services; svc && st.nservices < n;
+    for (svc = cmcf->zone->sh->services; svc && job->st.nservices < n;
          svc = svc->next)
     {
-        if (!all && svc->source != NGX_TCE_SOURCE_CONSUL) {
+        if (svc->source != NGX_TCE_SOURCE_CONSUL) {
             continue;
         }
 
-        ss = &st.services[st.nservices];
+        ss = &job->st.services[job->st.nservices];
 
         if (ngx_tce_consul_snapshot_service(cmcf->zone, svc, ss, log)
             != NGX_OK)
         {
-            rc = NGX_ERROR;
-            break;
+            /* what ss holds goes with the job */
+            job->st.nservices++;
+            ngx_tce_consul_snapshot_free(job);
+            return NULL;
         }
 
         if (ss->ninstances == 0 && ss->nclusters == 0) {
+            ngx_tce_consul_snapshot_clear(ss);
             continue;
         }
 
-        st.nservices++;
+        /* a cluster comes from an instance: its count is bounded too */
+
+        if (ninstances + ss->ninstances > NGX_TCE_STATE_FILE_MAX_ITEMS
+            || job->st.nservices + 1 > NGX_TCE_STATE_FILE_MAX_ITEMS)
+        {
+            ngx_tce_consul_snapshot_clear(ss);
+            job->left_out++;
+            continue;
+        }
+
+        ninstances += ss->ninstances;
+        job->st.nservices++;
     }
 
-    text = NULL;
+    return job;
+}
 
-    if (rc == NGX_OK) {
-        text = ngx_tce_state_encode(&st);
-    }
+
+/* on a thread: the file's text, within the loader's size limit */
+
+static char *
+ngx_tce_consul_snapshot_encode(void *data, size_t *len, char *err,
+    size_t errlen)
+{
+    ngx_tce_consul_snapshot_job_t *job = data;
+
+    char  *text;
+
+    text = ngx_tce_state_encode(&job->st);
 
     if (text == NULL) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "tce consul: cannot encode the snapshot");
-        rc = NGX_ERROR;
-
-    } else if (ngx_tce_state_write((char *) cmcf->snapshot.data, text,
-                                   ngx_strlen(text), err, sizeof(err))
-               != 0)
-    {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "tce consul: cannot write snapshot \"%V\": %s",
-                      &cmcf->snapshot, err);
-        rc = NGX_ERROR;
+        ngx_snprintf((u_char *) err, errlen, "cannot encode it%Z");
+        return NULL;
     }
 
-    free(text);
+    *len = ngx_strlen(text);
 
-    for (i = 0; i <= st.nservices && i < n; i++) {
-        ngx_tce_state_service_t  *s = &st.services[i];
-        size_t                    j;
-
-        for (j = 0; j < s->nclusters; j++) {
-            free(s->clusters[j].canary);
-        }
-
-        if (s->clusters) {
-            ngx_free(s->clusters);
-        }
-
-        if (s->instances) {
-            ngx_free(s->instances);
-        }
+    if (*len > NGX_TCE_STATE_FILE_MAX_SIZE) {
+        free(text);
+        ngx_snprintf((u_char *) err, errlen,
+                     "larger than the %d MiB the loader accepts%Z",
+                     NGX_TCE_STATE_FILE_MAX_SIZE >> 20);
+        return NULL;
     }
 
-    ngx_free(st.services);
+    if (job->left_out) {
+        ngx_snprintf((u_char *) err, errlen,
+                     "%uz service(s) left out: more than the %d instances "
+                     "the loader accepts%Z", job->left_out,
+                     NGX_TCE_STATE_FILE_MAX_ITEMS);
+    }
 
-    return rc;
+    return text;
+}
+
+
+static void
+ngx_tce_consul_snapshot_free(void *data)
+{
+    ngx_tce_consul_snapshot_job_t *job = data;
+
+    size_t  i;
+
+    for (i = 0; i < job->st.nservices; i++) {
+        ngx_tce_consul_snapshot_clear(&job->st.services[i]);
+    }
+
+    ngx_free(job->st.services);
+    ngx_free(job);
+}
+
+
+static void
+ngx_tce_consul_snapshot_clear(ngx_tce_state_service_t *ss)
+{
+    size_t  j;
+
+    for (j = 0; j < ss->nclusters; j++) {
+        free(ss->clusters[j].canary);
+    }
+
+    if (ss->clusters) {
+        ngx_free(ss->clusters);
+    }
+
+    if (ss->instances) {
+        ngx_free(ss->instances);
+    }
+
+    ngx_memzero(ss, sizeof(ngx_tce_state_service_t));
 }
 
 

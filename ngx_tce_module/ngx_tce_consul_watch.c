@@ -789,11 +789,15 @@ ngx_tce_consul_failed(ngx_tce_consul_watch_t *w, const char *error)
     if (w->state != NGX_TCE_CONSUL_FAILING
         || (key != w->logged[0] && key != w->logged[1]))
     {
+        /* "kept" only when something is */
         ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
-                      "tce consul: %s \"%s\": %s; the last known good set "
-                      "is kept, retrying with backoff",
+                      "tce consul: %s \"%s\": %s; %s, retrying with "
+                      "backoff",
                       w->svc ? "service" : "watch", ngx_tce_consul_name(w),
-                      error);
+                      error,
+                      w->svc == NULL ? "the services known are kept"
+                      : w->svc->ninstances ? "the last known good set is kept"
+                      : "no instance is known yet (requests get 503)");
 
         w->logged[1] = w->state == NGX_TCE_CONSUL_FAILING ? w->logged[0] : 0;
         w->logged[0] = key;

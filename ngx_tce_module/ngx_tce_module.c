@@ -11,6 +11,7 @@
 
 #include "ngx_tce.h"
 #include "ngx_tce_state.h"
+#include "ngx_tce_persist.h"
 
 
 #define NGX_TCE_ZONE_MIN_SIZE  (64 * 1024)
@@ -23,6 +24,9 @@ static ngx_int_t ngx_tce_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 static ngx_int_t ngx_tce_apply_state(ngx_tce_zone_t *zone,
     ngx_tce_main_conf_t *tmcf, ngx_log_t *log);
 static void ngx_tce_state_cleanup(void *data);
+static ngx_tce_main_conf_t *ngx_tce_get_main_conf(ngx_cycle_t *cycle);
+static ngx_int_t ngx_tce_persist_init_module(ngx_cycle_t *cycle);
+static void ngx_tce_persist_exit_process(ngx_cycle_t *cycle);
 
 
 typedef struct {
@@ -74,11 +78,11 @@ ngx_module_t  ngx_tce_module = {
     ngx_tce_commands,                      /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_tce_persist_init_module,           /* init module */
     NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_tce_persist_exit_process,          /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -289,7 +293,10 @@ ngx_tce_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     if (ngx_tce_apply_state(&ctx->zone, ctx->tmcf, shm_zone->shm.log)
-        != NGX_OK)
+        != NGX_OK
+        || ngx_tce_persist_init_zone(&ctx->zone, ctx->tmcf,
+                                     shm_zone->shm.log)
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -399,4 +406,50 @@ ngx_tce_add_service_ref(ngx_conf_t *cf, ngx_str_t *name,
     ref->service = service;
 
     return NGX_OK;
+}
+
+
+static ngx_tce_main_conf_t *
+ngx_tce_get_main_conf(ngx_cycle_t *cycle)
+{
+    if (ngx_get_conf(cycle->conf_ctx, ngx_http_module) == NULL) {
+        return NULL;
+    }
+
+    return ngx_http_cycle_get_module_main_conf(cycle, ngx_tce_module);
+}
+
+
+/* in the master (and at "nginx -t"): the files workers write */
+
+static ngx_int_t
+ngx_tce_persist_init_module(ngx_cycle_t *cycle)
+{
+    ngx_tce_main_conf_t  *tmcf;
+
+    tmcf = ngx_tce_get_main_conf(cycle);
+
+    if (tmcf != NULL) {
+        ngx_tce_persist_check(cycle, tmcf);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Runs before the other modules of the suite exit (it comes first in
+ * the list): the thread pool is gone by now, writes from here on are
+ * made in place.
+ */
+static void
+ngx_tce_persist_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_tce_main_conf_t  *tmcf;
+
+    tmcf = ngx_tce_get_main_conf(cycle);
+
+    if (tmcf != NULL) {
+        tmcf->exiting = 1;
+    }
 }

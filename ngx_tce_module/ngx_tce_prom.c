@@ -59,6 +59,10 @@ static void ngx_tce_prom_instances(const ngx_tce_prom_snapshot_t *s,
     ngx_tce_buf_t *b, unsigned format);
 static void ngx_tce_prom_discovery(const ngx_tce_prom_snapshot_t *s,
     ngx_tce_buf_t *b, unsigned format);
+static void ngx_tce_prom_persist(const ngx_tce_prom_snapshot_t *s,
+    ngx_tce_buf_t *b, unsigned format);
+static int ngx_tce_prom_json_persist(const ngx_tce_prom_snapshot_t *s,
+    json_t *root);
 static void ngx_tce_prom_process(const ngx_tce_prom_snapshot_t *s,
     ngx_tce_buf_t *b, unsigned format);
 static int ngx_tce_prom_json(const ngx_tce_prom_snapshot_t *s,
@@ -372,6 +376,7 @@ ngx_tce_prom_render(const ngx_tce_prom_snapshot_t *s, unsigned format,
     ngx_tce_prom_groups(s, b, format);
     ngx_tce_prom_instances(s, b, format);
     ngx_tce_prom_discovery(s, b, format);
+    ngx_tce_prom_persist(s, b, format);
     ngx_tce_prom_process(s, b, format);
 
     if (format == NGX_TCE_PROM_OPENMETRICS) {
@@ -712,6 +717,94 @@ ngx_tce_prom_discovery(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b,
 }
 
 
+/* the files the workers write: one series per configured path */
+
+static void
+ngx_tce_prom_persist(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b,
+    unsigned format)
+{
+    size_t                         i;
+    ngx_tce_prom_family_t          f;
+    const ngx_tce_prom_persist_t  *p;
+
+    ngx_tce_prom_begin(&f, b, format, "tce_persist_writes_total",
+                       NGX_TCE_PROM_COUNTER,
+                       "Successful writes of a file the workers keep "
+                       "(the Consul snapshot).");
+
+    for (i = 0; i < s->npersist; i++) {
+        p = &s->persist[i];
+        ngx_tce_prom_sample(&f, "");
+        ngx_tce_prom_label(b, "file", p->file, 1);
+        (void) ngx_tce_buf_printf(b, "} %llu\n",
+                                  (unsigned long long) p->writes);
+    }
+
+    ngx_tce_prom_end(&f);
+
+    ngx_tce_prom_begin(&f, b, format, "tce_persist_errors_total",
+                       NGX_TCE_PROM_COUNTER,
+                       "Failed (or incomplete) writes of a file the "
+                       "workers keep.");
+
+    for (i = 0; i < s->npersist; i++) {
+        p = &s->persist[i];
+        ngx_tce_prom_sample(&f, "");
+        ngx_tce_prom_label(b, "file", p->file, 1);
+        (void) ngx_tce_buf_printf(b, "} %llu\n",
+                                  (unsigned long long) p->errors);
+    }
+
+    ngx_tce_prom_end(&f);
+
+    ngx_tce_prom_begin(&f, b, format,
+                       "tce_persist_last_success_timestamp_seconds",
+                       NGX_TCE_PROM_GAUGE,
+                       "Unix time of the last successful write of a file "
+                       "the workers keep, 0 if none.");
+
+    for (i = 0; i < s->npersist; i++) {
+        p = &s->persist[i];
+        ngx_tce_prom_sample(&f, "");
+        ngx_tce_prom_label(b, "file", p->file, 1);
+        (void) ngx_tce_buf_printf(b, "} %llu\n",
+                                  (unsigned long long) p->last_success);
+    }
+
+    ngx_tce_prom_end(&f);
+}
+
+
+static int
+ngx_tce_prom_json_persist(const ngx_tce_prom_snapshot_t *s, json_t *root)
+{
+    size_t                         i;
+    json_t                        *list, *o;
+    const ngx_tce_prom_persist_t  *p;
+
+    list = json_array();
+    if (list == NULL || json_object_set_new(root, "persist", list) != 0) {
+        return -1;
+    }
+
+    for (i = 0; i < s->npersist; i++) {
+        p = &s->persist[i];
+
+        o = json_pack("{s:s, s:I, s:I, s:I}",
+                      "file", p->file,
+                      "writes", (json_int_t) p->writes,
+                      "errors", (json_int_t) p->errors,
+                      "last_success", (json_int_t) p->last_success);
+
+        if (o == NULL || json_array_append_new(list, o) != 0) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
 static void
 ngx_tce_prom_process(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b,
     unsigned format)
@@ -937,6 +1030,10 @@ ngx_tce_prom_json(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b)
         if (o == NULL || json_array_append_new(list, o) != 0) {
             goto failed;
         }
+    }
+
+    if (ngx_tce_prom_json_persist(s, root) != 0) {
+        goto failed;
     }
 
     text = json_dumps(root, JSON_COMPACT);

@@ -90,6 +90,15 @@ typedef struct {
 } ngx_tce_prom_discovery_t;
 
 
+/* a file the workers write (ngx_tce_persist.h) */
+typedef struct {
+    const char               *file;          /* path, from the config */
+    uint64_t                  writes;
+    uint64_t                  errors;
+    uint64_t                  last_success;  /* unix time, 0: never */
+} ngx_tce_prom_persist_t;
+
+
 typedef struct {
     ngx_tce_prom_group_t     *groups;
     size_t                    ngroups;
@@ -97,6 +106,8 @@ typedef struct {
     size_t                    ninstances;
     ngx_tce_prom_discovery_t *discovery;
     size_t                    ndiscovery;
+    ngx_tce_prom_persist_t   *persist;
+    size_t                    npersist;
 
     const char               *zone_name;
     uint64_t                  zone_size;

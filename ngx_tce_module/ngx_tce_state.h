@@ -38,6 +38,7 @@
 
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -132,6 +133,20 @@ char *ngx_tce_state_encode(const ngx_tce_state_t *st);
  */
 int ngx_tce_state_write(const char *path, const char *data, size_t len,
     char *err, size_t errlen);
+
+/*
+ * The same, for writers of one path that may run in several processes
+ * or threads at once: seq numbers the content (a newer one is larger),
+ * *done (shared by the writers) holds the seq of the content in place.
+ * The rename happens under an flock() of the directory, and only when
+ * *done is not above seq; then *done = seq.  Returns 0 when written, 1
+ * when a newer content is already in place (the temp file is removed,
+ * path untouched), -1 on error as above.  It blocks: run it off any
+ * event loop.
+ */
+int ngx_tce_state_write_ordered(const char *path, const char *data,
+    size_t len, uint64_t seq, volatile uint64_t *done, char *err,
+    size_t errlen);
 
 /* frees everything st holds and leaves it empty; safe on an empty st */
 void ngx_tce_state_free(ngx_tce_state_t *st);

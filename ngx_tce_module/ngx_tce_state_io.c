@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include "ngx_tce_state.h"
@@ -24,6 +25,9 @@ typedef struct {
 static int ngx_tce_state_io_fail(ngx_tce_state_io_err_t *ctx,
     const char *step, const char *fmt, ...);
 static int ngx_tce_state_write_all(int fd, const char *data, size_t len);
+static int ngx_tce_state_replace(const char *path, const char *data,
+    size_t len, uint64_t seq, volatile uint64_t *last, char *err,
+    size_t errlen);
 
 
 /* err = "<step>: <text>"; returns -1 */
@@ -165,6 +169,22 @@ int
 ngx_tce_state_write(const char *path, const char *data, size_t len,
     char *err, size_t errlen)
 {
+    return ngx_tce_state_replace(path, data, len, 0, NULL, err, errlen);
+}
+
+
+int
+ngx_tce_state_write_ordered(const char *path, const char *data, size_t len,
+    uint64_t seq, volatile uint64_t *done, char *err, size_t errlen)
+{
+    return ngx_tce_state_replace(path, data, len, seq, done, err, errlen);
+}
+
+
+static int
+ngx_tce_state_replace(const char *path, const char *data, size_t len,
+    uint64_t seq, volatile uint64_t *last, char *err, size_t errlen)
+{
     int                  fd, dfd, rc;
     char                *tmp, *dir, *slash;
     size_t               plen;
@@ -239,10 +259,34 @@ ngx_tce_state_write(const char *path, const char *data, size_t len,
         goto failed;
     }
 
+    if (last != NULL) {
+        /*
+         * Writers of one path in other processes (a watcher that moved)
+         * take the same lock: the newest content is the last renamed.
+         */
+        step = "lock directory";
+
+        while (flock(dfd, LOCK_EX) != 0) {
+            if (errno != EINTR) {
+                goto failed;
+            }
+        }
+
+        if (*last > seq) {
+            unlink(tmp);
+            rc = 1;
+            goto done;
+        }
+    }
+
     step = "rename";
 
     if (rename(tmp, path) != 0) {
         goto failed;
+    }
+
+    if (last != NULL) {
+        *last = seq;
     }
 
     /* path holds the new data now; this makes the rename durable */

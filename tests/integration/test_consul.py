@@ -316,24 +316,6 @@ def test_restart_during_outage_serves_snapshot(backend, nginx, consul):
     assert d['last_success'] == 0, d
 
 
-def test_snapshot_default_is_state_file(backend, nginx, consul):
-    nginx.write_state({'demo.web.static': {'default': [
-        {'id': 's1', 'address': '127.0.0.1:%d' % backend.ok4[3]}]}})
-    start(nginx, consul, state=True, snapshot=False)
-    register(consul, backend, 1, 0)
-    routes_to(nginx, [backend.ok4[0]])
-    wait_for(lambda: '"node1/api-1"' in read_from(nginx.state_path), 5,
-             what='the state file holding the Consul instance')
-    doc = json.loads(read_from(nginx.state_path))
-    assert 'demo.web.static' in doc['services'], doc
-
-    # a reload applies the state file again: Consul's set is untouched
-    gen = nginx.status()['services'][SERVICE]['generation']
-    nginx.reload()
-    assert nginx.status()['services'][SERVICE]['generation'] == gen
-    assert nginx.status()['services'][SERVICE]['source'] == 'consul'
-
-
 # ------------------------------------------------- one watcher, election
 
 def test_one_blocking_query_per_service(backend, nginx, consul):

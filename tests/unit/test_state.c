@@ -1523,6 +1523,43 @@ test_write_failure_keeps_old(void **state)
 
 
 static void
+test_write_ordered(void **state)
+{
+    char               *dir, *back, path[1024], err[ERRLEN];
+    size_t              len;
+    volatile uint64_t   last;
+
+    (void) state;
+
+    dir = make_tmpdir();
+    snprintf(path, sizeof(path), "%s/snap.json", dir);
+    last = 0;
+
+    /* in order: each write replaces the file and records its number */
+    assert_int_equal(ngx_tce_state_write_ordered(path, "one", 3, 1, &last,
+                                                 err, sizeof(err)), 0);
+    assert_int_equal(last, 1);
+    assert_int_equal(ngx_tce_state_write_ordered(path, "three", 5, 3,
+                                                 &last, err, sizeof(err)),
+                     0);
+    assert_int_equal(last, 3);
+
+    /* an older content finishing late is dropped: path and last kept */
+    assert_int_equal(ngx_tce_state_write_ordered(path, "two", 3, 2, &last,
+                                                 err, sizeof(err)), 1);
+    assert_int_equal(last, 3);
+
+    back = read_text(path, &len);
+    assert_string_equal(back, "three");
+    free(back);
+    assert_int_equal(count_entries(dir), 1);       /* no temp file left */
+
+    remove_tree(dir);
+    free(dir);
+}
+
+
+static void
 test_free_empty(void **state)
 {
     ngx_tce_state_t  st;
@@ -1570,6 +1607,7 @@ main(void)
         cmocka_unit_test(test_write_replaces),
         cmocka_unit_test(test_write_missing_dir),
         cmocka_unit_test(test_write_failure_keeps_old),
+        cmocka_unit_test(test_write_ordered),
         cmocka_unit_test(test_free_empty),
     };
 
