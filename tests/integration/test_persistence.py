@@ -26,7 +26,7 @@ from test_metrics import METRICS_LOCATION, parse, promtool_check
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'doubles'))
 
-from consul_double import ConsulDouble  # noqa: E402
+from consul_double import NODE_NAME, ConsulDouble  # noqa: E402
 
 
 @pytest.fixture
@@ -104,7 +104,8 @@ def snapshot_ids(path):
     svc = doc.get('services', {}).get(SERVICE)
     if svc is None:
         return set()
-    return {i['id'] for c in svc['clusters'].values()
+    # an instance's id is <node>/<Service.ID>: the double's node is one
+    return {i['id'].split('/', 1)[-1] for c in svc['clusters'].values()
             for i in c['instances']}
 
 
@@ -333,7 +334,8 @@ def test_blocked_write_holds_up_nothing(backend, nginx, consul):
     with open(fifo, 'rb') as f:
         text = f.read()
     assert {i['id'] for i in json.loads(text)['services'][SERVICE]
-            ['clusters']['default']['instances']} >= {'api-1', 'api-2'}
+            ['clusters']['default']['instances']} >= {
+                NODE_NAME + '/api-1', NODE_NAME + '/api-2'}
     wait_for(lambda: snapshot_ids(snap) == {'api-1', 'api-2', 'api-3'}, 5,
              what='the latest content written after the blocked write')
     p = wait_for(lambda: persistence(nginx, snap)['writes'] >= 2
