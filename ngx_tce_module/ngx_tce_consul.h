@@ -4,7 +4,8 @@
  * snapshot of the last known good sets.
  *
  *   tce_consul <url> [<url> ...] [token=<t> | token_file=<path>]
- *              [dc=<dc>] [wait=60s] [timeout=<t>] [ca=<file>];
+ *              [dc=<dc>] [wait=60s] [timeout=<t>] [ca=<file>]
+ *              [consistency=default | stale | consistent];
  *   tce_consul_services tag=<tag>;
  *   tce_consul_snapshot <path>;
  *   tce_consul_allow_empty on | off;
@@ -50,6 +51,7 @@ typedef struct {
     ngx_str_t                   ca;
     ngx_msec_t                  wait;
     ngx_msec_t                  timeout;
+    ngx_uint_t                  consistency; /* NGX_TCE_CONSUL_READ_* */
     ngx_str_t                   tag;         /* catalog mode */
     ngx_flag_t                  catalog;
     ngx_str_t                   snapshot;    /* NUL-terminated or empty */

@@ -36,6 +36,7 @@ struct ngx_tce_consul_client_s {
     uint64_t                  request_timeout_ms;
     uint64_t                  wait_ms;
     size_t                    max_body;
+    int                       consistency;
 };
 
 
@@ -58,6 +59,8 @@ struct ngx_tce_consul_request_s {
 static void ngx_tce_consul_client_err(char *err, size_t errlen,
     const char *fmt, ...);
 static char *ngx_tce_consul_strdup(const char *s);
+static int ngx_tce_consul_add_consistency(ngx_tce_consul_client_t *c,
+    char *url, size_t size);
 static int ngx_tce_consul_printable(const char *s);
 static ngx_tce_consul_request_t *ngx_tce_consul_request_create(
     ngx_tce_consul_client_t *c, const char *method, uint64_t timeout_ms,
@@ -97,6 +100,44 @@ ngx_tce_consul_strdup(const char *s)
     }
 
     return p;
+}
+
+
+/*
+ * Appends Consul's consistency mode to a read URL: "?stale" or
+ * "?consistent" (after any query already there).  Returns 0, or -1
+ * when it does not fit.
+ */
+
+static int
+ngx_tce_consul_add_consistency(ngx_tce_consul_client_t *c, char *url,
+    size_t size)
+{
+    int          n;
+    size_t       len;
+    const char  *mode;
+
+    switch (c->consistency) {
+    case NGX_TCE_CONSUL_READ_STALE:
+        mode = "stale";
+        break;
+    case NGX_TCE_CONSUL_READ_CONSISTENT:
+        mode = "consistent";
+        break;
+    default:
+        return 0;
+    }
+
+    len = strlen(url);
+    n = snprintf(url + len, size - len, "%c%s",
+                 strchr(url, '?') ? '&' : '?', mode);
+
+    if (n < 0 || (size_t) n >= size - len) {
+        url[len] = '\0';
+        return -1;
+    }
+
+    return 0;
 }
 
 
@@ -142,6 +183,13 @@ ngx_tce_consul_client_create(const ngx_tce_consul_conf_t *conf, char *err,
                                       ? conf->urls[i] : "(null)");
             return NULL;
         }
+    }
+
+    if (conf->consistency < NGX_TCE_CONSUL_READ_DEFAULT
+        || conf->consistency > NGX_TCE_CONSUL_READ_CONSISTENT)
+    {
+        ngx_tce_consul_client_err(err, errlen, "unknown consistency mode");
+        return NULL;
     }
 
     if ((conf->token && !ngx_tce_consul_printable(conf->token))
@@ -203,6 +251,7 @@ ngx_tce_consul_client_create(const ngx_tce_consul_conf_t *conf, char *err,
                             : NGX_TCE_CONSUL_REQUEST_TIMEOUT;
     c->wait_ms = ngx_tce_consul_wait(conf->wait_ms);
     c->max_body = conf->max_body ? conf->max_body : NGX_TCE_CONSUL_MAX_BODY;
+    c->consistency = conf->consistency;
 
     return c;
 
@@ -461,6 +510,8 @@ ngx_tce_consul_health_request(ngx_tce_consul_client_t *c,
                                   c->urls[req->server], service, tag,
                                   c->dc, index, c->wait_ms)
         < 0
+        || ngx_tce_consul_add_consistency(c, req->url, sizeof(req->url))
+           != 0
         || curl_easy_setopt(req->easy, CURLOPT_URL, req->url) != CURLE_OK)
     {
         ngx_tce_consul_client_err(err, errlen, "invalid service name or "
@@ -493,6 +544,8 @@ ngx_tce_consul_services_request(ngx_tce_consul_client_t *c, uint64_t index,
                                     c->urls[req->server], c->dc, index,
                                     c->wait_ms)
         < 0
+        || ngx_tce_consul_add_consistency(c, req->url, sizeof(req->url))
+           != 0
         || curl_easy_setopt(req->easy, CURLOPT_URL, req->url) != CURLE_OK)
     {
         ngx_tce_consul_client_err(err, errlen, "URL too long");

@@ -33,6 +33,11 @@
 #define NGX_TCE_CONSUL_REQUEST_TIMEOUT  10000       /* ms */
 #define NGX_TCE_CONSUL_CLIENT_ERR_LEN   256
 
+/* Consul's read consistency modes (?stale, ?consistent) */
+#define NGX_TCE_CONSUL_READ_DEFAULT     0
+#define NGX_TCE_CONSUL_READ_STALE       1
+#define NGX_TCE_CONSUL_READ_CONSISTENT  2
+
 
 typedef struct {
     const char *const        *urls;     /* "http[s]://host:port", in order */
@@ -44,6 +49,7 @@ typedef struct {
     uint64_t                  request_timeout_ms;  /* 0: default */
     uint64_t                  wait_ms;  /* blocking wait, 0: Consul's 5m */
     size_t                    max_body; /* 0: NGX_TCE_CONSUL_MAX_BODY */
+    int                       consistency;  /* NGX_TCE_CONSUL_READ_* */
 } ngx_tce_consul_conf_t;
 
 

@@ -122,6 +122,7 @@ ngx_tce_consul_create_main_conf(ngx_conf_t *cf)
      *     cmcf->ca = { 0, NULL };
      *     cmcf->tag = { 0, NULL };
      *     cmcf->snapshot = { 0, NULL };
+     *     cmcf->consistency = NGX_TCE_CONSUL_READ_DEFAULT;
      *     cmcf->ctx = NULL;
      */
 
@@ -283,6 +284,29 @@ ngx_tce_consul_param(ngx_conf_t *cf, ngx_tce_consul_main_conf_t *cmcf,
         return NGX_CONF_OK;
     }
 
+    if (name.len == 11 && ngx_strncmp(name.data, "consistency", 11) == 0) {
+        if (arg.len == 7 && ngx_strncmp(arg.data, "default", 7) == 0) {
+            cmcf->consistency = NGX_TCE_CONSUL_READ_DEFAULT;
+
+        } else if (arg.len == 5 && ngx_strncmp(arg.data, "stale", 5) == 0) {
+            cmcf->consistency = NGX_TCE_CONSUL_READ_STALE;
+
+        } else if (arg.len == 10
+                   && ngx_strncmp(arg.data, "consistent", 10) == 0)
+        {
+            cmcf->consistency = NGX_TCE_CONSUL_READ_CONSISTENT;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"%V\" in \"tce_consul\": "
+                               "consistency is default, stale or "
+                               "consistent", value);
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
     if (name.len == 10 && ngx_strncmp(name.data, "token_file", 10) == 0) {
         if (cmcf->token.data) {
             goto twice;
@@ -421,6 +445,7 @@ ngx_tce_consul_check(ngx_conf_t *cf, ngx_tce_consul_main_conf_t *cmcf)
     conf.token = (char *) cmcf->token.data;
     conf.dc = (char *) cmcf->dc.data;
     conf.cafile = (char *) cmcf->ca.data;
+    conf.consistency = (int) cmcf->consistency;
 
     err[0] = '\0';
 

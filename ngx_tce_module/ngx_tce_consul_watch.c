@@ -223,6 +223,7 @@ ngx_tce_consul_start(ngx_tce_consul_ctx_t *ctx)
     conf.cafile = (char *) cmcf->ca.data;
     conf.request_timeout_ms = cmcf->timeout;
     conf.wait_ms = cmcf->wait;
+    conf.consistency = (int) cmcf->consistency;
 
     err[0] = '\0';
 
@@ -364,6 +365,17 @@ ngx_tce_consul_watch_add(ngx_tce_consul_ctx_t *ctx, ngx_tce_service_t *svc)
 
     if (svc) {
         svc->disc_watched = 1;
+
+        /*
+         * A reload or a takeover: the zone holds the set Consul gave at
+         * disc_index (the last answer applied cleanly), so the watch
+         * goes on blocking from there instead of asking everything
+         * again.  A Consul whose index went back answers at the end of
+         * the wait with a lower index, and the watch starts over.
+         */
+        if (svc->disc_index && svc->disc_error[0] == '\0') {
+            w->index = svc->disc_index;
+        }
     }
 
     w->next = ctx->watches;

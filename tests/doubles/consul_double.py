@@ -10,6 +10,7 @@ Run it standalone:
 
     /usr/bin/python3 tests/doubles/consul_double.py --port 8500 \
         [--host 127.0.0.1] [--token SECRET] [--no-jitter] \
+        [--max-conns-per-client 200] \
         [--tls-cert server.pem --tls-key server.key]
 
 or from pytest:
@@ -39,6 +40,9 @@ GET  /v1/health/service/<name>   ?passing[=1] ?tag=T (repeatable, AND)
                                  ?dc= ?index= ?wait= ?token=
 GET  /v1/catalog/services        ?dc= ?index= ?wait=
 GET  /v1/catalog/service/<name>  ?tag= ?dc= ?index= ?wait=
+GET  /v1/health/state/<state>    any|passing|warning|critical: the
+                                 checks in that state (node checks
+                                 included), ?dc= ?index= ?wait=
 PUT  /v1/agent/service/register  (Name, ID, Tags, Address, Port, Meta,
                                   Weights, Check, Checks, ...)
 PUT  /v1/agent/service/deregister/<id>
@@ -55,6 +59,21 @@ node checks included); /v1/catalog/services watches the index of the
 last write that changed the set of services or their tags.  Every read
 answers X-Consul-Index (never below 1), X-Consul-Knownleader: true,
 X-Consul-Lastcontact: 0, Content-Type: application/json.
+
+/v1/health/state watches the checks' index: the highest ModifyIndex of
+a check, or of a service's last write (a deregistration removes its
+checks), so it wakes on any check change, addition or removal.
+
+Consistency: every read accepts ?stale or ?consistent (both: 400 like
+Consul) and answers X-Consul-Effective-Consistency: stale, consistent
+or leader; the answer is the same (one agent, no followers).
+
+Connections: like Consul's limits.http_max_conns_per_client (default
+200, 0 = no limit), a client address holding that many open
+connections gets its next one answered "429 Too Many Requests" and
+closed before any request is read (TLS mode: closed without a word).
+The peak of open connections per client address and the count of
+refused ones are in /_double/state ("peak_conns", "refused").
 
 Blocking: with ?index=I (I > 0) the request waits until the watched
 index exceeds I or until wait (+ up to wait/16 of random jitter,
@@ -90,17 +109,21 @@ POST /_double/restart    state lost: registry empty, index back to 1,
 POST /_double/reset_counts
 GET  /_double/state      {"index", "counts": {path: n},
                           "open": {service: n}, "last_token",
-                          "faults": n, "hung": n}
+                          "faults": n, "hung": n,
+                          "peak_conns": {ip: n}, "refused": n}
 
 The same operations exist as methods of ConsulDouble (add_fault,
 release, clear_faults, set_index, restart, counts, open_requests,
-last_token, wait_for(...)).
+last_token, wait_for(...)); requests(prefix) lists the /v1/ requests
+received (time, path, index, consistency, client port), oldest first.
 
 Not implemented: TTL expiry (a TTL check keeps its status until
-updated), consistency modes, filter=, near=, namespaces, anti-entropy.
+updated), followers (consistency modes change only the header),
+filter=, near=, namespaces, anti-entropy.
 """
 
 import argparse
+import collections
 import json
 import random
 import re
@@ -493,6 +516,19 @@ class Registry:
             })
         return out
 
+    def checks_index(self):
+        """The index /v1/health/state blocks on."""
+        idx = 1
+        for c in self.checks.values():
+            idx = max(idx, c["ModifyIndex"])
+        for v in self.service_index.values():
+            idx = max(idx, v)
+        return idx
+
+    def health_state(self, state):
+        return [dict(c) for _, c in sorted(self.checks.items())
+                if state == "any" or c["Status"] == state]
+
     def clamp(self, index):
         self.index = index
         for k in self.service_index:
@@ -519,6 +555,39 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
+    double = None
+
+    def verify_request(self, request, client_address):
+        """Consul's per-client connection limit, at accept time."""
+        d = self.double
+        ip = client_address[0]
+        with d.cond:
+            n = d.clients.get(ip, 0)
+            refuse = d.max_conns_per_client > 0 and \
+                n >= d.max_conns_per_client
+            if refuse:
+                d.refused += 1
+            else:
+                d.clients[ip] = n + 1
+                d.peak_conns[ip] = max(d.peak_conns.get(ip, 0), n + 1)
+                d.accepted[request] = ip
+        if refuse and not d.certfile:
+            try:
+                request.sendall(b"HTTP/1.1 429 Too Many Requests\r\n"
+                                b"Content-Length: 0\r\n"
+                                b"Connection: close\r\n\r\n")
+            except OSError:
+                pass
+        return not refuse
+
+    def shutdown_request(self, request):
+        d = self.double
+        with d.cond:
+            ip = d.accepted.pop(request, None)
+            if ip is not None:
+                d.clients[ip] -= 1
+        ThreadingHTTPServer.shutdown_request(self, request)
+
     def handle_error(self, request, client_address):
         # TLS mode: a client refusing our certificate, or not speaking
         # TLS, is a test's business, not a traceback on stderr
@@ -532,7 +601,7 @@ class ConsulDouble:
     """The double: state, faults, and an HTTP server on a thread."""
 
     def __init__(self, host="127.0.0.1", port=0, token=None, jitter=True,
-                 certfile=None, keyfile=None):
+                 certfile=None, keyfile=None, max_conns_per_client=200):
         self.host = host
         self.port = port
         self.token = token
@@ -551,6 +620,12 @@ class ConsulDouble:
         self.release_gen = 0
         self.stopping = False
         self.conns = set()
+        self.max_conns_per_client = int(max_conns_per_client)
+        self.clients = {}           # client address -> open connections
+        self.peak_conns = {}        # client address -> highest count
+        self.accepted = {}          # socket -> client address
+        self.refused = 0
+        self.log = collections.deque(maxlen=100000)
         self.httpd = None
         self.thread = None
 
@@ -559,6 +634,7 @@ class ConsulDouble:
     def start(self):
         handler = type("Handler", (_Handler,), {"double": self})
         self.httpd = _Server((self.host, self.port), handler)
+        self.httpd.double = self
         if self.certfile:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(self.certfile, self.keyfile)
@@ -676,6 +752,21 @@ class ConsulDouble:
     def reset_counts(self):
         with self.cond:
             self.counts = {}
+            self.peak_conns = dict(self.clients)
+            self.refused = 0
+            self.log.clear()
+
+    def requests(self, prefix=""):
+        """The /v1/ requests received whose path starts with prefix,
+        oldest first: dicts with t (time.monotonic()), path, index (int,
+        0 when absent), stale, consistent (bools) and port (the
+        client's)."""
+        with self.cond:
+            return [r for r in self.log if r["path"].startswith(prefix)]
+
+    def peak_connections(self, ip="127.0.0.1"):
+        with self.cond:
+            return self.peak_conns.get(ip, 0)
 
     def count(self, path):
         with self.cond:
@@ -704,7 +795,9 @@ class ConsulDouble:
             return {"index": self.reg.index, "counts": dict(self.counts),
                     "open": {k: v for k, v in self.open.items() if v},
                     "last_token": self.last_token_seen,
-                    "faults": len(self.faults), "hung": self.hung}
+                    "faults": len(self.faults), "hung": self.hung,
+                    "peak_conns": dict(self.peak_conns),
+                    "refused": self.refused}
 
     def wait_for(self, predicate, timeout=5.0):
         """Polls predicate(self) until true or the deadline; returns it."""
@@ -732,6 +825,7 @@ class ConsulDouble:
 
 class _Handler(BaseHTTPRequestHandler):
     double = None
+    consistency = "leader"
     protocol_version = "HTTP/1.1"
     server_version = "Consul-double"
     sys_version = ""
@@ -802,7 +896,8 @@ class _Handler(BaseHTTPRequestHandler):
         if index is not None:
             self.send_header("X-Consul-Default-Acl-Policy",
                              "deny" if self.double.token else "allow")
-            self.send_header("X-Consul-Effective-Consistency", "leader")
+            self.send_header("X-Consul-Effective-Consistency",
+                             self.consistency)
             self.send_header("X-Consul-Index", str(max(1, index)))
             self.send_header("X-Consul-Knownleader", "true")
             self.send_header("X-Consul-Lastcontact", "0")
@@ -844,8 +939,22 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(status, str(e) + "\n", "text/plain")
             return
 
+        self.consistency = "leader"
+        if "stale" in query:
+            self.consistency = "stale"
+        elif "consistent" in query:
+            self.consistency = "consistent"
         with d.cond:
             d.counts[path] = d.counts.get(path, 0) + 1
+            if path.startswith("/v1/"):
+                try:
+                    index = int(query.get("index", ["0"])[-1] or "0")
+                except ValueError:
+                    index = -1
+                d.log.append({"t": time.monotonic(), "path": path,
+                              "index": index, "stale": "stale" in query,
+                              "consistent": "consistent" in query,
+                              "port": self.client_address[1]})
         fault = d.take_fault(path) if path.startswith("/v1/") else None
         if fault is not None:
             if fault.kind == "drop":
@@ -896,10 +1005,22 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(403, "ACL not found")
         if query.get("dc", [DATACENTER])[-1] not in ("", DATACENTER):
             raise ApiError(500, "No path to datacenter")
+        if "stale" in query and "consistent" in query:
+            raise ApiError(400, "Cannot specify ?stale with ?consistent, "
+                           "conflicting semantics.")
 
         m = re.match(r"^/v1/health/service/(.+)$", path)
         if m and method == "GET":
             return self._health(m.group(1), query, fault)
+        m = re.match(r"^/v1/health/state/(.+)$", path)
+        if m and method == "GET":
+            state = m.group(1)
+            if state not in ("any", "passing", "warning", "critical"):
+                raise ApiError(400, "Invalid state: %s" % state)
+            return self._blocking(
+                query, fault, "health/state",
+                lambda r: r.checks_index(),
+                lambda r: r.health_state(state))
         m = re.match(r"^/v1/catalog/service/(.+)$", path)
         if m and method == "GET":
             return self._catalog_service(m.group(1), query, fault)
@@ -1079,6 +1200,9 @@ def main():
                     help="require this ACL token")
     ap.add_argument("--no-jitter", action="store_true",
                     help="no wait/16 jitter on blocking queries")
+    ap.add_argument("--max-conns-per-client", type=int, default=200,
+                    help="open connections allowed per client address "
+                    "(Consul's limits.http_max_conns_per_client; 0: none)")
     ap.add_argument("--tls-cert", default=None,
                     help="serve HTTPS with this PEM certificate (chain)")
     ap.add_argument("--tls-key", default=None,
@@ -1089,7 +1213,8 @@ def main():
         ap.error("--tls-key needs --tls-cert")
     d = ConsulDouble(args.host, args.port, args.token,
                      jitter=not args.no_jitter, certfile=args.tls_cert,
-                     keyfile=args.tls_key)
+                     keyfile=args.tls_key,
+                     max_conns_per_client=args.max_conns_per_client)
     d.start()
     print("consul double listening on %s" % d.url, flush=True)
     try:

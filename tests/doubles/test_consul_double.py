@@ -456,3 +456,87 @@ def test_tls_mode_from_the_command_line(tls):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          timeout=10)
     assert bad.returncode != 0 and b"--tls-cert" in bad.stderr
+
+
+# ------------------------------------- health state, consistency, limits
+
+def test_health_state_lists_checks_and_blocks(consul):
+    consul.register(SVC, "a", "10.0.0.1", 80)
+    consul.register("shop.user.api", "u", "10.0.0.2", 80,
+                    status="critical")
+    h, body = get_json(consul, "/v1/health/state/any")
+    names = sorted((c["ServiceName"], c["Status"]) for c in body)
+    # the agent's own serfHealth node check has no service
+    assert names == [("", "passing"), (SVC, "passing"),
+                     ("shop.user.api", "critical")], names
+    assert all(c["ModifyIndex"] >= 1 and c["Node"] for c in body)
+    idx = int(h["X-Consul-Index"])
+    _, crit = get_json(consul, "/v1/health/state/critical")
+    assert [c["ServiceName"] for c in crit] == ["shop.user.api"]
+    assert req(consul, "/v1/health/state/sad")[0] == 400
+
+    # blocks until a check changes, is added or is removed
+    for change in (lambda: consul.set_check("service:a", "critical"),
+                   lambda: consul.register("x.y.z", "x", "10.0.0.3", 80),
+                   lambda: consul.deregister("x")):
+        t, out = in_thread(get_json, consul, "/v1/health/state/any?"
+                           "index=%d&wait=10s" % idx)
+        assert consul.wait_for(lambda d: d.open_requests("health/state"))
+        change()
+        t.join(5)
+        h2, _ = out["result"]
+        assert int(h2["X-Consul-Index"]) > idx
+        idx = int(h2["X-Consul-Index"])
+
+
+def test_consistency_modes(consul):
+    for q, mode in (("", "leader"), ("?stale", "stale"),
+                    ("?consistent", "consistent")):
+        h, _ = get_json(consul, "/v1/catalog/services" + q)
+        assert h["X-Consul-Effective-Consistency"] == mode
+    status, _, raw = req(consul, "/v1/catalog/services?stale&consistent")
+    assert status == 400 and b"conflicting" in raw
+    log = consul.requests("/v1/catalog/services")
+    assert [(r["stale"], r["consistent"]) for r in log][:3] == \
+        [(False, False), (True, False), (False, True)]
+
+
+def test_connection_limit_per_client():
+    d = ConsulDouble(jitter=False, max_conns_per_client=3).start()
+    socks = []
+    try:
+        for _ in range(3):
+            socks.append(socket.create_connection(("127.0.0.1", d.port)))
+        assert d.wait_for(lambda x: x.peak_connections() == 3)
+        extra = socket.create_connection(("127.0.0.1", d.port))
+        extra.settimeout(5)
+        data = b""
+        while True:
+            chunk = extra.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        extra.close()
+        assert data.startswith(b"HTTP/1.1 429 "), data
+        assert d.state()["refused"] == 1
+        # a connection closed frees its place
+        socks.pop().close()
+        assert d.wait_for(lambda x: len(x.clients) and
+                          x.clients["127.0.0.1"] == 2)
+        h, _ = get_json(d, "/v1/catalog/services")
+        assert h["X-Consul-Index"]
+        assert d.peak_connections() == 3 and d.state()["refused"] == 1
+    finally:
+        for s in socks:
+            s.close()
+        d.stop()
+
+
+def test_request_log(consul):
+    get_json(consul, "/v1/health/service/%s?index=0" % SVC)
+    get_json(consul, "/v1/health/service/%s?index=1&wait=10ms" % SVC)
+    log = consul.requests("/v1/health/service/")
+    assert [r["index"] for r in log] == [0, 1]
+    assert log[0]["t"] <= log[1]["t"] and log[0]["port"] > 0
+    consul.reset_counts()
+    assert consul.requests() == []

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import (SERVICE, VALGRIND, file_size, read_from,
+from conftest import (SERVICE, SLOW, VALGRIND, file_size, read_from,
                       stop_process, wait_for)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -342,7 +342,7 @@ def test_one_blocking_query_per_service(backend, nginx, consul):
     assert len(set(owner_lines(nginx))) == 1
 
 
-def test_killed_watcher_replaced_within_2s(backend, nginx, consul):
+def test_killed_watcher_replaced_quickly(backend, nginx, consul):
     start(nginx, consul, params='wait=60s')
     register(consul, backend, 1, 0)
     routes_to(nginx, [backend.ok4[0]])
@@ -354,7 +354,9 @@ def test_killed_watcher_replaced_within_2s(backend, nginx, consul):
     new = wait_for(lambda: owner_pid(nginx) != pid and owner_pid(nginx),
                    5, interval=0.01, what='another watcher')
     elapsed = time.monotonic() - t0
-    assert elapsed < 2.0, elapsed
+    # the staleness limit (1.5 s) plus an election tick, stretched
+    # like every other deadline on a slow run
+    assert elapsed < 2.0 * SLOW, elapsed
     assert new != pid
 
     register(consul, backend, 2, 1)
@@ -373,7 +375,7 @@ def test_reload_leaves_no_old_worker(backend, nginx, consul):
     for _ in range(2):
         t0 = time.monotonic()
         nginx.reload(timeout=5)
-        assert time.monotonic() - t0 < 3
+        assert time.monotonic() - t0 < 3 * SLOW
     register(consul, backend, 2, 1)
     routes_to(nginx, [backend.ok4[0], backend.ok4[1]])
 

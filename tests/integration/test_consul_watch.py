@@ -1,0 +1,182 @@
+"""
+The Consul watcher against agents that behave like real ones: where a
+watch resumes after a reload or a takeover, consistency modes, backoff
+during an outage, failover, the blocking read timeout with the server's
+jitter on.  Consul's side is read from the double's request log
+(time, path, index, client port of every /v1/ request), nginx's from
+what clients get and /tce/status.  Every wait polls with a deadline.
+"""
+
+import os
+import signal
+import sys
+
+import pytest
+
+from conftest import SERVICE, read_from, wait_for
+from test_consul import (HEALTH, consul, discovery, owner_pid,  # noqa: F401
+                         register, routes_to, start)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                '..', 'doubles'))
+
+from consul_double import ConsulDouble  # noqa: E402
+
+
+def blocking_open(consul, service=SERVICE, n=1):
+    wait_for(lambda: consul.open_requests(service) == n, 5,
+             what='%d open blocking query(ies) on %s' % (n, service))
+
+
+# ------------------------------------------- resume from the zone's index
+
+@pytest.mark.parametrize('how', ['reload', 'takeover'])
+def test_watch_resumes_from_zone_index(backend, nginx, consul, how):
+    start(nginx, consul, params='wait=60s')
+    register(consul, backend, 1, 0)
+    routes_to(nginx, [backend.ok4[0]])
+    blocking_open(consul)
+    index = consul.service_index(SERVICE)
+    pid = owner_pid(nginx)
+    consul.reset_counts()
+
+    if how == 'reload':
+        nginx.reload()
+    else:
+        nginx.allowed_log.add('exited on signal 9')
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: owner_pid(nginx) not in (None, pid), 5,
+                 what='another watcher')
+
+    # the new watcher blocks at once with the index the zone holds:
+    # no query starts over at index 0 (which answers at once, for every
+    # service, and is the load a reload must not cause)
+    # (the old watcher's query is still counted open by the double
+    # until its wait ends: it never writes to the closed connection)
+    wait_for(lambda: consul.requests(HEALTH), 5, what='a new query')
+    log = consul.requests(HEALTH)
+    assert [r['index'] for r in log] == [index], log
+
+    # and it still follows changes
+    register(consul, backend, 2, 1)
+    routes_to(nginx, [backend.ok4[0], backend.ok4[1]])
+    assert all(r['index'] > 0 for r in consul.requests(HEALTH)), \
+        consul.requests(HEALTH)
+
+
+def test_failing_service_restarts_at_zero_after_reload(backend, nginx,
+                                                       consul):
+    # a service whose last answer was an error holds no trustworthy
+    # index: after a reload its watch asks afresh
+    start(nginx, consul, params='wait=1s')
+    register(consul, backend, 1, 0)
+    routes_to(nginx, [backend.ok4[0]])
+    consul.add_fault('status', count=-1, path=HEALTH, status=500)
+    wait_for(lambda: discovery(nginx)['last_error'], 10,
+             what='the error in the status')
+    consul.reset_counts()
+    nginx.reload()
+    wait_for(lambda: consul.requests(HEALTH), 5, what='a new query')
+    assert consul.requests(HEALTH)[0]['index'] == 0
+    consul.clear_faults()
+    register(consul, backend, 2, 1)
+    routes_to(nginx, [backend.ok4[0], backend.ok4[1]], timeout=20)
+
+
+# ------------------------------------------------------------ consistency
+
+@pytest.mark.parametrize('mode', ['default', 'stale', 'consistent'])
+def test_consistency_mode(backend, nginx, consul, mode):
+    start(nginx, consul, params='wait=1s consistency=%s' % mode)
+    register(consul, backend, 1, 0)
+    routes_to(nginx, [backend.ok4[0]])
+    wait_for(lambda: len(consul.requests(HEALTH)) >= 3, 5,
+             what='three queries')
+    for r in consul.requests('/v1/'):
+        assert r['stale'] == (mode == 'stale'), r
+        assert r['consistent'] == (mode == 'consistent'), r
+
+
+def test_consistency_refused_when_unknown(nginx, consul):
+    nginx.configure(http_extra='    tce_consul %s consistency=eventual;\n'
+                    % consul.url, state=False)
+    rc, err = nginx.check()
+    assert rc != 0 and 'consistency=eventual' in err, err
+    assert 'default, stale or consistent' in err, err
+
+
+# ---------------------------------------------------- errors and backoff
+
+def test_backoff_during_outage(backend, nginx, consul):
+    # 500 answers: each retry waits longer (250 ms doubling, half of it
+    # jitter), so the gaps between queries grow and their count stays
+    # small; a watcher retrying at once would send dozens
+    start(nginx, consul, params='wait=1s')
+    register(consul, backend, 1, 0)
+    routes_to(nginx, [backend.ok4[0]])
+    consul.reset_counts()
+    consul.add_fault('status', count=-1, path=HEALTH, status=500)
+    wait_for(lambda: len(consul.requests(HEALTH)) >= 5, 10,
+             what='five queries during the outage')
+    log = consul.requests(HEALTH)
+    t = [r['t'] for r in log[:5]]
+    gaps = [b - a for a, b in zip(t, t[1:])]
+    # retry k waits 125..250 ms * 2^k: the 4th gap is at least 1 s
+    assert gaps[3] >= 0.9, gaps
+    assert gaps[3] >= 2.5 * gaps[0], gaps
+    assert gaps[2] >= 0.45 and gaps[1] >= 0.2, gaps
+    # no more than the schedule allows within the first 1.8 s
+    early = [x for x in t if x - t[0] < 1.8]
+    assert len(early) <= 5, gaps
+    assert ports_kept(nginx, backend)
+
+
+def ports_kept(nginx, backend):
+    r = nginx.get('/')
+    return r.status == 200 and int(r.text) == backend.ok4[0]
+
+
+def test_failover_on_5xx(backend, nginx):
+    # the first agent answers 500 to everything: instances are learned
+    # from the second
+    first = ConsulDouble(jitter=False).start()
+    second = ConsulDouble(jitter=False).start()
+    try:
+        first.add_fault('status', count=-1, path='/v1/', status=500,
+                        body='rpc error: No cluster leader')
+        register(first, backend, 9, 3)      # never answered: not routed
+        start(nginx, second, urls=[first.url, second.url])
+        register(second, backend, 1, 0)
+        routes_to(nginx, [backend.ok4[0]])
+        register(second, backend, 2, 1)
+        routes_to(nginx, [backend.ok4[0], backend.ok4[1]])
+        assert first.count(HEALTH) >= 1
+    finally:
+        first.stop()
+        second.stop()
+
+
+# ------------------------------------------ the blocking read, jitter on
+
+def test_blocking_read_with_server_jitter(backend, nginx):
+    # Consul holds a blocking query up to wait + wait/16: the read
+    # timeout must allow it, or every watch times out and reconnects
+    d = ConsulDouble(jitter=True).start()
+    try:
+        start(nginx, d, params='wait=1s')
+        register(d, backend, 1, 0)
+        routes_to(nginx, [backend.ok4[0]])
+        d.reset_counts()
+        wait_for(lambda: len([r for r in d.requests(HEALTH)
+                              if r['index'] > 0]) >= 4, 10,
+                 what='four blocking queries answered at the end of wait')
+        disc = discovery(nginx)
+        assert disc['errors'] == 0 and disc['last_error'] == '', disc
+        log = read_from(nginx.error_log)
+        assert 'timed out' not in log, log
+        # the same connection carried them all: no reconnection
+        ports = set(r['port'] for r in d.requests(HEALTH))
+        assert len(ports) == 1, ports
+    finally:
+        d.stop()
+
