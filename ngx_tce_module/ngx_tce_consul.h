@@ -5,7 +5,8 @@
  *
  *   tce_consul <url> [<url> ...] [token=<t> | token_file=<path>]
  *              [dc=<dc>] [wait=60s] [timeout=<t>] [ca=<file>]
- *              [consistency=default | stale | consistent];
+ *              [consistency=default | stale | consistent]
+ *              [token_over_http=on];
  *   tce_consul_services tag=<tag>;
  *   tce_consul_snapshot <path>;
  *   tce_consul_allow_empty on | off;
@@ -39,6 +40,7 @@
 #define NGX_TCE_CONSUL_BACKOFF_CAP    15000   /* ms */
 #define NGX_TCE_CONSUL_SNAPSHOT_DELAY 1000    /* ms, writes coalesced */
 #define NGX_TCE_CONSUL_MAX_SERVICES   4096    /* catalog mode */
+#define NGX_TCE_CONSUL_FAILBACK       5000    /* ms, first URL probed */
 
 
 typedef struct ngx_tce_consul_ctx_s  ngx_tce_consul_ctx_t;
@@ -52,6 +54,7 @@ typedef struct {
     ngx_msec_t                  wait;
     ngx_msec_t                  timeout;
     ngx_uint_t                  consistency; /* NGX_TCE_CONSUL_READ_* */
+    ngx_flag_t                  token_over_http;
     ngx_str_t                   tag;         /* catalog mode */
     ngx_flag_t                  catalog;
     ngx_str_t                   snapshot;    /* NUL-terminated or empty */

@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include "ngx_tce_text.h"
 #include "ngx_tce_consul_parse.h"
@@ -27,6 +31,8 @@
 
 struct ngx_tce_consul_client_s {
     char                     *urls[NGX_TCE_CONSUL_MAX_URLS];
+    char                     *secrets[NGX_TCE_CONSUL_MAX_URLS];
+                                        /* "user:pass" of a URL, or NULL */
     size_t                    nurls;
     size_t                    current;
     char                     *token_header;     /* "X-Consul-Token: t" */
@@ -45,11 +51,13 @@ struct ngx_tce_consul_request_s {
     CURL                     *easy;
     struct curl_slist        *headers;
     size_t                    server;           /* index into urls */
+    void                     *data;             /* the caller's */
     char                     *body;
     size_t                    len;
     size_t                    size;
     unsigned                  too_large:1;
     unsigned                  has_index:1;
+    unsigned                  probe:1;          /* never fails over */
     char                      index[NGX_TCE_CONSUL_INDEX_LEN];
     char                      url[NGX_TCE_CONSUL_URL_LEN];
     char                      error[CURL_ERROR_SIZE];
@@ -62,6 +70,12 @@ static char *ngx_tce_consul_strdup(const char *s);
 static int ngx_tce_consul_add_consistency(ngx_tce_consul_client_t *c,
     char *url, size_t size);
 static int ngx_tce_consul_printable(const char *s);
+static int ngx_tce_consul_authority(const char *url, const char **host,
+    const char **at);
+static char *ngx_tce_consul_userinfo(const char *url);
+static void ngx_tce_consul_scrub(char *text, const char *secret);
+static int ngx_tce_consul_sockopt(void *clientp, curl_socket_t fd,
+    curlsocktype purpose);
 static ngx_tce_consul_request_t *ngx_tce_consul_request_create(
     ngx_tce_consul_client_t *c, const char *method, uint64_t timeout_ms,
     char *err, size_t errlen);
@@ -141,6 +155,212 @@ ngx_tce_consul_add_consistency(ngx_tce_consul_client_t *c, char *url,
 }
 
 
+/*
+ * The authority of an http[s]:// URL: *at points to the '@' ending its
+ * userinfo (NULL when none), *host to the host that follows.  Returns
+ * the length of the scheme's "xxx://" prefix, 0 when there is none.
+ */
+
+static int
+ngx_tce_consul_authority(const char *url, const char **host,
+    const char **at)
+{
+    size_t       skip, n;
+    const char  *p;
+
+    if (strncasecmp(url, "http://", 7) == 0) {
+        skip = 7;
+
+    } else if (strncasecmp(url, "https://", 8) == 0) {
+        skip = 8;
+
+    } else {
+        return 0;
+    }
+
+    /* the authority ends at the first '/', '?' or '#' */
+    n = strcspn(url + skip, "/?#");
+    *at = NULL;
+
+    for (p = url + skip; p < url + skip + n; p++) {
+        if (*p == '@') {
+            *at = p;
+        }
+    }
+
+    *host = *at ? *at + 1 : url + skip;
+
+    return (int) skip;
+}
+
+
+char *
+ngx_tce_consul_url_mask(char *dst, size_t size, const char *url)
+{
+    int          skip;
+    const char  *host, *at;
+
+    if (size == 0) {
+        return dst;
+    }
+
+    if (url == NULL) {
+        url = "(null)";
+    }
+
+    skip = ngx_tce_consul_authority(url, &host, &at);
+
+    if (skip == 0 || at == NULL) {
+        snprintf(dst, size, "%s", url);
+
+    } else {
+        snprintf(dst, size, "%.*s***@%s", skip, url, host);
+    }
+
+    return dst;
+}
+
+
+int
+ngx_tce_consul_url_cleartext(const char *url)
+{
+    int              skip;
+    char             name[64];
+    size_t           n;
+    const char      *host, *at, *end;
+    struct in_addr   a4;
+    struct in6_addr  a6;
+
+    skip = ngx_tce_consul_authority(url, &host, &at);
+
+    if (skip != 7) {
+        return 0;                           /* https://, or not a URL */
+    }
+
+    if (host[0] == '[') {
+        end = strchr(host, ']');
+
+        if (end == NULL || (size_t) (end - host - 1) >= sizeof(name)) {
+            return 1;
+        }
+
+        n = end - host - 1;
+        memcpy(name, host + 1, n);
+        name[n] = '\0';
+
+        return !(inet_pton(AF_INET6, name, &a6) == 1
+                 && IN6_IS_ADDR_LOOPBACK(&a6));
+    }
+
+    n = strcspn(host, ":/?#");
+
+    if (n >= sizeof(name)) {
+        return 1;
+    }
+
+    memcpy(name, host, n);
+    name[n] = '\0';
+
+    /* libcurl resolves "localhost" to a loopback address itself */
+    if (strcasecmp(name, "localhost") == 0) {
+        return 0;
+    }
+
+    return !(inet_pton(AF_INET, name, &a4) == 1
+             && (ntohl(a4.s_addr) >> 24) == 127);
+}
+
+
+/* "user:pass" of a URL's authority, malloc'd; NULL when none or no mem */
+
+static char *
+ngx_tce_consul_userinfo(const char *url)
+{
+    int          skip;
+    char        *p;
+    const char  *host, *at;
+
+    skip = ngx_tce_consul_authority(url, &host, &at);
+
+    if (skip == 0 || at == NULL || at == url + skip) {
+        return NULL;
+    }
+
+    p = malloc(at - url - skip + 1);
+
+    if (p != NULL) {
+        memcpy(p, url + skip, at - url - skip);
+        p[at - url - skip] = '\0';
+    }
+
+    return p;
+}
+
+
+/* replaces every occurrence of secret (and of its password) by "***" */
+
+static void
+ngx_tce_consul_scrub(char *text, const char *secret)
+{
+    int          round;
+    char        *p, *from;
+    size_t       len, tail;
+    const char  *pass, *cur;
+
+    pass = strchr(secret, ':');
+
+    for (round = 0; round < 2; round++) {
+        cur = round == 0 ? secret : (pass ? pass + 1 : NULL);
+
+        if (cur == NULL || cur[0] == '\0') {
+            continue;
+        }
+
+        len = strlen(cur);
+        from = text;
+
+        while ((p = strstr(from, cur)) != NULL) {
+            tail = strlen(p + len);
+
+            if (len >= 3) {
+                memcpy(p, "***", 3);
+                memmove(p + 3, p + len, tail + 1);
+                from = p + 3;
+
+            } else {
+                memset(p, '*', len);
+                from = p + len;
+            }
+        }
+    }
+}
+
+
+/*
+ * CURLOPT_SOCKOPTFUNCTION: the count of keepalive probes (libcurl
+ * 7.88 sets only their idle time and interval).
+ */
+
+static int
+ngx_tce_consul_sockopt(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+#ifdef TCP_KEEPCNT
+    int  cnt;
+#endif
+
+    (void) clientp;
+
+#ifdef TCP_KEEPCNT
+    if (purpose == CURLSOCKTYPE_IPCXN) {
+        cnt = NGX_TCE_CONSUL_KEEPCNT;
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+    }
+#endif
+
+    return CURL_SOCKOPT_OK;
+}
+
+
 /* 1 when s holds printable ASCII only: it goes into a header or URL */
 
 static int
@@ -161,6 +381,7 @@ ngx_tce_consul_client_create(const ngx_tce_consul_conf_t *conf, char *err,
     size_t errlen)
 {
     char                      probe[NGX_TCE_CONSUL_URL_LEN];
+    char                      masked[NGX_TCE_CONSUL_URL_LEN];
     size_t                    i, len;
     ngx_tce_consul_client_t  *c;
 
@@ -179,8 +400,22 @@ ngx_tce_consul_client_create(const ngx_tce_consul_conf_t *conf, char *err,
                < 0)
         {
             ngx_tce_consul_client_err(err, errlen, "invalid Consul URL "
-                                      "\"%.128s\"", conf->urls[i]
-                                      ? conf->urls[i] : "(null)");
+                                      "\"%.128s\"",
+                                      ngx_tce_consul_url_mask(masked,
+                                          sizeof(masked), conf->urls[i]));
+            return NULL;
+        }
+
+        if (conf->token && conf->token[0] && !conf->token_over_http
+            && ngx_tce_consul_url_cleartext(conf->urls[i]))
+        {
+            ngx_tce_consul_client_err(err, errlen, "the token would travel "
+                                      "in clear to \"%.128s\" (http:// to "
+                                      "a host that is not a loopback "
+                                      "address): use https://, or allow "
+                                      "it with token_over_http=on",
+                                      ngx_tce_consul_url_mask(masked,
+                                          sizeof(masked), conf->urls[i]));
             return NULL;
         }
     }
@@ -214,6 +449,14 @@ ngx_tce_consul_client_create(const ngx_tce_consul_conf_t *conf, char *err,
         }
 
         c->nurls++;
+
+        c->secrets[i] = ngx_tce_consul_userinfo(conf->urls[i]);
+
+        if (c->secrets[i] == NULL
+            && ngx_tce_consul_client_has_userinfo(c, i))
+        {
+            goto nomem;
+        }
     }
 
     if (conf->token && conf->token[0]) {
@@ -275,6 +518,7 @@ ngx_tce_consul_client_destroy(ngx_tce_consul_client_t *c)
 
     for (i = 0; i < c->nurls; i++) {
         free(c->urls[i]);
+        free(c->secrets[i]);
     }
 
     free(c->token_header);
@@ -288,6 +532,39 @@ const char *
 ngx_tce_consul_client_server(const ngx_tce_consul_client_t *c)
 {
     return c->urls[c->current];
+}
+
+
+size_t
+ngx_tce_consul_client_current(const ngx_tce_consul_client_t *c)
+{
+    return c->current;
+}
+
+
+void
+ngx_tce_consul_client_use(ngx_tce_consul_client_t *c, size_t i)
+{
+    if (i < c->nurls) {
+        c->current = i;
+    }
+}
+
+
+int
+ngx_tce_consul_client_has_userinfo(const ngx_tce_consul_client_t *c,
+    size_t i)
+{
+    int          skip;
+    const char  *host, *at;
+
+    if (i >= c->nurls) {
+        return 0;
+    }
+
+    skip = ngx_tce_consul_authority(c->urls[i], &host, &at);
+
+    return skip != 0 && at != NULL && at != c->urls[i] + skip;
 }
 
 
@@ -454,6 +731,11 @@ ngx_tce_consul_request_create(ngx_tce_consul_client_t *c,
     ngx_tce_consul_setopt(CURLOPT_USERAGENT, "tce-front-door");
     ngx_tce_consul_setopt(CURLOPT_ACCEPT_ENCODING, "");
     ngx_tce_consul_setopt(CURLOPT_TCP_KEEPALIVE, 1L);
+    ngx_tce_consul_setopt(CURLOPT_TCP_KEEPIDLE,
+                          (long) NGX_TCE_CONSUL_KEEPIDLE);
+    ngx_tce_consul_setopt(CURLOPT_TCP_KEEPINTVL,
+                          (long) NGX_TCE_CONSUL_KEEPINTVL);
+    ngx_tce_consul_setopt(CURLOPT_SOCKOPTFUNCTION, ngx_tce_consul_sockopt);
     ngx_tce_consul_setopt(CURLOPT_CONNECTTIMEOUT_MS,
                           (long) c->connect_timeout_ms);
     ngx_tce_consul_setopt(CURLOPT_TIMEOUT_MS, (long) timeout_ms);
@@ -558,6 +840,65 @@ ngx_tce_consul_services_request(ngx_tce_consul_client_t *c, uint64_t index,
 
 
 ngx_tce_consul_request_t *
+ngx_tce_consul_leader_request(ngx_tce_consul_client_t *c, size_t server,
+    char *err, size_t errlen)
+{
+    ngx_tce_consul_request_t  *req;
+
+    if (server >= c->nurls) {
+        ngx_tce_consul_client_err(err, errlen, "no such URL");
+        return NULL;
+    }
+
+    req = ngx_tce_consul_request_create(c, "GET", c->request_timeout_ms,
+                                        err, errlen);
+
+    if (req == NULL) {
+        return NULL;
+    }
+
+    req->server = server;
+    req->probe = 1;
+
+    if (ngx_tce_consul_path_url(req->url, sizeof(req->url),
+                                c->urls[server], "/v1/status/leader", NULL)
+        < 0
+        || curl_easy_setopt(req->easy, CURLOPT_URL, req->url) != CURLE_OK)
+    {
+        ngx_tce_consul_client_err(err, errlen, "URL too long");
+        ngx_tce_consul_request_free(req);
+        return NULL;
+    }
+
+    return req;
+}
+
+
+int
+ngx_tce_consul_leader_ok(const ngx_tce_consul_result_t *res)
+{
+    size_t       n;
+    const char  *p;
+
+    if (!res->ok) {
+        return 0;
+    }
+
+    /* a JSON string: "" while the cluster has no leader */
+    p = res->body;
+    n = res->len;
+
+    while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'
+                     || p[n - 1] == ' '))
+    {
+        n--;
+    }
+
+    return n > 2 && p[0] == '"' && p[n - 1] == '"';
+}
+
+
+ngx_tce_consul_request_t *
 ngx_tce_consul_register_request(ngx_tce_consul_client_t *c,
     const char *body, size_t len, char *err, size_t errlen)
 {
@@ -635,6 +976,20 @@ ngx_tce_consul_request_handle(ngx_tce_consul_request_t *req)
 }
 
 
+void
+ngx_tce_consul_request_set_data(ngx_tce_consul_request_t *req, void *data)
+{
+    req->data = data;
+}
+
+
+void *
+ngx_tce_consul_request_data(ngx_tce_consul_request_t *req)
+{
+    return req->data;
+}
+
+
 int
 ngx_tce_consul_request_done(ngx_tce_consul_request_t *req, CURLcode code,
     ngx_tce_consul_result_t *res)
@@ -701,9 +1056,16 @@ ngx_tce_consul_request_done(ngx_tce_consul_request_t *req, CURLcode code,
         res->ok = 1;
     }
 
+    /* credentials of a URL never reach an error text */
+    for (n = 0; n < req->client->nurls; n++) {
+        if (req->client->secrets[n]) {
+            ngx_tce_consul_scrub(req->error, req->client->secrets[n]);
+        }
+    }
+
     res->error = req->error;
 
-    if (failover && req->client->current == req->server) {
+    if (failover && !req->probe && req->client->current == req->server) {
         ngx_tce_consul_client_failover(req->client);
     }
 

@@ -8,7 +8,19 @@
  *
  * The process calls curl_global_init() once before any client is
  * created (nginx: at module init).  A client outlives its requests.
- * The token travels in the X-Consul-Token header, never in the URL.
+ * The token travels in the X-Consul-Token header, never in the URL,
+ * and never in clear to another host: a client with a token and an
+ * http:// URL whose host is not a loopback address is refused unless
+ * token_over_http is set.  Credentials in a URL (http://user:pass@h)
+ * never reach an error text: use ngx_tce_consul_url_mask() to print
+ * a URL.
+ *
+ * Connections: TCP keepalive probes start after
+ * NGX_TCE_CONSUL_KEEPIDLE seconds of silence, NGX_TCE_CONSUL_KEEPINTVL
+ * apart, NGX_TCE_CONSUL_KEEPCNT of them: an agent that died without a
+ * word (host gone, cable cut) is detected within
+ * NGX_TCE_CONSUL_DEAD_AFTER seconds, well before a blocking query's
+ * read timeout.
  */
 
 #ifndef _NGX_TCE_CONSUL_CLIENT_H_INCLUDED_
@@ -32,6 +44,12 @@
 #define NGX_TCE_CONSUL_CONNECT_TIMEOUT  2000        /* ms */
 #define NGX_TCE_CONSUL_REQUEST_TIMEOUT  10000       /* ms */
 #define NGX_TCE_CONSUL_CLIENT_ERR_LEN   256
+#define NGX_TCE_CONSUL_KEEPIDLE         10          /* s */
+#define NGX_TCE_CONSUL_KEEPINTVL        5           /* s */
+#define NGX_TCE_CONSUL_KEEPCNT          3
+#define NGX_TCE_CONSUL_DEAD_AFTER                                           \
+    (NGX_TCE_CONSUL_KEEPIDLE                                                \
+     + NGX_TCE_CONSUL_KEEPINTVL * NGX_TCE_CONSUL_KEEPCNT)
 
 /* Consul's read consistency modes (?stale, ?consistent) */
 #define NGX_TCE_CONSUL_READ_DEFAULT     0
@@ -50,6 +68,7 @@ typedef struct {
     uint64_t                  wait_ms;  /* blocking wait, 0: Consul's 5m */
     size_t                    max_body; /* 0: NGX_TCE_CONSUL_MAX_BODY */
     int                       consistency;  /* NGX_TCE_CONSUL_READ_* */
+    int                       token_over_http;  /* 1: allowed anywhere */
 } ngx_tce_consul_conf_t;
 
 
@@ -77,7 +96,9 @@ typedef struct {
  * Creates a client from conf; every string is copied.  Returns NULL
  * with a message in err when conf is bad (no URL, a URL that is not
  * http[s]://host, a token or dc with control characters, more than
- * NGX_TCE_CONSUL_MAX_URLS URLs) or memory runs out.
+ * NGX_TCE_CONSUL_MAX_URLS URLs, a token with an http:// URL to a host
+ * that is not a loopback address and token_over_http unset) or memory
+ * runs out.  URLs in err are masked.
  */
 ngx_tce_consul_client_t *ngx_tce_consul_client_create(
     const ngx_tce_consul_conf_t *conf, char *err, size_t errlen);
@@ -87,6 +108,33 @@ void ngx_tce_consul_client_destroy(ngx_tce_consul_client_t *c);
 
 /* the base URL new requests go to: the first until one fails */
 const char *ngx_tce_consul_client_server(const ngx_tce_consul_client_t *c);
+
+/* the position of that URL in the configured list (0: the first) */
+size_t ngx_tce_consul_client_current(const ngx_tce_consul_client_t *c);
+
+/* new requests go to the URL at position i (ignored if out of range) */
+void ngx_tce_consul_client_use(ngx_tce_consul_client_t *c, size_t i);
+
+/*
+ * 1 when the URL at position i was given with credentials
+ * (http://user:pass@host): its masked form differs from the URL.
+ */
+int ngx_tce_consul_client_has_userinfo(const ngx_tce_consul_client_t *c,
+    size_t i);
+
+/*
+ * Copies url into dst (NUL-terminated, cut to size) with the
+ * credentials of its authority replaced: "http://user:pass@h:1/p"
+ * becomes "http://" "***@h:1/p" (three stars).  Returns dst.
+ */
+char *ngx_tce_consul_url_mask(char *dst, size_t size, const char *url);
+
+/*
+ * 1 when url is http:// (not https://) and its host is not a loopback
+ * address (127.0.0.0/8, ::1, localhost): a token sent there travels in
+ * clear over the network.
+ */
+int ngx_tce_consul_url_cleartext(const char *url);
 
 /*
  * Moves new requests to the next base URL, in order, wrapping around.
@@ -113,6 +161,15 @@ ngx_tce_consul_request_t *ngx_tce_consul_services_request(
     ngx_tce_consul_client_t *c, uint64_t index, char *err, size_t errlen);
 
 /*
+ * GET /v1/status/leader on the URL at position server, whatever the
+ * current one: a health probe of that agent (200 and a non-empty
+ * leader address when it serves).  Its failure never moves the
+ * client to another URL.  NULL with err on failure.
+ */
+ngx_tce_consul_request_t *ngx_tce_consul_leader_request(
+    ngx_tce_consul_client_t *c, size_t server, char *err, size_t errlen);
+
+/*
  * PUT /v1/agent/service/register with body (a JSON service
  * definition, copied; not checked here).  NULL with err on failure.
  */
@@ -131,6 +188,11 @@ ngx_tce_consul_request_t *ngx_tce_consul_deregister_request(
  */
 CURL *ngx_tce_consul_request_handle(ngx_tce_consul_request_t *req);
 
+/* the caller's pointer attached to a request (NULL until set) */
+void ngx_tce_consul_request_set_data(ngx_tce_consul_request_t *req,
+    void *data);
+void *ngx_tce_consul_request_data(ngx_tce_consul_request_t *req);
+
 /*
  * Called once the transfer finished with code (CURLMSG_DONE's result,
  * or curl_easy_perform's): fills *res and returns 0 when res->ok,
@@ -139,6 +201,12 @@ CURL *ngx_tce_consul_request_handle(ngx_tce_consul_request_t *req);
  */
 int ngx_tce_consul_request_done(ngx_tce_consul_request_t *req,
     CURLcode code, ngx_tce_consul_result_t *res);
+
+/*
+ * 1 when a finished leader probe (ngx_tce_consul_leader_request) says
+ * the agent serves: res->ok and a body other than "" (no leader).
+ */
+int ngx_tce_consul_leader_ok(const ngx_tce_consul_result_t *res);
 
 /*
  * Blocking helper for tests and tools (never inside nginx): performs

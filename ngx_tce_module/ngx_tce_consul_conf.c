@@ -242,6 +242,7 @@ static char *
 ngx_tce_consul_param(ngx_conf_t *cf, ngx_tce_consul_main_conf_t *cmcf,
     ngx_str_t *value)
 {
+    char         masked[256];
     u_char      *eq;
     ngx_str_t    name, arg, *dst;
     ngx_msec_t   ms;
@@ -307,6 +308,22 @@ ngx_tce_consul_param(ngx_conf_t *cf, ngx_tce_consul_main_conf_t *cmcf,
         return NGX_CONF_OK;
     }
 
+    if (name.len == 15
+        && ngx_strncmp(name.data, "token_over_http", 15) == 0)
+    {
+        if (arg.len == 2 && ngx_strncmp(arg.data, "on", 2) == 0) {
+            cmcf->token_over_http = 1;
+
+        } else if (arg.len == 3 && ngx_strncmp(arg.data, "off", 3) == 0) {
+            cmcf->token_over_http = 0;
+
+        } else {
+            goto invalid;
+        }
+
+        return NGX_CONF_OK;
+    }
+
     if (name.len == 10 && ngx_strncmp(name.data, "token_file", 10) == 0) {
         if (cmcf->token.data) {
             goto twice;
@@ -350,8 +367,13 @@ twice:
 
 invalid:
 
+    /* "HTTP://user:pass@host" lands here: never print its credentials */
+    (void) ngx_tce_consul_url_mask(masked, sizeof(masked),
+                                   (char *) value->data);
+
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\" in \"tce_consul\"", value);
+                       "invalid parameter \"%s\" in \"tce_consul\"",
+                       masked);
     return NGX_CONF_ERROR;
 }
 
@@ -434,6 +456,9 @@ static char *
 ngx_tce_consul_check(ngx_conf_t *cf, ngx_tce_consul_main_conf_t *cmcf)
 {
     char                      err[NGX_TCE_CONSUL_CLIENT_ERR_LEN];
+    char                      masked[256];
+    char                    **url;
+    ngx_uint_t                i;
     ngx_file_info_t           fi;
     ngx_tce_consul_conf_t     conf;
     ngx_tce_consul_client_t  *client;
@@ -446,6 +471,7 @@ ngx_tce_consul_check(ngx_conf_t *cf, ngx_tce_consul_main_conf_t *cmcf)
     conf.dc = (char *) cmcf->dc.data;
     conf.cafile = (char *) cmcf->ca.data;
     conf.consistency = (int) cmcf->consistency;
+    conf.token_over_http = (int) cmcf->token_over_http;
 
     err[0] = '\0';
 
@@ -457,6 +483,18 @@ ngx_tce_consul_check(ngx_conf_t *cf, ngx_tce_consul_main_conf_t *cmcf)
     }
 
     ngx_tce_consul_client_destroy(client);
+
+    url = cmcf->urls->elts;
+
+    for (i = 0; cmcf->token.len && i < cmcf->urls->nelts; i++) {
+        if (ngx_tce_consul_url_cleartext(url[i])) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "\"tce_consul\": the token travels in "
+                               "clear to \"%s\" (token_over_http=on)",
+                               ngx_tce_consul_url_mask(masked,
+                                   sizeof(masked), url[i]));
+        }
+    }
 
     if (cmcf->ca.len && ngx_file_info(cmcf->ca.data, &fi) == NGX_FILE_ERROR)
     {

@@ -15,6 +15,11 @@
  * good answer replaces the service's instance set in the zone; every
  * worker's view follows at its next request.
  *
+ * URLs: the client moves to the next URL when one fails to answer or
+ * answers 5xx; while it is not on the first, the first is probed every
+ * NGX_TCE_CONSUL_FAILBACK ms (GET /v1/status/leader) and, once it
+ * serves again, every query moves back to it.
+ *
  * Sockets and timers: ngx_tce_consul_events.c.
  */
 
@@ -78,6 +83,11 @@ static const char *ngx_tce_consul_name(ngx_tce_consul_watch_t *w);
 static uint32_t ngx_tce_consul_error_key(const char *error);
 static void ngx_tce_consul_snapshot_later(ngx_tce_consul_ctx_t *ctx);
 static void ngx_tce_consul_snapshot_timer(ngx_event_t *ev);
+static void ngx_tce_consul_failback_timer(ngx_event_t *ev);
+static void ngx_tce_consul_probe_done(ngx_tce_consul_ctx_t *ctx,
+    ngx_tce_consul_request_t *req, CURLcode code);
+static ngx_int_t ngx_tce_consul_add(ngx_tce_consul_ctx_t *ctx,
+    ngx_tce_consul_request_t *req, void *data, char *err, size_t errlen);
 
 
 ngx_int_t
@@ -107,6 +117,8 @@ ngx_tce_consul_watch_init(ngx_cycle_t *cycle,
     ngx_tce_consul_event_init(&ctx->curl_timer, ngx_tce_consul_curl_timer,
                               ctx, cycle->log);
     ngx_tce_consul_event_init(&ctx->snapshot, ngx_tce_consul_snapshot_timer,
+                              ctx, cycle->log);
+    ngx_tce_consul_event_init(&ctx->failback, ngx_tce_consul_failback_timer,
                               ctx, cycle->log);
 
     cmcf->ctx = ctx;
@@ -205,6 +217,7 @@ static ngx_int_t
 ngx_tce_consul_start(ngx_tce_consul_ctx_t *ctx)
 {
     char                         err[NGX_TCE_CONSUL_CLIENT_ERR_LEN];
+    char                         masked[NGX_TCE_CONSUL_CLIENT_ERR_LEN];
     ngx_uint_t                   i;
     ngx_tce_service_t           *svc;
     ngx_tce_consul_conf_t        conf;
@@ -224,6 +237,7 @@ ngx_tce_consul_start(ngx_tce_consul_ctx_t *ctx)
     conf.request_timeout_ms = cmcf->timeout;
     conf.wait_ms = cmcf->wait;
     conf.consistency = (int) cmcf->consistency;
+    conf.token_over_http = (int) cmcf->token_over_http;
 
     err[0] = '\0';
 
@@ -278,10 +292,15 @@ ngx_tce_consul_start(ngx_tce_consul_ctx_t *ctx)
                   "tce consul: watching %ui service(s)%s at %s",
                   ctx->nwatches - (cmcf->catalog ? 1 : 0),
                   cmcf->catalog ? " and the catalog" : "",
-                  ngx_tce_consul_client_server(ctx->client));
+                  ngx_tce_consul_url_mask(masked, sizeof(masked),
+                      ngx_tce_consul_client_server(ctx->client)));
 
     for (w = ctx->watches; w; w = w->next) {
         ngx_tce_consul_query(w);
+    }
+
+    if (cmcf->urls->nelts > 1) {
+        ngx_tce_consul_timer_set(&ctx->failback, NGX_TCE_CONSUL_FAILBACK);
     }
 
     return NGX_OK;
@@ -304,6 +323,17 @@ ngx_tce_consul_stop(ngx_tce_consul_ctx_t *ctx, ngx_uint_t release)
     }
 
     ctx->nwatches = 0;
+
+    if (ctx->probe) {
+        curl_multi_remove_handle(ctx->multi,
+                                 ngx_tce_consul_request_handle(ctx->probe));
+        ngx_tce_consul_request_free(ctx->probe);
+        ctx->probe = NULL;
+    }
+
+    if (ctx->failback.timer_set) {
+        ngx_del_timer(&ctx->failback);
+    }
 
     if (ctx->multi) {
         /* closes the cached connections; no socket callback for them */
@@ -431,9 +461,7 @@ static void
 ngx_tce_consul_query(ngx_tce_consul_watch_t *w)
 {
     char                   err[NGX_TCE_CONSUL_CLIENT_ERR_LEN];
-    CURL                  *easy;
     uint64_t               delay;
-    CURLMcode              rc;
     ngx_tce_consul_ctx_t  *ctx;
 
     ctx = w->ctx;
@@ -474,25 +502,10 @@ ngx_tce_consul_query(ngx_tce_consul_watch_t *w)
         return;
     }
 
-    /* curl closes its sockets through us: events go first */
-    easy = ngx_tce_consul_request_handle(w->req);
-
-    if (curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
-                         ngx_tce_consul_close) != CURLE_OK
-        || curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, ctx) != CURLE_OK)
-    {
+    if (ngx_tce_consul_add(ctx, w->req, w, err, sizeof(err)) != NGX_OK) {
         ngx_tce_consul_request_free(w->req);
         w->req = NULL;
-        ngx_tce_consul_failed(w, "cannot set CURLOPT_CLOSESOCKETFUNCTION");
-        return;
-    }
-
-    rc = curl_multi_add_handle(ctx->multi, easy);
-
-    if (rc != CURLM_OK) {
-        ngx_tce_consul_request_free(w->req);
-        w->req = NULL;
-        ngx_tce_consul_failed(w, curl_multi_strerror(rc));
+        ngx_tce_consul_failed(w, err);
         return;
     }
 
@@ -924,13 +937,16 @@ ngx_tce_consul_check(ngx_tce_consul_ctx_t *ctx)
 
         curl_multi_remove_handle(ctx->multi, easy);
 
-        for (w = ctx->watches; w; w = w->next) {
-            if (w->req == req) {
-                break;
-            }
+        if (req == ctx->probe) {
+            ctx->probe = NULL;
+            ngx_tce_consul_probe_done(ctx, req, code);
+            ngx_tce_consul_request_free(req);
+            continue;
         }
 
-        if (w == NULL) {
+        w = ngx_tce_consul_request_data(req);
+
+        if (w == NULL || w->req != req) {
             ngx_tce_consul_request_free(req);
             continue;
         }
@@ -942,3 +958,121 @@ ngx_tce_consul_check(ngx_tce_consul_ctx_t *ctx)
 }
 
 
+/* hands a request to curl; on failure err says why and req is the caller's */
+
+static ngx_int_t
+ngx_tce_consul_add(ngx_tce_consul_ctx_t *ctx, ngx_tce_consul_request_t *req,
+    void *data, char *err, size_t errlen)
+{
+    CURL       *easy;
+    CURLMcode   rc;
+
+    ngx_tce_consul_request_set_data(req, data);
+
+    /* curl closes its sockets through us: events go first */
+    easy = ngx_tce_consul_request_handle(req);
+
+    if (curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
+                         ngx_tce_consul_close) != CURLE_OK
+        || curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, ctx) != CURLE_OK)
+    {
+        ngx_snprintf((u_char *) err, errlen,
+                     "cannot set CURLOPT_CLOSESOCKETFUNCTION%Z");
+        return NGX_ERROR;
+    }
+
+    rc = curl_multi_add_handle(ctx->multi, easy);
+
+    if (rc != CURLM_OK) {
+        ngx_snprintf((u_char *) err, errlen, "%s%Z",
+                     curl_multi_strerror(rc));
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* while away from the first URL: is it serving again? */
+
+static void
+ngx_tce_consul_failback_timer(ngx_event_t *ev)
+{
+    ngx_tce_consul_ctx_t *ctx = ev->data;
+
+    char                       err[NGX_TCE_CONSUL_CLIENT_ERR_LEN];
+    ngx_tce_consul_request_t  *req;
+
+    if (ctx->multi == NULL || ctx->client == NULL) {
+        return;
+    }
+
+    ngx_tce_consul_timer_set(&ctx->failback, NGX_TCE_CONSUL_FAILBACK);
+
+    if (ctx->probe || ngx_tce_consul_client_current(ctx->client) == 0) {
+        return;
+    }
+
+    err[0] = '\0';
+
+    req = ngx_tce_consul_leader_request(ctx->client, 0, err, sizeof(err));
+
+    if (req == NULL) {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+                      "tce consul: cannot probe the first URL: %s", err);
+        return;
+    }
+
+    if (ngx_tce_consul_add(ctx, req, NULL, err, sizeof(err)) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+                      "tce consul: cannot probe the first URL: %s", err);
+        ngx_tce_consul_request_free(req);
+        return;
+    }
+
+    ctx->probe = req;
+}
+
+
+/*
+ * The first URL serves again: every query goes back to it, each with
+ * the index it had (the agents of one datacenter share Consul's index).
+ */
+static void
+ngx_tce_consul_probe_done(ngx_tce_consul_ctx_t *ctx,
+    ngx_tce_consul_request_t *req, CURLcode code)
+{
+    char                     masked[NGX_TCE_CONSUL_CLIENT_ERR_LEN];
+    ngx_tce_consul_watch_t  *w;
+    ngx_tce_consul_result_t  res;
+
+    (void) ngx_tce_consul_request_done(req, code, &res);
+
+    if (!ngx_tce_consul_leader_ok(&res)
+        || ngx_tce_consul_client_current(ctx->client) == 0)
+    {
+        return;
+    }
+
+    ngx_tce_consul_client_use(ctx->client, 0);
+
+    ngx_log_error(NGX_LOG_NOTICE, ctx->log, 0,
+                  "tce consul: %s serves again, watching from it",
+                  ngx_tce_consul_url_mask(masked, sizeof(masked),
+                      ngx_tce_consul_client_server(ctx->client)));
+
+    for (w = ctx->watches; w; w = w->next) {
+        if (w->req == NULL) {
+            continue;       /* waiting on a timer: goes there next time */
+        }
+
+        curl_multi_remove_handle(ctx->multi,
+                                 ngx_tce_consul_request_handle(w->req));
+        ngx_tce_consul_request_free(w->req);
+        w->req = NULL;
+
+        /* not rate-limited: this query did not answer */
+        w->started = ngx_current_msec - NGX_TCE_CONSUL_RATE;
+        ngx_tce_consul_query(w);
+    }
+}

@@ -27,6 +27,8 @@ struct ngx_tce_consul_ctx_s {
     ngx_event_t                 tick;       /* election */
     ngx_event_t                 curl_timer;
     ngx_event_t                 snapshot;
+    ngx_event_t                 failback;   /* probes the first URL */
+    ngx_tce_consul_request_t   *probe;      /* that probe, in flight */
     CURLM                      *multi;
     ngx_tce_consul_client_t    *client;
     ngx_tce_consul_watch_t     *watches;

@@ -180,3 +180,123 @@ def test_blocking_read_with_server_jitter(backend, nginx):
     finally:
         d.stop()
 
+
+
+# ---------------------------------------------- URLs: failback, secrets
+
+def test_back_to_first_url_once_it_serves(backend, nginx):
+    # the first agent fails, the watcher moves to the second; once the
+    # first serves again the watcher returns to it (each double holds
+    # its own instance here, so where the set comes from is visible)
+    first = ConsulDouble(jitter=False).start()
+    second = ConsulDouble(jitter=False).start()
+    try:
+        first.add_fault('status', count=-1, path='/v1/', status=500,
+                        body='No cluster leader')
+        register(first, backend, 1, 0)
+        register(second, backend, 2, 1)
+        start(nginx, second, urls=[first.url, second.url])
+        routes_to(nginx, [backend.ok4[1]])
+        since = os.path.getsize(nginx.error_log)
+        first.clear_faults()
+        # probed every 5 s, then the blocking query (wait=2s) moves
+        routes_to(nginx, [backend.ok4[0]], timeout=15)
+        nginx.wait_error_line(lambda l: first.url in l
+                              and 'serves again' in l, since)
+        # and stays there: the second no longer gets health queries
+        second.reset_counts()
+        register(first, backend, 3, 2)
+        routes_to(nginx, [backend.ok4[0], backend.ok4[2]])
+        assert second.count(HEALTH) == 0
+    finally:
+        first.stop()
+        second.stop()
+
+
+def keepalive_timers(port):
+    """Seconds until the keepalive timer of each established connection
+    to 127.0.0.1:port fires (None where no keepalive timer runs), from
+    /proc/net/tcp (timer 2 = keepalive, in clock ticks of 1/100 s)."""
+    out = []
+    with open('/proc/net/tcp') as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            rem, st, timer = fields[2], fields[3], fields[5]
+            if st != '01' or rem != '0100007F:%04X' % port:
+                continue
+            kind, when = timer.split(':')
+            out.append(int(when, 16) / 100.0 if kind == '02' else None)
+    return out
+
+
+def test_keepalive_detects_dead_agent_early(backend, nginx, consul):
+    # a blocking query waits 60 s: TCP keepalive probes the silent
+    # connection after 10 s idle (then 3 probes 5 s apart), so a dead
+    # agent is detected in about 25 s, not at the read timeout (69 s)
+    start(nginx, consul, params='wait=60s')
+    register(consul, backend, 1, 0)
+    routes_to(nginx, [backend.ok4[0]])
+    blocking_open(consul)
+    # (right after a write the retransmit timer may run until the ACK)
+    def probed_soon():
+        timers = keepalive_timers(consul.port)
+        return timers and all(t is not None and t <= 10.0 for t in timers)
+    wait_for(probed_soon, 5, what='a keepalive timer of at most 10 s on '
+             'the connection to Consul (curl\'s default: 60 s)')
+
+
+TOKEN_URLS = [
+    # (URL, token sent in clear to another host)
+    ('http://192.0.2.10:8500', True),
+    ('http://consul.example:8500', True),
+    ('http://127.0.0.1:8500', False),
+    ('http://127.8.9.10:8500', False),
+    ('http://localhost:8500', False),
+    ('http://[::1]:8500', False),
+    ('https://192.0.2.10:8501', False),
+]
+
+
+@pytest.mark.parametrize('url,clear', TOKEN_URLS,
+                         ids=[u[0] for u in TOKEN_URLS])
+def test_token_never_sent_in_clear(nginx, url, clear):
+    nginx.configure(http_extra='    tce_consul %s token=t0ken;\n' % url,
+                    state=False)
+    rc, err = nginx.check()
+    if clear:
+        assert rc != 0 and 'token_over_http=on' in err, err
+        assert 'in clear' in err and url in err, err
+    else:
+        assert rc == 0 and 'in clear' not in err, err
+
+    # explicitly allowed: accepted, with a warning naming the URL
+    nginx.configure(http_extra='    tce_consul %s token=t0ken '
+                    'token_over_http=on;\n' % url, state=False)
+    rc, err = nginx.check()
+    assert rc == 0, err
+    assert ('[warn]' in err and 'in clear' in err) == clear, err
+    assert 't0ken' not in err
+
+
+def test_url_credentials_never_logged(backend, nginx, consul):
+    secret = 'pw-Zq9xK'
+    dead = 'http://alice:%s@127.0.0.1:%d' % (secret, backend.dead)
+    good = consul.url.replace('http://', 'http://bob:%s@' % secret)
+    start(nginx, consul, urls=[dead, good], params='wait=1s')
+    register(consul, backend, 1, 0)
+    routes_to(nginx, [backend.ok4[0]])
+    consul.add_fault('status', count=3, path=HEALTH, status=500,
+                     body='denied for bob:%s' % secret)
+    wait_for(lambda: discovery(nginx)['errors'] >= 3, 10,
+             what='failed queries')
+    status = nginx.get('/tce/status').text
+    log = read_from(nginx.error_log)
+    assert 'tce consul' in log and '***@127.0.0.1' in log, log
+    assert secret not in log and secret not in status, (log, status)
+
+    # nginx -t: a URL it refuses is printed masked
+    nginx.configure(http_extra='    tce_consul %s HTTP://carol:%s@h:1;\n'
+                    % (consul.url, secret), state=False)
+    rc, err = nginx.check()
+    assert rc != 0 and 'HTTP://***@h:1' in err and secret not in err, err

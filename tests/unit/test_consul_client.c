@@ -52,6 +52,8 @@ static void test_failover(void **state);
 static void test_body_limit(void **state);
 static void test_index_backwards(void **state);
 static void test_catalog_and_deregister(void **state);
+static void test_url_secrets(void **state);
+static void test_leader_probe(void **state);
 
 
 static pid_t  double_pid;
@@ -713,6 +715,125 @@ test_catalog_and_deregister(void **state)
 }
 
 
+/* credentials in a URL: masked, scrubbed from errors; no token in clear */
+
+static void
+test_url_secrets(void **state)
+{
+    char                       buf[256], url[160];
+    char                       err[NGX_TCE_CONSUL_CLIENT_ERR_LEN];
+    const char                *urls[1];
+    ngx_tce_consul_conf_t      conf;
+    ngx_tce_consul_result_t    res;
+    ngx_tce_consul_client_t   *c;
+    ngx_tce_consul_request_t  *req;
+
+    (void) state;
+
+    assert_string_equal(ngx_tce_consul_url_mask(buf, sizeof(buf),
+                            "http://u:p@h:1/x@y"), "http://***@h:1/x@y");
+    assert_string_equal(ngx_tce_consul_url_mask(buf, sizeof(buf),
+                            "HTTPS://a:b@c@d"), "HTTPS://***@d");
+    assert_string_equal(ngx_tce_consul_url_mask(buf, sizeof(buf),
+                            "http://h:1/p?q=a@b"), "http://h:1/p?q=a@b");
+    assert_string_equal(ngx_tce_consul_url_mask(buf, sizeof(buf),
+                            "token=x"), "token=x");
+
+    assert_int_equal(ngx_tce_consul_url_cleartext("http://10.0.0.1:8500"),
+                     1);
+    assert_int_equal(ngx_tce_consul_url_cleartext("http://consul:8500"), 1);
+    assert_int_equal(ngx_tce_consul_url_cleartext("http://127.0.0.1"), 0);
+    assert_int_equal(ngx_tce_consul_url_cleartext("http://u:p@127.1.2.3:1"),
+                     0);
+    assert_int_equal(ngx_tce_consul_url_cleartext("http://127.0.0.1@ev.il"),
+                     1);
+    assert_int_equal(ngx_tce_consul_url_cleartext("http://LocalHost:1"), 0);
+    assert_int_equal(ngx_tce_consul_url_cleartext("http://[::1]:8500"), 0);
+    assert_int_equal(ngx_tce_consul_url_cleartext("http://[::2]:8500"), 1);
+    assert_int_equal(ngx_tce_consul_url_cleartext("https://10.0.0.1"), 0);
+
+    /* a token and a cleartext URL: refused unless allowed, URL masked */
+    memset(&conf, 0, sizeof(conf));
+    urls[0] = "http://u:pw-secret@10.0.0.1:8500";
+    conf.urls = urls;
+    conf.nurls = 1;
+    conf.token = TOKEN;
+    assert_null(ngx_tce_consul_client_create(&conf, err, sizeof(err)));
+    assert_non_null(strstr(err, "token_over_http"));
+    assert_non_null(strstr(err, "http://***@10.0.0.1:8500"));
+    assert_null(strstr(err, "pw-secret"));
+    conf.token_over_http = 1;
+    c = ngx_tce_consul_client_create(&conf, err, sizeof(err));
+    assert_non_null(c);
+    ngx_tce_consul_client_destroy(c);
+
+    /* an error text quoting the credentials has them scrubbed */
+    snprintf(url, sizeof(url), "http://bob:pw-secret@%s",
+             double_url + sizeof("http://") - 1);
+    urls[0] = url;
+    conf.token = NULL;
+    c = ngx_tce_consul_client_create(&conf, err, sizeof(err));
+    assert_non_null(c);
+    assert_int_equal(ngx_tce_consul_client_has_userinfo(c, 0), 1);
+    assert_int_equal(control("/_double/fault", "{\"kind\": \"status\", "
+                             "\"status\": 403, \"body\": \"no bob:pw-secret"
+                             " or pw-secret here\"}", NULL),
+                     200);
+    req = ngx_tce_consul_health_request(c, SVC, NULL, 0, err, sizeof(err));
+    assert_int_equal(ngx_tce_consul_perform(req, &res), -1);
+    assert_null(strstr(res.error, "pw-secret"));
+    assert_non_null(strstr(res.error, "no *** or *** here"));
+    ngx_tce_consul_request_free(req);
+    ngx_tce_consul_client_destroy(c);
+}
+
+
+/* the leader probe of a URL other than the current one */
+
+static void
+test_leader_probe(void **state)
+{
+    char                       dead[64], err[NGX_TCE_CONSUL_CLIENT_ERR_LEN];
+    const char                *urls[2];
+    ngx_tce_consul_conf_t      conf;
+    ngx_tce_consul_result_t    res;
+    ngx_tce_consul_client_t   *c;
+    ngx_tce_consul_request_t  *req;
+
+    (void) state;
+
+    snprintf(dead, sizeof(dead), "http://127.0.0.1:%d", dead_port());
+    urls[0] = double_url;
+    urls[1] = dead;
+
+    memset(&conf, 0, sizeof(conf));
+    conf.urls = urls;
+    conf.nurls = 2;
+
+    c = ngx_tce_consul_client_create(&conf, err, sizeof(err));
+    assert_non_null(c);
+    ngx_tce_consul_client_use(c, 1);
+    assert_int_equal(ngx_tce_consul_client_current(c), 1);
+
+    req = ngx_tce_consul_leader_request(c, 0, err, sizeof(err));
+    assert_non_null(req);
+    assert_int_equal(ngx_tce_consul_perform(req, &res), 0);
+    assert_int_equal(ngx_tce_consul_leader_ok(&res), 1);
+    ngx_tce_consul_request_free(req);
+
+    /* a failed probe of the dead one moves nothing */
+    ngx_tce_consul_client_use(c, 0);
+    req = ngx_tce_consul_leader_request(c, 1, err, sizeof(err));
+    assert_int_equal(ngx_tce_consul_perform(req, &res), -1);
+    assert_int_equal(ngx_tce_consul_leader_ok(&res), 0);
+    ngx_tce_consul_request_free(req);
+    assert_int_equal(ngx_tce_consul_client_current(c), 0);
+
+    assert_null(ngx_tce_consul_leader_request(c, 2, err, sizeof(err)));
+    ngx_tce_consul_client_destroy(c);
+}
+
+
 int
 main(void)
 {
@@ -726,6 +847,8 @@ main(void)
         cmocka_unit_test(test_body_limit),
         cmocka_unit_test(test_index_backwards),
         cmocka_unit_test(test_catalog_and_deregister),
+        cmocka_unit_test(test_url_secrets),
+        cmocka_unit_test(test_leader_probe),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
