@@ -88,6 +88,7 @@ typedef struct {
 typedef struct {
     ngx_tce_zone_t             *zone;        /* NULL: no tce_zone */
     ngx_str_t                   state_path;
+    ngx_flag_t                  state_allow_empty;
     ngx_array_t                 refs;        /* ngx_tce_service_ref_t */
     ngx_array_t                 persist;     /* ngx_tce_persist_t * */
     ngx_uint_t                  exiting;     /* exit_process has begun */

@@ -3,6 +3,9 @@
  *
  *   tce_zone <name> <size>;    the shared zone holding the registry
  *   tce_state <path>;          the embedded default store (JSON file)
+ *   tce_state_allow_empty on|off;
+ *                              whether a reload may leave a service fed
+ *                              by the file without any instance
  */
 
 #include <ngx_config.h>
@@ -16,6 +19,18 @@
 
 #define NGX_TCE_ZONE_MIN_SIZE  (64 * 1024)
 
+/* services named in the message of a refused reload */
+#define NGX_TCE_STATE_GUARD_NAMES  5
+
+
+typedef struct {
+    ngx_tce_zone_t        zone;
+    ngx_tce_main_conf_t  *tmcf;
+    ngx_tce_state_t       state;     /* parsed at configuration time */
+    ngx_uint_t            loaded;    /* tce_state given and file present */
+    ngx_uint_t            missing;   /* tce_state given, no such file */
+} ngx_tce_zone_ctx_t;
+
 
 static void *ngx_tce_create_main_conf(ngx_conf_t *cf);
 static char *ngx_tce_init_main_conf(ngx_conf_t *cf, void *conf);
@@ -27,14 +42,11 @@ static void ngx_tce_state_cleanup(void *data);
 static ngx_tce_main_conf_t *ngx_tce_get_main_conf(ngx_cycle_t *cycle);
 static ngx_int_t ngx_tce_persist_init_module(ngx_cycle_t *cycle);
 static void ngx_tce_persist_exit_process(ngx_cycle_t *cycle);
-
-
-typedef struct {
-    ngx_tce_zone_t        zone;
-    ngx_tce_main_conf_t  *tmcf;
-    ngx_tce_state_t       state;     /* parsed at configuration time */
-    ngx_uint_t            loaded;    /* tce_state given and file present */
-} ngx_tce_zone_ctx_t;
+static void ngx_tce_state_check_dir(ngx_conf_t *cf, ngx_str_t *path);
+static ngx_int_t ngx_tce_state_guard(ngx_tce_zone_ctx_t *ctx,
+    ngx_log_t *log);
+static int ngx_libc_cdecl ngx_tce_state_service_cmp(const void *key,
+    const void *elt);
 
 
 static ngx_command_t  ngx_tce_commands[] = {
@@ -51,6 +63,13 @@ static ngx_command_t  ngx_tce_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_tce_main_conf_t, state_path),
+      NULL },
+
+    { ngx_string("tce_state_allow_empty"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_tce_main_conf_t, state_allow_empty),
       NULL },
 
       ngx_null_command
@@ -105,6 +124,8 @@ ngx_tce_create_main_conf(ngx_conf_t *cf)
      *     tmcf->state_path = { 0, NULL };
      */
 
+    tmcf->state_allow_empty = NGX_CONF_UNSET;
+
     if (ngx_array_init(&tmcf->refs, cf->pool, 4,
                        sizeof(ngx_tce_service_ref_t))
         != NGX_OK)
@@ -125,6 +146,8 @@ ngx_tce_init_main_conf(ngx_conf_t *cf, void *conf)
     char                 err[512];
     ngx_pool_cleanup_t  *cln;
     ngx_tce_zone_ctx_t  *ctx;
+
+    ngx_conf_init_value(tmcf->state_allow_empty, 0);
 
     if (tmcf->state_path.len == 0) {
         return NGX_CONF_OK;
@@ -150,6 +173,8 @@ ngx_tce_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_conf_log_error(NGX_LOG_NOTICE, cf, 0,
                            "tce_state \"%V\" does not exist yet: "
                            "the registry starts empty", &tmcf->state_path);
+        ngx_tce_state_check_dir(cf, &tmcf->state_path);
+        ctx->missing = 1;
         return NGX_CONF_OK;
     }
 
@@ -184,6 +209,45 @@ static void
 ngx_tce_state_cleanup(void *data)
 {
     ngx_tce_state_free(data);
+}
+
+
+/* a path with a typo in a directory: said at "nginx -t" */
+
+static void
+ngx_tce_state_check_dir(ngx_conf_t *cf, ngx_str_t *path)
+{
+    u_char           *dir, *slash;
+    ngx_file_info_t   fi;
+
+    dir = ngx_pstrdup(cf->temp_pool, path);
+    if (dir == NULL) {
+        return;
+    }
+
+    /* a full name (ngx_conf_full_name): it has a slash */
+    for (slash = dir + path->len; slash > dir && slash[-1] != '/'; slash--) {
+        /* void */
+    }
+
+    if (slash <= dir + 1) {
+        return;                         /* in the root directory */
+    }
+
+    slash[-1] = '\0';
+
+    if (ngx_file_info(dir, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, ngx_errno,
+                           "tce_state \"%V\": its directory \"%s\" cannot "
+                           "be used: a typo?  Nothing can be loaded from "
+                           "this path, and Consul snapshots cannot be "
+                           "written there", path, dir);
+
+    } else if (!ngx_is_dir(&fi)) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "tce_state \"%V\": \"%s\" is not a directory",
+                           path, dir);
+    }
 }
 
 
@@ -292,6 +356,11 @@ ngx_tce_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         shpool->log_nomem = 0;
     }
 
+    /* a reload: the zone holds what is served now */
+    if (octx && ngx_tce_state_guard(ctx, shm_zone->shm.log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_tce_apply_state(&ctx->zone, ctx->tmcf, shm_zone->shm.log)
         != NGX_OK
         || ngx_tce_persist_init_zone(&ctx->zone, ctx->tmcf,
@@ -385,6 +454,93 @@ ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A reload that would take a service fed by the state file from some
+ * instances to none (a file gone, a path with a typo, "{"version": 1}",
+ * a service left out) is refused, changing nothing, unless
+ * tce_state_allow_empty is on: as with Consul's empty answers, an
+ * empty service is more likely a mistake than an intent.
+ */
+static ngx_int_t
+ngx_tce_state_guard(ngx_tce_zone_ctx_t *ctx, ngx_log_t *log)
+{
+    u_char                   *p, *last;
+    ngx_uint_t                n, ninst;
+    ngx_tce_service_t        *svc;
+    ngx_tce_main_conf_t      *tmcf;
+    ngx_tce_state_service_t  *ss;
+    u_char                    names[1024];
+
+    tmcf = ctx->tmcf;
+
+    if (tmcf->state_path.len == 0 || tmcf->state_allow_empty) {
+        return NGX_OK;
+    }
+
+    n = 0;
+    p = names;
+    last = names + sizeof(names);
+
+    for (svc = ctx->zone.sh->services; svc; svc = svc->next) {
+        ninst = svc->ninstances;
+
+        if (svc->source != NGX_TCE_SOURCE_STATE || ninst == 0) {
+            continue;
+        }
+
+        ss = NULL;
+
+        if (ctx->state.nservices) {
+            ss = bsearch(svc->name, ctx->state.services,
+                         ctx->state.nservices,
+                         sizeof(ngx_tce_state_service_t),
+                         ngx_tce_state_service_cmp);
+        }
+
+        if (ss && ss->ninstances) {
+            continue;
+        }
+
+        if (++n <= NGX_TCE_STATE_GUARD_NAMES) {
+            p = ngx_slprintf(p, last, "%s\"%s\" (%ui instance%s%s)",
+                             n > 1 ? ", " : "", svc->name, ninst,
+                             ninst == 1 ? "" : "s",
+                             ctx->missing ? ""
+                             : ss ? ", none in the file"
+                             : ", not in the file");
+        }
+    }
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    if (n > NGX_TCE_STATE_GUARD_NAMES) {
+        p = ngx_slprintf(p, last, " and %ui more",
+                         n - NGX_TCE_STATE_GUARD_NAMES);
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, log, 0,
+                  "tce_state \"%V\"%s: reload refused, it would leave "
+                  "%ui service%s without any instance: %*s; nothing was "
+                  "changed.  Fix the file (or its path), or set "
+                  "\"tce_state_allow_empty on;\" to empty them",
+                  &tmcf->state_path,
+                  ctx->missing ? " does not exist" : "",
+                  n, n == 1 ? "" : "s", p - names, names);
+
+    return NGX_ERROR;
+}
+
+
+static int ngx_libc_cdecl
+ngx_tce_state_service_cmp(const void *key, const void *elt)
+{
+    return ngx_strcmp((u_char *) key,
+                      (u_char *) ((ngx_tce_state_service_t *) elt)->name);
 }
 
 

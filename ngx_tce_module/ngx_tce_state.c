@@ -63,6 +63,7 @@ static int ngx_tce_state_flag(ngx_tce_state_ctx_t *ctx, json_t *obj,
     const char *key, uint8_t *flag);
 static int ngx_tce_state_root(ngx_tce_state_ctx_t *ctx, json_t *root,
     ngx_tce_state_t *st);
+static int ngx_tce_state_version(ngx_tce_state_ctx_t *ctx, json_t *root);
 static int ngx_tce_state_service(ngx_tce_state_ctx_t *ctx, json_t *v,
     ngx_tce_state_service_t *svc);
 static int ngx_tce_state_cluster(ngx_tce_state_ctx_t *ctx, json_t *v,
@@ -432,7 +433,7 @@ ngx_tce_state_root(ngx_tce_state_ctx_t *ctx, json_t *root,
     services = json_object_get(root, "services");
 
     if (services == NULL) {
-        return 0;
+        return ngx_tce_state_version(ctx, root);
     }
 
     if (!json_is_object(services)) {
@@ -447,7 +448,7 @@ ngx_tce_state_root(ngx_tce_state_ctx_t *ctx, json_t *root,
     }
 
     if (n == 0) {
-        return 0;
+        return ngx_tce_state_version(ctx, root);
     }
 
     st->services = calloc(n, sizeof(ngx_tce_state_service_t));
@@ -485,6 +486,26 @@ ngx_tce_state_root(ngx_tce_state_ctx_t *ctx, json_t *root,
         }
 
         ctx->path[old] = '\0';
+    }
+
+    return ngx_tce_state_version(ctx, root);
+}
+
+
+/*
+ * "version" is required: a file without it ("{}", a stray JSON file
+ * named by mistake) is not taken for an empty registry.  Checked after
+ * the rest, so that a document's first real mistake is the one shown.
+ */
+
+static int
+ngx_tce_state_version(ngx_tce_state_ctx_t *ctx, json_t *root)
+{
+    if (json_object_get(root, "version") == NULL) {
+        return ngx_tce_state_fail(ctx, "document", "missing required key "
+                                  "\"version\" (the first line of a state "
+                                  "file is {\"version\": %d, ...)",
+                                  NGX_TCE_STATE_FILE_VERSION);
     }
 
     return 0;

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import SERVICE, file_size, read_from, wait_for
+from conftest import SERVICE, file_size, instance, read_from, wait_for
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'doubles'))
@@ -109,3 +109,162 @@ def test_consul_error_body_escaped_in_status_and_log(backend, nginx,
     assert err in line, (err, line)
     assert not any('forged' in l and 'HTTP 500' not in l
                    for l in read_from(nginx.error_log, since).splitlines())
+
+
+# ------------------------------------ state file: never lose traffic silently
+
+OTHER = 'demo.web.other'
+
+TWO_UPSTREAMS = """\
+    upstream api { tce_service demo.web.api; }
+    upstream other { tce_service demo.web.other; }
+"""
+
+OTHER_LOCATION = """\
+        location /other/ {
+            proxy_pass http://other;
+        }
+"""
+
+
+def good_state(nginx, backend, services=(SERVICE, OTHER)):
+    nginx.write_state({svc: {'default': [
+        instance('api-1', backend.addr(backend.ok4[0])),
+        instance('api-2', backend.addr(backend.ok4[1]))]}
+        for svc in services})
+
+
+def start_state(nginx, backend, http_extra=''):
+    good_state(nginx, backend)
+    nginx.configure(upstreams=TWO_UPSTREAMS, server_extra=OTHER_LOCATION,
+                    http_extra=http_extra)
+    nginx.start()
+    assert_serving(nginx, backend)
+
+
+def assert_serving(nginx, backend):
+    for path in ('/', '/other/x'):
+        rs = [nginx.get(path) for _ in range(4)]
+        assert [r.status for r in rs] == [200] * 4, (path, rs)
+        assert {int(r.text) for r in rs} == set(backend.ok4[:2]), rs
+
+
+def instances(nginx, service):
+    return sorted(i['id'] for i in
+                  nginx.status()['services'][service]['instances'])
+
+
+def bad_file_gone(nginx, backend):
+    os.rename(nginx.state_path, nginx.state_path + '.moved')
+
+
+def bad_path_typo(nginx, backend):
+    nginx.configure(upstreams=TWO_UPSTREAMS, server_extra=OTHER_LOCATION,
+                    state='tce_state %s/stat.json;' % nginx.dir)
+
+
+def bad_no_services(nginx, backend):
+    nginx.write_state(raw='{"version": 1}\n')
+
+
+def bad_one_left_out(nginx, backend):
+    good_state(nginx, backend, services=(SERVICE,))
+
+
+def bad_no_instances(nginx, backend):
+    nginx.write_state({SERVICE: {'default': [
+        instance('api-1', backend.addr(backend.ok4[0])),
+        instance('api-2', backend.addr(backend.ok4[1]))]},
+        OTHER: {'default': []}})
+
+
+BAD_RELOADS = {
+    'file gone': (bad_file_gone, '"<state-file>" does not exist',
+                  ['"demo.web.api" (2 instances)',
+                   '"demo.web.other" (2 instances)', '2 services']),
+    'path typo': (bad_path_typo, '"<tmp>/nginx/stat.json" does not exist',
+                  ['"demo.web.api" (2 instances)', '2 services']),
+    'no services': (bad_no_services, '"<state-file>"',
+                    ['"demo.web.api" (2 instances, not in the file)',
+                     '"demo.web.other" (2 instances, not in the file)']),
+    'one left out': (bad_one_left_out, '"<state-file>"',
+                     ['1 service without',
+                      '"demo.web.other" (2 instances, not in the file)']),
+    'no instances': (bad_no_instances, '"<state-file>"',
+                     ['1 service without',
+                      '"demo.web.other" (2 instances, none in the file)']),
+}
+
+
+@pytest.mark.parametrize('case', list(BAD_RELOADS))
+def test_reload_that_would_empty_a_service_is_refused(backend, nginx, case):
+    spoil, where, words = BAD_RELOADS[case]
+    start_state(nginx, backend)
+    before = nginx.status()
+
+    spoil(nginx, backend)
+    log = nginx.masked(nginx.reload_refused())
+
+    line = [l for l in log.splitlines() if '[emerg]' in l][0]
+    assert 'tce_state ' + where in line, line
+    assert 'reload refused' in line and 'nothing was changed' in line, line
+    assert '"tce_state_allow_empty on;"' in line, line
+    for w in words:
+        assert w in line, (w, line)
+    if case in ('one left out', 'no instances'):
+        assert 'demo.web.api"' not in line, line
+
+    # traffic kept, the registry unchanged
+    assert_serving(nginx, backend)
+    assert nginx.status()['services'] == before['services']
+
+
+def test_allow_empty_lets_the_reload_empty_services(backend, nginx):
+    start_state(nginx, backend, http_extra='    tce_state_allow_empty on;\n')
+    bad_no_services(nginx, backend)
+    nginx.reload()
+    assert nginx.get('/').status == 503
+    assert nginx.get('/other/x').status == 503
+    assert instances(nginx, SERVICE) == [] and instances(nginx, OTHER) == []
+
+
+def test_reload_keeping_instances_passes(backend, nginx):
+    """The guard is about instances: moving them, draining them all or
+    emptying a service that had none is an operator's plain edit."""
+    start_state(nginx, backend)
+    nginx.write_state({SERVICE: {'default': [
+        instance('api-3', backend.addr(backend.ok4[2]), state='draining')]},
+        OTHER: {'default': [
+            instance('api-1', backend.addr(backend.ok4[0]))]},
+        'demo.web.spare': {'default': []}})
+    nginx.reload()
+    assert instances(nginx, SERVICE) == ['api-3']
+    assert nginx.get('/').status == 503        # drained by the operator
+    assert int(nginx.get('/other/x').text) == backend.ok4[0]
+
+
+def test_state_file_without_version_refused(backend, nginx):
+    start_state(nginx, backend)
+    nginx.write_state(raw='{}\n')
+    log = nginx.masked(nginx.reload_refused())
+    assert ('tce_state "<state-file>": document: missing required key '
+            '"version"') in log, log
+    assert_serving(nginx, backend)
+    rc, out = nginx.check()
+    assert rc != 0 and 'missing required key "version"' in out, out
+
+
+def test_state_directory_typo_warned_at_nginx_t(nginx):
+    nginx.configure(state='tce_state %s/nodir/state.json;' % nginx.dir)
+    rc, out = nginx.check()
+    out = nginx.masked(out)
+    assert rc == 0, out
+    assert ('[warn]' in out and 'tce_state "<tmp>/nginx/nodir/state.json": '
+            'its directory "<tmp>/nginx/nodir" cannot be used: a typo?'
+            in out), out
+
+    # an existing directory, the file not there yet: no warning
+    nginx.configure()
+    rc, out = nginx.check()
+    assert rc == 0 and '[warn]' not in out, out
+    assert 'does not exist yet' in out, out

@@ -59,6 +59,7 @@ static void assert_state_equal(const ngx_tce_state_t *a,
 static void assert_printable(const char *s);
 static void test_minimal(void **state);
 static void test_empty_documents(void **state);
+static void test_version_required(void **state);
 static void test_full(void **state);
 static void test_defaults(void **state);
 static void test_ipv6(void **state);
@@ -90,7 +91,8 @@ static void test_free_empty(void **state);
 
 /* instance i of a document: a valid base the cases below spoil */
 #define DOC(inst)                                                            \
-    "{\"services\": {\"demo.web.api\": {\"clusters\": {\"default\": "       \
+    "{\"version\": 1, "                                                      \
+    "\"services\": {\"demo.web.api\": {\"clusters\": {\"default\": "         \
     "{\"instances\": [" inst "]}}}}}"
 
 #define INST(extra)                                                          \
@@ -102,17 +104,18 @@ static void test_free_empty(void **state);
 static const bad_case_t  bad_cases[] = {
 
     /* names */
-    { "{\"services\": {\"Demo.web.api\": {}}}",
+    { "{\"version\": 1, \"services\": {\"Demo.web.api\": {}}}",
       "services: invalid service name \"Demo.web.api\"" },
-    { "{\"services\": {\"demo.web\": {}}}",
+    { "{\"version\": 1, \"services\": {\"demo.web\": {}}}",
       "invalid service name \"demo.web\"" },
-    { "{\"services\": {\"demo..api\": {}}}",
+    { "{\"version\": 1, \"services\": {\"demo..api\": {}}}",
       "invalid service name \"demo..api\"" },
-    { "{\"services\": {\"a.b.c.d\": {}}}",
+    { "{\"version\": 1, \"services\": {\"a.b.c.d\": {}}}",
       "invalid service name \"a.b.c.d\"" },
-    { "{\"services\": {\"a.b.c\": {\"clusters\": {\"bad cluster!\": {}}}}}",
+    { "{\"version\": 1, "
+      "\"services\": {\"a.b.c\": {\"clusters\": {\"bad cluster!\": {}}}}}",
       "services.a.b.c.clusters: invalid cluster name \"bad cluster!\"" },
-    { "{\"services\": {\"a.b.c\": {\"clusters\": {\"\": {}}}}}",
+    { "{\"version\": 1, \"services\": {\"a.b.c\": {\"clusters\": {\"\": {}}}}}",
       "invalid cluster name \"\"" },
 
     /* required keys */
@@ -198,9 +201,9 @@ static const bad_case_t  bad_cases[] = {
     /* unknown keys, at every level */
     { "{\"servces\": {}}",
       "document: unknown key \"servces\" (known: version, services)" },
-    { "{\"services\": {\"a.b.c\": {\"cluster\": {}}}}",
+    { "{\"version\": 1, \"services\": {\"a.b.c\": {\"cluster\": {}}}}",
       "services.a.b.c: unknown key \"cluster\" (known: clusters)" },
-    { "{\"services\": {\"a.b.c\": {\"clusters\": {\"d\": "
+    { "{\"version\": 1, \"services\": {\"a.b.c\": {\"clusters\": {\"d\": "
       "{\"instance\": []}}}}}",
       "services.a.b.c.clusters.d: unknown key \"instance\"" },
     { DOC(INST(", \"wieght\": 5")),
@@ -214,31 +217,32 @@ static const bad_case_t  bad_cases[] = {
       "version: must be 1 (the only version), got 2" },
     { "{\"version\": \"1\"}",
       "version: must be 1 (the only version), got \"1\"" },
-    { "{\"services\": []}",
+    { "{\"version\": 1, \"services\": []}",
       "services: must be an object, got an array" },
-    { "{\"services\": {\"a.b.c\": []}}",
+    { "{\"version\": 1, \"services\": {\"a.b.c\": []}}",
       "services.a.b.c: must be an object, got an array" },
-    { "{\"services\": {\"a.b.c\": {\"clusters\": []}}}",
+    { "{\"version\": 1, \"services\": {\"a.b.c\": {\"clusters\": []}}}",
       "services.a.b.c.clusters: must be an object, got an array" },
-    { "{\"services\": {\"a.b.c\": {\"clusters\": {\"d\": null}}}}",
+    { "{\"version\": 1, "
+      "\"services\": {\"a.b.c\": {\"clusters\": {\"d\": null}}}}",
       "services.a.b.c.clusters.d: must be an object, got null" },
-    { "{\"services\": {\"a.b.c\": {\"clusters\": {\"d\": "
+    { "{\"version\": 1, \"services\": {\"a.b.c\": {\"clusters\": {\"d\": "
       "{\"instances\": {}}}}}}",
       "services.a.b.c.clusters.d.instances: must be an array, got an object" },
-    { "{\"services\": {\"a.b.c\": {\"clusters\": {\"d\": "
+    { "{\"version\": 1, \"services\": {\"a.b.c\": {\"clusters\": {\"d\": "
       "{\"canary\": [1]}}}}}",
       "services.a.b.c.clusters.d.canary: must be an object, got an array" },
     { DOC("\"a\""),
       IPATH ": must be an object, got \"a\"" },
 
     /* JSON itself */
-    { "{\"services\": {}, \"services\": {}}",
+    { "{\"version\": 1, \"services\": {}, \"services\": {}}",
       "duplicate object key" },
-    { "{\"services\": {},}",
+    { "{\"version\": 1, \"services\": {},}",
       "line 1, column " },
-    { "{\"services\": {}} x",
+    { "{\"version\": 1, \"services\": {}} x",
       "line 1, column " },
-    { "{\"services\": {}}\n\n   {",
+    { "{\"version\": 1, \"services\": {}}\n\n   {",
       "line 3, column " },
 };
 
@@ -378,7 +382,8 @@ instances_doc(size_t n)
     buf = malloc(128 + n * 64);
     assert_non_null(buf);
 
-    p = buf + sprintf(buf, "{\"services\": {\"a.b.c\": {\"clusters\": "
+    p = buf + sprintf(buf, "{\"version\": 1, "
+                           "\"services\": {\"a.b.c\": {\"clusters\": "
                       "{\"d\": {\"instances\": [");
 
     for (i = 0; i < n; i++) {
@@ -406,7 +411,8 @@ nested_doc(size_t depth)
     buf = malloc(128 + 2 * inner);
     assert_non_null(buf);
 
-    p = buf + sprintf(buf, "{\"services\": {\"a.b.c\": {\"clusters\": "
+    p = buf + sprintf(buf, "{\"version\": 1, "
+                           "\"services\": {\"a.b.c\": {\"clusters\": "
                       "{\"d\": {\"canary\": {\"k\": ");
 
     for (i = 0; i < inner; i++) {
@@ -588,13 +594,13 @@ test_empty_documents(void **state)
     char             err[ERRLEN];
 
     static const char  *docs[] = {
-        "{}",
         "{\"version\": 1}",
         "{\"version\": 1, \"services\": {}}",
-        " \n\t{ \"services\" : { } } \n",
+        " \n\t{ \"services\" : { }, \"version\" : 1 } \n",
     };
 
-    static const char  *doc = "{\"services\": {\"g.h.i\": {\"clusters\": "
+    static const char  *doc = "{\"version\": 1, "
+                              "\"services\": {\"g.h.i\": {\"clusters\": "
                               "{\"c1\": {}, \"c0\": {\"instances\": []}}}, "
                               "\"a.b.c\": {}, \"d.e.f\": {\"clusters\": {}}}}";
 
@@ -955,6 +961,47 @@ test_invalid_fields(void **state)
 }
 
 
+/*
+ * "{}" or a stray JSON file named by mistake is not an empty registry:
+ * "version" is required; a document's first real mistake comes first.
+ */
+
+static void
+test_version_required(void **state)
+{
+    size_t           i;
+    ngx_tce_state_t  st;
+    char             err[ERRLEN];
+
+    static const char  *docs[] = {
+        "{}",
+        " \n\t{ \"services\" : { } } \n",
+        "{\"services\": {\"a.b.c\": {\"clusters\": {\"default\": "
+        "{\"instances\": [{\"id\": \"x\", "
+        "\"address\": \"192.0.2.1:80\"}]}}}}}",
+    };
+
+    static const char  *bad = "{\"services\": {\"a.b.c\": {\"clusterz\": "
+                              "{}}}}";
+
+    (void) state;
+
+    for (i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+        assert_int_equal(ngx_tce_state_decode(docs[i], strlen(docs[i]), &st,
+                                              err, sizeof(err)), -1);
+        assert_string_equal(err, "document: missing required key "
+                            "\"version\" (the first line of a state file "
+                            "is {\"version\": 1, ...)");
+        assert_int_equal(st.nservices, 0);
+        assert_null(st.services);
+    }
+
+    assert_int_equal(ngx_tce_state_decode(bad, strlen(bad), &st, err,
+                                          sizeof(err)), -1);
+    assert_contains(err, "unknown key \"clusterz\"");
+}
+
+
 static void
 test_error_path_example(void **state)
 {
@@ -983,14 +1030,14 @@ test_duplicate_ids(void **state)
 
     /* the same id in another service is fine */
     static const char  *ok =
-        "{\"services\": {"
+        "{\"version\": 1, \"services\": {"
         "\"a.b.c\": {\"clusters\": {\"d\": {\"instances\": ["
         "{\"id\": \"x\", \"address\": \"10.0.0.1:1\"}]}}},"
         "\"a.b.d\": {\"clusters\": {\"d\": {\"instances\": ["
         "{\"id\": \"x\", \"address\": \"10.0.0.1:1\"}]}}}}}";
 
     static const char  *across =
-        "{\"services\": {\"a.b.c\": {\"clusters\": {"
+        "{\"version\": 1, \"services\": {\"a.b.c\": {\"clusters\": {"
         "\"zz\": {\"instances\": ["
         "{\"id\": \"y\", \"address\": \"10.0.0.9:1\"},"
         "{\"id\": \"dup\", \"address\": \"10.0.0.1:1\"}]},"
@@ -1049,7 +1096,8 @@ test_deep_nesting(void **state)
     ngx_tce_state_t   st;
 
     static const char  *strings =
-        "{\"services\": {\"a.b.c\": {\"clusters\": {\"d\": {\"canary\": "
+        "{\"version\": 1, "
+        "\"services\": {\"a.b.c\": {\"clusters\": {\"d\": {\"canary\": "
         "{\"k\": \"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
         "[[[[[[[[[[[[[[\\\"[[[[[[[[{{{{{{\"}}}}}}";
 
@@ -1101,7 +1149,8 @@ test_huge_strings(void **state)
     assert_non_null(doc);
 
     /* a 1 MiB id: rejected, quoted in short */
-    p = doc + sprintf(doc, "{\"services\": {\"demo.web.api\": {\"clusters\": "
+    p = doc + sprintf(doc, "{\"version\": 1, "
+                           "\"services\": {\"demo.web.api\": {\"clusters\": "
                       "{\"default\": {\"instances\": [{\"address\": "
                       "\"127.0.0.1:80\", \"id\": \"");
     memset(p, 'i', big);
@@ -1113,7 +1162,8 @@ test_huge_strings(void **state)
                  "...");
 
     /* a 1 MiB address */
-    p = doc + sprintf(doc, "{\"services\": {\"demo.web.api\": {\"clusters\": "
+    p = doc + sprintf(doc, "{\"version\": 1, "
+                           "\"services\": {\"demo.web.api\": {\"clusters\": "
                       "{\"default\": {\"instances\": [{\"id\": \"a\", "
                       "\"address\": \"");
     memset(p, '1', big);
@@ -1122,7 +1172,7 @@ test_huge_strings(void **state)
     expect_error(doc, strlen(doc), IPATH ".address: must be a numeric");
 
     /* a 1 MiB service name */
-    p = doc + sprintf(doc, "{\"services\": {\"");
+    p = doc + sprintf(doc, "{\"version\": 1, \"services\": {\"");
     memset(p, 's', big);
     strcpy(p + big, "\": {}}}");
 
@@ -1146,8 +1196,9 @@ test_nul_bytes(void **state)
         DOC("{\"id\": \"a\0b\", \"address\": \"127.0.0.1:80\"}");
     static const char  escaped[] =
         DOC("{\"id\": \"a\\u0000b\", \"address\": \"127.0.0.1:80\"}");
-    static const char  key[] = "{\"services\": {\"a.b.c\\u0000x\": {}}}";
-    static const char  outside[] = "{\"services\": {}}\0";
+    static const char  key[] = "{\"version\": 1, "
+                               "\"services\": {\"a.b.c\\u0000x\": {}}}";
+    static const char  outside[] = "{\"version\": 1, \"services\": {}}\0";
 
     (void) state;
 
@@ -1208,7 +1259,7 @@ test_garbage(void **state)
     expect_error(buf, n, "line ");
 
     /* a valid document followed by noise */
-    i = (size_t) sprintf(buf, "{\"services\": {}}");
+    i = (size_t) sprintf(buf, "{\"version\": 1, \"services\": {}}");
     buf[i] = ',';
     expect_error(buf, n, "line 1, column ");
 
@@ -1244,7 +1295,7 @@ test_limits(void **state)
     doc = malloc(64 + (max + 1) * 32);
     assert_non_null(doc);
 
-    p = doc + sprintf(doc, "{\"services\": {");
+    p = doc + sprintf(doc, "{\"version\": 1, \"services\": {");
 
     for (i = 0; i <= max; i++) {
         p += sprintf(p, "%s\"p.s.m%zu\": {}", i ? "," : "", i);
@@ -1255,7 +1306,8 @@ test_limits(void **state)
     expect_error(doc, strlen(doc), "services: more than 100000 services");
 
     /* clusters, over the whole file */
-    p = doc + sprintf(doc, "{\"services\": {\"a.b.c\": {\"clusters\": {");
+    p = doc + sprintf(doc, "{\"version\": 1, "
+                           "\"services\": {\"a.b.c\": {\"clusters\": {");
 
     for (i = 0; i < max; i++) {
         p += sprintf(p, "%s\"c%zu\": {}", i ? "," : "", i);
@@ -1581,6 +1633,7 @@ main(void)
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(test_minimal),
         cmocka_unit_test(test_empty_documents),
+        cmocka_unit_test(test_version_required),
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_ipv6),
