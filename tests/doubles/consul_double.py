@@ -52,6 +52,21 @@ PUT  /v1/catalog/register        (Node, Address, Service, Check, Checks)
 PUT  /v1/catalog/deregister      (Node [, ServiceID] [, CheckID])
 GET  /v1/status/leader
 
+What real agents send, reproduced here (docs/consul.md): the shapes
+of open-source Consul (no Namespace/Partition fields, PeerName ""), a
+nil Tags/Meta as null, a Port of 0 left out, Go's JSON escapes (<, >,
+& as \u003c..., a NUL as \u0000, other text raw UTF-8; invalid UTF-8
+given as bytes becomes U+FFFD); Service.ID unique per node only (no ID:
+the service name; register(..., node=N) puts an instance on node N
+with an agent's passing serfHealth check, which counts in its health);
+check Output free text (bytes allowed); ?tag= compared ignoring case;
+gzip when the client sends Accept-Encoding: gzip (counted, see
+state()["gzipped"]); X-Consul-Knownleader false after
+known_leader(False); with a token configured, no token (the anonymous
+token) gets ACL-filtered reads (200 [] or {}, X-Consul-Results-
+Filtered-By-Acls: true) and 403 "Permission denied" on writes, an
+unknown token 403 "ACL not found".
+
 Index semantics: one global raft index, bumped by every write that
 changes something; each service name has a modify index (the raft index
 of the last write that touched one of its instances or their checks,
@@ -84,7 +99,9 @@ Consul, a restore (index reset, restart) wakes every blocked query.
 
 ACL: when a token is configured, every /v1/ request except
 /v1/status/* needs it in X-Consul-Token (or ?token=, or
-"Authorization: Bearer"); otherwise 403 "ACL not found".  A dc other
+"Authorization: Bearer"): without a token, reads are ACL-filtered
+(200 and nothing in them) and writes get 403 "Permission denied"; a
+token that is not the configured one gets 403 "ACL not found".  A dc other
 than "dc1" answers 500 "No path to datacenter".
 
 Control API (not Consul; JSON bodies, JSON answers)
@@ -100,17 +117,20 @@ POST /_double/fault      {"kind": K, ...} with K one of
     "malformed"  answer 200 with a body that is not JSON
     "truncated"  announce the full Content-Length, send half, close
     "drop"       close the connection without any answer
+    "no_leader"  answer 500 "No cluster leader" (an election)
 POST /_double/release    release every hung request
 POST /_double/clear      remove every fault
 POST /_double/index      {"index": N}  raft index goes back to N (every
                          watched index is clamped to N; wakes waiters)
 POST /_double/restart    state lost: registry empty, index back to 1,
                          blocked requests dropped without answer
+POST /_double/leader     {"known": false}  X-Consul-Knownleader: false
 POST /_double/reset_counts
 GET  /_double/state      {"index", "counts": {path: n},
                           "open": {service: n}, "last_token",
                           "faults": n, "hung": n,
-                          "peak_conns": {ip: n}, "refused": n}
+                          "peak_conns": {ip: n}, "refused": n,
+                          "gzipped": n}
 
 The same operations exist as methods of ConsulDouble (add_fault,
 release, clear_faults, set_index, restart, counts, open_requests,
@@ -124,6 +144,7 @@ filter=, near=, namespaces, anti-entropy.
 
 import argparse
 import collections
+import gzip
 import json
 import random
 import re
@@ -157,6 +178,24 @@ class ApiError(Exception):
         Exception.__init__(self, text)
         self.status = status
         self.text = text
+
+
+def go_json(obj):
+    """JSON as Go's encoding/json (Consul) writes it: compact, non-ASCII
+    raw UTF-8, <, > and & escaped for HTML, U+2028/2029 escaped."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    for c, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                   ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(c, esc)
+    return text.encode("utf-8")
+
+
+def go_text(value):
+    """Free text as Consul stores it: bytes that are not UTF-8 become
+    U+FFFD, as Go's encoder writes them."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
 
 
 def parse_duration(text):
@@ -252,10 +291,13 @@ class Registry:
         return {
             "ID": body.get("ID") or body["Name"],
             "Service": body["Name"],
-            "Tags": list(body.get("Tags") or []),
+            # a nil slice or map is null, as Go writes it
+            "Tags": (list(body["Tags"]) if body.get("Tags") is not None
+                     else None),
             "Address": address,
             "TaggedAddresses": tagged,
-            "Meta": dict(body.get("Meta") or {}),
+            "Meta": (dict(body["Meta"]) if body.get("Meta") is not None
+                     else None),
             "Port": port,
             "Weights": {"Passing": weights.get("Passing", 1),
                         "Warning": weights.get("Warning", 1)},
@@ -264,8 +306,6 @@ class Registry:
             "Connect": {},
             "PeerName": "",
             "Kind": body.get("Kind", ""),
-            "Namespace": "default",
-            "Partition": "default",
             "Datacenter": DATACENTER,
             "CreateIndex": idx,
             "ModifyIndex": idx,
@@ -279,17 +319,16 @@ class Registry:
             "Name": name,
             "Status": status,
             "Notes": (extra or {}).get("Notes", ""),
-            "Output": output,
+            "Output": go_text(output),
             "ServiceID": svc["ID"] if svc else "",
             "ServiceName": svc["Service"] if svc else "",
-            "ServiceTags": list(svc["Tags"]) if svc else [],
+            "ServiceTags": (svc["Tags"] and list(svc["Tags"])) if svc
+            else [],
             "Type": ctype,
             "Interval": (extra or {}).get("Interval", ""),
             "Timeout": (extra or {}).get("Timeout", ""),
             "ExposedPort": 0,
             "Definition": {},
-            "Namespace": "default",
-            "Partition": "default",
             "CreateIndex": idx,
             "ModifyIndex": idx,
         }
@@ -403,14 +442,23 @@ class Registry:
         c = self.checks.get((node, check_id))
         if c is None:
             return False
-        if c["Status"] == status and c["Output"] == output:
+        if c["Status"] == status and c["Output"] == go_text(output):
             return True
         idx = self.bump()
         c["Status"] = status
-        c["Output"] = output
+        c["Output"] = go_text(output)
         c["ModifyIndex"] = idx
         self._touch_check(node, c, idx)
         return True
+
+    def add_agent_node(self, name, address):
+        """A node running an agent: its serfHealth check is passing."""
+        if name in self.nodes:
+            return
+        self.add_node(name, address)
+        self.checks[(name, "serfHealth")] = self._check(
+            name, "serfHealth", "Serf Health Status", "passing",
+            "Agent alive and reachable", None, "", self.index)
 
     def catalog_register(self, body):
         if not isinstance(body, dict) or not body.get("Node") or not \
@@ -458,7 +506,7 @@ class Registry:
         out = {}
         for svc in self.services.values():
             tags = out.setdefault(svc["Service"], [])
-            for t in svc["Tags"]:
+            for t in svc["Tags"] or []:
                 if t not in tags:
                     tags.append(t)
         return {k: sorted(v) for k, v in out.items()}
@@ -471,7 +519,9 @@ class Registry:
         for (node, sid), svc in sorted(self.services.items()):
             if svc["Service"] != name:
                 continue
-            if any(t not in svc["Tags"] for t in tags):
+            # Consul's tag filter ignores case
+            have = [t.lower() for t in svc["Tags"] or []]
+            if any(t.lower() not in have for t in tags):
                 continue
             out.append((node, svc))
         return out
@@ -483,7 +533,9 @@ class Registry:
                       if n == node and c["ServiceID"] in ("", svc["ID"])]
             if passing and any(c["Status"] != "passing" for c in checks):
                 continue
-            service = {k: v for k, v in svc.items() if k != "Datacenter"}
+            # Go leaves a Port of 0 out (omitempty)
+            service = {k: v for k, v in svc.items()
+                       if k != "Datacenter" and (k != "Port" or v)}
             out.append({"Node": dict(self.nodes[node]),
                         "Service": service, "Checks": checks})
         return out
@@ -509,8 +561,6 @@ class Registry:
                 "ServiceEnableTagOverride": svc["EnableTagOverride"],
                 "ServiceProxy": svc["Proxy"],
                 "ServiceConnect": svc["Connect"],
-                "Namespace": "default",
-                "Partition": "default",
                 "CreateIndex": svc["CreateIndex"],
                 "ModifyIndex": svc["ModifyIndex"],
             })
@@ -540,7 +590,7 @@ class Fault:
     def __init__(self, kind, count=1, path="", status=500, body=None,
                  seconds=0.0):
         if kind not in ("status", "delay", "hang", "malformed",
-                        "truncated", "drop"):
+                        "truncated", "drop", "no_leader"):
             raise ValueError("unknown fault kind %r" % kind)
         self.kind = kind
         self.count = int(count)
@@ -617,6 +667,8 @@ class ConsulDouble:
         self.generation = 0         # bumped by restore/restart
         self.restarts = 0           # bumped by restart only
         self.hung = 0
+        self.gzipped = 0
+        self.leader_known = True
         self.release_gen = 0
         self.stopping = False
         self.conns = set()
@@ -683,24 +735,42 @@ class ConsulDouble:
     # test helpers (Python side of the control API)
 
     def register(self, name, service_id, address, port, tags=None,
-                 meta=None, weight=None, status="passing", node=None):
-        """Registers an instance with one TTL check in `status`."""
-        body = {"Name": name, "ID": service_id, "Address": address,
-                "Port": port, "Tags": tags or [], "Meta": meta or {},
-                "Check": {"TTL": "30s", "Status": status}}
-        if weight is not None:
-            body["Weights"] = {"Passing": weight, "Warning": 1}
+                 meta=None, weight=None, status="passing", node=None,
+                 warning_weight=None, output=""):
+        """Registers an instance with one check in `status` (its Output:
+        `output`, str or bytes).  service_id None: registered without
+        an ID, so Consul uses the name (unique per node only).  node:
+        the instance's node, an agent of its own (a passing serfHealth
+        check) at `address`; default the double's agent node1.  tags
+        and meta None are null, as Consul sends a nil slice or map.
+        weight/warning_weight: Weights.Passing/Warning (default 1)."""
+        body = {"Name": name, "Address": address, "Port": port,
+                "Check": {"TTL": "30s", "Status": status,
+                          "Output": output}}
+        if service_id is not None:
+            body["ID"] = service_id
+        if tags is not None:
+            body["Tags"] = tags
+        if meta is not None:
+            body["Meta"] = meta
+        if weight is not None or warning_weight is not None:
+            body["Weights"] = {
+                "Passing": 1 if weight is None else weight,
+                "Warning": 1 if warning_weight is None else warning_weight}
+        sid = service_id or name
         with self.cond:
             if node is None:
                 svc = self.reg.register_service(NODE_NAME, body)
             else:
-                body.pop("Check")
+                check = body.pop("Check")
+                self.reg.add_agent_node(node, address)
                 self.reg.catalog_register({
                     "Node": node, "Address": address, "Service": body,
-                    "Check": {"CheckID": "service:" + service_id,
-                              "Name": "ext", "ServiceID": service_id,
-                              "Status": status}})
-                svc = self.reg.services[(node, service_id)]
+                    "Check": {"CheckID": "service:" + sid,
+                              "Name": "Service '%s' check" % name,
+                              "ServiceID": sid, "Status": status,
+                              "Output": check["Output"]}})
+                svc = self.reg.services[(node, sid)]
             self.cond.notify_all()
             return svc
 
@@ -715,6 +785,15 @@ class ConsulDouble:
             ok = self.reg.update_check(check_id, status, output, node)
             self.cond.notify_all()
             return ok
+
+    def set_node_health(self, node, status, output=""):
+        """The node's serfHealth check (an agent gone: critical)."""
+        return self.set_check("serfHealth", status, output, node)
+
+    def known_leader(self, known=True):
+        """X-Consul-Knownleader of the answers (false: an election)."""
+        with self.cond:
+            self.leader_known = bool(known)
 
     def add_fault(self, kind, **kw):
         f = Fault(kind, **kw)
@@ -797,7 +876,7 @@ class ConsulDouble:
                     "last_token": self.last_token_seen,
                     "faults": len(self.faults), "hung": self.hung,
                     "peak_conns": dict(self.peak_conns),
-                    "refused": self.refused}
+                    "refused": self.refused, "gzipped": self.gzipped}
 
     def wait_for(self, predicate, timeout=5.0):
         """Polls predicate(self) until true or the deadline; returns it."""
@@ -829,6 +908,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "Consul-double"
     sys_version = ""
+
+    acl_filtered = False
 
     def log_message(self, fmt, *args):
         pass
@@ -882,24 +963,37 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status, body, ctype="application/json", index=None,
               fault=None):
+        d = self.double
         if isinstance(body, (dict, list, bool)) or body is None and \
                 ctype == "application/json":
-            body = json.dumps(body, separators=(",", ":")).encode()
+            body = go_json(body)
         elif isinstance(body, str):
             body = body.encode()
         if fault is not None and fault.kind == "malformed":
             body = b'[{"Node": {"ID": "x", "Address": "10.0.0.1"}, '\
                    b'"Service": <!-- not json -->'
+        # Consul wraps its API in a gzip handler (no minimum size)
+        gzipped = "gzip" in (self.headers.get("Accept-Encoding") or "")
+        if gzipped:
+            body = gzip.compress(body)
+            with d.cond:
+                d.gzipped += 1
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Vary", "Accept-Encoding")
+        if gzipped:
+            self.send_header("Content-Encoding", "gzip")
         if index is not None:
             self.send_header("X-Consul-Default-Acl-Policy",
                              "deny" if self.double.token else "allow")
             self.send_header("X-Consul-Effective-Consistency",
                              self.consistency)
             self.send_header("X-Consul-Index", str(max(1, index)))
-            self.send_header("X-Consul-Knownleader", "true")
+            self.send_header("X-Consul-Knownleader",
+                             "true" if d.leader_known else "false")
+            if self.acl_filtered:
+                self.send_header("X-Consul-Results-Filtered-By-Acls",
+                                 "true")
             self.send_header("X-Consul-Lastcontact", "0")
             self.send_header("X-Consul-Query-Backend", "blocking-query")
         self.send_header("Content-Length", str(len(body)))
@@ -965,6 +1059,9 @@ class _Handler(BaseHTTPRequestHandler):
                            fault.body if fault.body is not None
                            else "injected failure\n", "text/plain")
                 return
+            if fault.kind == "no_leader":
+                self._send(500, "No cluster leader\n", "text/plain")
+                return
             if fault.kind == "delay":
                 with d.cond:
                     d.cond.wait_for(lambda: d.stopping, fault.seconds)
@@ -1000,9 +1097,15 @@ class _Handler(BaseHTTPRequestHandler):
         if tok is not None:
             with d.cond:
                 d.last_token_seen = tok
+        self.acl_filtered = False
         if d.token is not None and not path.startswith("/v1/status/") \
                 and tok != d.token:
-            raise ApiError(403, "ACL not found")
+            if tok not in (None, ""):
+                raise ApiError(403, "ACL not found")
+            # the anonymous token: reads filtered to nothing, no write
+            if method not in ("GET", "HEAD"):
+                raise ApiError(403, "Permission denied")
+            self.acl_filtered = True
         if query.get("dc", [DATACENTER])[-1] not in ("", DATACENTER):
             raise ApiError(500, "No path to datacenter")
         if "stale" in query and "consistent" in query:
@@ -1135,6 +1238,8 @@ class _Handler(BaseHTTPRequestHandler):
                 drop = False
                 body = answer(d.reg)
                 idx = watched(d.reg)
+                if self.acl_filtered:
+                    body = type(body)()
         if drop:
             self._drop()
             return
@@ -1185,6 +1290,8 @@ class _Handler(BaseHTTPRequestHandler):
             d.set_index(int(body["index"]))
         elif op == "restart":
             d.restart()
+        elif op == "leader":
+            d.known_leader(body.get("known", True))
         elif op == "reset_counts":
             d.reset_counts()
         else:

@@ -1,5 +1,6 @@
 """Tests of the Consul API double itself (fast; no fixed sleeps)."""
 
+import gzip
 import http.client
 import json
 import os
@@ -228,16 +229,120 @@ def test_index_semantics(consul):
 
 def test_acl(consul):
     consul.token = "s3cret"
-    status, _, raw = req(consul, "/v1/catalog/services")
+    # no token: the anonymous token, whose reads are filtered to nothing
+    consul.register(SVC, "a", "10.0.0.1", 80)
+    status, headers, raw = req(consul, "/v1/catalog/services")
+    assert status == 200 and json.loads(raw) == {}, raw
+    assert headers["X-Consul-Results-Filtered-By-Acls"] == "true"
+    assert int(headers["X-Consul-Index"]) >= 1
+    status, _, raw = req(consul, "/v1/health/service/" + SVC)
+    assert status == 200 and json.loads(raw) == [], raw
+    status, _, raw = req(consul, "/v1/agent/service/deregister/a", "PUT")
+    assert status == 403 and raw == b"Permission denied\n"
+    # an unknown token: 403
+    status, _, raw = req(consul, "/v1/catalog/services",
+                         headers={"X-Consul-Token": "wrong"})
     assert status == 403 and raw == b"ACL not found\n"
-    status, _, _ = req(consul, "/v1/catalog/services",
-                       headers={"X-Consul-Token": "wrong"})
-    assert status == 403 and consul.last_token == "wrong"
-    status, _, _ = req(consul, "/v1/catalog/services",
-                       headers={"X-Consul-Token": "s3cret"})
-    assert status == 200
+    assert consul.last_token == "wrong"
+    status, headers, raw = req(consul, "/v1/health/service/" + SVC,
+                               headers={"X-Consul-Token": "s3cret"})
+    assert status == 200 and len(json.loads(raw)) == 1
+    assert "X-Consul-Results-Filtered-By-Acls" not in headers
     assert req(consul, "/v1/catalog/services?token=s3cret")[0] == 200
     assert req(consul, "/v1/status/leader")[0] == 200
+
+
+def test_service_id_is_per_node(consul):
+    # two agents, each registering the service without an ID
+    consul.register(SVC, None, "10.0.0.1", 80, node="node-a")
+    consul.register(SVC, None, "10.0.0.2", 80, node="node-b")
+    consul.register(SVC, None, "10.0.0.3", 80)          # node1's agent
+    _, body = get_json(consul, "/v1/health/service/" + SVC)
+    got = sorted((e["Node"]["Node"], e["Service"]["ID"],
+                  e["Node"]["Address"]) for e in body)
+    assert got == [("node-a", SVC, "10.0.0.1"), ("node-b", SVC, "10.0.0.2"),
+                   ("node1", SVC, "127.0.0.1")]
+    for e in body:
+        # each node's agent check counts in the entry
+        assert [c["CheckID"] for c in e["Checks"]] in (
+            ["serfHealth", "service:" + SVC], ["service:" + SVC,
+                                               "serfHealth"])
+    # a node going away makes its instances critical, only them
+    consul.set_node_health("node-b", "critical")
+    _, body = get_json(consul, "/v1/health/service/%s?passing=1" % SVC)
+    assert sorted(e["Node"]["Node"] for e in body) == ["node-a", "node1"]
+
+
+def test_real_agent_shapes(consul):
+    """nulls, Go's escapes, arbitrary output bytes, large weights, no
+    Namespace/Partition, a Port of 0 left out, as open-source Consul."""
+    consul.register(SVC, "x", "10.0.0.1", 80, weight=30000,
+                    warning_weight=5000,
+                    output=b"\x00\xff\xfe<html>&amp;\x00")
+    consul.register(SVC, "p0", "10.0.0.2", 0, node="node-z")
+    status, _, raw = req(consul, "/v1/health/service/" + SVC)
+    assert status == 200
+    assert b"\\u0000" in raw and b"\\u003chtml\\u003e\\u0026amp;" in raw
+    assert "\ufffd".encode() in raw          # invalid UTF-8: U+FFFD
+    assert b"Namespace" not in raw and b"Partition" not in raw
+    body = {e["Service"]["ID"]: e for e in json.loads(raw)}
+    svc = body["x"]["Service"]
+    assert svc["Tags"] is None and svc["Meta"] is None
+    assert svc["Weights"] == {"Passing": 30000, "Warning": 5000}
+    assert svc["PeerName"] == ""
+    out = [c["Output"] for c in body["x"]["Checks"]
+           if c["CheckID"] == "service:x"]
+    assert out == ["\x00\ufffd\ufffd<html>&amp;\x00"]
+    assert "Port" not in body["p0"]["Service"]
+    # warning and critical are served without passing=1
+    consul.set_check("service:x", "warning", "slow\x00")
+    _, body = get_json(consul, "/v1/health/service/" + SVC)
+    st = {e["Service"]["ID"]: [c["Status"] for c in e["Checks"]]
+          for e in body}
+    assert "warning" in st["x"]
+
+
+def test_tag_filter_ignores_case(consul):
+    consul.register(SVC, "a", "10.0.0.1", 80, tags=["Edge", "v1"])
+    consul.register(SVC, "b", "10.0.0.2", 80, tags=["v1"])
+    consul.register(SVC, "c", "10.0.0.3", 80)          # Tags null
+    for q in ("?tag=edge", "?tag=EDGE", "?tag=edge&tag=V1"):
+        _, body = get_json(consul, "/v1/health/service/" + SVC + q)
+        assert [e["Service"]["ID"] for e in body] == ["a"], q
+    _, body = get_json(consul, "/v1/health/service/%s?tag=v1" % SVC)
+    assert sorted(e["Service"]["ID"] for e in body) == ["a", "b"]
+    _, cat = get_json(consul, "/v1/catalog/services")
+    assert cat[SVC] == ["Edge", "v1"]
+
+
+def test_leader_faults(consul):
+    headers, _ = get_json(consul, "/v1/health/service/" + SVC)
+    assert headers["X-Consul-Knownleader"] == "true"
+    consul.known_leader(False)
+    headers, _ = get_json(consul, "/v1/health/service/" + SVC)
+    assert headers["X-Consul-Knownleader"] == "false"
+    consul.add_fault("no_leader", count=1)
+    status, _, raw = req(consul, "/v1/health/service/" + SVC)
+    assert status == 500 and raw == b"No cluster leader\n"
+    assert req(consul, "/v1/health/service/" + SVC)[0] == 200
+
+
+def test_gzip_when_asked(consul):
+    consul.register(SVC, "a", "10.0.0.1", 80, output="x" * 2000)
+    conn = http.client.HTTPConnection("127.0.0.1", consul.port, timeout=5)
+    conn.request("GET", "/v1/health/service/" + SVC,
+                 headers={"Accept-Encoding": "gzip"})
+    r = conn.getresponse()
+    raw = r.read()
+    assert r.status == 200 and r.getheader("Content-Encoding") == "gzip"
+    assert len(raw) < 1000
+    assert json.loads(gzip.decompress(raw))[0]["Service"]["ID"] == "a"
+    conn.request("GET", "/v1/health/service/" + SVC)
+    r = conn.getresponse()
+    assert r.getheader("Content-Encoding") is None
+    assert json.loads(r.read())[0]["Service"]["ID"] == "a"
+    conn.close()
+    assert consul.state()["gzipped"] == 1
 
 
 def test_fault_status_and_counts(consul):
