@@ -199,13 +199,18 @@ def test_election_keeps_serving(backend, nginx, consul):
                     node='node-b')
     routes_to(nginx, [backend.ok4[0], backend.ok4[1]])
 
-    consul.add_fault('no_leader', count=-1,
-                     path='/v1/health/service/' + SERVICE)
-    consul.register(SERVICE, None, '127.0.0.1', backend.ok4[2],
-                    node='node-c')
+    # a query already open answers normally: wait for a refused one
+    # before the change, then for two more refused after it
+    health = '/v1/health/service/' + SERVICE
+    consul.add_fault('no_leader', count=-1, path=health)
     wait_for(lambda: 'No cluster leader' in
              discovery(nginx).get('last_error', ''), 10,
              what='the election in the status')
+    consul.register(SERVICE, None, '127.0.0.1', backend.ok4[2],
+                    node='node-c')
+    asked = consul.count(health)
+    wait_for(lambda: consul.count(health) >= asked + 2, 10,
+             what='two more refused queries')
     assert set(counts(nginx, 12)) == {backend.ok4[0], backend.ok4[1]}
 
     consul.clear_faults()
