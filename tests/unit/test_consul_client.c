@@ -465,7 +465,17 @@ test_acl_token_in_header(void **state)
 
     (void) state;
 
+    /* no token: Consul's anonymous token, reads filtered to nothing */
     c = client(double_url, NULL, 0);
+    req = ngx_tce_consul_health_request(c, SVC, NULL, 0, err, sizeof(err));
+    assert_int_equal(ngx_tce_consul_perform(req, &res), 0);
+    assert_int_equal(res.status, 200);
+    assert_string_equal(res.body, "[]");
+    ngx_tce_consul_request_free(req);
+    ngx_tce_consul_client_destroy(c);
+
+    /* an unknown token: 403 */
+    c = client(double_url, "not-" TOKEN, 0);
     req = ngx_tce_consul_health_request(c, SVC, NULL, 0, err, sizeof(err));
     assert_int_equal(ngx_tce_consul_perform(req, &res), -1);
     assert_int_equal(res.status, 403);
