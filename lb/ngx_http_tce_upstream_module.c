@@ -35,6 +35,8 @@ static ngx_http_tce_upstream_peer_t *ngx_http_tce_upstream_pick(
     ngx_http_tce_upstream_peer_data_t *pd);
 static ngx_uint_t ngx_http_tce_upstream_usable(
     ngx_http_tce_upstream_peer_data_t *pd, uint32_t idx, time_t now);
+static ngx_uint_t ngx_http_tce_upstream_stale(ngx_peer_connection_t *pc,
+    ngx_http_tce_upstream_peer_data_t *pd);
 static ngx_int_t ngx_http_tce_upstream_unavailable(
     ngx_http_tce_upstream_peer_data_t *pd);
 static void ngx_http_tce_upstream_cleanup(void *data);
@@ -681,7 +683,7 @@ ngx_http_tce_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
 
     ngx_http_tce_metrics_attempt(pd->group, peer, -1);
 
-    if ((state & NGX_PEER_FAILED) && pc->cached) {
+    if ((state & NGX_PEER_FAILED) && ngx_http_tce_upstream_stale(pc, pd)) {
         /*
          * An idle connection the instance had closed meanwhile: not the
          * instance's fault.  nginx gives such a failure one more try
@@ -746,6 +748,38 @@ ngx_http_tce_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
     pd->tried[idx / (8 * sizeof(uintptr_t))]
         |= (uintptr_t) 1 << (idx % (8 * sizeof(uintptr_t)));
     pd->ntried++;
+}
+
+
+/*
+ * A failure that only says an idle connection was stale: on a cached
+ * connection, a connection error before anything of the answer came
+ * (nginx's own ngx_http_upstream_next() grants one more try for a
+ * cached connection and NGX_HTTP_UPSTREAM_FT_ERROR; it tells the
+ * balancer nothing, so the connection's state is read here).  A
+ * timeout, or anything received (a 5xx named in proxy_next_upstream,
+ * an invalid header, an answer cut short), is the instance's.
+ */
+static ngx_uint_t
+ngx_http_tce_upstream_stale(ngx_peer_connection_t *pc,
+    ngx_http_tce_upstream_peer_data_t *pd)
+{
+    ngx_connection_t     *c;
+    ngx_http_upstream_t  *u;
+
+    c = pc->connection;
+    u = pd->request->upstream;
+
+    if (!pc->cached || c == NULL) {
+        return 0;
+    }
+
+    if (c->read->timedout || c->write->timedout) {
+        return 0;
+    }
+
+    /* u->state: this attempt's; bytes_received counts what it read */
+    return u->state && u->state->bytes_received == 0;
 }
 
 

@@ -399,8 +399,10 @@ def dropping():
     d.stop()
 
 
+@pytest.mark.parametrize('ka', ['tce_keepalive 16;', 'keepalive 16;'],
+                         ids=['tce_keepalive', 'nginx keepalive'])
 def test_stale_idle_connection_is_not_the_instances_fault(backend, nginx,
-                                                          dropping):
+                                                          dropping, ka):
     # max_fails=1: were the dropped connection counted as the instance's
     # failure, it would get nothing for 30 s
     nginx.write_state({SERVICE: {'default': [
@@ -408,7 +410,7 @@ def test_stale_idle_connection_is_not_the_instances_fault(backend, nginx,
         instance('ok', backend.addr(backend.ok4[0]))]}})
     nginx.configure(upstreams=(
         '    upstream api {\n        tce_service %s max_fails=1 '
-        'fail_timeout=30s;\n        tce_keepalive 16;\n    }\n' % SERVICE),
+        'fail_timeout=30s;\n        %s\n    }\n' % (SERVICE, ka)),
         workers=1)
     nginx.start()
 
@@ -428,3 +430,129 @@ def test_stale_idle_connection_single_instance(nginx, dropping):
     rs = fetch(nginx, '/single', 10)
     assert {int(r.text) for r in rs} == {dropping.port}
     assert dropping.dropped >= 1, 'no idle connection was ever reused'
+
+
+# ------------------------------------ failures on a kept-alive connection
+
+class SwitchBackend:
+    """A real HTTP/1.1 server answering "<port>\\n" with keep-alive on
+    every connection, until the test switches its mode: 'hang' (reads
+    each request, never answers, keeps the connection) or '500' (answers
+    500 with keep-alive).  Counts the requests received per mode and the
+    connections accepted."""
+
+    def __init__(self):
+        self.sock = conftest.socket.socket()
+        self.sock.bind(('127.0.0.1', conftest.free_port()))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.mode = 'ok'
+        self.received = {'ok': 0, 'hang': 0, '500': 0}
+        self.connections = 0
+        self.held = []
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self.serve, args=(c,),
+                             daemon=True).start()
+
+    def serve(self, c):
+        buf = b''
+        while True:
+            try:
+                data = c.recv(65536)
+            except OSError:
+                break
+            if not data:
+                break
+            buf += data
+            if b'\r\n\r\n' not in buf:
+                continue
+            buf = b''
+            mode = self.mode
+            self.received[mode] += 1
+            if mode == 'hang':
+                self.held.append(c)     # never answered, never closed
+                return
+            status = b'200 OK' if mode == 'ok' else b'500 Error'
+            body = b'%d\n' % self.port
+            try:
+                c.sendall(b'HTTP/1.1 %s\r\nContent-Length: %d\r\n\r\n%s'
+                          % (status, len(body), body))
+            except OSError:
+                break
+        c.close()
+
+    def stop(self):
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+
+@pytest.fixture
+def switch():
+    s = SwitchBackend()
+    yield s
+    s.stop()
+
+
+KEEPALIVES = {'tce_keepalive': 'tce_keepalive 16;',
+              'nginx keepalive': 'keepalive 16;'}
+
+
+def start_switch(nginx, backend, switch, ka, location=''):
+    nginx.write_state({SERVICE: {'default': [
+        instance('switch', '127.0.0.1:%d' % switch.port),
+        instance('ok', backend.addr(backend.ok4[0]))]}})
+    nginx.configure(upstreams=(
+        '    upstream api {\n        tce_service %s max_fails=1 '
+        'fail_timeout=30s;\n        %s\n    }\n' % (SERVICE, ka)),
+        location=location, workers=1)
+    nginx.start()
+    # both instances in turn: the switchable one's connection is cached
+    rs = fetch(nginx, '/warm', 6)
+    assert [int(r.text) for r in rs].count(switch.port) == 3, rs
+    assert switch.connections == 1, 'its connection was not reused'
+
+
+@pytest.mark.parametrize('kind', sorted(KEEPALIVES))
+def test_timeout_on_kept_alive_connection_goes_elsewhere(backend, nginx,
+                                                         switch, kind):
+    # the instance hangs on the connection nginx reuses: the timeout is
+    # its failure, the request is retried on the healthy instance
+    timeout = max(1, int(round(conftest.SLOW)))
+    start_switch(nginx, backend, switch, KEEPALIVES[kind],
+                 location='            proxy_read_timeout %ds;\n' % timeout)
+    switch.mode = 'hang'
+    rs = fetch(nginx, '/hung', 4)
+    assert {int(r.text) for r in rs} == {backend.ok4[0]}, rs
+    # tried once on its kept-alive connection, then left out (max_fails)
+    assert switch.received['hang'] == 1, switch.received
+    es = nginx.wait_entries('/hung/', 4)
+    tried = [e['addrs'] for e in es if len(e['addrs']) > 1]
+    assert tried == [['127.0.0.1:%d' % switch.port,
+                      backend.addr(backend.ok4[0])]], es
+
+
+@pytest.mark.parametrize('kind', sorted(KEEPALIVES))
+def test_5xx_on_kept_alive_connection_counted_and_retried_elsewhere(
+        backend, nginx, switch, kind):
+    start_switch(nginx, backend, switch, KEEPALIVES[kind],
+                 location='            proxy_next_upstream error timeout '
+                          'http_500;\n')
+    switch.mode = '500'
+    rs = fetch(nginx, '/five', 6)
+    assert {int(r.text) for r in rs} == {backend.ok4[0]}, rs
+    # one 500, counted (max_fails=1): no second try there, no more
+    # requests for fail_timeout
+    assert switch.received['500'] == 1, switch.received
+    es = nginx.wait_entries('/five/', 6)
+    assert [e['upstream_status'] for e in es].count('500, 200') == 1, es
+    assert all(e['upstream_status'] in ('200', '500, 200') for e in es), es
