@@ -230,6 +230,13 @@ def consul():
     d.stop()
 
 
+def answers(nginx, n=6):
+    """The ports that answered n requests (a status when not 200: 503
+    until discovery has the instances)."""
+    rs = [nginx.get('/') for _ in range(n)]
+    return {int(r.text) if r.status == 200 else r.status for r in rs}
+
+
 def test_view_rebuild_carries_and_closes(backend, nginx, consul):
     keep, gone = backend.ok4[0], backend.ok4[1]
     consul.register(SERVICE, 'api-keep', '127.0.0.1', keep)
@@ -238,8 +245,8 @@ def test_view_rebuild_carries_and_closes(backend, nginx, consul):
                     workers=1,
                     http_extra='    tce_consul %s wait=2s;\n' % consul.url)
     nginx.start()
-    wait_for(lambda: {int(nginx.get('/').text) for _ in range(6)}
-             == {keep, gone}, what='both instances routed')
+    wait_for(lambda: answers(nginx) == {keep, gone},
+             what='both instances routed')
     fetch(nginx, '/warm', 10)
     warm = backend_entries(backend, '/warm', 10)
     kept_conn = {e['connection'] for e in warm if e['port'] == keep}
@@ -250,8 +257,8 @@ def test_view_rebuild_carries_and_closes(backend, nginx, consul):
     # instance's idle connection is closed, the other one's carried
     # over and reused
     consul.deregister('api-gone')
-    wait_for(lambda: {int(nginx.get('/').text) for _ in range(6)}
-             == {keep}, what='routing to the remaining instance only')
+    wait_for(lambda: answers(nginx) == {keep},
+             what='routing to the remaining instance only')
     assert not open_to({gone})
     fetch(nginx, '/carried', 10)
     got = backend_entries(backend, '/carried', 10)

@@ -291,10 +291,13 @@ def consul():
 
 
 def routed(nginx, ports, prefix='/s/route'):
-    return wait_for(
-        lambda: {int(nginx.get(prefix).text.split()[0])
-                 for _ in range(3 * len(ports))} == set(ports),
-        what='routing to %s' % sorted(ports))
+    def answers():
+        rs = [nginx.get(prefix) for _ in range(3 * len(ports))]
+        # 503 until discovery has the instances
+        return {int(r.text.split()[0]) if r.status == 200 else r.status
+                for r in rs}
+    return wait_for(lambda: answers() == set(ports),
+                    what='routing to %s' % sorted(ports))
 
 
 def test_sessions_carried_across_rebuild(tls_backend, nginx, consul):
