@@ -18,7 +18,7 @@
 #include <ngx_http.h>
 
 #include "ngx_tce.h"
-#include "ngx_tce_sched.h"
+#include "ngx_tce_sched_zone.h"
 
 
 /* tce_keepalive: an upstream's idle connections, per worker */
@@ -49,9 +49,25 @@ typedef struct {
 } ngx_http_tce_upstream_peer_t;
 
 
+/* a schedule entry whose instance left the set (a view meanwhile) */
+#define NGX_HTTP_TCE_UPSTREAM_GONE  0xffffffff
+
+
+/*
+ * A group's schedule is shared (ngx_tce_sched_zone.h): its entries are
+ * member positions of the set it was built for; map turns them into
+ * this view's peer indices.  Usually the set is this view's own and map
+ * is members; while a new set's schedule is being built, it is the
+ * previous view's, and map drops the instances that left.
+ */
 typedef struct {
-    ngx_tce_sched_t                    sched;     /* indices of peers */
+    ngx_tce_sched_set_t               *set;       /* NULL: no schedule */
+    uint32_t                         **chunks;    /* entries, in pages */
+    uint32_t                           len;       /* 0: no schedule */
     uint32_t                           pos;
+    uint32_t                          *map;       /* entry -> peer */
+    uint32_t                           nmap;
+    uint32_t                          *own_map;   /* map, if not members */
     uint32_t                          *members;   /* routable peers */
     ngx_uint_t                         nmembers;
     ngx_uint_t                         scan;      /* degraded-mode cursor */
@@ -73,6 +89,7 @@ typedef struct {
 typedef struct {
     ngx_uint_t                         refs;
     ngx_atomic_uint_t                  generation;
+    ngx_tce_zone_t                    *zone;      /* its schedules' */
     ngx_http_tce_upstream_peer_t      *peers;     /* sorted by id */
     ngx_uint_t                         npeers;
     ngx_http_tce_upstream_cluster_t   *clusters;

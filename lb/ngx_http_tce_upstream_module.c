@@ -534,7 +534,7 @@ ngx_http_tce_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
     pc->cached = 0;
     pc->connection = NULL;
 
-    if (pd->group == NULL || pd->group->sched.len == 0) {
+    if (pd->group == NULL || pd->group->nmembers == 0) {
         if (pd->ntried == 0) {
             return ngx_http_tce_upstream_unavailable(pd);
         }
@@ -599,16 +599,19 @@ ngx_http_tce_upstream_pick(ngx_http_tce_upstream_peer_data_t *pd)
     g = pd->group;
     now = ngx_time();
 
-    n = ngx_min(g->sched.len, 16);
+    n = ngx_min(g->len, 16);
 
     for (i = 0; i < n; i++) {
-        idx = g->sched.seq[g->pos];
+        idx = g->map[g->chunks[g->pos >> NGX_TCE_SCHED_CHUNK_SHIFT]
+                              [g->pos & (NGX_TCE_SCHED_CHUNK - 1)]];
 
-        if (++g->pos == g->sched.len) {
+        if (++g->pos == g->len) {
             g->pos = 0;
         }
 
-        if (ngx_http_tce_upstream_usable(pd, idx, now)) {
+        if (idx != NGX_HTTP_TCE_UPSTREAM_GONE
+            && ngx_http_tce_upstream_usable(pd, idx, now))
+        {
             return &pd->view->peers[idx];
         }
     }

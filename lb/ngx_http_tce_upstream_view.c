@@ -1,5 +1,15 @@
 /*
  * Per-worker read views of a service (see ngx_http_tce_upstream.h).
+ *
+ * A rebuild costs O(n) in the number of instances and nothing in the
+ * length of the weighted schedules: those are built once per change,
+ * by the process that made it, and shared in the zone
+ * (ngx_tce_module/ngx_tce_sched_zone.c).  A view points at its set's
+ * schedules when they are ready; until then each group keeps the
+ * previous view's schedule through a map that drops the instances that
+ * left (so a removal or an address change applies at once, new
+ * instances and weights when the build is published, a few ms later),
+ * and a group with nothing to keep goes round robin over its members.
  */
 
 #include <ngx_config.h>
@@ -14,11 +24,16 @@ static ngx_http_tce_upstream_view_t *ngx_http_tce_upstream_view_build(
     ngx_http_tce_upstream_srv_conf_t *ucf, ngx_http_tce_upstream_view_t *old,
     ngx_log_t *log);
 static void ngx_http_tce_upstream_view_carry(
-    ngx_http_tce_upstream_view_t *view, ngx_http_tce_upstream_view_t *old);
+    ngx_http_tce_upstream_view_t *view, ngx_http_tce_upstream_view_t *old,
+    uint32_t *xlat);
 static ngx_int_t ngx_http_tce_upstream_view_group(
+    ngx_http_tce_upstream_srv_conf_t *ucf,
     ngx_http_tce_upstream_view_t *view, ngx_http_tce_upstream_cluster_t *cl,
-    ngx_uint_t env, ngx_http_tce_upstream_view_t *old, uint32_t *w,
-    ngx_log_t *log);
+    ngx_uint_t env, ngx_http_tce_upstream_view_t *old,
+    ngx_tce_sched_set_t *set, uint32_t *xlat, ngx_log_t *log);
+static ngx_uint_t ngx_http_tce_upstream_view_member(
+    ngx_http_tce_upstream_peer_t *peer, ngx_http_tce_upstream_cluster_t *cl,
+    ngx_uint_t env);
 static void ngx_http_tce_upstream_view_free(
     ngx_http_tce_upstream_view_t *view);
 static ngx_uint_t ngx_http_tce_upstream_nworkers(void);
@@ -88,11 +103,12 @@ static ngx_http_tce_upstream_view_t *
 ngx_http_tce_upstream_view_build(ngx_http_tce_upstream_srv_conf_t *ucf,
     ngx_http_tce_upstream_view_t *old, ngx_log_t *log)
 {
-    uint32_t                          *w;
+    uint32_t                          *xlat;
     ngx_str_t                          cname;
-    ngx_uint_t                         i, j, n, env;
+    ngx_uint_t                         i, j, n, env, state;
     ngx_atomic_uint_t                  generation;
     ngx_tce_instance_t                *inst;
+    ngx_tce_sched_set_t               *set;
     ngx_http_tce_upstream_peer_t      *peer;
     ngx_http_tce_upstream_view_t      *view;
     ngx_http_tce_upstream_cluster_t   *cl;
@@ -108,14 +124,25 @@ ngx_http_tce_upstream_view_build(ngx_http_tce_upstream_srv_conf_t *ucf,
         return NULL;
     }
 
+    xlat = NULL;
+
+    /* the set's shared schedules, if built (a reference) */
+    set = ngx_tce_sched_zone_get(ucf->zone, ucf->service, generation,
+                                 &state);
+
+    if (state == NGX_TCE_SCHED_LOCAL && n) {
+        /* the zone could not hold them: this worker builds its own */
+        set = ngx_tce_sched_local(inst, n, log);
+    }
+
     view = ngx_calloc(sizeof(ngx_http_tce_upstream_view_t), log);
-    w = ngx_alloc((n + 1) * sizeof(uint32_t), log);
-    if (view == NULL || w == NULL) {
+    if (view == NULL) {
         goto failed;
     }
 
     view->refs = 1;
     view->generation = generation;
+    view->zone = ucf->zone;
 
     if (n) {
         view->peers = ngx_calloc(n * sizeof(ngx_http_tce_upstream_peer_t),
@@ -151,14 +178,21 @@ ngx_http_tce_upstream_view_build(ngx_http_tce_upstream_srv_conf_t *ucf,
     inst = NULL;
 
     if (old) {
-        ngx_http_tce_upstream_view_carry(view, old);
+        /* old peer index -> new one, for the schedules kept meanwhile */
+        xlat = ngx_alloc((old->npeers + 1) * sizeof(uint32_t), log);
+        if (xlat == NULL) {
+            goto failed;
+        }
+
+        ngx_http_tce_upstream_view_carry(view, old, xlat);
     }
 
     for (j = 0; j < view->nclusters; j++) {
         cl = &view->clusters[j];
 
         for (env = 0; env < NGX_TCE_NENVS; env++) {
-            if (ngx_http_tce_upstream_view_group(view, cl, env, old, w, log)
+            if (ngx_http_tce_upstream_view_group(ucf, view, cl, env, old,
+                                                 set, xlat, log)
                 != NGX_OK)
             {
                 goto failed;
@@ -176,11 +210,19 @@ ngx_http_tce_upstream_view_build(ngx_http_tce_upstream_srv_conf_t *ucf,
     /* the series the request path adds to: resolved here, once */
     ngx_http_tce_metrics_view_bind(ucf, view, log);
 
-    ngx_free(w);
+    if (xlat) {
+        ngx_free(xlat);
+    }
 
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
-                   "tce view of \"%V\": %ui instances, generation %uA",
-                   &ucf->service_name, n, generation);
+    if (set) {
+        /* the groups hold their own references */
+        ngx_tce_sched_release(ucf->zone, set);
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "tce view of \"%V\": %ui instances, generation %uA, "
+                   "schedules %ui", &ucf->service_name, n, generation,
+                   state);
 
     return view;
 
@@ -194,8 +236,12 @@ failed:
         ngx_free(inst);
     }
 
-    if (w) {
-        ngx_free(w);
+    if (xlat) {
+        ngx_free(xlat);
+    }
+
+    if (set) {
+        ngx_tce_sched_release(ucf->zone, set);
     }
 
     if (view) {
@@ -208,11 +254,12 @@ failed:
 
 /*
  * Passive health state carried over by instance id: both views are
- * sorted by id, so one merge pass does it.
+ * sorted by id, so one merge pass does it.  xlat[j] gets the new index
+ * of old peer j, or NGX_HTTP_TCE_UPSTREAM_GONE.
  */
 static void
 ngx_http_tce_upstream_view_carry(ngx_http_tce_upstream_view_t *view,
-    ngx_http_tce_upstream_view_t *old)
+    ngx_http_tce_upstream_view_t *old, uint32_t *xlat)
 {
     ngx_int_t                      c;
     ngx_uint_t                     i, j;
@@ -231,6 +278,12 @@ ngx_http_tce_upstream_view_carry(ngx_http_tce_upstream_view_t *view,
             p->fails = q->fails;
             p->accessed = q->accessed;
             p->checked = q->checked;
+
+            /* same instance for the schedule only if same address */
+            xlat[j] = (p->inst.socklen == q->inst.socklen
+                       && ngx_memcmp(&p->inst.sockaddr, &q->inst.sockaddr,
+                                     p->inst.socklen) == 0)
+                      ? (uint32_t) i : NGX_HTTP_TCE_UPSTREAM_GONE;
             i++;
             j++;
 
@@ -238,29 +291,43 @@ ngx_http_tce_upstream_view_carry(ngx_http_tce_upstream_view_t *view,
             i++;
 
         } else {
-            j++;
+            xlat[j++] = NGX_HTTP_TCE_UPSTREAM_GONE;
         }
+    }
+
+    while (j < old->npeers) {
+        xlat[j++] = NGX_HTTP_TCE_UPSTREAM_GONE;
     }
 }
 
 
-static ngx_int_t
-ngx_http_tce_upstream_view_group(ngx_http_tce_upstream_view_t *view,
-    ngx_http_tce_upstream_cluster_t *cl, ngx_uint_t env,
-    ngx_http_tce_upstream_view_t *old, uint32_t *w, ngx_log_t *log)
+static ngx_uint_t
+ngx_http_tce_upstream_view_member(ngx_http_tce_upstream_peer_t *peer,
+    ngx_http_tce_upstream_cluster_t *cl, ngx_uint_t env)
 {
+    return peer->inst.env == env
+           && ngx_strcmp(peer->inst.cluster, cl->name.data) == 0
+           && ngx_tce_instance_weight(&peer->inst);
+}
+
+
+static ngx_int_t
+ngx_http_tce_upstream_view_group(ngx_http_tce_upstream_srv_conf_t *ucf,
+    ngx_http_tce_upstream_view_t *view, ngx_http_tce_upstream_cluster_t *cl,
+    ngx_uint_t env, ngx_http_tce_upstream_view_t *old,
+    ngx_tce_sched_set_t *set, uint32_t *xlat, ngx_log_t *log)
+{
+    uint32_t                           x;
     ngx_uint_t                         i, n;
-    ngx_http_tce_upstream_group_t     *g;
+    ngx_tce_sched_group_t             *sg;
+    ngx_http_tce_upstream_group_t     *g, *og;
     ngx_http_tce_upstream_cluster_t   *ocl;
 
     g = &cl->env[env];
     n = 0;
 
     for (i = 0; i < view->npeers; i++) {
-        if (view->peers[i].inst.env == env
-            && ngx_strcmp(view->peers[i].inst.cluster, cl->name.data) == 0
-            && ngx_tce_instance_weight(&view->peers[i].inst))
-        {
+        if (ngx_http_tce_upstream_view_member(&view->peers[i], cl, env)) {
             n++;
         }
     }
@@ -275,35 +342,69 @@ ngx_http_tce_upstream_view_group(ngx_http_tce_upstream_view_t *view,
     }
 
     for (i = 0; i < view->npeers; i++) {
-        if (view->peers[i].inst.env == env
-            && ngx_strcmp(view->peers[i].inst.cluster, cl->name.data) == 0
-            && ngx_tce_instance_weight(&view->peers[i].inst))
-        {
-            w[g->nmembers] = ngx_tce_instance_weight(&view->peers[i].inst);
+        if (ngx_http_tce_upstream_view_member(&view->peers[i], cl, env)) {
             g->members[g->nmembers++] = (uint32_t) i;
         }
     }
 
-    if (ngx_tce_sched_build(&g->sched, w, (uint32_t) n) != 0) {
-        return NGX_ERROR;
-    }
+    ocl = old ? ngx_http_tce_upstream_view_cluster(old, &cl->name) : NULL;
+    og = ocl ? &ocl->env[env] : NULL;
 
-    /* the schedule holds member positions: make them peer indices */
-    for (i = 0; i < g->sched.len; i++) {
-        g->sched.seq[i] = g->members[g->sched.seq[i]];
+    sg = set ? ngx_tce_sched_set_group(set, &cl->name, env) : NULL;
+
+    if (sg && sg->nmembers == n && sg->len) {
+        /* the set's own schedule: entry p is member p */
+        ngx_tce_sched_hold(ucf->zone, set);
+        g->set = set;
+        g->chunks = sg->chunks;
+        g->len = sg->len;
+        g->map = g->members;
+        g->nmap = (uint32_t) n;
+
+    } else if (og && og->len) {
+
+        /* meanwhile: the old schedule, without the instances that left */
+
+        g->own_map = ngx_alloc(og->nmap * sizeof(uint32_t), log);
+        if (g->own_map == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < og->nmap; i++) {
+            x = og->map[i];
+
+            if (x != NGX_HTTP_TCE_UPSTREAM_GONE) {
+                x = xlat[x];
+            }
+
+            if (x != NGX_HTTP_TCE_UPSTREAM_GONE
+                && !ngx_http_tce_upstream_view_member(&view->peers[x], cl,
+                                                      env))
+            {
+                x = NGX_HTTP_TCE_UPSTREAM_GONE;
+            }
+
+            g->own_map[i] = x;
+        }
+
+        ngx_tce_sched_hold(ucf->zone, og->set);
+        g->set = og->set;
+        g->chunks = og->chunks;
+        g->len = og->len;
+        g->map = g->own_map;
+        g->nmap = og->nmap;
     }
 
     /* a rebuilt view goes on from where the old one was */
 
-    ocl = old ? ngx_http_tce_upstream_view_cluster(old, &cl->name) : NULL;
-
-    if (ocl && ocl->env[env].sched.len) {
-        g->pos = ocl->env[env].pos % g->sched.len;
-        g->scan = ocl->env[env].scan % n;
+    if (og && og->len && g->len) {
+        g->pos = og->pos % g->len;
+        g->scan = og->scan % n;
 
     } else {
-        g->pos = (uint32_t) ((uint64_t) ngx_worker * g->sched.len
-                             / ngx_http_tce_upstream_nworkers());
+        g->pos = g->len ? (uint32_t) ((uint64_t) ngx_worker * g->len
+                                      / ngx_http_tce_upstream_nworkers())
+                        : 0;
         g->scan = ngx_worker % n;
     }
 
@@ -336,7 +437,8 @@ ngx_http_tce_upstream_nworkers(void)
 static void
 ngx_http_tce_upstream_view_free(ngx_http_tce_upstream_view_t *view)
 {
-    ngx_uint_t  i, env;
+    ngx_uint_t                      i, env;
+    ngx_http_tce_upstream_group_t  *g;
 
     /* idle connections, TLS sessions still held here (worker exit) */
     ngx_http_tce_upstream_drop(view);
@@ -345,10 +447,18 @@ ngx_http_tce_upstream_view_free(ngx_http_tce_upstream_view_t *view)
 
     for (i = 0; i < view->nclusters; i++) {
         for (env = 0; env < NGX_TCE_NENVS; env++) {
-            ngx_tce_sched_free(&view->clusters[i].env[env].sched);
+            g = &view->clusters[i].env[env];
 
-            if (view->clusters[i].env[env].members) {
-                ngx_free(view->clusters[i].env[env].members);
+            if (g->set) {
+                ngx_tce_sched_release(view->zone, g->set);
+            }
+
+            if (g->own_map) {
+                ngx_free(g->own_map);
+            }
+
+            if (g->members) {
+                ngx_free(g->members);
             }
         }
     }

@@ -30,6 +30,7 @@
 
 typedef struct ngx_tce_service_s  ngx_tce_service_t;
 typedef struct ngx_tce_policy_s   ngx_tce_policy_t;   /* ngx_tce_policy.c */
+typedef struct ngx_tce_sched_set_s  ngx_tce_sched_set_t;  /* sched_zone */
 
 struct ngx_tce_service_s {
     ngx_tce_service_t          *next;        /* never freed */
@@ -39,6 +40,11 @@ struct ngx_tce_service_s {
     ngx_uint_t                  source;      /* NGX_TCE_SOURCE_* */
     time_t                      updated;
     ngx_tce_policy_t           *policies;    /* canary, per cluster */
+
+    /* the weighted schedules of the set (ngx_tce_sched_zone.h) */
+    ngx_tce_sched_set_t        *sched;       /* NULL: not (yet) built */
+    ngx_uint_t                  sched_state;
+    ngx_uint_t                  sched_serial;  /* bumped per new set */
 
     /* discovery status (Consul), written by the watcher only */
     time_t                      disc_success;   /* last good answer */

@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 
 #include "ngx_tce.h"
+#include "ngx_tce_sched_zone.h"
 #include "ngx_tce_state.h"
 #include "ngx_tce_persist.h"
 
@@ -602,6 +603,9 @@ static void
 ngx_tce_persist_exit_process(ngx_cycle_t *cycle)
 {
     ngx_tce_main_conf_t  *tmcf;
+
+    /* schedules this worker is still building: the others wait for them */
+    ngx_tce_sched_zone_exit(cycle);
 
     tmcf = ngx_tce_get_main_conf(cycle);
 

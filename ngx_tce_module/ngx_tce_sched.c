@@ -3,15 +3,29 @@
  *
  * Smooth weighted round robin picks, at every step, the instance whose
  * "current weight" is highest; over a cycle of W = sum(w) steps each
- * instance is picked w times, and no instance ever runs more than about
- * one pick ahead of or behind its share.  Doing that per request costs
- * O(n).  Here the cycle is computed once, when a worker builds its read
- * view, in O(W log n), by the rule of WF2Q fair queueing: the k-th pick
- * of instance i is due between k*W/w and (k+1)*W/w; at step t, among
- * the instances already due (k*W/w <= t), take the one with the
- * earliest end.  That keeps every instance within one pick of its share
- * at every point of the cycle, as smooth weighted round robin does.  A
- * pick is then seq[pos++].
+ * instance is picked w times, and no instance runs far ahead of or
+ * behind its share.  Doing that per request costs O(n).  Here the
+ * whole cycle is computed once, and a pick is then seq[pos++].
+ *
+ * The cycle is built as earliest-deadline-first over unit tasks: the
+ * k-th pick of instance i (k = 0 .. w-1) may happen at a step s with
+ * floor(k W / w) <= s < ceil((k + 1) W / w).  Every interval of steps
+ * [a, b) contains at most b - a such windows entirely (per instance at
+ * most (b - a) w / W of them, and the w sum to W), so a schedule
+ * meeting every window exists, and EDF, which always takes the released
+ * pick with the earliest deadline, finds one (any tie order).  Meeting
+ * the windows means that after t steps instance i has been picked
+ * floor(t w / W) or ceil(t w / W) times: never a whole pick away from
+ * its share, at any point of the cycle.
+ *
+ * Deadlines and release times are integers below W + 1, so EDF runs on
+ * bucket lists (one per step) instead of heaps: a pick is a find-first
+ * in a hierarchical bitmap of the non-empty deadline buckets, and the
+ * next window of the instance comes from two additions (its W / w
+ * kept as quotient and remainder).  O(W + n) time, about 10 ns per
+ * entry; memory 8 (W + 1) bytes while building.  The build can run in
+ * slices (ngx_tce_sched_run with a bound) so that a caller on an event
+ * loop never runs one for long.
  */
 
 #include <stdlib.h>
@@ -20,10 +34,19 @@
 #include "ngx_tce_sched.h"
 
 
+#define NGX_TCE_SCHED_NONE    0xffffffff
+#define NGX_TCE_SCHED_LEVELS  5          /* 64^5 > NGX_TCE_SCHED_MAX * 2 */
+
+
 typedef struct {
-    uint32_t    idx;
-    uint32_t    w;
-    uint32_t    k;          /* picks so far */
+    uint32_t    idx;        /* the caller's index */
+    uint32_t    w;          /* picks per cycle */
+    uint32_t    left;       /* picks still to place */
+    uint32_t    div;        /* W / w */
+    uint32_t    mod;        /* W % w */
+    uint32_t    q;          /* floor((k + 1) W / w), k: next pick */
+    uint32_t    rem;        /* (k + 1) W % w */
+    uint32_t    next;       /* in a bucket list */
 } ngx_tce_sched_node_t;
 
 
@@ -33,28 +56,26 @@ typedef struct {
 } ngx_tce_sched_rem_t;
 
 
-typedef int (*ngx_tce_sched_less_pt)(const ngx_tce_sched_node_t *a,
-    const ngx_tce_sched_node_t *b);
-
-typedef struct {
-    ngx_tce_sched_node_t   *h;
-    uint32_t                n;
-    ngx_tce_sched_less_pt   less;
-} ngx_tce_sched_heap_t;
+struct ngx_tce_sched_build_s {
+    uint32_t               total;      /* W */
+    uint32_t               t;          /* entries written */
+    uint32_t               n;
+    ngx_tce_sched_node_t  *nodes;
+    uint32_t              *release;    /* W + 1 list heads, by step */
+    uint32_t              *deadline;   /* W + 1 list heads, by step */
+    uint64_t              *bits[NGX_TCE_SCHED_LEVELS];
+    uint32_t               nlevels;
+};
 
 
 static uint32_t ngx_tce_gcd(uint32_t a, uint32_t b);
-static int ngx_tce_sched_start_before(const ngx_tce_sched_node_t *a,
-    const ngx_tce_sched_node_t *b);
-static int ngx_tce_sched_end_before(const ngx_tce_sched_node_t *a,
-    const ngx_tce_sched_node_t *b);
-static void ngx_tce_sched_push(ngx_tce_sched_heap_t *hp,
-    ngx_tce_sched_node_t *node);
-static void ngx_tce_sched_pop(ngx_tce_sched_heap_t *hp,
-    ngx_tce_sched_node_t *node);
 static int ngx_tce_sched_rem_cmp(const void *a, const void *b);
 static int ngx_tce_sched_round(ngx_tce_sched_node_t *nodes, uint32_t m,
     const uint32_t *w, uint32_t g, uint64_t sum, uint64_t extra);
+static void ngx_tce_sched_set(ngx_tce_sched_build_t *b, uint32_t d);
+static void ngx_tce_sched_clear(ngx_tce_sched_build_t *b, uint32_t d);
+static uint32_t ngx_tce_sched_first(ngx_tce_sched_build_t *b);
+static void ngx_tce_sched_due(ngx_tce_sched_build_t *b, uint32_t i);
 
 
 static uint32_t
@@ -69,95 +90,6 @@ ngx_tce_gcd(uint32_t a, uint32_t b)
     }
 
     return a;
-}
-
-
-/* start of the next pick: k_a / w_a < k_b / w_b */
-static int
-ngx_tce_sched_start_before(const ngx_tce_sched_node_t *a,
-    const ngx_tce_sched_node_t *b)
-{
-    uint64_t  l, r;
-
-    l = (uint64_t) a->k * b->w;
-    r = (uint64_t) b->k * a->w;
-
-    return l < r || (l == r && a->idx < b->idx);
-}
-
-
-/* end of the next pick: (k_a + 1) / w_a < (k_b + 1) / w_b */
-static int
-ngx_tce_sched_end_before(const ngx_tce_sched_node_t *a,
-    const ngx_tce_sched_node_t *b)
-{
-    uint64_t  l, r;
-
-    l = ((uint64_t) a->k + 1) * b->w;
-    r = ((uint64_t) b->k + 1) * a->w;
-
-    return l < r || (l == r && a->idx < b->idx);
-}
-
-
-static void
-ngx_tce_sched_push(ngx_tce_sched_heap_t *hp, ngx_tce_sched_node_t *node)
-{
-    uint32_t               i, p;
-    ngx_tce_sched_node_t  *h;
-
-    h = hp->h;
-    i = hp->n++;
-
-    while (i > 0) {
-        p = (i - 1) / 2;
-
-        if (!hp->less(node, &h[p])) {
-            break;
-        }
-
-        h[i] = h[p];
-        i = p;
-    }
-
-    h[i] = *node;
-}
-
-
-static void
-ngx_tce_sched_pop(ngx_tce_sched_heap_t *hp, ngx_tce_sched_node_t *node)
-{
-    uint32_t               i, c, n;
-    ngx_tce_sched_node_t  *h, last;
-
-    h = hp->h;
-    *node = h[0];
-    n = --hp->n;
-    last = h[n];
-    i = 0;
-
-    for ( ;; ) {
-        c = 2 * i + 1;
-
-        if (c >= n) {
-            break;
-        }
-
-        if (c + 1 < n && hp->less(&h[c + 1], &h[c])) {
-            c++;
-        }
-
-        if (!hp->less(&h[c], &last)) {
-            break;
-        }
-
-        h[i] = h[c];
-        i = c;
-    }
-
-    if (n > 0) {
-        h[i] = last;
-    }
 }
 
 
@@ -215,17 +147,16 @@ ngx_tce_sched_round(ngx_tce_sched_node_t *nodes, uint32_t m,
 }
 
 
-int
-ngx_tce_sched_build(ngx_tce_sched_t *s, const uint32_t *w, uint32_t n)
+ngx_tce_sched_build_t *
+ngx_tce_sched_start(const uint32_t *w, uint32_t n, uint32_t *len)
 {
-    uint32_t               i, m, g, t;
-    uint64_t               sum, total;
-    ngx_tce_sched_heap_t   due, waiting;
-    ngx_tce_sched_node_t  *mem, node;
+    size_t                  words;
+    uint32_t                i, m, g, lv;
+    uint64_t                sum, total;
+    ngx_tce_sched_node_t   *node;
+    ngx_tce_sched_build_t  *b;
 
-    s->seq = NULL;
-    s->len = 0;
-
+    *len = 0;
     g = 0;
     sum = 0;
     m = 0;
@@ -238,21 +169,19 @@ ngx_tce_sched_build(ngx_tce_sched_t *s, const uint32_t *w, uint32_t n)
         }
     }
 
+    b = calloc(1, sizeof(ngx_tce_sched_build_t));
+    if (b == NULL) {
+        return NULL;
+    }
+
     if (m == 0) {
-        return 0;
+        return b;
     }
 
-    mem = malloc(2 * (size_t) m * sizeof(ngx_tce_sched_node_t));
-    if (mem == NULL) {
-        return -1;
+    b->nodes = malloc((size_t) m * sizeof(ngx_tce_sched_node_t));
+    if (b->nodes == NULL) {
+        goto failed;
     }
-
-    due.h = mem;
-    due.n = 0;
-    due.less = ngx_tce_sched_end_before;
-    waiting.h = mem + m;
-    waiting.n = 0;
-    waiting.less = ngx_tce_sched_start_before;
 
     sum /= g;
     total = 0;
@@ -262,9 +191,9 @@ ngx_tce_sched_build(ngx_tce_sched_t *s, const uint32_t *w, uint32_t n)
             continue;
         }
 
-        node.idx = i;
-        node.w = w[i] / g;
-        node.k = 0;
+        node = &b->nodes[b->n++];
+        node->idx = i;
+        node->w = w[i] / g;
 
         if (sum > NGX_TCE_SCHED_MAX) {
             /*
@@ -272,71 +201,259 @@ ngx_tce_sched_build(ngx_tce_sched_t *s, const uint32_t *w, uint32_t n)
              * of NGX_TCE_SCHED_MAX picks, rounded down here, up below
              * for the largest remainders; never 0
              */
-            node.w = (uint32_t) ((uint64_t) node.w * NGX_TCE_SCHED_MAX
-                                 / sum);
+            node->w = (uint32_t) ((uint64_t) node->w * NGX_TCE_SCHED_MAX
+                                  / sum);
         }
 
-        total += node.w;
-        due.h[due.n++] = node;
+        total += node->w;
     }
 
     if (sum > NGX_TCE_SCHED_MAX) {
-        if (ngx_tce_sched_round(due.h, due.n, w, g, sum,
+        if (ngx_tce_sched_round(b->nodes, b->n, w, g, sum,
                                 NGX_TCE_SCHED_MAX - total)
             != 0)
         {
-            free(mem);
-            return -1;
+            goto failed;
         }
 
         total = 0;
 
-        for (i = 0; i < due.n; i++) {
-            if (due.h[i].w == 0) {
-                due.h[i].w = 1;
+        for (i = 0; i < b->n; i++) {
+            if (b->nodes[i].w == 0) {
+                b->nodes[i].w = 1;
             }
 
-            total += due.h[i].w;
+            total += b->nodes[i].w;
         }
     }
 
-    /* a heap again: nodes in index order are one already (ties) */
-    m = due.n;
-    due.n = 0;
+    b->total = (uint32_t) total;
 
-    for (i = 0; i < m; i++) {
-        node = due.h[i];
-        ngx_tce_sched_push(&due, &node);
+    b->release = malloc(((size_t) total + 1) * sizeof(uint32_t));
+    b->deadline = malloc(((size_t) total + 1) * sizeof(uint32_t));
+    if (b->release == NULL || b->deadline == NULL) {
+        goto failed;
     }
 
-    s->seq = malloc(total * sizeof(uint32_t));
-    if (s->seq == NULL) {
-        free(mem);
+    memset(b->release, 0xff, ((size_t) total + 1) * sizeof(uint32_t));
+    memset(b->deadline, 0xff, ((size_t) total + 1) * sizeof(uint32_t));
+
+    words = total + 1;
+
+    for (lv = 0; lv < NGX_TCE_SCHED_LEVELS; lv++) {
+        words = (words + 63) / 64;
+
+        b->bits[lv] = calloc(words, sizeof(uint64_t));
+        if (b->bits[lv] == NULL) {
+            goto failed;
+        }
+
+        b->nlevels = lv + 1;
+
+        if (words == 1) {
+            break;
+        }
+    }
+
+    /*
+     * Every first pick is released at step 0.  Lists are LIFO: pushed
+     * in reverse index order, ties go to the lowest index first (as in
+     * nginx), and LIFO twice (release list, then deadline list) keeps
+     * the order of later ties.
+     */
+
+    for (i = b->n; i-- > 0; ) {
+        node = &b->nodes[i];
+        node->left = node->w;
+        node->div = b->total / node->w;
+        node->mod = b->total % node->w;
+        node->q = node->div;
+        node->rem = node->mod;
+        ngx_tce_sched_due(b, i);
+    }
+
+    *len = b->total;
+
+    return b;
+
+failed:
+
+    ngx_tce_sched_done(b);
+
+    return NULL;
+}
+
+
+uint32_t
+ngx_tce_sched_run(ngx_tce_sched_build_t *b, uint32_t *seq, uint32_t max)
+{
+    uint32_t               i, d, end, r;
+    ngx_tce_sched_node_t  *node;
+
+    end = b->total - b->t < max ? b->total : b->t + max;
+
+    for ( /* void */ ; b->t < end; b->t++) {
+
+        /* the picks released at this step become due */
+        r = b->release[b->t];
+        b->release[b->t] = NGX_TCE_SCHED_NONE;
+
+        while (r != NGX_TCE_SCHED_NONE) {
+            i = r;
+            r = b->nodes[i].next;
+            ngx_tce_sched_due(b, i);
+        }
+
+        /* one is always due (see above): the earliest deadline */
+        d = ngx_tce_sched_first(b);
+        i = b->deadline[d];
+        node = &b->nodes[i];
+        b->deadline[d] = node->next;
+
+        if (node->next == NGX_TCE_SCHED_NONE) {
+            ngx_tce_sched_clear(b, d);
+        }
+
+        seq[b->t] = node->idx;
+
+        if (--node->left == 0) {
+            continue;
+        }
+
+        /* pick k + 1: released at ceil((k + 1) W / w) */
+        r = node->q + (node->rem != 0);
+
+        node->q += node->div;             /* to (k + 2) W / w */
+        node->rem += node->mod;
+
+        if (node->rem >= node->w) {
+            node->rem -= node->w;
+            node->q++;
+        }
+
+        if (r <= b->t) {
+            ngx_tce_sched_due(b, i);
+
+        } else {
+            node->next = b->release[r];
+            b->release[r] = i;
+        }
+    }
+
+    return b->total - b->t;
+}
+
+
+void
+ngx_tce_sched_done(ngx_tce_sched_build_t *b)
+{
+    uint32_t  lv;
+
+    if (b == NULL) {
+        return;
+    }
+
+    for (lv = 0; lv < b->nlevels; lv++) {
+        free(b->bits[lv]);
+    }
+
+    free(b->release);
+    free(b->deadline);
+    free(b->nodes);
+    free(b);
+}
+
+
+/* node i's pick k is released: into the bucket of its deadline */
+static void
+ngx_tce_sched_due(ngx_tce_sched_build_t *b, uint32_t i)
+{
+    uint32_t               d;
+    ngx_tce_sched_node_t  *node;
+
+    node = &b->nodes[i];
+    d = node->q + (node->rem != 0);       /* ceil((k + 1) W / w) */
+
+    if (b->deadline[d] == NGX_TCE_SCHED_NONE) {
+        ngx_tce_sched_set(b, d);
+    }
+
+    node->next = b->deadline[d];
+    b->deadline[d] = i;
+}
+
+
+static void
+ngx_tce_sched_set(ngx_tce_sched_build_t *b, uint32_t d)
+{
+    uint32_t  lv;
+
+    for (lv = 0; lv < b->nlevels; lv++) {
+        b->bits[lv][d / 64] |= (uint64_t) 1 << (d % 64);
+        d /= 64;
+    }
+}
+
+
+static void
+ngx_tce_sched_clear(ngx_tce_sched_build_t *b, uint32_t d)
+{
+    uint32_t  lv;
+
+    for (lv = 0; lv < b->nlevels; lv++) {
+        b->bits[lv][d / 64] &= ~((uint64_t) 1 << (d % 64));
+
+        if (b->bits[lv][d / 64]) {
+            break;
+        }
+
+        d /= 64;
+    }
+}
+
+
+/* the lowest non-empty deadline bucket; there is one */
+static uint32_t
+ngx_tce_sched_first(ngx_tce_sched_build_t *b)
+{
+    uint32_t  lv, d;
+
+    d = 0;
+
+    for (lv = b->nlevels; lv-- > 0; ) {
+        d = d * 64 + (uint32_t) __builtin_ctzll(b->bits[lv][d]);
+    }
+
+    return d;
+}
+
+
+int
+ngx_tce_sched_build(ngx_tce_sched_t *s, const uint32_t *w, uint32_t n)
+{
+    uint32_t                len;
+    ngx_tce_sched_build_t  *b;
+
+    s->seq = NULL;
+    s->len = 0;
+
+    b = ngx_tce_sched_start(w, n, &len);
+    if (b == NULL) {
         return -1;
     }
 
-    for (t = 0; t < total; t++) {
-
-        /* instances whose next pick is due by now: k * total <= t * w */
-        while (waiting.n
-               && (uint64_t) waiting.h[0].k * total
-                  <= (uint64_t) t * waiting.h[0].w)
-        {
-            ngx_tce_sched_pop(&waiting, &node);
-            ngx_tce_sched_push(&due, &node);
+    if (len) {
+        s->seq = malloc((size_t) len * sizeof(uint32_t));
+        if (s->seq == NULL) {
+            ngx_tce_sched_done(b);
+            return -1;
         }
 
-        /* one is always due: the picks so far sum to t */
-        ngx_tce_sched_pop(&due, &node);
-        s->seq[t] = node.idx;
-
-        if (++node.k < node.w) {
-            ngx_tce_sched_push(&waiting, &node);
-        }
+        (void) ngx_tce_sched_run(b, s->seq, len);
+        s->len = len;
     }
 
-    s->len = (uint32_t) total;
-    free(mem);
+    ngx_tce_sched_done(b);
 
     return 0;
 }

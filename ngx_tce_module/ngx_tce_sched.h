@@ -16,6 +16,9 @@
 #define NGX_TCE_SCHED_MAX  (1u << 20)
 
 
+typedef struct ngx_tce_sched_build_s  ngx_tce_sched_build_t;
+
+
 typedef struct {
     uint32_t   *seq;        /* instance indices, len entries */
     uint32_t    len;        /* 0: nothing routable */
@@ -35,6 +38,20 @@ typedef struct {
  * Returns 0, or -1 on allocation failure leaving *s empty.
  */
 int ngx_tce_sched_build(ngx_tce_sched_t *s, const uint32_t *w, uint32_t n);
+
+/*
+ * The same build in slices.  ngx_tce_sched_start prepares it (the cycle
+ * as above; *len its length, 0 when nothing is routable) and returns
+ * NULL on allocation failure; ngx_tce_sched_run writes the next entries,
+ * at most max of them, into seq (which holds *len entries; each call
+ * goes on where the last stopped) and returns how many are still to
+ * write; ngx_tce_sched_done frees the build (NULL is fine).
+ */
+ngx_tce_sched_build_t *ngx_tce_sched_start(const uint32_t *w, uint32_t n,
+    uint32_t *len);
+uint32_t ngx_tce_sched_run(ngx_tce_sched_build_t *b, uint32_t *seq,
+    uint32_t max);
+void ngx_tce_sched_done(ngx_tce_sched_build_t *b);
 
 void ngx_tce_sched_free(ngx_tce_sched_t *s);
 

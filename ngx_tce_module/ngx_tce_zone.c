@@ -6,6 +6,7 @@
 #include <ngx_core.h>
 
 #include "ngx_tce.h"
+#include "ngx_tce_sched_zone.h"
 
 
 static int ngx_libc_cdecl ngx_tce_instance_cmp(const void *a,
@@ -164,11 +165,17 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     svc->updated = ngx_time();
     svc->generation++;
 
+    ngx_tce_sched_zone_changed_locked(zone, svc);
+
     if (old) {
         ngx_slab_free_locked(zone->shpool, old);
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    /* the new set's schedules, built once for every worker */
+    ngx_tce_sched_zone_request(zone, svc, sorted, n, log);
+
     ngx_free(sorted);
 
     return NGX_OK;

@@ -405,6 +405,50 @@ test_long_cycle_is_capped(void **state)
 }
 
 
+/* a build in slices writes the same cycle as one in one go */
+static void
+test_slices_same_cycle(void **state)
+{
+    uint32_t                i, n, len, left, calls, *w, *seq;
+    ngx_tce_sched_t         s;
+    ngx_tce_sched_build_t  *b;
+
+    (void) state;
+
+    n = 1000;
+    w = malloc(n * sizeof(uint32_t));
+    assert_non_null(w);
+    srand(99);
+
+    for (i = 0; i < n; i++) {
+        w[i] = 1 + rand() % 1000;
+    }
+
+    assert_int_equal(ngx_tce_sched_build(&s, w, n), 0);
+
+    b = ngx_tce_sched_start(w, n, &len);
+    assert_non_null(b);
+    assert_int_equal(len, s.len);
+
+    seq = malloc(len * sizeof(uint32_t));
+    assert_non_null(seq);
+    calls = 0;
+
+    do {
+        left = ngx_tce_sched_run(b, seq, 4096);
+        calls++;
+    } while (left);
+
+    assert_int_equal(calls, (len + 4095) / 4096);
+    assert_memory_equal(seq, s.seq, len * sizeof(uint32_t));
+
+    ngx_tce_sched_done(b);
+    ngx_tce_sched_free(&s);
+    free(seq);
+    free(w);
+}
+
+
 static void
 test_all_zero(void **state)
 {
@@ -429,6 +473,7 @@ main(void)
         cmocka_unit_test(test_equal_weights_interleave),
         cmocka_unit_test(test_smooth_like_nginx_example),
         cmocka_unit_test(test_long_cycle_is_capped),
+        cmocka_unit_test(test_slices_same_cycle),
         cmocka_unit_test(test_all_zero),
     };
 

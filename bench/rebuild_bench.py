@@ -1,0 +1,378 @@
+#!/usr/bin/env python3
+"""Rebuild bench (a benchmark, not a test: it prints figures).
+
+What a flapping health check costs the request path.  nginx (--workers
+workers, tce_consul on the Consul API double in this process) in front
+of a stock nginx backend, one service of --instances instances with
+random weights 1..1000 (gcd 1: a weighted cycle of about half a million
+entries).  A light steady load of keepalive requests runs throughout;
+phases alternate:
+  quiet:    nothing changes;
+  flapping: every --interval seconds one instance's health check goes
+            critical (Consul drops it from ?passing answers) and the one
+            dropped before comes back: one change of the set each time,
+            applied at run time by the watcher, no reload.
+Figures, per phase (all pairs together):
+  1. proxied request latency p50/p99/max as the client sees it, and
+     p99(flapping) - p99(quiet) (target: within 1 ms); requests are
+     also split by the worker that served them (X-Worker header): the
+     watcher's worker parses every Consul answer (and, with shared
+     schedules, builds the new schedule in slices), the others only
+     switch views;
+  2. CPU time per change per worker (/proc/<pid>/schedstat: flapping
+     CPU less the worker's quiet CPU per request times its flapping
+     requests, divided by the number of changes): for the workers
+     other than the watcher's this is the whole cost of absorbing a
+     change, view rebuild included (target: under 1 ms); the watcher's
+     is printed apart.
+--baseline MODULE runs the same phases against another build (e.g. one
+made before schedules were shared) in the same run, for the ratio.
+
+    bench/rebuild_bench.py --nginx /usr/sbin/nginx \\
+        --module build/ngx_tce_module.so [--baseline other.so] \\
+        [--instances 1000] [--seconds 8] [--pairs 2]
+"""
+
+import argparse
+import http.client
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', 'tests', 'doubles'))
+
+from consul_double import ConsulDouble  # noqa: E402
+
+
+SERVICE = 'bench.rebuild.api'
+
+# one port on every loopback address: instance i is 127.0.x.y:port
+BACKEND = """\
+worker_processes 1;
+pid {dir}/backend.pid;
+error_log {dir}/backend-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 100000;
+    server {{
+        listen {port};
+        return 200 "ok";
+    }}
+}}
+"""
+
+PROXY = """\
+load_module {module};
+{user}
+worker_processes {workers};
+pid {dir}/nginx.pid;
+error_log {dir}/error.log notice;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    tce_zone tce 64m;
+    tce_consul {consul} wait=60s;
+    upstream api {{ tce_service {service}; }}
+    server {{
+        listen 127.0.0.1:{proxy} reuseport;
+        keepalive_requests 1000000;
+        location / {{
+            proxy_pass http://api;
+            add_header X-Worker $pid;
+        }}
+    }}
+}}
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def addr(i):
+    return '127.0.%d.%d' % (i // 250, i % 250 + 1)
+
+
+def percentile(values, q):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
+
+
+def cpu(pid):
+    """Seconds the process has run on a CPU (ns resolution)."""
+    with open('/proc/%d/schedstat' % pid) as f:
+        return int(f.read().split()[0]) / 1e9
+
+
+def workers_of(master):
+    out = subprocess.run(['ps', '-o', 'pid=', '--ppid', str(master)],
+                         capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+class Load:
+    """Steady light load from a child process (the Consul double's JSON
+    encoding holds this process's GIL for milliseconds per change): it
+    runs --clients threads, each on its own keepalive connection, one
+    request every ~2 ms, and records (latency, worker)."""
+
+    def __init__(self, port, clients):
+        self.port = port
+        self.clients = clients
+        self.parent, child = multiprocessing.Pipe()
+        self.proc = multiprocessing.Process(target=self.main, args=(child,),
+                                            daemon=True)
+
+    def start(self):
+        self.proc.start()
+
+    def main(self, pipe):
+        self.lock = threading.Lock()
+        self.samples = []
+        self.errors = 0
+        self.stop = False
+        threads = [threading.Thread(target=self.run, daemon=True)
+                   for _ in range(self.clients)]
+        for t in threads:
+            t.start()
+        while True:
+            cmd = pipe.recv()
+            with self.lock:
+                s, self.samples = self.samples, []
+                e, self.errors = self.errors, 0
+            if cmd == 'stop':
+                self.stop = True
+                for t in threads:
+                    t.join(5)
+                pipe.send(([], 0))
+                return
+            pipe.send((s, e))
+
+    def run(self):
+        c = http.client.HTTPConnection('127.0.0.1', self.port, timeout=5)
+        while not self.stop:
+            t0 = time.perf_counter()
+            try:
+                c.request('GET', '/')
+                r = c.getresponse()
+                r.read()
+                ok = r.status == 200
+                worker = int(r.getheader('X-Worker') or 0)
+            except (OSError, http.client.HTTPException, ValueError):
+                c.close()
+                ok = False
+            dt = time.perf_counter() - t0
+            with self.lock:
+                if ok:
+                    self.samples.append((dt, worker))
+                else:
+                    self.errors += 1
+            time.sleep(0.002)
+
+    def take(self):
+        self.parent.send('take')
+        return self.parent.recv()
+
+    def finish(self):
+        self.parent.send('stop')
+        self.parent.recv()
+        self.proc.join(10)
+
+
+def run_side(args, module, label, weights):
+    tmp = tempfile.mkdtemp(prefix='tce-rebuild-bench-')
+    procs = []
+    consul = ConsulDouble(jitter=False).start()
+
+    def start(conf_text, name):
+        path = os.path.join(tmp, name + '.conf')
+        with open(path, 'w') as f:
+            f.write(conf_text)
+        p = subprocess.Popen([args.nginx, '-p', tmp + '/', '-c', path,
+                              '-g', 'daemon off;'],
+                             stdout=subprocess.DEVNULL,
+                             stderr=open(os.path.join(tmp, name + '.err'),
+                                         'wb'))
+        procs.append(p)
+        return p
+
+    try:
+        bport, pport = free_port(), free_port()
+        start(BACKEND.format(dir=tmp, port=bport), 'backend')
+        for i, w in enumerate(weights):
+            consul.register(SERVICE, 'i%04d' % i, addr(i), bport, weight=w)
+        master = start(PROXY.format(
+            module=os.path.abspath(module), dir=tmp, consul=consul.url,
+            service=SERVICE, proxy=pport, workers=args.workers,
+            user='user root;' if os.geteuid() == 0 else ''), 'proxy')
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                c = http.client.HTTPConnection('127.0.0.1', pport,
+                                               timeout=2)
+                c.request('GET', '/')
+                if c.getresponse().status == 200:
+                    break
+            except (OSError, http.client.HTTPException):
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit('rebuild bench: nginx never routed')
+            time.sleep(0.05)
+
+        workers = workers_of(master.pid)
+        load = Load(pport, args.clients)
+        load.start()
+        time.sleep(1.0)
+        load.take()
+
+        phases = {'quiet': [], 'flapping': []}
+        cpu_delta = {'quiet': {}, 'flapping': {}}
+        errors = {'quiet': 0, 'flapping': 0}
+        changes = 0
+        rnd = random.Random(7)
+        down = None
+
+        for _ in range(args.pairs):
+            for phase in ('quiet', 'flapping'):
+                c0 = {w: cpu(w) for w in workers}
+                load.take()
+                t_next = time.monotonic()
+                t_end = t_next + args.seconds
+                while time.monotonic() < t_end:
+                    if phase == 'flapping':
+                        i = rnd.randrange(len(weights))
+                        consul.set_check('service:i%04d' % i, 'critical')
+                        if down is not None:
+                            consul.set_check('service:i%04d' % down,
+                                             'passing')
+                        down = i
+                        changes += 1
+                    t_next += args.interval
+                    time.sleep(max(0.0, t_next - time.monotonic()))
+                s, e = load.take()
+                c1 = {w: cpu(w) for w in workers}
+                phases[phase].extend(s)
+                errors[phase] += e
+                for w in workers:
+                    cpu_delta[phase][w] = (cpu_delta[phase].get(w, 0)
+                                           + c1[w] - c0[w])
+        load.finish()
+        if down is not None:
+            consul.set_check('service:i%04d' % down, 'passing')
+        return report(label, phases, cpu_delta, errors, changes, workers)
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGQUIT)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        consul.stop()
+        if args.keep_tmp:
+            print('  (files kept in %s)' % tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(label, phases, cpu_delta, errors, changes, workers):
+    # CPU a worker spent because of the changes: its flapping CPU less
+    # what its quiet CPU per request says its requests cost
+    extra = {}
+    for w in workers:
+        nq = sum(1 for _, x in phases['quiet'] if x == w)
+        nf = sum(1 for _, x in phases['flapping'] if x == w)
+        per_req = cpu_delta['quiet'][w] / nq if nq else 0.0
+        extra[w] = cpu_delta['flapping'][w] - per_req * nf
+    # the watcher's worker: the one that spent the most
+
+    watcher = max(workers, key=lambda w: extra[w])
+    print('%s: %d workers, %d changes (one every %.0f ms), %d+%d '
+          'requests, errors quiet %d flapping %d'
+          % (label, len(workers), changes, 1000 * ARGS.interval,
+             len(phases['quiet']), len(phases['flapping']),
+             errors['quiet'], errors['flapping']))
+    out = {}
+    for subset, pick in (('all workers', lambda w: True),
+                         ('watcher\'s worker', lambda w: w == watcher),
+                         ('other workers', lambda w: w != watcher)):
+        row = {}
+        for phase in ('quiet', 'flapping'):
+            lat = [d for d, w in phases[phase] if pick(w)]
+            if not lat:
+                continue
+            row[phase] = (1000 * percentile(lat, 0.5),
+                          1000 * percentile(lat, 0.99),
+                          1000 * max(lat), len(lat))
+        if len(row) == 2:
+            dp99 = row['flapping'][1] - row['quiet'][1]
+            print('  %-17s quiet p50 %.2f p99 %.2f max %.1f ms (n=%d) | '
+                  'flapping p50 %.2f p99 %.2f max %.1f ms (n=%d) | '
+                  'p99 delta %+.2f ms %s'
+                  % ((subset,) + row['quiet'] + row['flapping']
+                     + (dp99, 'OK' if dp99 <= 1.0 else 'MISSED')))
+            out[subset] = dp99
+    others = [extra[w] for w in workers if w != watcher]
+    per = 1000 * max(others) / changes if others and changes else 0.0
+    print('  CPU per change: other workers max %.3f ms (mean %.3f) %s; '
+          'watcher\'s worker %.3f ms'
+          % (per, 1000 * sum(others) / len(others) / changes
+             if others else 0.0,
+             'OK' if per < 1.0 else 'MISSED',
+             1000 * extra[watcher] / changes))
+    out['cpu_per_change'] = per
+    out['watcher_cpu_per_change'] = 1000 * extra[watcher] / changes
+    return out
+
+
+ARGS = None
+
+
+def main():
+    global ARGS
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--nginx', default='/usr/sbin/nginx')
+    ap.add_argument('--module', default=os.path.join(
+        HERE, '..', 'build', 'ngx_tce_module.so'))
+    ap.add_argument('--baseline', help='another module build to compare')
+    ap.add_argument('--instances', type=int, default=1000)
+    ap.add_argument('--workers', type=int, default=4)
+    ap.add_argument('--clients', type=int, default=4)
+    ap.add_argument('--seconds', type=float, default=8.0,
+                    help='length of each phase')
+    ap.add_argument('--pairs', type=int, default=2)
+    ap.add_argument('--interval', type=float, default=0.1)
+    ap.add_argument('--keep-tmp', action='store_true')
+    ARGS = args = ap.parse_args()
+
+    rnd = random.Random(12345)
+    weights = [rnd.randint(1, 1000) for _ in range(args.instances)]
+    w_sum = sum(weights)
+    print('rebuild bench: %d instances, weights 1..1000 (sum %d), '
+          '%d workers, phases of %.0f s x %d pairs'
+          % (args.instances, w_sum, args.workers, args.seconds,
+             args.pairs))
+    res = run_side(args, args.module, 'tce', weights)
+    if args.baseline:
+        base = run_side(args, args.baseline, 'baseline', weights)
+        if base.get('cpu_per_change') and res.get('cpu_per_change'):
+            print('  CPU per change per worker, tce / baseline: %.3f'
+                  % (res['cpu_per_change'] / base['cpu_per_change']))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,717 @@
+/*
+ * Weighted schedules built once per change, shared by every worker.
+ *
+ * A group's cycle (ngx_tce_sched.c) is W = sum of its weights / gcd
+ * entries long: half a million for 1,000 instances of weights 1..1000,
+ * up to 2^20.  Building it costs O(W); if every worker built its own
+ * on its next request after each change (as views used to), a flapping
+ * health check would stall every worker for milliseconds each time.
+ * Instead:
+ *
+ * - the process that changes a set (the Consul watcher's worker, or the
+ *   master applying the state file) builds the schedules of the new set
+ *   once: in its event loop, in slices of NGX_TCE_SCHED_SLICE entries
+ *   (a fraction of a millisecond each, interleaved with its requests),
+ *   or at once in the master, which serves no requests;
+ * - the result is copied into the zone, in pages (one slab page per
+ *   1,024 entries, so that the free space the zone reports is space a
+ *   schedule can use), and published with a new generation of the
+ *   service; the workers' views point at it, each from its own position
+ *   (a pick reads one entry: O(1), nothing copied per worker);
+ * - meanwhile (a few to a few tens of ms) a worker's new view keeps the
+ *   previous schedule, less the instances that left: removals and
+ *   address changes apply at once, new instances and new weights when
+ *   the build is published (lb/ngx_http_tce_upstream_view.c);
+ * - a set is freed when the service has moved on and the last view
+ *   using it goes (reference count under the zone's lock; views hold
+ *   it, not requests, so a long request pins only its own view's);
+ * - a newer change cancels a build still running in the same process;
+ *   one from elsewhere makes it void (the service's sched_serial).
+ * If the zone cannot hold a schedule, the service is marked LOCAL and
+ * each worker builds its own, as before (logged once per change).
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+#include "ngx_tce.h"
+#include "ngx_tce_sched_zone.h"
+
+
+/* entries per slice of a build on an event loop: about 0.2 ms */
+#define NGX_TCE_SCHED_SLICE  16384
+
+
+typedef struct {
+    u_char                      cluster[NGX_TCE_CLUSTER_LEN];
+    ngx_uint_t                  env;
+    uint32_t                    nmembers;
+    uint32_t                   *w;          /* nmembers weights */
+    uint32_t                    len;
+    uint32_t                   *seq;        /* len entries, malloc */
+    ngx_tce_sched_build_t      *build;
+} ngx_tce_sched_plan_group_t;
+
+
+typedef struct {
+    ngx_queue_t                 queue;
+    ngx_tce_zone_t             *zone;
+    ngx_tce_service_t          *svc;
+    ngx_uint_t                  serial;
+    ngx_log_t                  *log;
+    ngx_uint_t                  ngroups;
+    ngx_uint_t                  cur;        /* group being built */
+    ngx_tce_sched_plan_group_t *groups;
+    uint32_t                   *weights;    /* all groups' w */
+} ngx_tce_sched_job_t;
+
+
+static ngx_tce_sched_job_t *ngx_tce_sched_plan(const ngx_tce_instance_t *inst,
+    ngx_uint_t n, ngx_log_t *log);
+static ngx_int_t ngx_tce_sched_job_run(ngx_tce_sched_job_t *job,
+    uint32_t max);
+static void ngx_tce_sched_job_free(ngx_tce_sched_job_t *job);
+static void ngx_tce_sched_job_publish(ngx_tce_sched_job_t *job);
+static ngx_tce_sched_set_t *ngx_tce_sched_copy_locked(ngx_slab_pool_t *pool,
+    ngx_tce_sched_job_t *job);
+static void ngx_tce_sched_free_locked(ngx_slab_pool_t *pool,
+    ngx_tce_sched_set_t *set);
+static void ngx_tce_sched_local_free(ngx_tce_sched_set_t *set);
+static void ngx_tce_sched_slice_handler(ngx_event_t *ev);
+
+
+/* builds of this process waiting for their next slice */
+static ngx_queue_t   ngx_tce_sched_jobs;
+static ngx_event_t   ngx_tce_sched_event;
+
+
+void
+ngx_tce_sched_zone_changed_locked(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc)
+{
+    ngx_tce_sched_set_t  *set;
+
+    set = svc->sched;
+
+    if (set) {
+        set->retired = 1;
+
+        if (set->refs == 0) {
+            ngx_tce_sched_free_locked(zone->shpool, set);
+        }
+    }
+
+    svc->sched = NULL;
+    svc->sched_serial++;
+    svc->sched_state = svc->ninstances ? NGX_TCE_SCHED_BUILDING
+                                       : NGX_TCE_SCHED_EMPTY;
+}
+
+
+void
+ngx_tce_sched_zone_request(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    const ngx_tce_instance_t *inst, ngx_uint_t n, ngx_log_t *log)
+{
+    ngx_queue_t          *q;
+    ngx_tce_sched_job_t  *job, *old;
+
+    if (n == 0) {
+        return;
+    }
+
+    job = ngx_tce_sched_plan(inst, n, log);
+
+    if (job == NULL) {
+        ngx_shmtx_lock(&zone->shpool->mutex);
+        svc->sched_state = NGX_TCE_SCHED_LOCAL;
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return;
+    }
+
+    job->zone = zone;
+    job->svc = svc;
+    job->log = ngx_cycle->log;
+
+    /* read after the change: the set this build is for */
+    job->serial = svc->sched_serial;
+
+    /*
+     * A process without an event loop yet (the master at start or
+     * reload) builds at once; its posted queues are not set up.
+     */
+
+    if (ngx_posted_next_events.next == NULL) {
+        (void) ngx_tce_sched_job_run(job, (uint32_t) -1);
+        ngx_tce_sched_job_publish(job);
+        ngx_tce_sched_job_free(job);
+        return;
+    }
+
+    if (ngx_tce_sched_jobs.next == NULL) {
+        ngx_queue_init(&ngx_tce_sched_jobs);
+    }
+
+    /* a build of an older set of the same service is void: cancel it */
+
+    for (q = ngx_queue_head(&ngx_tce_sched_jobs);
+         q != ngx_queue_sentinel(&ngx_tce_sched_jobs);
+         q = ngx_queue_next(q))
+    {
+        old = ngx_queue_data(q, ngx_tce_sched_job_t, queue);
+
+        if (old->svc == svc) {
+            ngx_queue_remove(q);
+            ngx_tce_sched_job_free(old);
+            break;
+        }
+    }
+
+    ngx_queue_insert_tail(&ngx_tce_sched_jobs, &job->queue);
+
+    if (!ngx_tce_sched_event.posted) {
+        ngx_tce_sched_event.handler = ngx_tce_sched_slice_handler;
+        ngx_tce_sched_event.log = ngx_cycle->log;
+        ngx_post_event(&ngx_tce_sched_event, &ngx_posted_next_events);
+    }
+}
+
+
+/*
+ * One slice of the first build in the queue; the next slice runs at
+ * the next turn of the event loop, after the events ready by then.
+ */
+static void
+ngx_tce_sched_slice_handler(ngx_event_t *ev)
+{
+    ngx_queue_t          *q;
+    ngx_tce_sched_job_t  *job;
+
+    if (ngx_tce_sched_jobs.next == NULL
+        || ngx_queue_empty(&ngx_tce_sched_jobs))
+    {
+        return;
+    }
+
+    q = ngx_queue_head(&ngx_tce_sched_jobs);
+    job = ngx_queue_data(q, ngx_tce_sched_job_t, queue);
+
+    if (ngx_tce_sched_job_run(job, NGX_TCE_SCHED_SLICE) == NGX_OK) {
+        ngx_queue_remove(q);
+        ngx_tce_sched_job_publish(job);
+        ngx_tce_sched_job_free(job);
+    }
+
+    if (!ngx_queue_empty(&ngx_tce_sched_jobs)) {
+        ngx_post_event(ev, &ngx_posted_next_events);
+    }
+}
+
+
+void
+ngx_tce_sched_zone_exit(ngx_cycle_t *cycle)
+{
+    ngx_queue_t          *q;
+    ngx_tce_sched_job_t  *job;
+
+    if (ngx_tce_sched_event.posted) {
+        ngx_delete_posted_event(&ngx_tce_sched_event);
+    }
+
+    if (ngx_tce_sched_jobs.next == NULL) {
+        return;
+    }
+
+    /* the other workers wait for these: finish them (each a few ms) */
+
+    while (!ngx_queue_empty(&ngx_tce_sched_jobs)) {
+        q = ngx_queue_head(&ngx_tce_sched_jobs);
+        job = ngx_queue_data(q, ngx_tce_sched_job_t, queue);
+        ngx_queue_remove(q);
+
+        (void) ngx_tce_sched_job_run(job, (uint32_t) -1);
+        ngx_tce_sched_job_publish(job);
+        ngx_tce_sched_job_free(job);
+    }
+}
+
+
+/*
+ * The groups of a set sorted by id: its (cluster, env) pairs with
+ * routable instances, members in the set's order, and their weights.
+ * Groups are few (clusters x 2): a linear search finds each one.
+ */
+static ngx_tce_sched_job_t *
+ngx_tce_sched_plan(const ngx_tce_instance_t *inst, ngx_uint_t n,
+    ngx_log_t *log)
+{
+    uint32_t                     *gid, *off, w;
+    ngx_uint_t                    i, j, m;
+    ngx_tce_sched_job_t          *job;
+    ngx_tce_sched_plan_group_t   *g;
+
+    job = ngx_calloc(sizeof(ngx_tce_sched_job_t), log);
+    gid = ngx_alloc(n * sizeof(uint32_t), log);
+    off = ngx_alloc(n * sizeof(uint32_t), log);
+
+    if (job == NULL || gid == NULL || off == NULL) {
+        goto failed;
+    }
+
+    job->log = log;
+    job->groups = ngx_calloc(n * sizeof(ngx_tce_sched_plan_group_t), log);
+    job->weights = ngx_alloc(n * sizeof(uint32_t), log);
+
+    if (job->groups == NULL || job->weights == NULL) {
+        goto failed;
+    }
+
+    for (i = 0; i < n; i++) {
+        gid[i] = (uint32_t) -1;
+
+        if (ngx_tce_instance_weight(&inst[i]) == 0) {
+            continue;
+        }
+
+        for (j = 0; j < job->ngroups; j++) {
+            g = &job->groups[j];
+
+            if (g->env == inst[i].env
+                && ngx_strcmp(g->cluster, inst[i].cluster) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j == job->ngroups) {
+            g = &job->groups[job->ngroups++];
+            ngx_cpystrn(g->cluster, (u_char *) inst[i].cluster,
+                        NGX_TCE_CLUSTER_LEN);
+            g->env = inst[i].env;
+        }
+
+        gid[i] = (uint32_t) j;
+        job->groups[j].nmembers++;
+    }
+
+    m = 0;
+
+    for (j = 0; j < job->ngroups; j++) {
+        job->groups[j].w = job->weights + m;
+        off[j] = 0;
+        m += job->groups[j].nmembers;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (gid[i] != (uint32_t) -1) {
+            g = &job->groups[gid[i]];
+            w = ngx_tce_instance_weight(&inst[i]);
+            g->w[off[gid[i]]++] = w;
+        }
+    }
+
+    ngx_free(gid);
+    ngx_free(off);
+
+    return job;
+
+failed:
+
+    ngx_log_error(NGX_LOG_ERR, log, 0, "tce: no memory for a schedule");
+
+    if (gid) {
+        ngx_free(gid);
+    }
+
+    if (off) {
+        ngx_free(off);
+    }
+
+    if (job) {
+        ngx_tce_sched_job_free(job);
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Writes up to max entries of the job's cycles.  Returns NGX_OK when
+ * every group is done, NGX_AGAIN when more is left, NGX_ERROR when out
+ * of memory (the job is then done, with no schedule: see publish).
+ */
+static ngx_int_t
+ngx_tce_sched_job_run(ngx_tce_sched_job_t *job, uint32_t max)
+{
+    uint32_t                     left;
+    ngx_tce_sched_plan_group_t  *g;
+
+    while (job->cur < job->ngroups) {
+        g = &job->groups[job->cur];
+
+        if (g->build == NULL && g->seq == NULL) {
+            g->build = ngx_tce_sched_start(g->w, g->nmembers, &g->len);
+            g->seq = g->build ? ngx_alloc(((size_t) g->len + 1)
+                                          * sizeof(uint32_t), job->log)
+                              : NULL;
+
+            if (g->seq == NULL) {
+                job->cur = job->ngroups;
+                job->ngroups = 0;
+                return NGX_ERROR;
+            }
+        }
+
+        left = ngx_tce_sched_run(g->build, g->seq, max);
+
+        if (left) {
+            return NGX_AGAIN;
+        }
+
+        ngx_tce_sched_done(g->build);
+        g->build = NULL;
+        job->cur++;
+
+        /* a slice ends with a group: the next one starts afresh */
+        if (max != (uint32_t) -1) {
+            break;
+        }
+    }
+
+    return job->cur < job->ngroups ? NGX_AGAIN : NGX_OK;
+}
+
+
+static void
+ngx_tce_sched_job_publish(ngx_tce_sched_job_t *job)
+{
+    ngx_slab_pool_t      *pool;
+    ngx_tce_service_t    *svc;
+    ngx_tce_sched_set_t  *set;
+
+    pool = job->zone->shpool;
+    svc = job->svc;
+
+    ngx_shmtx_lock(&pool->mutex);
+
+    if (svc->sched_serial != job->serial) {
+        /* the set changed meanwhile: a newer build is on its way */
+        ngx_shmtx_unlock(&pool->mutex);
+        return;
+    }
+
+    set = (job->cur == job->ngroups && job->ngroups)
+          ? ngx_tce_sched_copy_locked(pool, job) : NULL;
+
+    if (set == NULL) {
+        svc->sched_state = NGX_TCE_SCHED_LOCAL;
+        svc->generation++;
+        ngx_shmtx_unlock(&pool->mutex);
+
+        ngx_log_error(NGX_LOG_ERR, job->log, 0,
+                      "tce zone \"%V\" is full: the schedules of service "
+                      "\"%s\" are built by each worker",
+                      &job->zone->shm_zone->shm.name, svc->name);
+        return;
+    }
+
+    svc->sched = set;
+    svc->sched_state = NGX_TCE_SCHED_READY;
+
+    /* the workers' views move to it at their next request */
+    svc->generation++;
+
+    ngx_shmtx_unlock(&pool->mutex);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, job->log, 0,
+                   "tce: schedules of \"%s\" published, generation %uA",
+                   svc->name, svc->generation);
+}
+
+
+/* the job's cycles into the zone, in pages; NULL if it is full */
+static ngx_tce_sched_set_t *
+ngx_tce_sched_copy_locked(ngx_slab_pool_t *pool, ngx_tce_sched_job_t *job)
+{
+    uint32_t                     c, nchunks, k;
+    ngx_uint_t                   j;
+    ngx_tce_sched_set_t         *set;
+    ngx_tce_sched_group_t       *sg;
+    ngx_tce_sched_plan_group_t  *g;
+
+    set = ngx_slab_calloc_locked(pool, sizeof(ngx_tce_sched_set_t)
+                                 + job->ngroups
+                                   * sizeof(ngx_tce_sched_group_t));
+    if (set == NULL) {
+        return NULL;
+    }
+
+    set->groups = (ngx_tce_sched_group_t *) (set + 1);
+    set->ngroups = job->ngroups;
+
+    for (j = 0; j < job->ngroups; j++) {
+        g = &job->groups[j];
+        sg = &set->groups[j];
+
+        ngx_memcpy(sg->cluster, g->cluster, NGX_TCE_CLUSTER_LEN);
+        sg->env = g->env;
+        sg->nmembers = g->nmembers;
+
+        sg->len = g->len;
+        nchunks = (g->len + NGX_TCE_SCHED_CHUNK - 1)
+                  >> NGX_TCE_SCHED_CHUNK_SHIFT;
+
+        sg->chunks = ngx_slab_calloc_locked(pool,
+                                            nchunks * sizeof(uint32_t *));
+        if (sg->chunks == NULL) {
+            goto failed;
+        }
+
+        for (c = 0; c < nchunks; c++) {
+            sg->chunks[c] = ngx_slab_alloc_locked(pool,
+                                       NGX_TCE_SCHED_CHUNK * sizeof(uint32_t));
+            if (sg->chunks[c] == NULL) {
+                goto failed;
+            }
+
+            k = g->len - (c << NGX_TCE_SCHED_CHUNK_SHIFT);
+            k = ngx_min(k, NGX_TCE_SCHED_CHUNK);
+
+            ngx_memcpy(sg->chunks[c],
+                       g->seq + (c << NGX_TCE_SCHED_CHUNK_SHIFT),
+                       k * sizeof(uint32_t));
+        }
+    }
+
+    return set;
+
+failed:
+
+    ngx_tce_sched_free_locked(pool, set);
+
+    return NULL;
+}
+
+
+static void
+ngx_tce_sched_free_locked(ngx_slab_pool_t *pool, ngx_tce_sched_set_t *set)
+{
+    uint32_t                c, nchunks;
+    ngx_uint_t              j;
+    ngx_tce_sched_group_t  *sg;
+
+    for (j = 0; j < set->ngroups; j++) {
+        sg = &set->groups[j];
+
+        if (sg->chunks == NULL) {
+            continue;
+        }
+
+        nchunks = (sg->len + NGX_TCE_SCHED_CHUNK - 1)
+                  >> NGX_TCE_SCHED_CHUNK_SHIFT;
+
+        /* a partial copy: the chunks array was zeroed, stop at NULL */
+        for (c = 0; c < nchunks && sg->chunks[c]; c++) {
+            ngx_slab_free_locked(pool, sg->chunks[c]);
+        }
+
+        ngx_slab_free_locked(pool, sg->chunks);
+    }
+
+    ngx_slab_free_locked(pool, set);
+}
+
+
+static void
+ngx_tce_sched_job_free(ngx_tce_sched_job_t *job)
+{
+    ngx_uint_t  j;
+
+    if (job->groups) {
+        for (j = 0; j < job->ngroups || j < job->cur; j++) {
+            ngx_tce_sched_done(job->groups[j].build);
+
+            if (job->groups[j].seq) {
+                ngx_free(job->groups[j].seq);
+            }
+        }
+
+        ngx_free(job->groups);
+    }
+
+    if (job->weights) {
+        ngx_free(job->weights);
+    }
+
+    ngx_free(job);
+}
+
+
+ngx_tce_sched_set_t *
+ngx_tce_sched_zone_get(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    ngx_atomic_uint_t generation, ngx_uint_t *state)
+{
+    ngx_tce_sched_set_t  *set;
+
+    set = NULL;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (svc->generation != generation) {
+        *state = NGX_TCE_SCHED_BUILDING;
+
+    } else {
+        *state = svc->sched_state;
+        set = svc->sched;
+
+        if (set) {
+            set->refs++;
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return set;
+}
+
+
+void
+ngx_tce_sched_hold(ngx_tce_zone_t *zone, ngx_tce_sched_set_t *set)
+{
+    if (set->local) {
+        set->refs++;
+        return;
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+    set->refs++;
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+void
+ngx_tce_sched_release(ngx_tce_zone_t *zone, ngx_tce_sched_set_t *set)
+{
+    if (set->local) {
+        if (--set->refs == 0) {
+            ngx_tce_sched_local_free(set);
+        }
+
+        return;
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (--set->refs == 0 && set->retired) {
+        ngx_tce_sched_free_locked(zone->shpool, set);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+ngx_tce_sched_set_t *
+ngx_tce_sched_local(const ngx_tce_instance_t *inst, ngx_uint_t n,
+    ngx_log_t *log)
+{
+    uint32_t                     c, nchunks;
+    ngx_uint_t                   j;
+    ngx_tce_sched_job_t         *job;
+    ngx_tce_sched_set_t         *set;
+    ngx_tce_sched_group_t       *sg;
+    ngx_tce_sched_plan_group_t  *g;
+
+    job = ngx_tce_sched_plan(inst, n, log);
+    if (job == NULL) {
+        return NULL;
+    }
+
+    job->log = log;
+    set = NULL;
+
+    if (ngx_tce_sched_job_run(job, (uint32_t) -1) != NGX_OK) {
+        goto done;
+    }
+
+    set = ngx_calloc(sizeof(ngx_tce_sched_set_t)
+                     + job->ngroups * sizeof(ngx_tce_sched_group_t), log);
+    if (set == NULL) {
+        goto done;
+    }
+
+    set->groups = (ngx_tce_sched_group_t *) (set + 1);
+    set->ngroups = job->ngroups;
+    set->local = 1;
+    set->refs = 1;
+
+    for (j = 0; j < job->ngroups; j++) {
+        g = &job->groups[j];
+        sg = &set->groups[j];
+
+        ngx_memcpy(sg->cluster, g->cluster, NGX_TCE_CLUSTER_LEN);
+        sg->env = g->env;
+        sg->nmembers = g->nmembers;
+
+        nchunks = (g->len + NGX_TCE_SCHED_CHUNK - 1)
+                  >> NGX_TCE_SCHED_CHUNK_SHIFT;
+
+        sg->chunks = ngx_alloc(nchunks * sizeof(uint32_t *), log);
+        if (sg->chunks == NULL) {
+            ngx_tce_sched_local_free(set);
+            set = NULL;
+            goto done;
+        }
+
+        /* one array, seen through pointers as the zone's pages are */
+        for (c = 0; c < nchunks; c++) {
+            sg->chunks[c] = g->seq + (c << NGX_TCE_SCHED_CHUNK_SHIFT);
+        }
+
+        sg->len = g->len;
+        g->seq = NULL;
+    }
+
+done:
+
+    ngx_tce_sched_job_free(job);
+
+    return set;
+}
+
+
+static void
+ngx_tce_sched_local_free(ngx_tce_sched_set_t *set)
+{
+    ngx_uint_t  j;
+
+    for (j = 0; j < set->ngroups; j++) {
+        if (set->groups[j].chunks) {
+            ngx_free(set->groups[j].chunks[0]);
+            ngx_free(set->groups[j].chunks);
+        }
+    }
+
+    ngx_free(set);
+}
+
+
+ngx_tce_sched_group_t *
+ngx_tce_sched_set_group(ngx_tce_sched_set_t *set, ngx_str_t *cluster,
+    ngx_uint_t env)
+{
+    ngx_uint_t              j;
+    ngx_tce_sched_group_t  *sg;
+
+    for (j = 0; j < set->ngroups; j++) {
+        sg = &set->groups[j];
+
+        if (sg->env == env
+            && ngx_strncmp(sg->cluster, cluster->data, cluster->len) == 0
+            && sg->cluster[cluster->len] == '\0')
+        {
+            return sg;
+        }
+    }
+
+    return NULL;
+}

@@ -1,0 +1,139 @@
+"""Weighted schedules built once per change and shared in the zone
+(ngx_tce_module/ngx_tce_sched_zone.c): a change applied at run time
+through the Consul watcher reaches every worker with its exact weights;
+old schedules are freed (a flapping service does not fill the zone);
+a zone too small for a schedule falls back to one per worker."""
+
+import os
+import random
+import sys
+from collections import Counter
+
+import pytest
+
+import conftest
+from conftest import SERVICE, wait_for
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                '..', 'doubles'))
+
+from consul_double import ConsulDouble  # noqa: E402
+
+
+UPSTREAM = '    upstream api {\n        tce_service %s;\n    }\n' % SERVICE
+LOCATION = '            add_header X-Instance $tce_instance always;\n'
+FULL = 'is full: the schedules of service'
+
+
+@pytest.fixture
+def consul():
+    d = ConsulDouble(jitter=False).start()
+    yield d
+    d.stop()
+
+
+def start(nginx, consul, zone='tce_zone tce 1m;', workers=1):
+    nginx.configure(upstreams=UPSTREAM, state=False, workers=workers,
+                    zone=zone, location=LOCATION,
+                    http_extra='    tce_consul %s wait=2s;\n' % consul.url)
+    nginx.start()
+
+
+def picks(nginx, n):
+    """Instance ids of n consecutive requests (one worker)."""
+    out = []
+    for _ in range(n):
+        r = nginx.get('/')
+        if r.status != 200:
+            return None
+        out.append(r.headers.get('X-Instance'))
+    return out
+
+
+def window_is(nginx, expected):
+    """One cycle's worth of consecutive picks has exactly the counts of
+    expected (a window as long as the cycle holds each instance exactly
+    its weight, wherever it starts)."""
+    got = picks(nginx, sum(expected.values()))
+    return got is not None and Counter(got) == Counter(expected)
+
+
+def test_change_applies_exact_weights(backend, nginx, consul):
+    a, b, c = backend.ok4[0], backend.ok4[1], backend.ok4[2]
+    consul.register(SERVICE, 'a', '127.0.0.1', a, weight=5)
+    consul.register(SERVICE, 'b', '127.0.0.1', b, weight=3)
+    consul.register(SERVICE, 'c', '127.0.0.1', c, weight=2)
+    start(nginx, consul)
+    node = 'node1/'
+    wait_for(lambda: window_is(nginx, {node + 'a': 5, node + 'b': 3,
+                                       node + 'c': 2}),
+             10 * conftest.SLOW, what='weights 5:3:2 routed exactly')
+
+    # a change at run time: b's weight moves, c leaves
+    consul.register(SERVICE, 'b', '127.0.0.1', b, weight=7)
+    consul.deregister('c')
+    wait_for(lambda: window_is(nginx, {node + 'a': 5, node + 'b': 7}),
+             10 * conftest.SLOW, what='weights 5:7 routed exactly')
+
+    # and it stays so: the published schedule, not a stopgap
+    for _ in range(3):
+        assert window_is(nginx, {node + 'a': 5, node + 'b': 7})
+
+
+def test_flapping_frees_old_schedules(backend, nginx, consul):
+    # 150 instances of weights 1..1000: a cycle of about 75,000 entries
+    # (300 KB); the 2 MB zone holds a handful of them: schedules that
+    # were never freed would fill it within a few changes
+    rnd = random.Random(5)
+    n = 150
+    for i in range(n):
+        consul.register(SERVICE, 'i%03d' % i, '127.0.0.1',
+                        backend.ok4[i % 4], weight=rnd.randint(1, 1000))
+    start(nginx, consul, zone='tce_zone tce 2m;', workers=2)
+    wait_for(lambda: nginx.get('/').status == 200, 10 * conftest.SLOW,
+             what='service routed')
+
+    down = None
+    for k in range(30):
+        i = rnd.randrange(n)
+        consul.set_check('service:i%03d' % i, 'critical')
+        if down is not None:
+            consul.set_check('service:i%03d' % down, 'passing')
+        down = i
+        # requests on both workers, so that their views move on
+        for _ in range(4):
+            assert nginx.get('/').status == 200
+        # let the watcher see this change before the next one
+        idx = consul.index
+        wait_for(lambda: consul.open_requests(SERVICE) > 0
+                 and consul.index == idx, 5 * conftest.SLOW,
+                 what='watcher back on its blocking query')
+
+    consul.set_check('service:i%03d' % down, 'passing')
+    for _ in range(8):
+        assert nginx.get('/').status == 200
+    text = conftest.read_from(nginx.error_log)
+    assert FULL not in text, [ln for ln in text.splitlines() if FULL in ln]
+
+
+def test_zone_too_small_builds_per_worker(backend, nginx, consul):
+    # 600 instances of weights 1..1000: a cycle of about 300,000 entries
+    # (1.2 MB) does not fit a 1 MB zone, the instances do
+    rnd = random.Random(6)
+    for i in range(600):
+        consul.register(SERVICE, 'i%03d' % i, '127.0.0.1',
+                        backend.ok4[i % 4], weight=rnd.randint(1, 1000))
+    start(nginx, consul, zone='tce_zone tce 1m;', workers=2)
+    line = nginx.wait_error_line(lambda ln: FULL in ln, 0,
+                                 timeout=10 * conftest.SLOW,
+                                 what='zone full message')
+    assert '"%s"' % SERVICE in line
+    wait_for(lambda: nginx.get('/').status == 200, 10 * conftest.SLOW,
+             what='service routed')
+    seen = set()
+    for _ in range(40):
+        r = nginx.get('/')
+        assert r.status == 200
+        seen.add(r.headers.get('X-Instance'))
+    # weighted picks over many instances, not one instance
+    assert len(seen) > 20, seen
