@@ -37,6 +37,33 @@
 
 typedef struct ngx_http_tce_metrics_group_s  ngx_http_tce_metrics_group_t;
 typedef struct ngx_http_tce_metrics_peer_s   ngx_http_tce_metrics_peer_t;
+typedef struct ngx_http_tce_metrics_cell_s   ngx_http_tce_metrics_cell_t;
+
+
+/*
+ * One process's share of one series (ngx_http_tce_metrics_slot.c): its
+ * attempts in flight and its references, taken back out of the series
+ * when the process dies without releasing them.
+ */
+struct ngx_http_tce_metrics_cell_s {
+    ngx_queue_t                        series;    /* the series' cells */
+    ngx_queue_t                        slot;      /* the process's cells */
+    uint64_t                           in_flight; /* written by its owner */
+    ngx_uint_t                         refs;      /* under the mutex */
+    ngx_pid_t                          pid;
+    uint64_t                          *total;     /* the series' gauge */
+    ngx_atomic_t                      *series_refs;
+    time_t                            *unused;
+};
+
+
+/* a process holding cells: its pid and the master's slot it runs in */
+typedef struct {
+    ngx_queue_t                        queue;     /* root's slots */
+    ngx_queue_t                        cells;
+    ngx_int_t                          slot;      /* ngx_process_slot */
+    ngx_pid_t                          pid;
+} ngx_http_tce_metrics_slot_t;
 
 
 /* per service, cluster and env */
@@ -44,6 +71,7 @@ struct ngx_http_tce_metrics_group_s {
     ngx_queue_t                        queue;     /* service's groups */
     ngx_atomic_t                       refs;      /* views using it */
     time_t                             unused;    /* last release */
+    ngx_queue_t                        cells;     /* per process */
     ngx_uint_t                         env;
     size_t                             cluster_len;
     u_char                             cluster[NGX_TCE_CLUSTER_LEN];
@@ -57,6 +85,7 @@ struct ngx_http_tce_metrics_peer_s {
     ngx_queue_t                        queue;     /* service's peers */
     ngx_atomic_t                       refs;
     time_t                             unused;
+    ngx_queue_t                        cells;     /* per process */
     ngx_uint_t                         env;
     size_t                             cluster_len;
     size_t                             id_len;
@@ -81,6 +110,7 @@ typedef struct {
     ngx_queue_t                        services;
     ngx_atomic_t                       dropped;
     ngx_atomic_t                       series;
+    ngx_queue_t                        slots;     /* processes' cells */
 } ngx_http_tce_metrics_sh_t;
 
 
@@ -126,16 +156,43 @@ ngx_int_t ngx_http_tce_metrics_snapshot(ngx_tce_zone_t *zone,
     ngx_http_tce_metrics_sh_t *sh, ngx_tce_prom_snapshot_t *s,
     ngx_pool_t *pool);
 
-/* the balancer's get/free: attempts in flight, group and instance */
+/*
+ * This process's cell of a series (its queue of cells, the series'
+ * gauge, references and last-release time), made if needed, with one
+ * more reference.  Called under the zone's mutex; NULL when the zone
+ * is full.
+ */
+ngx_http_tce_metrics_cell_t *ngx_http_tce_metrics_cell_locked(
+    ngx_tce_zone_t *zone, ngx_http_tce_metrics_sh_t *sh, ngx_queue_t *cells,
+    uint64_t *in_flight, ngx_atomic_t *refs, time_t *unused);
+
+/* drops a reference of the cell (under the mutex); frees it at 0 */
+void ngx_http_tce_metrics_cell_release_locked(ngx_tce_zone_t *zone,
+    ngx_http_tce_metrics_cell_t *cell);
+
+/*
+ * Takes back what dead processes held: the attempts in flight and the
+ * references of a process that ran in this worker's slot before it,
+ * or whose pid is gone (logged).  At init_process and on the timer.
+ */
+void ngx_http_tce_metrics_reclaim(ngx_tce_zone_t *zone,
+    ngx_http_tce_metrics_sh_t *sh, ngx_log_t *log);
+
+/*
+ * The balancer's get/free: attempts in flight, group and instance, in
+ * the series and in this process's cell of it.
+ */
 static ngx_inline void
 ngx_http_tce_metrics_attempt(ngx_http_tce_upstream_group_t *g,
     ngx_http_tce_upstream_peer_t *peer, ngx_atomic_int_t d)
 {
     if (peer->metrics) {
+        peer->mcell->in_flight += d;
         ngx_http_tce_metrics_add(&peer->metrics->c.in_flight, d);
     }
 
     if (g && g->metrics) {
+        g->mcell->in_flight += d;
         ngx_http_tce_metrics_add(&g->metrics->c.in_flight, d);
     }
 }

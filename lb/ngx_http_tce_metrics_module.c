@@ -241,6 +241,9 @@ ngx_http_tce_metrics_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    /* what a worker that died in this slot held, at once */
+    ngx_http_tce_metrics_reclaim(mmcf->zone, mmcf->sh, cycle->log);
+
     ev = ngx_pcalloc(cycle->pool, sizeof(ngx_event_t));
     if (ev == NULL) {
         return NGX_ERROR;
@@ -291,6 +294,7 @@ ngx_http_tce_metrics_tick(ngx_event_t *ev)
 
     ngx_http_tce_metrics_refresh((ngx_cycle_t *) ngx_cycle, ev->log);
 
+    ngx_http_tce_metrics_reclaim(mmcf->zone, mmcf->sh, ev->log);
     ngx_http_tce_metrics_expire(mmcf->zone, mmcf->sh, mmcf->expire, ev->log);
 
     ngx_add_timer(ev, ngx_http_tce_metrics_interval(mmcf));

@@ -27,6 +27,12 @@ static void ngx_http_tce_metrics_rbtree_insert(ngx_rbtree_node_t *temp,
 static ngx_int_t ngx_http_tce_metrics_peer_cmp(
     ngx_http_tce_metrics_peer_t *a, ngx_http_tce_metrics_peer_t *b);
 static void ngx_http_tce_metrics_unref(ngx_atomic_t *refs, time_t *unused);
+static ngx_http_tce_metrics_group_t *ngx_http_tce_metrics_group_bind(
+    ngx_tce_zone_t *zone, ngx_http_tce_metrics_svc_t *svc, u_char *cluster,
+    size_t len, ngx_uint_t env, ngx_http_tce_metrics_cell_t **cell);
+static ngx_http_tce_metrics_peer_t *ngx_http_tce_metrics_peer_bind(
+    ngx_tce_zone_t *zone, ngx_http_tce_metrics_svc_t *svc,
+    ngx_http_tce_upstream_peer_t *peer);
 static ngx_int_t ngx_http_tce_metrics_copy_discovery(ngx_tce_zone_t *zone,
     ngx_array_t *a, ngx_pool_t *pool);
 static ngx_int_t ngx_http_tce_metrics_copy_svc(ngx_tce_zone_t *zone,
@@ -56,6 +62,7 @@ ngx_http_tce_metrics_init_zone(ngx_tce_zone_t *zone, ngx_log_t *log)
                                     sizeof(ngx_http_tce_metrics_sh_t));
         if (sh != NULL) {
             ngx_queue_init(&sh->services);
+            ngx_queue_init(&sh->slots);
             zone->sh->metrics = sh;
         }
     }
@@ -96,6 +103,7 @@ ngx_http_tce_metrics_view_bind(ngx_http_tce_upstream_srv_conf_t *ucf,
     sh = mmcf->sh;
     zone = ucf->zone;
     missed = 0;
+    view->mzone = zone;
 
     /* one hold of the mutex for the whole view: only lookups and slab */
 
@@ -116,8 +124,9 @@ ngx_http_tce_metrics_view_bind(ngx_http_tce_upstream_srv_conf_t *ucf,
         cl = &view->clusters[i];
 
         for (env = 0; env < NGX_TCE_NENVS; env++) {
-            cl->env[env].metrics = ngx_http_tce_metrics_group_locked(zone,
-                                      svc, cl->name.data, cl->name.len, env);
+            cl->env[env].metrics = ngx_http_tce_metrics_group_bind(zone,
+                                      svc, cl->name.data, cl->name.len, env,
+                                      &cl->env[env].mcell);
             missed += (cl->env[env].metrics == NULL);
         }
     }
@@ -133,13 +142,14 @@ ngx_http_tce_metrics_view_bind(ngx_http_tce_upstream_srv_conf_t *ucf,
         len = ucf->cluster_name.len;
     }
 
-    view->metrics = ngx_http_tce_metrics_group_locked(zone, svc, name, len,
-                                                      NGX_TCE_ENV_PROD);
+    view->metrics = ngx_http_tce_metrics_group_bind(zone, svc, name, len,
+                                                    NGX_TCE_ENV_PROD,
+                                                    &view->mcell);
     missed += (view->metrics == NULL);
 
     for (i = 0; i < view->npeers; i++) {
         peer = &view->peers[i];
-        peer->metrics = ngx_http_tce_metrics_peer_locked(zone, svc, peer);
+        peer->metrics = ngx_http_tce_metrics_peer_bind(zone, svc, peer);
         missed += (peer->metrics == NULL);
     }
 
@@ -159,8 +169,44 @@ void
 ngx_http_tce_metrics_view_release(ngx_http_tce_upstream_view_t *view)
 {
     ngx_uint_t                        i, env;
+    ngx_tce_zone_t                   *zone;
     ngx_http_tce_metrics_peer_t      *p;
     ngx_http_tce_metrics_group_t     *g;
+    ngx_http_tce_upstream_group_t    *ug;
+
+    /* not from ngx_cycle: at exit it is nginx's empty exit cycle */
+    zone = view->mzone;
+
+    if (zone == NULL) {
+        return;                 /* never bound */
+    }
+
+    /* this worker's cells first (under the mutex), then the series */
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (i = 0; i < view->nclusters; i++) {
+        for (env = 0; env < NGX_TCE_NENVS; env++) {
+            ug = &view->clusters[i].env[env];
+
+            if (ug->metrics) {
+                ngx_http_tce_metrics_cell_release_locked(zone, ug->mcell);
+            }
+        }
+    }
+
+    if (view->metrics) {
+        ngx_http_tce_metrics_cell_release_locked(zone, view->mcell);
+    }
+
+    for (i = 0; i < view->npeers; i++) {
+        if (view->peers[i].metrics) {
+            ngx_http_tce_metrics_cell_release_locked(zone,
+                                                     view->peers[i].mcell);
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
 
     for (i = 0; i < view->nclusters; i++) {
         for (env = 0; env < NGX_TCE_NENVS; env++) {
@@ -169,6 +215,7 @@ ngx_http_tce_metrics_view_release(ngx_http_tce_upstream_view_t *view)
             if (g) {
                 ngx_http_tce_metrics_unref(&g->refs, &g->unused);
                 view->clusters[i].env[env].metrics = NULL;
+                view->clusters[i].env[env].mcell = NULL;
             }
         }
     }
@@ -177,6 +224,7 @@ ngx_http_tce_metrics_view_release(ngx_http_tce_upstream_view_t *view)
         g = view->metrics;
         ngx_http_tce_metrics_unref(&g->refs, &g->unused);
         view->metrics = NULL;
+        view->mcell = NULL;
     }
 
     for (i = 0; i < view->npeers; i++) {
@@ -185,8 +233,59 @@ ngx_http_tce_metrics_view_release(ngx_http_tce_upstream_view_t *view)
         if (p) {
             ngx_http_tce_metrics_unref(&p->refs, &p->unused);
             view->peers[i].metrics = NULL;
+            view->peers[i].mcell = NULL;
         }
     }
+}
+
+
+/* a group's series with this worker's cell of it (under the mutex) */
+
+static ngx_http_tce_metrics_group_t *
+ngx_http_tce_metrics_group_bind(ngx_tce_zone_t *zone,
+    ngx_http_tce_metrics_svc_t *svc, u_char *cluster, size_t len,
+    ngx_uint_t env, ngx_http_tce_metrics_cell_t **cell)
+{
+    ngx_http_tce_metrics_group_t  *g;
+
+    g = ngx_http_tce_metrics_group_locked(zone, svc, cluster, len, env);
+    if (g == NULL) {
+        return NULL;
+    }
+
+    *cell = ngx_http_tce_metrics_cell_locked(zone, zone->sh->metrics,
+                                             &g->cells, &g->c.in_flight,
+                                             &g->refs, &g->unused);
+    if (*cell == NULL) {
+        ngx_http_tce_metrics_unref(&g->refs, &g->unused);
+        return NULL;
+    }
+
+    return g;
+}
+
+
+static ngx_http_tce_metrics_peer_t *
+ngx_http_tce_metrics_peer_bind(ngx_tce_zone_t *zone,
+    ngx_http_tce_metrics_svc_t *svc, ngx_http_tce_upstream_peer_t *peer)
+{
+    ngx_http_tce_metrics_peer_t  *p;
+
+    p = ngx_http_tce_metrics_peer_locked(zone, svc, peer);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    peer->mcell = ngx_http_tce_metrics_cell_locked(zone, zone->sh->metrics,
+                                                   &p->cells,
+                                                   &p->c.in_flight,
+                                                   &p->refs, &p->unused);
+    if (peer->mcell == NULL) {
+        ngx_http_tce_metrics_unref(&p->refs, &p->unused);
+        return NULL;
+    }
+
+    return p;
 }
 
 
@@ -345,6 +444,7 @@ ngx_http_tce_metrics_group_locked(ngx_tce_zone_t *zone,
     }
 
     g->refs = 1;
+    ngx_queue_init(&g->cells);
     g->env = env;
     g->cluster_len = len;
     ngx_memcpy(g->cluster, cluster, len);
@@ -421,6 +521,7 @@ ngx_http_tce_metrics_peer_locked(ngx_tce_zone_t *zone,
 
     p->node.key = hash;
     p->refs = 1;
+    ngx_queue_init(&p->cells);
     p->env = peer->inst.env;
     p->cluster_len = clen;
     p->id_len = peer->id.len;

@@ -36,8 +36,10 @@ typedef struct {
     time_t                             accessed;
     time_t                             checked;
 
-    /* request metrics: the instance's series (lb/ngx_http_tce_metrics.h) */
+    /* request metrics: the instance's series (lb/ngx_http_tce_metrics.h)
+     * and this worker's cell of it */
     struct ngx_http_tce_metrics_peer_s   *metrics;
+    struct ngx_http_tce_metrics_cell_s   *mcell;
 
     /* tce_keepalive: its idle connections, most recent first */
     ngx_queue_t                        idle;
@@ -72,6 +74,7 @@ typedef struct {
     ngx_uint_t                         nmembers;
     ngx_uint_t                         scan;      /* degraded-mode cursor */
     struct ngx_http_tce_metrics_group_s  *metrics;  /* its series */
+    struct ngx_http_tce_metrics_cell_s   *mcell;    /* this worker's */
 } ngx_http_tce_upstream_group_t;
 
 
@@ -98,6 +101,8 @@ typedef struct {
 
     /* the series of requests finding no group (metrics) */
     struct ngx_http_tce_metrics_group_s  *metrics;
+    struct ngx_http_tce_metrics_cell_s   *mcell;
+    ngx_tce_zone_t                    *mzone;     /* of the series bound */
 } ngx_http_tce_upstream_view_t;
 
 

@@ -387,3 +387,47 @@ def test_burst_of_changes(backend, nginx, consul):
     assert reads[0] > 0
     p = persistence(nginx, snap)
     assert p['errors'] == 0, p
+
+
+# ------------------------------------- what a worker that died held
+
+def test_killed_worker_in_flight_reclaimed(backend, nginx):
+    """Requests in flight on a hung backend, their worker killed with
+    SIGKILL: once the master has replaced it, the in-flight gauges are
+    back to 0 (they stayed at the dead worker's count until restart)."""
+    from test_metrics import total
+    nginx.write_state({SERVICE: {'default': [
+        {'id': 'hung-1', 'address': '127.0.0.1:%d' % backend.hung}]}})
+    nginx.configure(server_extra=METRICS_LOCATION, workers=1,
+                    location='            proxy_read_timeout 60s;\n')
+    nginx.start()
+    nginx.allowed_log.add('exited on signal 9')
+
+    def hang():
+        try_get(nginx.port, '/hang', timeout=30)
+    clients = [threading.Thread(target=hang, daemon=True) for _ in range(4)]
+    for c in clients:
+        c.start()
+
+    def gauges():
+        r = nginx.get('/metrics')
+        m = parse(r.text)
+        return (total(m, 'tce_requests_in_flight'),
+                total(m, 'tce_instance_requests_in_flight'))
+
+    wait_for(lambda: gauges() == (4, 4), 10,
+             what='four requests in flight')
+    victim = list(nginx.workers())[0]
+    os.kill(victim, 9)
+    wait_for(lambda: nginx.workers() and victim not in nginx.workers(), 10,
+             what='the master replacing the killed worker')
+
+    wait_for(lambda: gauges() == (0, 0), 10,
+             what='the in-flight gauges back to 0')
+    line = nginx.wait_error_line(
+        lambda l: 'worker %d is gone' % victim in l, 0,
+        what='the reclaim logged')
+    # each request counted in its group's series and its instance's
+    assert 'the 8 in-flight count(s)' in line, line
+    for c in clients:
+        c.join(10 * SLOW)
