@@ -598,6 +598,22 @@ test_services(void **state)
     assert_int_equal(res.nnames, 0);
     ngx_tce_consul_names_free(&res);
 
+    /*
+     * Consul's tag filter ignores case, so the catalog's must too (the
+     * health query then keeps exactly these instances); a null list
+     * is no tag; a NUL inside a tag is not a shorter tag
+     */
+    assert_int_equal(ngx_tce_consul_parse_services(
+                         "{\"a.b.c\": [\"TCE\"], \"d.e.f\": null,"
+                         " \"g.h.i\": [\"tce\\u0000x\", \"tc\"],"
+                         " \"j.k.l\": [\"x\", \"Tce\"]}", 87, "tce",
+                         &res, err, sizeof(err)),
+                     0);
+    assert_int_equal(res.nnames, 2);
+    assert_string_equal(res.names[0], "a.b.c");
+    assert_string_equal(res.names[1], "j.k.l");
+    ngx_tce_consul_names_free(&res);
+
     free(body);
 }
 
