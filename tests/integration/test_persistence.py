@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from conftest import (SERVICE, SLOW, read_from, stop_process, try_get,
-                      wait_for)
+from conftest import (SERVICE, SLOW, VALGRIND, read_from, stop_process,
+                      try_get, wait_for)
 from test_metrics import METRICS_LOCATION, parse, promtool_check
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -431,3 +431,86 @@ def test_killed_worker_in_flight_reclaimed(backend, nginx):
     assert 'the 8 in-flight count(s)' in line, line
     for c in clients:
         c.join(10 * SLOW)
+
+
+# -------------------------- the largest set Consul may give, loaded back
+
+class BigConsul:
+    """A minimal Consul health endpoint serving one fixed answer: the
+    double builds answers in O(n^2), too slow for 10,000 entries.  A
+    query already at the index is held a second (a blocking query)."""
+
+    def __init__(self, body, index=7):
+        import http.server
+        outer = self
+        self.body = body
+        self.index = index
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                if 'index=%d' % outer.index in self.path:
+                    time.sleep(1)
+                self.send_response(200)
+                self.send_header('Content-Type', 'application/json')
+                self.send_header('X-Consul-Index', str(outer.index))
+                self.send_header('X-Consul-KnownLeader', 'true')
+                self.send_header('Content-Length', str(len(outer.body)))
+                self.end_headers()
+                self.wfile.write(outer.body)
+
+        self.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)
+        self.server.daemon_threads = True
+        self.url = 'http://127.0.0.1:%d' % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.skipif(VALGRIND, reason='a 10,000-instance tce_status answer '
+                    'takes minutes under memcheck')
+def test_largest_set_snapshot_loads_back(backend, nginx, consul):
+    """10,000 entries (the most one answer may hold), each with the
+    longest id, cluster and version: the snapshot written loads back at
+    a restart with Consul down, every instance served."""
+    register(consul, backend, 1, 0)
+    with consul.cond:
+        proto = consul.reg.health_service(SERVICE, [], True)[0]
+    entries = []
+    for n in range(10000):
+        e = json.loads(json.dumps(proto))
+        e['Service']['ID'] = ('x' * 112) + '%08d' % n
+        e['Service']['Port'] = 1024 + n
+        e['Service']['Meta'] = {'cluster': 'c' * 63, 'version': 'v' * 63}
+        for c in e['Checks']:
+            c['ServiceID'] = e['Service']['ID']
+        entries.append(e)
+    big = BigConsul(json.dumps(entries).encode())
+    snap = os.path.join(nginx.dir, 'snap.json')
+    try:
+        nginx.configure(http_extra='    tce_consul %s wait=2s;\n'
+                        '    tce_consul_snapshot %s;\n' % (big.url, snap),
+                        state=False, zone='tce_zone tce 64m;')
+        nginx.start()
+        wait_for(lambda: len(snapshot_ids(snap) or ()) == 10000, 60,
+                 what='the snapshot of 10,000 instances')
+        assert persistence(nginx, snap)['errors'] == 0
+        err = stop_process(nginx.proc)
+        assert err is None, err
+        nginx.stderr.close()
+    finally:
+        big.stop()
+
+    nginx.allowed_log.add('tce consul: service')
+    nginx.start()
+    svc = nginx.status()['services'][SERVICE]
+    assert len(svc['instances']) == 10000, len(svc['instances'])
+    assert svc['source'] == 'consul', svc
+    assert '10000 instance(s) from the snapshot' in read_from(
+        nginx.error_log)
