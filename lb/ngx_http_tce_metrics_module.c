@@ -277,11 +277,12 @@ ngx_http_tce_metrics_interval(ngx_http_tce_metrics_main_conf_t *mmcf)
 
 /*
  * Each worker, on a timer: builds or brings up to date its views of
- * every tce upstream, then frees the series unused for
- * tce_metrics_expire.  So the series of a registered instance are
- * always referenced (after a reload, the new workers take them over
- * within a tick, long before they could expire), and an idle worker
- * does not keep departed instances' series alive.
+ * every tce upstream (for tce_service $var, of each service it routed
+ * to), then frees the series unused for tce_metrics_expire.  So the
+ * series of a registered instance are always referenced (after a
+ * reload, the new workers take them over within a tick, long before
+ * they could expire), and an idle worker does not keep departed
+ * instances' series alive.
  */
 static void
 ngx_http_tce_metrics_tick(ngx_event_t *ev)
@@ -327,6 +328,10 @@ ngx_http_tce_metrics_refresh(ngx_cycle_t *cycle, ngx_log_t *log)
 
         if (ucf && ucf->service && ucf->zone) {
             (void) ngx_http_tce_upstream_view_get(ucf, log);
+
+        } else if (ucf && ucf->service_cv) {
+            /* tce_service $var: the services this worker routed to */
+            ngx_http_tce_upstream_byname_refresh(ucf, log);
         }
     }
 }

@@ -124,6 +124,21 @@ typedef struct {
 } ngx_http_tce_upstream_loc_conf_t;
 
 
+/* lines about names from requests: a budget per window, per worker */
+#define NGX_HTTP_TCE_UPSTREAM_LOG_WINDOW     10     /* seconds */
+#define NGX_HTTP_TCE_UPSTREAM_LOG_BURST      5      /* lines per window */
+
+/* a name from a request is cut to this many bytes, then escaped */
+#define NGX_HTTP_TCE_UPSTREAM_NAME_CUT       64
+#define NGX_HTTP_TCE_UPSTREAM_NAME_LEN       (4 * 64 + 4)
+
+typedef struct {
+    time_t                             window;    /* its start */
+    ngx_uint_t                         lines;     /* logged in it */
+    ngx_uint_t                         left_out;  /* since the last line */
+} ngx_http_tce_upstream_log_limit_t;
+
+
 typedef struct {
     ngx_str_t                          service_name;
     ngx_tce_service_t                 *service;   /* set at zone init */
@@ -144,6 +159,9 @@ typedef struct {
      * worker's conf per service met (ngx_http_tce_upstream_byname.c) */
     ngx_http_complex_value_t          *service_cv;
     ngx_rbtree_t                      *byname;
+
+    /* lines naming what a request chose; shared with the copies */
+    ngx_http_tce_upstream_log_limit_t  *log_limit;
 } ngx_http_tce_upstream_srv_conf_t;
 
 
@@ -189,12 +207,47 @@ ngx_http_complex_value_t *ngx_http_tce_upstream_complex(ngx_conf_t *cf,
 
 /*
  * tce_service $var: the conf of the service the request names, built
- * once per worker and service (a copy of ucf with its own view); NULL
- * (logged) when the name is not in the registry.  The cache is bounded
- * by the zone's services: no name outside the registry is kept.
+ * once per worker and service (a copy of ucf with its own view).  A
+ * name not in the registry is logged (escaped, rate-limited) and gets
+ * a copy for this request only, bound to no service (the 503 path).
+ * The cache is bounded by the zone's services: no name outside the
+ * registry is kept.  NULL when out of memory.
  */
 ngx_http_tce_upstream_srv_conf_t *ngx_http_tce_upstream_byname(
     ngx_http_request_t *r, ngx_http_tce_upstream_srv_conf_t *ucf);
+
+/*
+ * Brings the views of every service this worker met through the
+ * tce_service $var upstream ucf up to date (the metrics timer: their
+ * series are allocated and released like a static upstream's).
+ * O(services met).
+ */
+void ngx_http_tce_upstream_byname_refresh(
+    ngx_http_tce_upstream_srv_conf_t *ucf, ngx_log_t *log);
+
+/*
+ * ngx_http_tce_upstream_log.c: 1 if a line about names from a request
+ * may be logged now (at most NGX_HTTP_TCE_UPSTREAM_LOG_BURST per
+ * NGX_HTTP_TCE_UPSTREAM_LOG_WINDOW seconds); *left_out is then the
+ * number of lines held back since the previous one.  0: hold it back.
+ */
+ngx_uint_t ngx_http_tce_upstream_log_allow(
+    ngx_http_tce_upstream_log_limit_t *limit, ngx_uint_t *left_out);
+
+/*
+ * name, cut to NGX_HTTP_TCE_UPSTREAM_NAME_CUT bytes ("..." then) and
+ * escaped to printable ASCII ("\xHH"), into buf (of
+ * NGX_HTTP_TCE_UPSTREAM_NAME_LEN bytes); returns out, set to it.
+ */
+ngx_str_t *ngx_http_tce_upstream_log_name(ngx_str_t *out, u_char *buf,
+    ngx_str_t *name);
+
+/*
+ * " (<n> like it left out)" into buf (of NGX_INT_T_LEN + 32 bytes), or
+ * "" when n is 0; returns out, set to it.
+ */
+ngx_str_t *ngx_http_tce_upstream_log_left_out(ngx_str_t *out, u_char *buf,
+    ngx_uint_t n);
 
 /* ngx_http_tce_upstream_canary.c: directives, view, decision */
 char *ngx_http_tce_upstream_canary(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -29,8 +29,11 @@ ngx_http_tce_upstream_srv_conf_t *
 ngx_http_tce_upstream_byname(ngx_http_request_t *r,
     ngx_http_tce_upstream_srv_conf_t *ucf)
 {
+    u_char                             buf[NGX_HTTP_TCE_UPSTREAM_NAME_LEN];
+    u_char                             num[NGX_INT_T_LEN + 32];
     uint32_t                           hash;
-    ngx_str_t                          name;
+    ngx_str_t                          name, esc, more;
+    ngx_uint_t                         left_out;
     ngx_pool_cleanup_t                *cln;
     ngx_tce_service_t                 *svc;
     ngx_http_tce_upstream_srv_conf_t  *c;
@@ -59,10 +62,29 @@ ngx_http_tce_upstream_byname(ngx_http_request_t *r,
     svc = ngx_tce_zone_service(ucf->zone, name.data, name.len, 0);
 
     if (svc == NULL) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "tce: service \"%V\" named by \"tce_service\" in "
-                      "this upstream is not in the registry", &name);
-        return NULL;
+        if (ngx_http_tce_upstream_log_allow(ucf->log_limit, &left_out)) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "tce: service \"%V\" named by \"tce_service\" "
+                          "in upstream \"%V\" is not in the registry%V",
+                          ngx_http_tce_upstream_log_name(&esc, buf, &name),
+                          &r->upstream->upstream->host,
+                          ngx_http_tce_upstream_log_left_out(&more, num,
+                                                             left_out));
+        }
+
+        /* this request only: names the service asked for ($tce_service) */
+        c = ngx_palloc(r->pool, sizeof(ngx_http_tce_upstream_srv_conf_t));
+        if (c == NULL) {
+            return NULL;
+        }
+
+        *c = *ucf;
+        c->service_cv = NULL;
+        c->byname = NULL;
+        c->view = NULL;
+        c->service_name = name;
+
+        return c;
     }
 
     c = ngx_palloc(ngx_cycle->pool, sizeof(ngx_http_tce_upstream_srv_conf_t));
@@ -109,6 +131,29 @@ ngx_http_tce_upstream_byname_init(ngx_http_tce_upstream_srv_conf_t *ucf)
     ngx_rbtree_init(ucf->byname, sentinel, ngx_str_rbtree_insert_value);
 
     return NGX_OK;
+}
+
+
+void
+ngx_http_tce_upstream_byname_refresh(ngx_http_tce_upstream_srv_conf_t *ucf,
+    ngx_log_t *log)
+{
+    ngx_rbtree_node_t               *node;
+    ngx_http_tce_upstream_byname_t  *bn;
+
+    if (ucf->byname == NULL
+        || ucf->byname->root == ucf->byname->sentinel)
+    {
+        return;
+    }
+
+    for (node = ngx_rbtree_min(ucf->byname->root, ucf->byname->sentinel);
+         node;
+         node = ngx_rbtree_next(ucf->byname, node))
+    {
+        bn = (ngx_http_tce_upstream_byname_t *) node;
+        (void) ngx_http_tce_upstream_view_get(bn->conf, log);
+    }
 }
 
 

@@ -245,6 +245,12 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
+    ucf->log_limit = ngx_pcalloc(cf->pool,
+                                 sizeof(ngx_http_tce_upstream_log_limit_t));
+    if (ucf->log_limit == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
     ucf->service_name = value[1];
     ngx_str_set(&ucf->cluster_name, NGX_TCE_DEFAULT_CLUSTER);
 
@@ -798,17 +804,37 @@ ngx_http_tce_upstream_stale(ngx_peer_connection_t *pc,
 static ngx_int_t
 ngx_http_tce_upstream_unavailable(ngx_http_tce_upstream_peer_data_t *pd)
 {
+    u_char                num[NGX_INT_T_LEN + 32];
+    u_char                svc[NGX_HTTP_TCE_UPSTREAM_NAME_LEN];
+    u_char                cl[NGX_HTTP_TCE_UPSTREAM_NAME_LEN];
+    ngx_str_t             esvc, ecl, more;
+    ngx_uint_t            left_out;
     ngx_http_request_t   *r;
     ngx_http_upstream_t  *u;
 
     r = pd->request;
     u = r->upstream;
 
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "tce: no instance available for service \"%V\" "
-                  "cluster \"%V\" env %s",
-                  &pd->conf->service_name, &pd->cluster_name,
-                  ngx_tce_env_name(pd->env));
+    /*
+     * The names may come from the request (cluster=$var, tce_service
+     * $var): escaped, and rate-limited.  A service not in the registry
+     * was logged by ngx_http_tce_upstream_byname() already.
+     */
+
+    if (pd->conf->service
+        && ngx_http_tce_upstream_log_allow(pd->conf->log_limit, &left_out))
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tce: no instance available for service \"%V\" "
+                      "cluster \"%V\" env %s%V",
+                      ngx_http_tce_upstream_log_name(&esvc, svc,
+                                                     &pd->conf->service_name),
+                      ngx_http_tce_upstream_log_name(&ecl, cl,
+                                                     &pd->cluster_name),
+                      ngx_tce_env_name(pd->env),
+                      ngx_http_tce_upstream_log_left_out(&more, num,
+                                                         left_out));
+    }
 
     if (u->cleanup) {
         *u->cleanup = NULL;

@@ -7,14 +7,16 @@ variables; $connection_requests at the backend).
 
 import collections
 import json
+import os
 import re
+import sys
 import threading
 import time
 
 import pytest
 
 from conftest import (SERVICE, DEFAULT_UPSTREAM, SLOW, file_size, instance,
-                      wait_for)
+                      read_from, wait_for)
 
 
 def start(nginx, services, upstreams=DEFAULT_UPSTREAM, location='',
@@ -681,3 +683,155 @@ def test_inflight_requests_survive_reload_removing_their_instance(
     # new requests go to the new instance only
     assert {int(r.body) for r in fetch(nginx, '/new', 6)} == \
         {backend.ok4[1]}
+
+
+# ------------------------------------ names from requests in the error log
+
+# cluster=$var and tce_service $var take names from the request: the
+# error log gets them escaped (printable ASCII, \xHH) and cut, on a
+# bounded number of lines (5 per 10 s per upstream and worker).  (No
+# regex map here: nginx 1.22 leaks a PCRE2 context at exit, which
+# memcheck would report.)
+
+def error_lines(nginx, since, word):
+    return [l for l in read_from(nginx.error_log, since).splitlines()
+            if word in l]
+
+
+def test_request_cluster_name_escaped(backend, nginx):
+    start(nginx, {SERVICE: {'default': [
+        instance('api-1', backend.addr(backend.ok4[0]))]}},
+          upstreams=upstream('cluster=$uri'))
+    since = file_size(nginx.error_log)
+    # $uri is decoded: a newline, an escape sequence, a byte > 0x7e
+    r = nginx.get('/x%0A2026/12/01%2000:00:00%20[error]%20FORGED%1B[31m%FF'
+                  + 'y' * 300)
+    assert r.status == 503, r
+    line = nginx.wait_error_line(lambda l: 'FORGED' in l, since,
+                                 what='the line naming the cluster')
+    assert ('cluster "/x\\x0A2026/12/01 00:00:00 [error] FORGED\\x1B[31m'
+            '\\xFF' in line), line
+    # cut: 64 bytes of the name at most, then "..."
+    name = re.search(r'cluster "(.*?)" env', line).group(1)
+    assert name.endswith('y' * 20 + '...'), name
+    assert name.count('y') == 64 - len('/x\n2026/12/01 00:00:00 [error] '
+                                       'FORGED\x1b[31m\xff'), name
+    # one line: the newline did not start a new one
+    assert not [l for l in read_from(nginx.error_log, since).splitlines()
+                if l.startswith('2026/12/01 00:00:00')]
+    assert all(0x20 <= b < 0x7f for b in line.encode('utf-8')), line
+
+
+def test_request_service_name_escaped_and_resolved(backend, nginx):
+    start(nginx, {SERVICE: {'default': [
+        instance('api-1', backend.addr(backend.ok4[0]))]}},
+          upstreams=('    upstream api {\n        tce_service $http_x_service '
+                     'cluster=$http_x_cluster;\n    }\n'))
+    since = file_size(nginx.error_log)
+    r = nginx.get('/n/1', headers={'X-Service': SERVICE,
+                                   'X-Cluster': 'default'})
+    assert r.status == 200, r
+
+    # a service not in the registry: its name, escaped, not the variable
+    r = nginx.get('/n/2', headers={'X-Service': b'ghost\x1b[2J.web.api'})
+    assert r.status == 503, r
+    line = nginx.wait_error_line(lambda l: 'ghost' in l, since,
+                                 what='the line naming the service')
+    assert 'service "ghost\\x1B[2J.web.api"' in line, line
+    assert 'upstream "api"' in line and 'not in the registry' in line, line
+
+    # a registered service, a cluster it does not have (with control
+    # bytes): the resolved service is named
+    r = nginx.get('/n/3', headers={'X-Service': SERVICE,
+                                   'X-Cluster': b'b\x01lue\x7f'})
+    assert r.status == 503, r
+    line = nginx.wait_error_line(lambda l: 'lue' in l, since,
+                                 what='the line naming the cluster')
+    assert ('service "%s" cluster "b\\x01lue\\x7F"' % SERVICE) in line, line
+    assert '$http_x_service' not in read_from(nginx.error_log, since)
+    es = nginx.wait_entries('/n/', 3)
+    assert [e['tce_service'] for e in es] == [
+        SERVICE, 'ghost\\x1B[2J.web.api', SERVICE], es
+
+
+@pytest.mark.parametrize('what', ['cluster', 'service'])
+def test_request_name_misses_rate_limited(backend, nginx, what):
+    if what == 'cluster':
+        up = upstream('cluster=$uri')
+        word = 'no instance available'
+    else:
+        up = ('    upstream api {\n        tce_service $http_x_service;\n'
+              '    }\n')
+        word = 'not in the registry'
+    start(nginx, {SERVICE: {'default': [
+        instance('api-1', backend.addr(backend.ok4[0]))]}}, upstreams=up)
+    since = file_size(nginx.error_log)
+    t0 = time.monotonic()
+    n = 100
+    rs = [nginx.get('/miss/%d' % i, headers={'X-Service': 'm%d.web.api' % i})
+          for i in range(n)]
+    elapsed = time.monotonic() - t0
+    assert [r.status for r in rs] == [503] * n, rs
+    nginx.wait_entries('/miss/', n)
+    lines = error_lines(nginx, since, word)
+    # 5 lines per 10 s window, per worker
+    bound = 5 * nginx.nworkers * (2 + int(elapsed // 10))
+    assert 1 <= len(lines) <= bound, (len(lines), bound, lines)
+
+
+# ------------------------------------------- metrics of tce_service $var
+
+@pytest.fixture
+def consul():
+    sys.path.insert(0, os.path.join(os.path.dirname(
+        os.path.abspath(__file__)), '..', 'doubles'))
+    from consul_double import ConsulDouble
+    d = ConsulDouble(jitter=False).start()
+    yield d
+    d.stop()
+
+
+def test_metrics_timer_refreshes_services_named_per_request(backend, nginx,
+                                                            consul):
+    # no reload: the registry changes under a worker that routed to the
+    # service through a tce_service $var upstream, and no request comes
+    # after; its metrics timer alone allocates the new instance's series
+    # and lets the departed one's expire, as for a static upstream
+    from test_metrics import METRICS_LOCATION, parse
+
+    def instances():
+        m = parse(nginx.get('/metrics').text)
+        return {dict(k[1]).get('instance') for k in m
+                if k[0].startswith('tce_instance_')}
+
+    def answers():
+        rs = [nginx.get('/n/', headers={'X-Service': SERVICE})
+              for _ in range(4)]
+        return {int(r.text) if r.status == 200 else r.status for r in rs}
+
+    # catalog mode: every service tagged "edge"
+    ok = backend.ok4
+    consul.register(SERVICE, 'a', '127.0.0.1', ok[0], tags=['edge'])
+    consul.register(SERVICE, 'b', '127.0.0.1', ok[1], tags=['edge'])
+    nginx.configure(
+        upstreams='    upstream api {\n        tce_service $http_x_service;'
+                  '\n    }\n',
+        http_extra='    tce_consul %s wait=2s;\n'
+                                '    tce_consul_services tag=edge;\n'
+                                '    tce_metrics_expire 2s;\n' % consul.url,
+        server_extra=METRICS_LOCATION, state=False, workers=1)
+    nginx.start()
+    wait_for(lambda: answers() == {ok[0], ok[1]},
+             what='both instances routed')
+    names = instances()
+    assert len(names) == 2, names
+
+    consul.register(SERVICE, 'c', '127.0.0.1', ok[2], tags=['edge'])
+    grown = wait_for(lambda: (lambda n: len(n) == 3 and n)(instances()),
+                     what="the new instance's series, with no request")
+    (new,) = grown - names
+
+    consul.deregister('b')
+    left = wait_for(lambda: (lambda n: len(n) == 2 and n)(instances()),
+                    what="the departed instance's series to expire")
+    assert new in left and len(left & names) == 1, (names, left)
