@@ -31,6 +31,7 @@
 typedef struct ngx_tce_service_s  ngx_tce_service_t;
 typedef struct ngx_tce_policy_s   ngx_tce_policy_t;   /* ngx_tce_policy.c */
 typedef struct ngx_tce_sched_set_s  ngx_tce_sched_set_t;  /* sched_zone */
+typedef struct ngx_tce_override_s  ngx_tce_override_t;    /* override.c */
 
 struct ngx_tce_service_s {
     ngx_tce_service_t          *next;        /* never freed */
@@ -40,6 +41,8 @@ struct ngx_tce_service_s {
     ngx_uint_t                  source;      /* NGX_TCE_SOURCE_* */
     time_t                      updated;
     ngx_tce_policy_t           *policies;    /* canary, per cluster */
+    ngx_tce_override_t         *overrides;   /* the state file's, by id */
+    ngx_uint_t                  noverrides;
 
     /* the weighted schedules of the set (ngx_tce_sched_zone.h) */
     ngx_tce_sched_set_t        *sched;       /* NULL: not (yet) built */
@@ -158,6 +161,27 @@ ngx_int_t ngx_tce_zone_policy_get(ngx_tce_zone_t *zone,
 ngx_int_t ngx_tce_policy_apply_state(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, const ngx_tce_state_service_t *ss,
     ngx_log_t *log);
+
+/*
+ * Stores, per service, the operator's overrides (weight, drain, down)
+ * of the state file st, matched by instance id, and lays them over the
+ * set each service is served from now whatever its source (bumping its
+ * generation when that changes it); services that left the file lose
+ * theirs.  An override matching no instance of a Consul-fed service is
+ * a warning naming the ids it has.  Returns NGX_OK, or NGX_ERROR when
+ * the zone is full (what was stored before stays).
+ */
+ngx_int_t ngx_tce_override_apply_state(ngx_tce_zone_t *zone,
+    const ngx_tce_state_t *st, ngx_log_t *log);
+
+/*
+ * Sets the op_* fields of inst[0..n-1] (sorted by id) from the
+ * service's overrides table: an instance it does not name gets none.
+ * Called by ngx_tce_zone_set() with the zone's lock held, for every
+ * source but the state file (whose instances carry their own).
+ */
+void ngx_tce_override_merge_locked(ngx_tce_service_t *svc,
+    ngx_tce_instance_t *inst, ngx_uint_t n);
 
 /* registers a service named in nginx.conf (tce_service) */
 ngx_int_t ngx_tce_add_service_ref(ngx_conf_t *cf, ngx_str_t *name,

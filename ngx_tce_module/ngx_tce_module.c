@@ -410,6 +410,14 @@ ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
 
     ss = ctx->state.services;
 
+    /* first: the instance sets stored below get them laid over */
+    if (ngx_tce_override_apply_state(zone, &ctx->state, log) != NGX_OK) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "tce zone \"%V\" is too small for tce_state \"%V\"",
+                      &zone->shm_zone->shm.name, &tmcf->state_path);
+        return NGX_ERROR;
+    }
+
     for (i = 0; i < ctx->state.nservices; i++) {
         svc = ngx_tce_zone_service(zone, (u_char *) ss[i].name,
                                    ngx_strlen(ss[i].name), 1);

@@ -125,6 +125,11 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
+    /* the operator's overrides apply on top of discovery's sets */
+    if (source != NGX_TCE_SOURCE_STATE) {
+        ngx_tce_override_merge_locked(svc, sorted, n);
+    }
+
     if (svc->ninstances == n && svc->source == source
         && (n == 0 || ngx_tce_instances_equal(svc->instances, sorted, n)))
     {

@@ -268,3 +268,77 @@ def test_state_directory_typo_warned_at_nginx_t(nginx):
     rc, out = nginx.check()
     assert rc == 0 and '[warn]' not in out, out
     assert 'does not exist yet' in out, out
+
+
+# ------------------------------- operator overrides over Consul's instances
+
+def consul_ids(nginx):
+    """{port: instance id} as tce_status shows them."""
+    insts = nginx.status()['services'].get(SERVICE, {}).get('instances', [])
+    return {int(i['address'].rsplit(':', 1)[1]): i for i in insts}
+
+
+def overrides_state(nginx, backend, overrides):
+    """The state file: the Consul-fed service's instances named by their
+    ids in tce_status, with an override each where given."""
+    insts = [instance(id, backend.addr(port), override=ov)
+             for id, port, ov in overrides]
+    nginx.write_state({SERVICE: {'default': insts}})
+
+
+def test_state_overrides_apply_to_consul_instances(backend, nginx, consul):
+    nginx.write_state({})
+    start_consul(nginx, consul, state=True)
+    p1, p2, p3 = backend.ok4[:3]
+    consul.register(SERVICE, 'api-1', '127.0.0.1', p1)
+    consul.register(SERVICE, 'api-2', '127.0.0.1', p2)
+    routes_to(nginx, [p1, p2])
+    ids = {p: i['id'] for p, i in consul_ids(nginx).items()}
+
+    # the operator drains api-2 and weighs api-1 in the state file
+    overrides_state(nginx, backend, [(ids[p1], p1, {'weight': 7}),
+                                     (ids[p2], p2, {'drain': True})])
+    since = file_size(nginx.error_log)
+    nginx.reload()
+    routes_to(nginx, [p1])
+    insts = consul_ids(nginx)
+    assert insts[p2]['state'] == 'draining', insts
+    assert insts[p1]['effective_weight'] == 7 and insts[p1]['weight'] == 1
+    assert nginx.status()['services'][SERVICE]['source'] == 'consul'
+    nginx.wait_error_line(
+        lambda l: '[notice]' in l and 'overrides (2) applied' in l
+        and SERVICE in l and 'Consul' in l, since,
+        what='the notice that overrides apply over Consul')
+
+    # a discovery update does not wipe them
+    consul.register(SERVICE, 'api-3', '127.0.0.1', p3)
+    routes_to(nginx, [p1, p3])
+    assert consul_ids(nginx)[p2]['state'] == 'draining'
+
+    # the override removed from the file: api-2 serves again
+    overrides_state(nginx, backend, [(ids[p1], p1, None),
+                                     (ids[p2], p2, None)])
+    nginx.reload()
+    routes_to(nginx, [p1, p2, p3])
+    assert consul_ids(nginx)[p1]['effective_weight'] == 1
+
+
+def test_override_matching_no_consul_instance_warned(backend, nginx, consul):
+    nginx.write_state({})
+    start_consul(nginx, consul, state=True)
+    consul.register(SERVICE, 'api-1', '127.0.0.1', backend.ok4[0])
+    routes_to(nginx, [backend.ok4[0]])
+    real = consul_ids(nginx)[backend.ok4[0]]['id']
+
+    # "api-1" is the Service.ID alone: Consul's instances are per node
+    overrides_state(nginx, backend, [('api-1', backend.ok4[0],
+                                      {'drain': True})])
+    since = file_size(nginx.error_log)
+    nginx.reload()
+    line = nginx.wait_error_line(
+        lambda l: 'match no instance' in l, since,
+        what='a warning about the override matching nothing')
+    assert '[warn]' in line and SERVICE in line, line
+    assert '(the first: "api-1")' in line, line
+    assert 'its instance ids are like "%s"' % real in line, line
+    assert ports_seen(nginx) == {backend.ok4[0]}
