@@ -835,3 +835,32 @@ def test_metrics_timer_refreshes_services_named_per_request(backend, nginx,
     left = wait_for(lambda: (lambda n: len(n) == 2 and n)(instances()),
                     what="the departed instance's series to expire")
     assert new in left and len(left & names) == 1, (names, left)
+
+
+# ---------------------------------------------- every instance failing
+
+def test_every_instance_failing_gives_nginx_502_no_live_upstreams(
+        backend, nginx):
+    # each instance fails once (max_fails=1): from then on, for
+    # fail_timeout, nginx answers 502 itself and logs "no live upstreams";
+    # no backend is asked
+    failing = [backend.addr(backend.p500), backend.addr(backend.p502),
+               backend.addr(backend.dead)]
+    start(nginx, {SERVICE: {'default': [
+        instance('api-%d' % i, a) for i, a in enumerate(failing)]}},
+        upstreams=upstream('max_fails=1 fail_timeout=60s'),
+        location='            proxy_next_upstream error http_502 '
+                 'http_500;\n', workers=1)
+    first = nginx.get('/fail/0')
+    assert first.status in (500, 502), first
+    asked = len(backend.entries())
+    since = file_size(nginx.error_log)
+    rs = fetch(nginx, '/fail/next', 4)
+    for r in rs:
+        assert r.status == 502, r
+        # nginx's own page, not a backend's "bad gateway <port>"
+        assert b'<center>nginx' in r.body and b'bad gateway 1' not in \
+            r.body, r
+    wait_for(lambda: len(error_lines(nginx, since, 'no live upstreams'))
+             >= 4, what='"no live upstreams" for each request')
+    assert len(backend.entries()) == asked, 'a backend was asked again'
