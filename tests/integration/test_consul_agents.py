@@ -217,3 +217,39 @@ def test_election_keeps_serving(backend, nginx, consul):
     consul.known_leader(True)
     routes_to(nginx, [backend.ok4[0], backend.ok4[1], backend.ok4[2]],
               timeout=20)
+
+
+
+def test_missing_token_gets_acl_filtered_empty_answer(backend, nginx):
+    """Without a token an agent with ACLs answers 200 [] (the anonymous
+    token's reads are filtered), not 403: the last good set is kept and
+    the answer counted, unless tce_consul_allow_empty on."""
+    consul = ConsulDouble(token='s3cret', jitter=False).start()
+    try:
+        consul.register(SERVICE, None, '127.0.0.1', backend.ok4[0],
+                        node='node-a')
+        nginx.configure(http_extra='    tce_consul %s wait=2s token=s3cret;\n'
+                        % consul.url, state=False)
+        nginx.start()
+        routes_to(nginx, [backend.ok4[0]])
+
+        # the token is gone from the configuration
+        nginx.configure(http_extra='    tce_consul %s wait=2s;\n'
+                        % consul.url, state=False)
+        nginx.reload()
+        d = wait_for(lambda: discovery(nginx).get('empty_answers', 0) >= 1
+                     and discovery(nginx), 10, what='an empty answer')
+        assert d['errors'] == 0, d
+        assert 'last known good set is kept' in d['last_error'], d
+        assert set(counts(nginx, 12)) == {backend.ok4[0]}
+
+        # allowed to empty: the service is emptied, clients get 503
+        nginx.configure(http_extra='    tce_consul %s wait=2s;\n'
+                        '    tce_consul_allow_empty on;\n' % consul.url,
+                        state=False)
+        nginx.reload()
+        wait_for(lambda: set(counts(nginx, 4)) == {'status 503'}, 10,
+                 what='the service emptied')
+        assert instances(nginx) == {}
+    finally:
+        consul.stop()
