@@ -1,0 +1,153 @@
+/*
+ * The admin API (tce_admin): the types its files share.
+ *
+ *   ngx_http_tce_admin_api.c     directives, routing, answers, errors
+ *   ngx_http_tce_admin_auth.c    bearer tokens (tce_admin_token_file)
+ *   ngx_http_tce_admin_read.c    GET services, a service, status
+ *   ngx_http_tce_admin_policy.c  a cluster's canary policy
+ *   ngx_http_tce_admin_store.c   the state file as the API's store
+ *   ngx_http_tce_admin_input.c   body and token checks (pure C)
+ */
+
+#ifndef _NGX_HTTP_TCE_ADMIN_API_H_INCLUDED_
+#define _NGX_HTTP_TCE_ADMIN_API_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <jansson.h>
+
+#include "ngx_tce.h"
+#include "ngx_http_tce_admin_input.h"
+
+
+#define NGX_HTTP_TCE_ADMIN_BODY_MAX  (64 * 1024)
+
+
+typedef struct {
+    ngx_str_t                   token;
+    ngx_str_t                   name;        /* principal; "" if none */
+} ngx_http_tce_admin_token_t;
+
+
+/* the state file's fingerprint when last loaded or written */
+typedef struct {
+    ngx_uint_t                  exists;
+    ino_t                       ino;
+    off_t                       size;
+    time_t                      mtime;
+    long                        mtime_ns;
+} ngx_http_tce_admin_fp_t;
+
+
+typedef struct {
+    ngx_http_tce_admin_fp_t     fp;
+} ngx_http_tce_admin_shctx_t;
+
+
+typedef struct {
+    ngx_shm_zone_t             *shm_zone;    /* NULL: no tce_admin */
+    ngx_http_tce_admin_shctx_t *sh;
+    ngx_slab_pool_t            *shpool;
+    ngx_tce_main_conf_t        *tmcf;
+    ngx_int_t                   request_id;  /* $request_id's index */
+} ngx_http_tce_admin_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                  enable;
+    ngx_flag_t                  read_auth;
+    ngx_str_t                   token_file;
+    ngx_array_t                *tokens;      /* ngx_http_tce_admin_token_t */
+} ngx_http_tce_admin_loc_conf_t;
+
+
+/* one request: the route's parts, who asked */
+typedef struct {
+    ngx_str_t                   request_id;
+    ngx_str_t                   principal;
+    ngx_str_t                   service;
+    ngx_str_t                   cluster;
+    ngx_uint_t                  route;
+    ngx_tce_service_t          *svc;
+} ngx_http_tce_admin_ctx_t;
+
+
+/*
+ * Sends json (its reference is taken, whatever happens) as the answer
+ * with status, Content-Type application/json and X-Request-Id.
+ * Returns what the handler returns.
+ */
+ngx_int_t ngx_http_tce_admin_send(ngx_http_request_t *r, ngx_uint_t status,
+    json_t *json);
+
+/*
+ * Sends the error answer {"error": {"status", "code", "text"},
+ * "request_id"}; text must be printable already.
+ */
+ngx_int_t ngx_http_tce_admin_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *text);
+
+/*
+ * The same for a check that refuses (auth, lookup, preconditions): it
+ * returns NGX_DONE, not NGX_OK, once the error is sent, so that its
+ * caller stops; the handler returns NGX_OK for NGX_DONE.
+ */
+ngx_int_t ngx_http_tce_admin_refuse(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *text);
+
+/* sets ETag: "<generation>" on the answer; NGX_OK or NGX_ERROR */
+ngx_int_t ngx_http_tce_admin_etag(ngx_http_request_t *r,
+    ngx_atomic_uint_t generation);
+
+/* a JSON string of bytes made printable (ngx_tce_text.h) */
+json_t *ngx_http_tce_admin_jstr(const void *s, size_t len);
+
+/*
+ * Loads a token file at configuration time into conf->tokens.
+ * Returns NGX_CONF_OK or an error text for nginx -t.
+ */
+char *ngx_http_tce_admin_auth_load(ngx_conf_t *cf,
+    ngx_http_tce_admin_loc_conf_t *conf);
+
+/*
+ * Checks the request's Authorization header for a write (or a read
+ * with tce_admin_read_auth on).  Sets ctx->principal.  Returns NGX_OK,
+ * or NGX_DONE once an error answer is sent
+ * (ngx_http_tce_admin_refuse).
+ */
+ngx_int_t ngx_http_tce_admin_auth(ngx_http_request_t *r,
+    ngx_http_tce_admin_loc_conf_t *conf, ngx_http_tce_admin_ctx_t *ctx,
+    ngx_uint_t write);
+
+/* GET handlers of ngx_http_tce_admin_read.c */
+ngx_int_t ngx_http_tce_admin_services(ngx_http_request_t *r);
+ngx_int_t ngx_http_tce_admin_service(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx);
+ngx_int_t ngx_http_tce_admin_status_v1(ngx_http_request_t *r);
+
+/*
+ * 1 when the service has the cluster: an instance in it, or a canary
+ * policy set for it.
+ */
+ngx_uint_t ngx_http_tce_admin_has_cluster(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, ngx_str_t *cluster, ngx_log_t *log);
+
+/* canary handlers of ngx_http_tce_admin_policy.c; body may be NULL */
+ngx_int_t ngx_http_tce_admin_canary(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx, u_char *body, size_t len);
+
+/* the state file's fingerprint now (exists 0 when absent) */
+ngx_int_t ngx_http_tce_admin_fp(ngx_str_t *path, ngx_http_tce_admin_fp_t *fp);
+
+/* 1 when two fingerprints name the same file contents */
+ngx_uint_t ngx_http_tce_admin_fp_equal(ngx_http_tce_admin_fp_t *a,
+    ngx_http_tce_admin_fp_t *b);
+
+
+extern ngx_module_t  ngx_http_tce_admin_api_module;
+
+
+#endif /* _NGX_HTTP_TCE_ADMIN_API_H_INCLUDED_ */

@@ -1,0 +1,540 @@
+/*
+ * The admin API's reads:
+ *
+ *   GET v1/services          every service: clusters, envs, instance
+ *                            counts, generation, source
+ *   GET v1/services/<psm>    per cluster and env the instances, with
+ *                            each value's origin (discovery or operator
+ *                            override), the canary policy, discovery's
+ *                            status and staleness
+ *   GET v1/status            the zone's usage, the Consul watcher
+ *
+ * Each service is copied under the zone's mutex (ngx_tce_zone_copy), so
+ * traffic is never held up for long.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_tce_admin_api.h"
+
+
+static json_t *ngx_http_tce_admin_summary(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, ngx_log_t *log);
+static json_t *ngx_http_tce_admin_instance(ngx_tce_instance_t *inst);
+static json_t *ngx_http_tce_admin_discovery(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc);
+static json_t *ngx_http_tce_admin_cluster_obj(json_t *clusters,
+    const char *name);
+static const char *ngx_http_tce_admin_source(ngx_tce_service_t *svc);
+
+
+static const char *
+ngx_http_tce_admin_source(ngx_tce_service_t *svc)
+{
+    return svc->source == NGX_TCE_SOURCE_CONSUL ? "consul"
+           : svc->source == NGX_TCE_SOURCE_STATE ? "state" : "none";
+}
+
+
+ngx_uint_t
+ngx_http_tce_admin_has_cluster(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    ngx_str_t *cluster, ngx_log_t *log)
+{
+    ngx_uint_t                i, n, found;
+    ngx_atomic_uint_t         generation;
+    ngx_tce_instance_t       *inst;
+    ngx_tce_canary_policy_t   pol;
+
+    if (ngx_tce_zone_policy_get(zone, svc, cluster, &pol) == NGX_OK) {
+        return 1;
+    }
+
+    if (ngx_tce_zone_copy(zone, svc, &inst, &n, &generation, log)
+        != NGX_OK)
+    {
+        return 0;
+    }
+
+    found = 0;
+
+    for (i = 0; i < n; i++) {
+        if (ngx_strlen(inst[i].cluster) == cluster->len
+            && ngx_strncmp(inst[i].cluster, cluster->data, cluster->len)
+               == 0)
+        {
+            found = 1;
+            break;
+        }
+    }
+
+    if (inst) {
+        ngx_free(inst);
+    }
+
+    return found;
+}
+
+
+/* the object of a cluster in clusters, made on first use */
+static json_t *
+ngx_http_tce_admin_cluster_obj(json_t *clusters, const char *name)
+{
+    json_t  *cj, *envs, *ej;
+
+    cj = json_object_get(clusters, name);
+    if (cj) {
+        return cj;
+    }
+
+    cj = json_object();
+    envs = json_object();
+
+    if (json_object_set_new(clusters, name, cj) != 0
+        || json_object_set_new(cj, "envs", envs) != 0)
+    {
+        return NULL;
+    }
+
+    ej = json_object();
+
+    if (json_object_set_new(envs, "prod", ej) != 0
+        || json_object_set_new(ej, "instances", json_array()) != 0)
+    {
+        return NULL;
+    }
+
+    ej = json_object();
+
+    if (json_object_set_new(envs, "canary", ej) != 0
+        || json_object_set_new(ej, "instances", json_array()) != 0)
+    {
+        return NULL;
+    }
+
+    return cj;
+}
+
+
+static json_t *
+ngx_http_tce_admin_summary(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    ngx_log_t *log)
+{
+    json_t             *sj, *clusters, *cj, *ej, *count;
+    ngx_uint_t          i, n;
+    ngx_atomic_uint_t   generation;
+    ngx_tce_instance_t *inst;
+
+    if (ngx_tce_zone_copy(zone, svc, &inst, &n, &generation, log)
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    sj = json_object();
+    clusters = json_object();
+
+    if (sj == NULL
+        || json_object_set_new(sj, "clusters", clusters) != 0
+        || json_object_set_new(sj, "name",
+                               ngx_http_tce_admin_jstr(svc->name,
+                                                       svc->name_len))
+           != 0
+        || json_object_set_new(sj, "generation", json_integer(generation))
+           != 0
+        || json_object_set_new(sj, "source",
+                               json_string(ngx_http_tce_admin_source(svc)))
+           != 0
+        || json_object_set_new(sj, "instances", json_integer(n)) != 0)
+    {
+        goto failed;
+    }
+
+    for (i = 0; i < n; i++) {
+        cj = ngx_http_tce_admin_cluster_obj(clusters, inst[i].cluster);
+        if (cj == NULL) {
+            goto failed;
+        }
+
+        ej = json_object_get(json_object_get(cj, "envs"),
+                             ngx_tce_env_name(inst[i].env));
+        if (ej == NULL) {
+            goto failed;
+        }
+
+        /* the summary counts instead of listing */
+        count = json_object_get(ej, "count");
+
+        if (json_object_set_new(ej, "count",
+                                json_integer(count
+                                             ? json_integer_value(count) + 1
+                                             : 1))
+            != 0)
+        {
+            goto failed;
+        }
+
+        if (ngx_tce_instance_weight(&inst[i])
+            && json_object_set_new(ej, "routable",
+                   json_integer(json_integer_value(
+                                    json_object_get(ej, "routable")) + 1))
+               != 0)
+        {
+            goto failed;
+        }
+    }
+
+    if (inst) {
+        ngx_free(inst);
+    }
+
+    return sj;
+
+failed:
+
+    json_decref(sj);
+
+    if (inst) {
+        ngx_free(inst);
+    }
+
+    return NULL;
+}
+
+
+ngx_int_t
+ngx_http_tce_admin_services(ngx_http_request_t *r)
+{
+    json_t               *root, *list, *sj, *cj, *ej;
+    const char           *cname, *ename;
+    ngx_tce_service_t    *svc;
+    ngx_tce_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
+
+    root = json_object();
+    list = json_array();
+
+    if (root == NULL || json_object_set_new(root, "services", list) != 0) {
+        goto failed;
+    }
+
+    for (svc = tmcf->zone->sh->services; svc; svc = svc->next) {
+        sj = ngx_http_tce_admin_summary(tmcf->zone, svc, r->connection->log);
+
+        if (json_array_append_new(list, sj) != 0) {
+            goto failed;
+        }
+
+        /* counts only: drop the per-env instance lists */
+        json_object_foreach(json_object_get(sj, "clusters"), cname, cj) {
+            json_object_foreach(json_object_get(cj, "envs"), ename, ej) {
+                (void) json_object_del(ej, "instances");
+
+                if ((json_object_get(ej, "count") == NULL
+                     && json_object_set_new(ej, "count", json_integer(0))
+                        != 0)
+                    || (json_object_get(ej, "routable") == NULL
+                        && json_object_set_new(ej, "routable",
+                                               json_integer(0)) != 0))
+                {
+                    goto failed;
+                }
+            }
+        }
+    }
+
+    return ngx_http_tce_admin_send(r, NGX_HTTP_OK, root);
+
+failed:
+
+    json_decref(root);
+
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+static json_t *
+ngx_http_tce_admin_instance(ngx_tce_instance_t *inst)
+{
+    json_t  *ij, *ov, *src;
+
+    ij = json_object();
+    ov = json_object();
+    src = json_object();
+
+    if (ij == NULL
+        || json_object_set_new(ij, "overrides", ov) != 0
+        || json_object_set_new(ij, "sources", src) != 0
+        || json_object_set_new(ij, "id",
+                               ngx_http_tce_admin_jstr(inst->id,
+                                   ngx_strlen(inst->id)))
+           != 0
+        || json_object_set_new(ij, "address",
+                               ngx_http_tce_admin_jstr(inst->addr,
+                                   ngx_strlen(inst->addr)))
+           != 0
+        || json_object_set_new(ij, "version",
+                               ngx_http_tce_admin_jstr(inst->version,
+                                   ngx_strlen(inst->version)))
+           != 0
+        || json_object_set_new(ij, "weight", json_integer(inst->weight))
+           != 0
+        || json_object_set_new(ij, "effective_weight",
+                               json_integer(ngx_tce_instance_weight(inst)))
+           != 0
+        || json_object_set_new(ij, "state",
+                               json_string(ngx_tce_state_name(
+                                   ngx_tce_instance_state(inst))))
+           != 0
+        || json_object_set_new(ij, "discovery_state",
+                               json_string(ngx_tce_state_name(inst->state)))
+           != 0
+        || json_object_set_new(ov, "weight",
+                               inst->op_weight
+                               ? json_integer(inst->op_weight)
+                               : json_null())
+           != 0
+        || json_object_set_new(ov, "drain",
+                               inst->op_drain ? json_true() : json_null())
+           != 0
+        || json_object_set_new(ov, "down",
+                               inst->op_down ? json_true() : json_null())
+           != 0
+        || json_object_set_new(src, "weight",
+                               json_string(inst->op_weight ? "override"
+                                                           : "discovery"))
+           != 0
+        || json_object_set_new(src, "state",
+                               json_string((inst->op_down
+                                            || (inst->op_drain
+                                                && inst->state
+                                                   == NGX_TCE_STATE_UP))
+                                           ? "override" : "discovery"))
+           != 0)
+    {
+        json_decref(ij);
+        return NULL;
+    }
+
+    return ij;
+}
+
+
+static json_t *
+ngx_http_tce_admin_discovery(ngx_tce_zone_t *zone, ngx_tce_service_t *svc)
+{
+    u_char   error[NGX_TCE_DISC_ERR_LEN];
+    json_t  *dj;
+    time_t   now;
+
+    dj = json_object();
+    if (dj == NULL) {
+        return NULL;
+    }
+
+    now = ngx_time();
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+    (void) ngx_cpystrn(error, svc->disc_error, NGX_TCE_DISC_ERR_LEN);
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (json_object_set_new(dj, "watched",
+                            json_boolean(svc->disc_watched)) != 0
+        || json_object_set_new(dj, "in_sync",
+                               json_boolean(svc->disc_watched
+                                            && error[0] == '\0'))
+           != 0
+        || json_object_set_new(dj, "last_success",
+                               svc->disc_success
+                               ? json_integer(svc->disc_success)
+                               : json_null())
+           != 0
+        || json_object_set_new(dj, "staleness_seconds",
+                               svc->disc_success
+                               ? json_integer(now - svc->disc_success)
+                               : json_null())
+           != 0
+        || json_object_set_new(dj, "last_error",
+                               error[0]
+                               ? ngx_http_tce_admin_jstr(error,
+                                                         ngx_strlen(error))
+                               : json_null())
+           != 0)
+    {
+        json_decref(dj);
+        return NULL;
+    }
+
+    return dj;
+}
+
+
+ngx_int_t
+ngx_http_tce_admin_service(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx)
+{
+    json_t                   *root, *clusters, *cj, *ej, *pj;
+    ngx_str_t                 cname;
+    ngx_uint_t                i, n;
+    const char               *key;
+    ngx_atomic_uint_t         generation;
+    ngx_tce_instance_t       *inst;
+    ngx_tce_main_conf_t      *tmcf;
+    ngx_tce_canary_policy_t   pol;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
+
+    if (ngx_tce_zone_copy(tmcf->zone, ctx->svc, &inst, &n, &generation,
+                          r->connection->log)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    root = json_object();
+    clusters = json_object();
+
+    if (root == NULL
+        || json_object_set_new(root, "clusters", clusters) != 0
+        || json_object_set_new(root, "name",
+                               ngx_http_tce_admin_jstr(ctx->svc->name,
+                                   ctx->svc->name_len))
+           != 0
+        || json_object_set_new(root, "generation", json_integer(generation))
+           != 0
+        || json_object_set_new(root, "updated",
+                               json_integer(ctx->svc->updated)) != 0
+        || json_object_set_new(root, "source",
+                               json_string(ngx_http_tce_admin_source(
+                                   ctx->svc)))
+           != 0
+        || json_object_set_new(root, "discovery",
+                               ngx_http_tce_admin_discovery(tmcf->zone,
+                                                            ctx->svc))
+           != 0
+        || json_object_set_new(root, "metrics_missing",
+                               json_string("per-instance in-flight count, "
+                                           "request rate and error ratio "
+                                           "are not reported here yet: see "
+                                           "the Prometheus metrics"))
+           != 0)
+    {
+        goto failed;
+    }
+
+    for (i = 0; i < n; i++) {
+        cj = ngx_http_tce_admin_cluster_obj(clusters, inst[i].cluster);
+        ej = json_object_get(json_object_get(cj, "envs"),
+                             ngx_tce_env_name(inst[i].env));
+
+        if (ej == NULL
+            || json_array_append_new(json_object_get(ej, "instances"),
+                                     ngx_http_tce_admin_instance(&inst[i]))
+               != 0)
+        {
+            goto failed;
+        }
+    }
+
+    json_object_foreach(clusters, key, cj) {
+        cname.data = (u_char *) key;
+        cname.len = ngx_strlen(key);
+
+        if (ngx_tce_zone_policy_get(tmcf->zone, ctx->svc, &cname, &pol)
+            != NGX_OK)
+        {
+            pj = json_null();
+
+        } else {
+            pj = json_pack("{s:I, s:I, s:b}", "weight_bp",
+                           (json_int_t) pol.weight, "epoch",
+                           (json_int_t) pol.epoch, "fallback",
+                           (int) pol.fallback);
+        }
+
+        if (json_object_set_new(cj, "canary", pj) != 0) {
+            goto failed;
+        }
+    }
+
+    if (inst) {
+        ngx_free(inst);
+        inst = NULL;
+    }
+
+    if (ngx_http_tce_admin_etag(r, generation) != NGX_OK) {
+        json_decref(root);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_tce_admin_send(r, NGX_HTTP_OK, root);
+
+failed:
+
+    json_decref(root);
+
+    if (inst) {
+        ngx_free(inst);
+    }
+
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+ngx_int_t
+ngx_http_tce_admin_status_v1(ngx_http_request_t *r)
+{
+    json_t               *root, *zj, *cj;
+    size_t                total, used;
+    ngx_pid_t             owner;
+    ngx_msec_int_t        age;
+    ngx_slab_pool_t      *shpool;
+    ngx_tce_zone_t       *zone;
+    ngx_tce_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
+    zone = tmcf->zone;
+    shpool = zone->shpool;
+
+    ngx_shmtx_lock(&shpool->mutex);
+    total = (shpool->end - shpool->start) / ngx_pagesize;
+    used = total > shpool->pfree ? total - shpool->pfree : 0;
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    owner = (ngx_pid_t) zone->sh->consul_owner;
+    age = (ngx_msec_int_t) (ngx_current_msec - zone->sh->consul_heartbeat);
+
+    root = json_object();
+    zj = json_object();
+    cj = json_object();
+
+    if (root == NULL
+        || json_object_set_new(root, "zone", zj) != 0
+        || json_object_set_new(root, "consul_watch", cj) != 0
+        || json_object_set_new(zj, "name",
+                               ngx_http_tce_admin_jstr(
+                                   zone->shm_zone->shm.name.data,
+                                   zone->shm_zone->shm.name.len))
+           != 0
+        || json_object_set_new(zj, "size",
+                               json_integer(zone->shm_zone->shm.size)) != 0
+        || json_object_set_new(zj, "pages", json_integer(total)) != 0
+        || json_object_set_new(zj, "pages_used", json_integer(used)) != 0
+        || json_object_set_new(zj, "services",
+                               json_integer(zone->sh->nservices)) != 0
+        || json_object_set_new(cj, "owner_pid",
+                               owner ? json_integer(owner) : json_null())
+           != 0
+        || json_object_set_new(cj, "heartbeat_age_ms",
+                               owner ? json_integer(age) : json_null())
+           != 0
+        || json_object_set_new(root, "pid", json_integer(ngx_pid)) != 0)
+    {
+        json_decref(root);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_tce_admin_send(r, NGX_HTTP_OK, root);
+}
