@@ -53,6 +53,8 @@ struct ngx_tce_service_s {
     time_t                      disc_success;   /* last good answer */
     time_t                      disc_failure;   /* last failed one */
     uint64_t                    disc_index;     /* X-Consul-Index */
+    uint64_t                    disc_digest;    /* its checks when last
+                                                   fetched, 0: never */
     ngx_atomic_t                disc_syncs;     /* good answers */
     ngx_atomic_t                disc_errors;    /* failed ones */
     ngx_atomic_t                disc_empty;     /* 200 [] not applied */
@@ -74,6 +76,7 @@ typedef struct {
     /* the Consul watcher's election (ngx_tce_consul_watch.c) */
     ngx_atomic_t                consul_owner;      /* pid, 0: none */
     ngx_atomic_t                consul_heartbeat;  /* ngx_current_msec */
+    uint64_t                    consul_nodes;      /* node checks' digest */
 
     /* status of the files the workers write (ngx_tce_persist.h) */
     void                       *persist;

@@ -6,7 +6,7 @@
  *   tce_consul <url> [<url> ...] [token=<t> | token_file=<path>]
  *              [dc=<dc>] [wait=60s] [timeout=<t>] [ca=<file>]
  *              [consistency=default | stale | consistent]
- *              [token_over_http=on];
+ *              [token_over_http=on] [resync=5m];
  *   tce_consul_services tag=<tag>;
  *   tce_consul_snapshot <path>;
  *   tce_consul_allow_empty on | off;
@@ -41,6 +41,15 @@
 #define NGX_TCE_CONSUL_SNAPSHOT_DELAY 1000    /* ms, writes coalesced */
 #define NGX_TCE_CONSUL_MAX_SERVICES   4096    /* catalog mode */
 #define NGX_TCE_CONSUL_FAILBACK       5000    /* ms, first URL probed */
+#define NGX_TCE_CONSUL_DIRECT_MAX     8       /* one blocking query each */
+#define NGX_TCE_CONSUL_FETCHES        4       /* change detection */
+/*
+ * Connections to Consul per nginx instance, at most: DIRECT_MAX
+ * blocking queries (or the 2 detectors and FETCHES fetches) and the
+ * probe of the first URL; libcurl enforces it too.
+ */
+#define NGX_TCE_CONSUL_MAX_CONNS      10
+#define NGX_TCE_CONSUL_RESYNC         300000  /* ms, default resync= */
 
 
 typedef struct ngx_tce_consul_ctx_s  ngx_tce_consul_ctx_t;
@@ -55,6 +64,7 @@ typedef struct {
     ngx_msec_t                  timeout;
     ngx_uint_t                  consistency; /* NGX_TCE_CONSUL_READ_* */
     ngx_flag_t                  token_over_http;
+    ngx_msec_t                  resync;      /* change detection */
     ngx_str_t                   tag;         /* catalog mode */
     ngx_flag_t                  catalog;
     ngx_str_t                   snapshot;    /* NUL-terminated or empty */

@@ -840,6 +840,77 @@ ngx_tce_consul_services_request(ngx_tce_consul_client_t *c, uint64_t index,
 
 
 ngx_tce_consul_request_t *
+ngx_tce_consul_checks_request(ngx_tce_consul_client_t *c, uint64_t index,
+    char *err, size_t errlen)
+{
+    int                        n;
+    char                       dc[256];
+    size_t                     len;
+    uint64_t                   timeout, wait;
+    ngx_tce_consul_request_t  *req;
+
+    timeout = index ? ngx_tce_consul_read_timeout(c->wait_ms)
+                    : c->request_timeout_ms;
+
+    req = ngx_tce_consul_request_create(c, "GET", timeout, err, errlen);
+
+    if (req == NULL) {
+        return NULL;
+    }
+
+    dc[0] = '\0';
+    wait = ngx_tce_consul_wait(c->wait_ms);
+
+    if (ngx_tce_consul_path_url(req->url, sizeof(req->url),
+                                c->urls[req->server], "/v1/health/state/any",
+                                NULL)
+        < 0
+        || (c->dc && ngx_tce_consul_escape(dc, sizeof(dc), c->dc,
+                                           strlen(c->dc)) < 0))
+    {
+        goto failed;
+    }
+
+    len = strlen(req->url);
+    n = snprintf(req->url + len, sizeof(req->url) - len, "%s%s%s",
+                 dc[0] ? "?dc=" : "", dc, index ? (dc[0] ? "&" : "?") : "");
+
+    if (n < 0 || (size_t) n >= sizeof(req->url) - len) {
+        goto failed;
+    }
+
+    if (index) {
+        len += n;
+        n = snprintf(req->url + len, sizeof(req->url) - len,
+                     wait % 1000 ? "index=%llu&wait=%llums"
+                                 : "index=%llu&wait=%llus",
+                     (unsigned long long) index,
+                     (unsigned long long) (wait % 1000 ? wait
+                                                       : wait / 1000));
+
+        if (n < 0 || (size_t) n >= sizeof(req->url) - len) {
+            goto failed;
+        }
+    }
+
+    if (ngx_tce_consul_add_consistency(c, req->url, sizeof(req->url)) != 0
+        || curl_easy_setopt(req->easy, CURLOPT_URL, req->url) != CURLE_OK)
+    {
+        goto failed;
+    }
+
+    return req;
+
+failed:
+
+    ngx_tce_consul_client_err(err, errlen, "URL too long");
+    ngx_tce_consul_request_free(req);
+
+    return NULL;
+}
+
+
+ngx_tce_consul_request_t *
 ngx_tce_consul_leader_request(ngx_tce_consul_client_t *c, size_t server,
     char *err, size_t errlen)
 {

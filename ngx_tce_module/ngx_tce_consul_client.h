@@ -161,6 +161,13 @@ ngx_tce_consul_request_t *ngx_tce_consul_services_request(
     ngx_tce_consul_client_t *c, uint64_t index, char *err, size_t errlen);
 
 /*
+ * The same for GET /v1/health/state/any[?dc=][&index=&wait=]: every
+ * check of the datacenter, a blocking query when index > 0.
+ */
+ngx_tce_consul_request_t *ngx_tce_consul_checks_request(
+    ngx_tce_consul_client_t *c, uint64_t index, char *err, size_t errlen);
+
+/*
  * GET /v1/status/leader on the URL at position server, whatever the
  * current one: a health probe of that agent (200 and a non-empty
  * leader address when it serves).  Its failure never moves the

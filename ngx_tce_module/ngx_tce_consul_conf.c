@@ -128,6 +128,7 @@ ngx_tce_consul_create_main_conf(ngx_conf_t *cf)
 
     cmcf->wait = NGX_CONF_UNSET_MSEC;
     cmcf->timeout = NGX_CONF_UNSET_MSEC;
+    cmcf->resync = NGX_CONF_UNSET_MSEC;
     cmcf->catalog = NGX_CONF_UNSET;
     cmcf->allow_empty = NGX_CONF_UNSET;
 
@@ -144,6 +145,7 @@ ngx_tce_consul_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_msec_value(cmcf->wait, 60000);
     ngx_conf_init_msec_value(cmcf->timeout, NGX_TCE_CONSUL_REQUEST_TIMEOUT);
+    ngx_conf_init_msec_value(cmcf->resync, NGX_TCE_CONSUL_RESYNC);
     ngx_conf_init_value(cmcf->catalog, 0);
     ngx_conf_init_value(cmcf->allow_empty, 0);
 
@@ -271,6 +273,20 @@ ngx_tce_consul_param(ngx_conf_t *cf, ngx_tce_consul_main_conf_t *cmcf,
         }
 
         cmcf->wait = ms;
+        return NGX_CONF_OK;
+    }
+
+    if (name.len == 6 && ngx_strncmp(name.data, "resync", 6) == 0) {
+        ms = ngx_parse_time(&arg, 0);
+
+        if (ms == (ngx_msec_t) NGX_ERROR || ms < 1000 || ms > 86400000) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"%V\" in \"tce_consul\": "
+                               "resync is 1s..1d", value);
+            return NGX_CONF_ERROR;
+        }
+
+        cmcf->resync = ms;
         return NGX_CONF_OK;
     }
 

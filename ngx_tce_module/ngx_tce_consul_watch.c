@@ -13,7 +13,11 @@
  * with at most one query in flight: a blocking query carrying the last
  * index, rate-limited, retried with backoff and jitter on errors.  A
  * good answer replaces the service's instance set in the zone; every
- * worker's view follows at its next request.
+ * worker's view follows at its next request.  In catalog mode, or past
+ * NGX_TCE_CONSUL_DIRECT_MAX services, the services' watches do not
+ * block: a watch of every check says which changed, and those are
+ * fetched a few at a time (ngx_tce_consul_fetch.c).  Either way at most
+ * NGX_TCE_CONSUL_MAX_CONNS connections are open to Consul.
  *
  * URLs: the client moves to the next URL when one fails to answer or
  * answers 5xx; while it is not on the first, the first is probed every
@@ -31,29 +35,7 @@
 #include "ngx_tce_consul_watch.h"
 #include "ngx_tce_consul_parse.h"
 #include "ngx_tce_consul_client.h"
-
-
-#define NGX_TCE_CONSUL_NEW      0
-#define NGX_TCE_CONSUL_OK       1
-#define NGX_TCE_CONSUL_FAILING  2
-#define NGX_TCE_CONSUL_EMPTY    3
-
-
-struct ngx_tce_consul_watch_s {
-    ngx_tce_consul_watch_t     *next;
-    ngx_tce_consul_ctx_t       *ctx;
-    ngx_tce_service_t          *svc;        /* NULL: the catalog */
-    ngx_tce_consul_request_t   *req;        /* the query in flight */
-    ngx_event_t                 timer;      /* the next query */
-    uint64_t                    index;      /* for the next query */
-    uint64_t                    sent;       /* the index req carries */
-    ngx_msec_t                  started;
-    ngx_uint_t                  attempt;    /* failures in a row */
-    ngx_uint_t                  state;      /* NGX_TCE_CONSUL_* */
-    size_t                      nskipped;
-    ngx_uint_t                  seen;       /* catalog sweep */
-    uint32_t                    logged[2];  /* last errors logged */
-};
+#include "ngx_tce_consul_detect.h"
 
 
 static void ngx_tce_consul_tick(ngx_event_t *ev);
@@ -64,9 +46,10 @@ static ngx_tce_consul_watch_t *ngx_tce_consul_watch_add(
     ngx_tce_consul_ctx_t *ctx, ngx_tce_service_t *svc);
 static ngx_tce_consul_watch_t *ngx_tce_consul_watch_find(
     ngx_tce_consul_ctx_t *ctx, ngx_tce_service_t *svc);
+static int ngx_tce_consul_watch_cmp(const void *one, const void *two);
+static int ngx_tce_consul_watch_key(const void *key, const void *elt);
 static void ngx_tce_consul_watch_free(ngx_tce_consul_watch_t *w);
 static void ngx_tce_consul_watch_timer(ngx_event_t *ev);
-static void ngx_tce_consul_query(ngx_tce_consul_watch_t *w);
 static void ngx_tce_consul_done(ngx_tce_consul_watch_t *w,
     ngx_tce_consul_request_t *req, CURLcode code);
 static ngx_int_t ngx_tce_consul_health(ngx_tce_consul_watch_t *w,
@@ -120,6 +103,9 @@ ngx_tce_consul_watch_init(ngx_cycle_t *cycle,
                               ctx, cycle->log);
     ngx_tce_consul_event_init(&ctx->failback, ngx_tce_consul_failback_timer,
                               ctx, cycle->log);
+    ngx_tce_consul_event_init(&ctx->resync, ngx_tce_consul_resync, ctx,
+                              cycle->log);
+    ngx_queue_init(&ctx->pending);
 
     cmcf->ctx = ctx;
 
@@ -218,7 +204,7 @@ ngx_tce_consul_start(ngx_tce_consul_ctx_t *ctx)
 {
     char                         err[NGX_TCE_CONSUL_CLIENT_ERR_LEN];
     char                         masked[NGX_TCE_CONSUL_CLIENT_ERR_LEN];
-    ngx_uint_t                   i;
+    ngx_uint_t                   i, nservices;
     ngx_tce_service_t           *svc;
     ngx_tce_consul_conf_t        conf;
     ngx_tce_service_ref_t       *ref;
@@ -258,7 +244,11 @@ ngx_tce_consul_start(ngx_tce_consul_ctx_t *ctx)
         || curl_multi_setopt(ctx->multi, CURLMOPT_TIMERFUNCTION,
                              ngx_tce_consul_timer) != CURLM_OK
         || curl_multi_setopt(ctx->multi, CURLMOPT_TIMERDATA, ctx)
-           != CURLM_OK)
+           != CURLM_OK
+        || curl_multi_setopt(ctx->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                             (long) NGX_TCE_CONSUL_MAX_CONNS) != CURLM_OK
+        || curl_multi_setopt(ctx->multi, CURLMOPT_MAXCONNECTS,
+                             (long) NGX_TCE_CONSUL_MAX_CONNS) != CURLM_OK)
     {
         ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
                       "tce consul: cannot set up a curl multi handle");
@@ -267,6 +257,7 @@ ngx_tce_consul_start(ngx_tce_consul_ctx_t *ctx)
     }
 
     ctx->owner = 1;
+    ctx->detect = cmcf->catalog;
 
     ref = cmcf->tmcf->refs.elts;
 
@@ -283,20 +274,46 @@ ngx_tce_consul_start(ngx_tce_consul_ctx_t *ctx)
         }
     }
 
-    if (cmcf->catalog && ngx_tce_consul_watch_add(ctx, NULL) == NULL) {
-        ngx_tce_consul_stop(ctx, 0);
-        return NGX_ERROR;
+    nservices = ctx->nwatches;
+
+    if (nservices > NGX_TCE_CONSUL_DIRECT_MAX) {
+        ctx->detect = 1;
+    }
+
+    if (cmcf->catalog) {
+        w = ngx_tce_consul_watch_add(ctx, NULL);
+        if (w == NULL) {
+            ngx_tce_consul_stop(ctx, 0);
+            return NGX_ERROR;
+        }
+
+        w->kind = NGX_TCE_CONSUL_W_CATALOG;
+    }
+
+    if (ctx->detect) {
+        w = ngx_tce_consul_watch_add(ctx, NULL);
+        if (w == NULL) {
+            ngx_tce_consul_stop(ctx, 0);
+            return NGX_ERROR;
+        }
+
+        w->kind = NGX_TCE_CONSUL_W_CHECKS;
+
+        ngx_tce_consul_timer_set(&ctx->resync, cmcf->resync);
     }
 
     ngx_log_error(NGX_LOG_NOTICE, ctx->log, 0,
-                  "tce consul: watching %ui service(s)%s at %s",
-                  ctx->nwatches - (cmcf->catalog ? 1 : 0),
-                  cmcf->catalog ? " and the catalog" : "",
+                  "tce consul: watching %ui service(s)%s%s at %s",
+                  nservices, cmcf->catalog ? " and the catalog" : "",
+                  ctx->detect ? ", changes detected on every check"
+                              : ", one blocking query each",
                   ngx_tce_consul_url_mask(masked, sizeof(masked),
                       ngx_tce_consul_client_server(ctx->client)));
 
     for (w = ctx->watches; w; w = w->next) {
-        ngx_tce_consul_query(w);
+        if (w->kind != NGX_TCE_CONSUL_W_SERVICE || !ctx->detect) {
+            ngx_tce_consul_query(w);
+        }
     }
 
     if (cmcf->urls->nelts > 1) {
@@ -323,6 +340,14 @@ ngx_tce_consul_stop(ngx_tce_consul_ctx_t *ctx, ngx_uint_t release)
     }
 
     ctx->nwatches = 0;
+    ctx->nfetch = 0;
+    ctx->detect = 0;
+    ngx_queue_init(&ctx->pending);
+    ngx_tce_consul_digests_drop(ctx);
+
+    if (ctx->resync.timer_set) {
+        ngx_del_timer(&ctx->resync);
+    }
 
     if (ctx->probe) {
         curl_multi_remove_handle(ctx->multi,
@@ -387,6 +412,7 @@ ngx_tce_consul_watch_add(ngx_tce_consul_ctx_t *ctx, ngx_tce_service_t *svc)
 
     w->ctx = ctx;
     w->svc = svc;
+    w->kind = NGX_TCE_CONSUL_W_SERVICE;
     w->state = NGX_TCE_CONSUL_NEW;
     w->started = ngx_current_msec - NGX_TCE_CONSUL_RATE;
 
@@ -431,11 +457,39 @@ ngx_tce_consul_watch_find(ngx_tce_consul_ctx_t *ctx, ngx_tce_service_t *svc)
 }
 
 
+/* qsort/bsearch of watches by service address */
+
+static int
+ngx_tce_consul_watch_cmp(const void *one, const void *two)
+{
+    ngx_tce_consul_watch_t  *a, *b;
+
+    a = *(ngx_tce_consul_watch_t **) one;
+    b = *(ngx_tce_consul_watch_t **) two;
+
+    return (a->svc > b->svc) - (a->svc < b->svc);
+}
+
+
+static int
+ngx_tce_consul_watch_key(const void *key, const void *elt)
+{
+    ngx_tce_consul_watch_t  *w;
+
+    w = *(ngx_tce_consul_watch_t **) elt;
+
+    return ((uintptr_t) key > (uintptr_t) w->svc)
+           - ((uintptr_t) key < (uintptr_t) w->svc);
+}
+
+
 /* the caller unlinks it */
 
 static void
 ngx_tce_consul_watch_free(ngx_tce_consul_watch_t *w)
 {
+    ngx_tce_consul_unqueue(w);
+
     if (w->req) {
         curl_multi_remove_handle(w->ctx->multi,
                                  ngx_tce_consul_request_handle(w->req));
@@ -453,11 +507,19 @@ ngx_tce_consul_watch_free(ngx_tce_consul_watch_t *w)
 static void
 ngx_tce_consul_watch_timer(ngx_event_t *ev)
 {
-    ngx_tce_consul_query(ev->data);
+    ngx_tce_consul_watch_t *w = ev->data;
+
+    if (w->ctx->detect && w->kind == NGX_TCE_CONSUL_W_SERVICE) {
+        /* a retry or a rate-limited fetch waits for a free slot */
+        ngx_tce_consul_enqueue(w);
+        return;
+    }
+
+    ngx_tce_consul_query(w);
 }
 
 
-static void
+void
 ngx_tce_consul_query(ngx_tce_consul_watch_t *w)
 {
     char                   err[NGX_TCE_CONSUL_CLIENT_ERR_LEN];
@@ -480,7 +542,11 @@ ngx_tce_consul_query(ngx_tce_consul_watch_t *w)
 
     err[0] = '\0';
 
-    if (w->svc) {
+    if (w->kind == NGX_TCE_CONSUL_W_CHECKS) {
+        w->req = ngx_tce_consul_checks_request(ctx->client, w->index, err,
+                                               sizeof(err));
+
+    } else if (w->svc) {
         /*
          * catalog mode: the catalog lists the union of the instances'
          * tags, so only Consul's tag= filter keeps untagged instances
@@ -523,8 +589,11 @@ ngx_tce_consul_done(ngx_tce_consul_watch_t *w, ngx_tce_consul_request_t *req,
     ngx_int_t                rc;
     ngx_tce_consul_result_t  res;
 
+    ngx_tce_consul_fetch_done(w);
+
     if (ngx_tce_consul_request_done(req, code, &res) != 0) {
         ngx_tce_consul_failed(w, res.error);
+        ngx_tce_consul_pump(w->ctx);
         return;
     }
 
@@ -534,16 +603,26 @@ ngx_tce_consul_done(ngx_tce_consul_watch_t *w, ngx_tce_consul_request_t *req,
            != 0)
     {
         ngx_tce_consul_failed(w, "answer without a valid X-Consul-Index");
+        ngx_tce_consul_pump(w->ctx);
         return;
     }
 
     err[0] = '\0';
 
-    rc = w->svc ? ngx_tce_consul_health(w, &res, err, sizeof(err))
-                : ngx_tce_consul_catalog(w, &res, err, sizeof(err));
+    switch (w->kind) {
+    case NGX_TCE_CONSUL_W_CHECKS:
+        rc = ngx_tce_consul_changes(w, &res, err, sizeof(err));
+        break;
+    case NGX_TCE_CONSUL_W_CATALOG:
+        rc = ngx_tce_consul_catalog(w, &res, err, sizeof(err));
+        break;
+    default:
+        rc = ngx_tce_consul_health(w, &res, err, sizeof(err));
+    }
 
     if (rc == NGX_ERROR) {
         ngx_tce_consul_failed(w, err);
+        ngx_tce_consul_pump(w->ctx);
         return;
     }
 
@@ -556,6 +635,13 @@ ngx_tce_consul_done(ngx_tce_consul_watch_t *w, ngx_tce_consul_request_t *req,
 
     ngx_tce_consul_success(w, rc == NGX_DECLINED ? NGX_TCE_CONSUL_EMPTY
                                                  : NGX_TCE_CONSUL_OK, err);
+
+    if (w->ctx->detect && w->kind == NGX_TCE_CONSUL_W_SERVICE) {
+        /* fetched: the checks watch says when to fetch it again */
+        ngx_tce_consul_fetched(w);
+        ngx_tce_consul_pump(w->ctx);
+        return;
+    }
 
     ngx_tce_consul_query(w);
 }
@@ -639,10 +725,11 @@ static ngx_int_t
 ngx_tce_consul_catalog(ngx_tce_consul_watch_t *w,
     ngx_tce_consul_result_t *res, char *err, size_t errlen)
 {
-    size_t                       i, len;
+    size_t                       i, len, nsorted;
+    uint64_t                     d;
     ngx_tce_service_t           *svc;
     ngx_tce_consul_ctx_t        *ctx;
-    ngx_tce_consul_watch_t      *sw, **link;
+    ngx_tce_consul_watch_t      *sw, **link, **sorted, **found;
     ngx_tce_consul_names_t       names;
     ngx_tce_consul_main_conf_t  *cmcf;
 
@@ -657,9 +744,28 @@ ngx_tce_consul_catalog(ngx_tce_consul_watch_t *w,
         return NGX_ERROR;
     }
 
+    /* the watches sorted by service: each name found in O(log n) */
+
+    sorted = ngx_alloc((ctx->nwatches + 1) * sizeof(ngx_tce_consul_watch_t *),
+                       ctx->log);
+    if (sorted == NULL) {
+        ngx_tce_consul_names_free(&names);
+        ngx_snprintf((u_char *) err, errlen, "out of memory%Z");
+        return NGX_ERROR;
+    }
+
+    nsorted = 0;
+
     for (sw = ctx->watches; sw; sw = sw->next) {
         sw->seen = 0;
+
+        if (sw->svc) {
+            sorted[nsorted++] = sw;
+        }
     }
+
+    qsort(sorted, nsorted, sizeof(ngx_tce_consul_watch_t *),
+          ngx_tce_consul_watch_cmp);
 
     for (i = 0; i < names.nnames; i++) {
         len = ngx_strlen(names.names[i]);
@@ -669,10 +775,13 @@ ngx_tce_consul_catalog(ngx_tce_consul_watch_t *w,
         if (svc == NULL) {
             ngx_snprintf((u_char *) err, errlen, "the tce zone is full%Z");
             ngx_tce_consul_names_free(&names);
+            ngx_free(sorted);
             return NGX_ERROR;
         }
 
-        sw = ngx_tce_consul_watch_find(ctx, svc);
+        found = bsearch(svc, sorted, nsorted, sizeof(ngx_tce_consul_watch_t *),
+                        ngx_tce_consul_watch_key);
+        sw = found ? *found : NULL;
 
         if (sw == NULL) {
             if (ctx->nwatches > NGX_TCE_CONSUL_MAX_SERVICES) {
@@ -691,20 +800,32 @@ ngx_tce_consul_catalog(ngx_tce_consul_watch_t *w,
             if (sw == NULL) {
                 ngx_snprintf((u_char *) err, errlen, "out of memory%Z");
                 ngx_tce_consul_names_free(&names);
+                ngx_free(sorted);
                 return NGX_ERROR;
             }
 
-            ngx_log_error(NGX_LOG_NOTICE, ctx->log, 0,
+            ngx_log_error(NGX_LOG_INFO, ctx->log, 0,
                           "tce consul: watching service \"%s\" (tagged "
                           "\"%V\")", svc->name, &cmcf->tag);
 
-            ngx_tce_consul_query(sw);
+            /*
+             * fetched unless the zone holds what the checks say (a
+             * reload, a takeover); before the first checks answer,
+             * that answer decides (or its failure: see failed())
+             */
+            d = ngx_tce_consul_known_digest(ctx, svc);
+
+            if (d != 0 && d != svc->disc_digest) {
+                sw->digest = d;
+                ngx_tce_consul_enqueue(sw);
+            }
         }
 
         sw->seen = 1;
     }
 
     ngx_tce_consul_names_free(&names);
+    ngx_free(sorted);
 
     /* untagged or gone: no longer watched; its last set stays served */
 
@@ -790,9 +911,10 @@ ngx_tce_consul_success(ngx_tce_consul_watch_t *w, ngx_uint_t state,
 static void
 ngx_tce_consul_failed(ngx_tce_consul_watch_t *w, const char *error)
 {
-    uint32_t               key;
-    uint64_t               delay;
-    ngx_tce_consul_ctx_t  *ctx;
+    uint32_t                 key;
+    uint64_t                 delay;
+    ngx_tce_consul_ctx_t    *ctx;
+    ngx_tce_consul_watch_t  *sw;
 
     ctx = w->ctx;
 
@@ -843,6 +965,17 @@ ngx_tce_consul_failed(ngx_tce_consul_watch_t *w, const char *error)
     }
 
     ngx_tce_consul_timer_set(&w->timer, (ngx_msec_t) delay);
+
+    if (w->kind == NGX_TCE_CONSUL_W_CHECKS) {
+        /* no detector for now: what was never fetched is fetched anyway */
+        for (sw = ctx->watches; sw; sw = sw->next) {
+            if (sw->kind == NGX_TCE_CONSUL_W_SERVICE
+                && sw->svc->disc_digest == 0)
+            {
+                ngx_tce_consul_enqueue(sw);
+            }
+        }
+    }
 }
 
 
@@ -868,7 +1001,12 @@ ngx_tce_consul_status_error(ngx_tce_consul_watch_t *w, const char *text)
 static const char *
 ngx_tce_consul_name(ngx_tce_consul_watch_t *w)
 {
-    return w->svc ? (const char *) w->svc->name : "/v1/catalog/services";
+    if (w->svc) {
+        return (const char *) w->svc->name;
+    }
+
+    return w->kind == NGX_TCE_CONSUL_W_CHECKS ? "/v1/health/state/any"
+                                              : "/v1/catalog/services";
 }
 
 
@@ -1073,6 +1211,15 @@ ngx_tce_consul_probe_done(ngx_tce_consul_ctx_t *ctx,
 
         /* not rate-limited: this query did not answer */
         w->started = ngx_current_msec - NGX_TCE_CONSUL_RATE;
+
+        if (w->fetching) {
+            ngx_tce_consul_unqueue(w);
+            ngx_tce_consul_enqueue(w);
+            continue;
+        }
+
         ngx_tce_consul_query(w);
     }
+
+    ngx_tce_consul_pump(ctx);
 }

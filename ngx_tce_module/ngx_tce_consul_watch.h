@@ -20,6 +20,41 @@
 typedef struct ngx_tce_consul_watch_s  ngx_tce_consul_watch_t;
 
 
+#define NGX_TCE_CONSUL_NEW      0
+#define NGX_TCE_CONSUL_OK       1
+#define NGX_TCE_CONSUL_FAILING  2
+#define NGX_TCE_CONSUL_EMPTY    3
+
+#define NGX_TCE_CONSUL_W_SERVICE  0     /* a service's instances */
+#define NGX_TCE_CONSUL_W_CATALOG  1     /* /v1/catalog/services */
+#define NGX_TCE_CONSUL_W_CHECKS   2     /* /v1/health/state/any */
+
+
+struct ngx_tce_consul_watch_s {
+    ngx_tce_consul_watch_t     *next;
+    ngx_tce_consul_ctx_t       *ctx;
+    ngx_tce_service_t          *svc;        /* NULL: catalog or checks */
+    ngx_uint_t                  kind;       /* NGX_TCE_CONSUL_W_* */
+    ngx_tce_consul_request_t   *req;        /* the query in flight */
+    ngx_event_t                 timer;      /* the next query */
+    uint64_t                    index;      /* for the next query */
+    uint64_t                    sent;       /* the index req carries */
+    ngx_msec_t                  started;
+    ngx_uint_t                  attempt;    /* failures in a row */
+    ngx_uint_t                  state;      /* NGX_TCE_CONSUL_* */
+    size_t                      nskipped;
+    ngx_uint_t                  seen;       /* catalog sweep */
+    uint32_t                    logged[2];  /* last errors logged */
+
+    /* change detection (ngx_tce_consul_fetch.c) */
+    ngx_queue_t                 queue;      /* in ctx->pending */
+    uint64_t                    digest;     /* its checks, 0: unknown */
+    uint64_t                    asked;      /* digest when fetch began */
+    unsigned                    queued:1;
+    unsigned                    fetching:1; /* req holds a fetch slot */
+};
+
+
 struct ngx_tce_consul_ctx_s {
     ngx_tce_consul_main_conf_t *cmcf;
     ngx_tce_shctx_t            *sh;
@@ -35,6 +70,18 @@ struct ngx_tce_consul_ctx_s {
     ngx_uint_t                  nwatches;
     ngx_array_t                 conns;      /* ngx_connection_t * */
     ngx_uint_t                  owner;      /* this worker watches */
+
+    /*
+     * Change detection (catalog mode, or more than
+     * NGX_TCE_CONSUL_DIRECT_MAX services): no blocking query per
+     * service; the checks watch says which changed, and at most
+     * NGX_TCE_CONSUL_FETCHES of them are fetched at once.
+     */
+    ngx_uint_t                  detect;
+    ngx_queue_t                 pending;    /* watches to fetch */
+    ngx_uint_t                  nfetch;     /* fetches in flight */
+    ngx_event_t                 resync;     /* everything, now and then */
+    void                       *digests;    /* the last checks answer */
     ngx_uint_t                  full;       /* catalog limit logged */
 };
 
@@ -57,6 +104,30 @@ void ngx_tce_consul_conn_free(ngx_tce_consul_ctx_t *ctx, ngx_connection_t *c);
 
 /* handles the transfers curl has finished (ngx_tce_consul_watch.c) */
 void ngx_tce_consul_check(ngx_tce_consul_ctx_t *ctx);
+
+/* starts a query of w now, or arms its timer (ngx_tce_consul_watch.c) */
+void ngx_tce_consul_query(ngx_tce_consul_watch_t *w);
+
+/*
+ * Change detection (ngx_tce_consul_fetch.c).  enqueue: w's service
+ * will be fetched (once, however often it is enqueued meanwhile);
+ * pump: starts fetches while slots are free; changes: applies a
+ * /v1/health/state/any answer (NGX_ERROR with err: nothing changed);
+ * fetch_done: the bookkeeping of a finished fetch; resync: every
+ * service fetched again (its timer handler); cancel: w's fetch is
+ * dropped (w is being freed or moved to another URL).
+ */
+void ngx_tce_consul_enqueue(ngx_tce_consul_watch_t *w);
+void ngx_tce_consul_pump(ngx_tce_consul_ctx_t *ctx);
+ngx_int_t ngx_tce_consul_changes(ngx_tce_consul_watch_t *w,
+    ngx_tce_consul_result_t *res, char *err, size_t errlen);
+void ngx_tce_consul_fetch_done(ngx_tce_consul_watch_t *w);
+void ngx_tce_consul_fetched(ngx_tce_consul_watch_t *w);
+void ngx_tce_consul_resync(ngx_event_t *ev);
+void ngx_tce_consul_unqueue(ngx_tce_consul_watch_t *w);
+void ngx_tce_consul_digests_drop(ngx_tce_consul_ctx_t *ctx);
+uint64_t ngx_tce_consul_known_digest(ngx_tce_consul_ctx_t *ctx,
+    ngx_tce_service_t *svc);
 
 void ngx_tce_consul_event_init(ngx_event_t *ev, ngx_event_handler_pt handler,
     void *data, ngx_log_t *log);

@@ -7,13 +7,15 @@ jitter on.  Consul's side is read from the double's request log
 what clients get and /tce/status.  Every wait polls with a deadline.
 """
 
+import http.client
 import os
 import signal
 import sys
+import time
 
 import pytest
 
-from conftest import SERVICE, read_from, wait_for
+from conftest import SERVICE, SLOW, read_from, wait_for
 from test_consul import (HEALTH, consul, discovery, owner_pid,  # noqa: F401
                          register, routes_to, start)
 
@@ -300,3 +302,140 @@ def test_url_credentials_never_logged(backend, nginx, consul):
                     % (consul.url, secret), state=False)
     rc, err = nginx.check()
     assert rc != 0 and 'HTTP://***@h:1' in err and secret not in err, err
+
+
+# ------------------------------------- scale: connections stay bounded
+
+# README: "at most 10 connections to Consul per nginx instance"
+MAX_CONNS = 10
+
+CATALOG_UPSTREAM = (
+    '    map $http_x_service $tce_svc { default $http_x_service; }\n'
+    '    upstream api { tce_service $tce_svc; }\n')
+
+
+def start_catalog(nginx, consul, params='wait=2s', zone='tce_zone tce 1m;'):
+    nginx.configure(http_extra='    tce_consul %s %s;\n'
+                    '    tce_consul_services tag=edge;\n'
+                    % (consul.url, params),
+                    upstreams=CATALOG_UPSTREAM, state=False, zone=zone)
+    nginx.start()
+
+
+def answer(conn, svc):
+    conn.request('GET', '/', headers={'X-Service': svc})
+    r = conn.getresponse()
+    body = r.read()
+    return int(body) if r.status == 200 else r.status
+
+
+def test_two_thousand_services_few_connections(backend, nginx):
+    # like a real agent: more than MAX_CONNS connections from one
+    # address get 429 and are closed
+    d = ConsulDouble(jitter=False, max_conns_per_client=MAX_CONNS).start()
+    try:
+        names = ['scale.svc%04d.api' % i for i in range(2000)]
+        d.register_many((n, 'i-%d' % i, '127.0.0.1', backend.ok4[i % 4],
+                         ['edge']) for i, n in enumerate(names))
+        start_catalog(nginx, d, zone='tce_zone tce 64m;')
+
+        t0 = time.monotonic()
+
+        def synced():
+            svcs = nginx.status()['services']
+            return sum(1 for n in names
+                       if svcs.get(n, {}).get('instances')) == len(names)
+        wait_for(synced, 60, interval=0.5, what='2,000 services learned')
+        t1 = time.monotonic()
+
+        conn = http.client.HTTPConnection('127.0.0.1', nginx.port,
+                                          timeout=10 * SLOW)
+        try:
+            for i, n in enumerate(names):
+                assert answer(conn, n) == backend.ok4[i % 4], n
+        finally:
+            conn.close()
+
+        t2 = time.monotonic()
+        print('2,000 services: learned in %.1f s, all routed in %.1f s'
+              % (t1 - t0, t2 - t1))
+        st = d.state()
+        assert st['refused'] == 0, st
+        assert 1 <= d.peak_connections() <= MAX_CONNS, st['peak_conns']
+        # one fetch per service, not a blocking query each
+        health = d.requests('/v1/health/service/')
+        assert len(health) <= 2 * len(names), len(health)
+        assert all(r['index'] == 0 for r in health)
+    finally:
+        d.stop()
+
+
+def test_change_detection_fetches_what_changed(backend, nginx):
+    d = ConsulDouble(jitter=False, max_conns_per_client=MAX_CONNS).start()
+    try:
+        names = ['det.svc%02d.api' % i for i in range(12)]
+        d.register_many((n, 'i-%d' % i, '127.0.0.1', backend.ok4[0],
+                         ['edge']) for i, n in enumerate(names))
+        start_catalog(nginx, d, params='wait=2s resync=1h')
+        conn = http.client.HTTPConnection('127.0.0.1', nginx.port,
+                                          timeout=10 * SLOW)
+        try:
+            for n in names:
+                wait_for(lambda: answer(conn, n) == backend.ok4[0], 10,
+                         what='%s routed' % n)
+
+            # a check changes: that service alone is fetched again
+            d.reset_counts()
+            d.register(names[3], 'j-3', '127.0.0.1', backend.ok4[1],
+                       tags=['edge'])
+            wait_for(lambda: set(answer(conn, names[3]) for _ in range(8))
+                     == {backend.ok4[0], backend.ok4[1]}, 10,
+                     what='both instances routed')
+            fetched = set(r['path'] for r in d.requests('/v1/health/service/'))
+            assert fetched == {'/v1/health/service/' + names[3]}, fetched
+
+            # a reload fetches nothing that did not change
+            d.reset_counts()
+            nginx.reload()
+            wait_for(lambda: d.requests('/v1/health/state/any'), 10,
+                     what='the checks watched again')
+            wait_for(lambda: d.open_requests('health/state') >= 1, 10,
+                     what='the checks watch blocking')
+            assert d.requests('/v1/health/service/') == [], \
+                d.requests('/v1/health/service/')
+            r = nginx.get('/', headers={'X-Service': names[5]})
+            assert r.status == 200 and int(r.text) == backend.ok4[0], r
+        finally:
+            conn.close()
+    finally:
+        d.stop()
+
+
+def test_resync_catches_what_no_check_shows(backend, nginx):
+    # an instance registered without any check changes no check: only
+    # the periodic resync (resync=2s here) finds it
+    d = ConsulDouble(jitter=False).start()
+    try:
+        names = ['rs.svc%02d.api' % i for i in range(10)]
+        d.register_many((n, 'i-%d' % i, '127.0.0.1', backend.ok4[0],
+                         ['edge']) for i, n in enumerate(names))
+        start_catalog(nginx, d, params='wait=2s resync=2s')
+        conn = http.client.HTTPConnection('127.0.0.1', nginx.port,
+                                          timeout=10 * SLOW)
+        try:
+            wait_for(lambda: answer(conn, names[0]) == backend.ok4[0], 10,
+                     what='routed')
+            with d.cond:
+                d.reg.register_service('node1', {
+                    'Name': names[0], 'ID': 'nocheck', 'Port':
+                    backend.ok4[2], 'Address': '127.0.0.1',
+                    'Tags': ['edge']})
+                # not a check: the checks' index must not move for it
+                d.cond.notify_all()
+            wait_for(lambda: set(answer(conn, names[0]) for _ in range(8))
+                     == {backend.ok4[0], backend.ok4[2]}, 10,
+                     what='the unchecked instance found by the resync')
+        finally:
+            conn.close()
+    finally:
+        d.stop()
