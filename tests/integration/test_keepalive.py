@@ -563,3 +563,36 @@ def test_5xx_on_kept_alive_connection_counted_and_retried_elsewhere(
     es = nginx.wait_entries('/five/', 6)
     assert [e['upstream_status'] for e in es].count('500, 200') == 1, es
     assert all(e['upstream_status'] in ('200', '500, 200') for e in es), es
+
+
+@pytest.mark.parametrize('change', ['drained', 'moved'])
+def test_view_rebuild_closes_drained_or_moved(backend, nginx, consul,
+                                              change):
+    # no reload (a reload closes every idle connection of the old
+    # workers anyway): the same worker rebuilds its view, and the idle
+    # connection to an instance drained (weight 0) or moved to another
+    # address is closed, not reused
+    keep, other, new = backend.ok4[0], backend.ok4[1], backend.ok4[2]
+    consul.register(SERVICE, 'api-keep', '127.0.0.1', keep)
+    consul.register(SERVICE, 'api-other', '127.0.0.1', other)
+    nginx.configure(upstreams=upstream('tce_keepalive 8;'), state=False,
+                    workers=1,
+                    http_extra='    tce_consul %s wait=2s;\n' % consul.url)
+    nginx.start()
+    wait_for(lambda: answers(nginx) == {keep, other},
+             what='both instances routed')
+    fetch(nginx, '/warm', 10)
+    assert open_to({other})
+    if change == 'drained':
+        consul.register(SERVICE, 'api-other', '127.0.0.1', other, weight=0)
+        want = {keep}
+    else:
+        consul.register(SERVICE, 'api-other', '127.0.0.1', new)
+        want = {keep, new}
+    wait_for(lambda: answers(nginx) == want,
+             what='routing after the change')
+    wait_for(lambda: not open_to({other}) and not open_at_backend({other}),
+             what='the idle connection to the old instance closed')
+    fetch(nginx, '/after', 6)
+    got = backend_entries(backend, '/after', 6)
+    assert {e['port'] for e in got} == want, got
