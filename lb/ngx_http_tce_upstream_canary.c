@@ -159,6 +159,15 @@ ngx_http_tce_upstream_canary(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 s.len++;
             }
 
+            /* "key=uid": one constant, so every request one bucket */
+            if (ngx_http_script_variables_count(&s) == 0) {
+                ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                                   "canary \"%V\" has no variable: every "
+                                   "request gets the same bucket, so all "
+                                   "or none go to the canary (meant "
+                                   "key=$cookie_%V?)", &value[i], &s);
+            }
+
             ccf->key = ngx_http_tce_upstream_complex(cf, &s);
             if (ccf->key == NULL) {
                 return NGX_CONF_ERROR;

@@ -342,3 +342,25 @@ def test_override_matching_no_consul_instance_warned(backend, nginx, consul):
     assert '(the first: "api-1")' in line, line
     assert 'its instance ids are like "%s"' % real in line, line
     assert ports_seen(nginx) == {backend.ok4[0]}
+
+
+# ------------------------------------------------ mistakes at nginx -t
+
+def test_canary_key_without_variable_warned(nginx):
+    nginx.write_state({})
+    for key, warned in (('uid', True), ('$cookie_uid', False),
+                        ('${cookie_uid}-x', False)):
+        nginx.configure(upstreams='    upstream api {\n'
+                        '        tce_service demo.web.api;\n'
+                        '        tce_canary weight=10 key=%s;\n'
+                        '    }\n' % key)
+        rc, out = nginx.check()
+        assert rc == 0, out
+        line = [l for l in out.splitlines() if 'has no variable' in l]
+        if warned:
+            assert line and '[warn]' in line[0], out
+            assert ('canary "key=uid" has no variable: every request gets '
+                    'the same bucket' in line[0]), line
+            assert 'key=$cookie_uid?' in line[0], line
+        else:
+            assert not line, (key, out)
