@@ -27,6 +27,7 @@ PURE_SRCS   := $(shell grep -L 'ngx_config.h' $(MOD_SRCS) /dev/null \
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 UNIT_CFLAGS := -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
+               -fno-sanitize-recover=all \
                -fno-omit-frame-pointer -Ingx_tce_module -Ilb -Iadmin \
                -Itests/unit
 UNIT_LIBS   := -lcmocka -ljansson -lcurl -lhiredis -lm

@@ -293,8 +293,11 @@ ngx_tce_consul_parse_checks(const char *body, size_t len,
         n++;
     }
 
-    qsort(checks, nchecks, sizeof(ngx_tce_consul_check_t),
-          ngx_tce_consul_check_cmp);
+    if (nchecks > 1) {
+        /* checks is NULL when there are none: qsort() must not see it */
+        qsort(checks, nchecks, sizeof(ngx_tce_consul_check_t),
+              ngx_tce_consul_check_cmp);
+    }
 
     out = malloc((nchecks ? nchecks : 1) * sizeof(ngx_tce_consul_digest_t));
 
