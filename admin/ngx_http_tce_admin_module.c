@@ -16,11 +16,12 @@
 
 #include "ngx_tce.h"
 #include "ngx_tce_text.h"
+#include "ngx_tce_persist.h"
+#include "ngx_http_tce_admin_api.h"
 
 
 /* an escaped string: up to 4 bytes per byte of the longest one */
 #define NGX_HTTP_TCE_ADMIN_STR_LEN  1024
-#include "ngx_tce_persist.h"
 
 
 static char *ngx_http_tce_admin_status(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -33,7 +34,6 @@ static json_t *ngx_http_tce_admin_service_json(ngx_tce_zone_t *zone,
 static json_t *ngx_http_tce_admin_instance_json(ngx_tce_instance_t *inst);
 static ngx_int_t ngx_http_tce_admin_discovery_json(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, json_t *sj);
-static json_t *ngx_http_tce_admin_str(const char *s, size_t len);
 static ngx_int_t ngx_http_tce_admin_persist_json(ngx_tce_zone_t *zone,
     json_t *root);
 static ngx_int_t ngx_http_tce_admin_send_json(ngx_http_request_t *r,
@@ -160,7 +160,7 @@ ngx_http_tce_admin_status_json(ngx_tce_zone_t *zone, ngx_log_t *log)
     }
 
     if (json_object_set_new(zj, "name",
-                            ngx_http_tce_admin_str(
+                            ngx_http_tce_admin_jstr(
                                 (char *) zone->shm_zone->shm.name.data,
                                 zone->shm_zone->shm.name.len))
         != 0
@@ -270,18 +270,18 @@ ngx_http_tce_admin_instance_json(ngx_tce_instance_t *inst)
     }
 
     if (json_object_set_new(ij, "id",
-                            ngx_http_tce_admin_str(inst->id,
+                            ngx_http_tce_admin_jstr(inst->id,
                                                    ngx_strlen(inst->id)))
         != 0
         || json_object_set_new(ij, "cluster",
-                               ngx_http_tce_admin_str(inst->cluster,
+                               ngx_http_tce_admin_jstr(inst->cluster,
                                    ngx_strlen(inst->cluster)))
            != 0
         || json_object_set_new(ij, "env",
                                json_string(ngx_tce_env_name(inst->env)))
            != 0
         || json_object_set_new(ij, "address",
-                               ngx_http_tce_admin_str(inst->addr,
+                               ngx_http_tce_admin_jstr(inst->addr,
                                    ngx_strlen(inst->addr)))
            != 0
         || json_object_set_new(ij, "weight", json_integer(inst->weight))
@@ -294,7 +294,7 @@ ngx_http_tce_admin_instance_json(ngx_tce_instance_t *inst)
                                    ngx_tce_instance_state(inst))))
            != 0
         || json_object_set_new(ij, "version",
-                               ngx_http_tce_admin_str(inst->version,
+                               ngx_http_tce_admin_jstr(inst->version,
                                    ngx_strlen(inst->version)))
            != 0)
     {
@@ -342,7 +342,7 @@ ngx_http_tce_admin_discovery_json(ngx_tce_zone_t *zone,
         || json_object_set_new(dj, "last_failure",
                                json_integer(svc->disc_failure)) != 0
         || json_object_set_new(dj, "last_error",
-                               ngx_http_tce_admin_str((char *) error,
+                               ngx_http_tce_admin_jstr((char *) error,
                                    ngx_strlen(error)))
            != 0
         || json_object_set_new(dj, "index",
@@ -366,19 +366,6 @@ ngx_http_tce_admin_discovery_json(ngx_tce_zone_t *zone,
  * the way in); any that are not are escaped (ngx_tce_text.h) rather
  * than failing the whole answer.
  */
-
-static json_t *
-ngx_http_tce_admin_str(const char *s, size_t len)
-{
-    char  buf[NGX_HTTP_TCE_ADMIN_STR_LEN];
-
-    if (ngx_tce_text_printable(s, len)) {
-        return json_stringn(s, len);
-    }
-
-    return json_stringn(buf, ngx_tce_text_escape(buf, sizeof(buf), s, len));
-}
-
 
 /* "persistence": the files the workers write, keyed by path */
 
