@@ -92,7 +92,8 @@ module-locked: $(BUILD)/nginx/Makefile
 	cp $(BUILD)/nginx/objs/ngx_tce_module.so $(MODULE).tmp
 	mv $(MODULE).tmp $(MODULE)
 
-$(BUILD)/unit/%: tests/unit/%.c $(PURE_SRCS) $(MOD_HDRS)
+$(BUILD)/unit/%: tests/unit/%.c $(PURE_SRCS) $(MOD_HDRS) \
+                 $(wildcard tests/unit/*.h)
 	@mkdir -p $(BUILD)/unit
 	$(CC) $(UNIT_CFLAGS) -o $@ $< $(PURE_SRCS) $(UNIT_LIBS)
 

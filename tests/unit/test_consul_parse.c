@@ -21,6 +21,8 @@
 #define FIXTURES  "tests/unit/fixtures/consul/"
 #define NSKIPS    32
 
+#include "unit_fixture.h"
+
 
 typedef struct {
     size_t                    n;
@@ -30,7 +32,6 @@ typedef struct {
 } skips_t;
 
 
-static char *load(const char *name, size_t *len);
 static void on_skip(void *data, size_t n, const char *id,
     const char *reason);
 static const ngx_tce_instance_t *find(const ngx_tce_consul_health_t *res,
@@ -53,34 +54,6 @@ static void test_urls(void **state);
 static void test_escape(void **state);
 static void test_texts_printable(void **state);
 static void assert_printable(const char *s);
-
-
-static char *
-load(const char *name, size_t *len)
-{
-    long   size;
-    char  *buf, path[256];
-    FILE  *f;
-
-    snprintf(path, sizeof(path), "%s%s", FIXTURES, name);
-    f = fopen(path, "rb");
-    assert_non_null(f);
-
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    size = ftell(f);
-    assert_true(size > 0);
-    rewind(f);
-
-    buf = malloc(size + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, size, f), (size_t) size);
-    buf[size] = '\0';
-    fclose(f);
-
-    *len = (size_t) size;
-
-    return buf;
-}
 
 
 static void
