@@ -35,6 +35,7 @@ typedef struct ngx_tce_override_s  ngx_tce_override_t;    /* override.c */
 
 struct ngx_tce_service_s {
     ngx_tce_service_t          *next;        /* never freed */
+    ngx_tce_service_t          *hnext;       /* same bucket of the index */
     ngx_atomic_t                generation;  /* bumped on every change */
     ngx_tce_instance_t         *instances;   /* sorted by id */
     ngx_uint_t                  ninstances;
@@ -70,6 +71,8 @@ struct ngx_tce_service_s {
 typedef struct {
     ngx_tce_service_t          *services;    /* list, newest first */
     ngx_uint_t                  nservices;
+    ngx_tce_service_t         **index;       /* by name: hash buckets */
+    ngx_uint_t                  index_mask;  /* buckets - 1 */
     time_t                      created;
     void                       *metrics;     /* lb/ngx_http_tce_metrics.h */
 
@@ -109,8 +112,10 @@ typedef struct {
 
 /*
  * Finds a service by name; with create, adds it (empty) if absent.
- * Lookup takes no lock: services are never freed or unlinked.
- * Returns NULL if absent (or, with create, if the zone is full).
+ * O(1): a hash index in the zone, sized from the zone's size.  Lookup
+ * takes no lock: services are never freed or unlinked, and an entry is
+ * published whole in its bucket.  Returns NULL if absent (or, with
+ * create, if the zone is full).
  */
 ngx_tce_service_t *ngx_tce_zone_service(ngx_tce_zone_t *zone, u_char *name,
     size_t len, ngx_uint_t create);

@@ -444,16 +444,11 @@ ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
             continue;
         }
 
-        found = 0;
-
-        for (i = 0; i < ctx->state.nservices; i++) {
-            if (ngx_strlen(ss[i].name) == svc->name_len
-                && ngx_memcmp(ss[i].name, svc->name, svc->name_len) == 0)
-            {
-                found = 1;
-                break;
-            }
-        }
+        /* the file's services are sorted by name */
+        found = ctx->state.nservices
+                && bsearch(svc->name, ss, ctx->state.nservices,
+                           sizeof(ngx_tce_state_service_t),
+                           ngx_tce_state_service_cmp);
 
         if (!found) {
             (void) ngx_tce_zone_set(zone, svc, NULL, 0, NGX_TCE_SOURCE_STATE,

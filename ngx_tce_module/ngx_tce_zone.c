@@ -9,6 +9,14 @@
 #include "ngx_tce_sched_zone.h"
 
 
+/* buckets of the service index: one per this many bytes of zone */
+#define NGX_TCE_ZONE_INDEX_RATIO  2048
+#define NGX_TCE_ZONE_INDEX_MIN    64
+
+
+static ngx_tce_service_t *ngx_tce_zone_find(ngx_tce_shctx_t *sh,
+    u_char *name, size_t len, ngx_uint_t hash);
+static ngx_int_t ngx_tce_zone_index_init_locked(ngx_tce_zone_t *zone);
 static int ngx_libc_cdecl ngx_tce_instance_cmp(const void *a,
     const void *b);
 static ngx_uint_t ngx_tce_instances_equal(const ngx_tce_instance_t *a,
@@ -53,30 +61,36 @@ ngx_tce_service_t *
 ngx_tce_zone_service(ngx_tce_zone_t *zone, u_char *name, size_t len,
     ngx_uint_t create)
 {
-    ngx_tce_service_t  *svc;
+    ngx_uint_t           hash;
+    ngx_tce_service_t   *svc, **bucket;
 
     if (len >= NGX_TCE_SERVICE_LEN) {
         return NULL;
     }
 
-    for (svc = zone->sh->services; svc; svc = svc->next) {
-        if (svc->name_len == len && ngx_memcmp(svc->name, name, len) == 0) {
-            return svc;
-        }
-    }
+    hash = ngx_crc32_short(name, len);
 
-    if (!create) {
-        return NULL;
+    svc = ngx_tce_zone_find(zone->sh, name, len, hash);
+
+    if (svc != NULL || !create) {
+        return svc;
     }
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     /* another writer may have added it meanwhile */
-    for (svc = zone->sh->services; svc; svc = svc->next) {
-        if (svc->name_len == len && ngx_memcmp(svc->name, name, len) == 0) {
-            ngx_shmtx_unlock(&zone->shpool->mutex);
-            return svc;
-        }
+    svc = ngx_tce_zone_find(zone->sh, name, len, hash);
+
+    if (svc != NULL) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return svc;
+    }
+
+    if (zone->sh->index == NULL
+        && ngx_tce_zone_index_init_locked(zone) != NGX_OK)
+    {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NULL;
     }
 
     svc = ngx_slab_calloc_locked(zone->shpool, sizeof(ngx_tce_service_t));
@@ -88,16 +102,79 @@ ngx_tce_zone_service(ngx_tce_zone_t *zone, u_char *name, size_t len,
         svc->generation = 1;
         svc->next = zone->sh->services;
 
-        /* readers walk the list without the lock: publish it whole */
+        bucket = &zone->sh->index[hash & zone->sh->index_mask];
+        svc->hnext = *bucket;
+
+        /* readers walk the list and the buckets without the lock */
         ngx_memory_barrier();
 
         zone->sh->services = svc;
+        *bucket = svc;
         zone->sh->nservices++;
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     return svc;
+}
+
+
+/* lock-free: entries are published whole and never unlinked */
+
+static ngx_tce_service_t *
+ngx_tce_zone_find(ngx_tce_shctx_t *sh, u_char *name, size_t len,
+    ngx_uint_t hash)
+{
+    ngx_tce_service_t  *svc, **index;
+
+    index = sh->index;
+
+    if (index == NULL) {
+        return NULL;
+    }
+
+    for (svc = index[hash & sh->index_mask]; svc; svc = svc->hnext) {
+        if (svc->name_len == len && ngx_memcmp(svc->name, name, len) == 0) {
+            return svc;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * The index has about one bucket per 2 KiB of zone: more than the
+ * services the zone can hold (each takes more than that with its
+ * instances and series), so chains stay short and the table never
+ * grows (a growth would relink entries under lock-free readers).
+ */
+static ngx_int_t
+ngx_tce_zone_index_init_locked(ngx_tce_zone_t *zone)
+{
+    size_t               size;
+    ngx_uint_t           n;
+    ngx_tce_service_t  **index;
+
+    size = zone->shm_zone->shm.size / NGX_TCE_ZONE_INDEX_RATIO;
+
+    for (n = NGX_TCE_ZONE_INDEX_MIN; n < size; n <<= 1) {
+        /* void */
+    }
+
+    index = ngx_slab_calloc_locked(zone->shpool,
+                                   n * sizeof(ngx_tce_service_t *));
+    if (index == NULL) {
+        return NGX_ERROR;
+    }
+
+    zone->sh->index_mask = n - 1;
+
+    ngx_memory_barrier();
+
+    zone->sh->index = index;
+
+    return NGX_OK;
 }
 
 
