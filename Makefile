@@ -15,7 +15,7 @@ TOP         := $(CURDIR)
 DEB_PACKAGES := nginx-core nginx-dev libcurl4-openssl-dev libjansson-dev \
                 libhiredis-dev libpcre3-dev zlib1g-dev libssl-dev \
                 libcmocka-dev python3-pytest curl wrk redis-server \
-                prometheus valgrind openssl gcc make
+                redis-sentinel prometheus valgrind openssl gcc make
 
 MOD_DIRS    := ngx_tce_module lb admin
 MOD_SRCS    := $(wildcard $(addsuffix /*.c,$(MOD_DIRS)))

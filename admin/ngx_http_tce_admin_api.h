@@ -6,6 +6,7 @@
  *   ngx_http_tce_admin_read.c    GET services, a service, status
  *   ngx_http_tce_admin_policy.c  a cluster's canary policy
  *   ngx_http_tce_admin_store.c   the state file as the API's store
+ *   ngx_http_tce_admin_fleet.c   canary writes to Redis (tce_redis)
  *   ngx_http_tce_admin_input.c   body and token checks (pure C)
  */
 
@@ -138,6 +139,23 @@ ngx_uint_t ngx_http_tce_admin_has_cluster(ngx_tce_zone_t *zone,
 /* canary handlers of ngx_http_tce_admin_policy.c; body may be NULL */
 ngx_int_t ngx_http_tce_admin_canary(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, u_char *body, size_t len);
+
+/*
+ * Sends a cluster's canary policy as it is in the zone, with its ETag
+ * (the service's generation, or its fleet revision with tce_redis).
+ */
+ngx_int_t ngx_http_tce_admin_canary_show(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx, ngx_uint_t status);
+
+/*
+ * A canary write (req NULL: DELETE) through the fleet store, Redis
+ * (ngx_http_tce_admin_fleet.c).  Returns NGX_DONE when the answer will
+ * come with Redis's reply (the request's count is taken), or the
+ * answer's status once sent.
+ */
+ngx_int_t ngx_http_tce_admin_fleet_canary(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx,
+    const ngx_http_tce_admin_canary_req_t *req);
 
 /* the state file's fingerprint now (exists 0 when absent) */
 ngx_int_t ngx_http_tce_admin_fp(ngx_str_t *path, ngx_http_tce_admin_fp_t *fp);

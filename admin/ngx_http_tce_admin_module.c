@@ -17,6 +17,7 @@
 #include "ngx_tce.h"
 #include "ngx_tce_text.h"
 #include "ngx_tce_persist.h"
+#include "ngx_tce_redis.h"
 #include "ngx_http_tce_admin_api.h"
 
 
@@ -185,7 +186,11 @@ ngx_http_tce_admin_status_json(ngx_tce_zone_t *zone, ngx_log_t *log)
         }
     }
 
-    if (ngx_http_tce_admin_persist_json(zone, root) != NGX_OK) {
+    if (ngx_http_tce_admin_persist_json(zone, root) != NGX_OK
+        || (zone->sh->redis
+            && json_object_set_new(root, "fleet", ngx_tce_redis_json(zone))
+               != 0))
+    {
         goto failed;
     }
 

@@ -7,8 +7,10 @@
  *              user back to prod)
  *   DELETE ... back to nginx.conf's tce_canary
  *
- * Writes honour If-Match against the service's generation (the ETag),
- * go to the state file first (ngx_http_tce_admin_store.c), then to the
+ * With tce_redis, writes go to the fleet store instead
+ * (ngx_http_tce_admin_fleet.c).  Otherwise they honour If-Match
+ * against the service's generation (the ETag), go to the state file
+ * first (ngx_http_tce_admin_store.c), then to the
  * zone (ngx_tce_zone_policy_set), so that each worker takes the new
  * policy at its next request and it survives a restart.  A refused
  * write changes neither.
@@ -23,8 +25,6 @@
 #include "ngx_http_tce_admin_store.h"
 
 
-static ngx_int_t ngx_http_tce_admin_canary_show(ngx_http_request_t *r,
-    ngx_http_tce_admin_ctx_t *ctx, ngx_uint_t status);
 static ngx_int_t ngx_http_tce_admin_canary_write(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, const ngx_http_tce_admin_canary_req_t *req);
 static ngx_int_t ngx_http_tce_admin_precondition(ngx_http_request_t *r,
@@ -35,6 +35,7 @@ ngx_int_t
 ngx_http_tce_admin_canary(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, u_char *body, size_t len)
 {
+    ngx_tce_main_conf_t             *tmcf;
     ngx_http_tce_admin_err_t         err;
     ngx_http_tce_admin_canary_req_t  req;
 
@@ -42,8 +43,11 @@ ngx_http_tce_admin_canary(ngx_http_request_t *r,
         return ngx_http_tce_admin_canary_show(r, ctx, NGX_HTTP_OK);
     }
 
+    tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
+
     if (r->method & NGX_HTTP_DELETE) {
-        return ngx_http_tce_admin_canary_write(r, ctx, NULL);
+        return tmcf->fleet ? ngx_http_tce_admin_fleet_canary(r, ctx, NULL)
+                           : ngx_http_tce_admin_canary_write(r, ctx, NULL);
     }
 
     if (ngx_http_tce_admin_canary_parse((char *) body, len, &req, &err)
@@ -53,11 +57,12 @@ ngx_http_tce_admin_canary(ngx_http_request_t *r,
                                         err.text);
     }
 
-    return ngx_http_tce_admin_canary_write(r, ctx, &req);
+    return tmcf->fleet ? ngx_http_tce_admin_fleet_canary(r, ctx, &req)
+                       : ngx_http_tce_admin_canary_write(r, ctx, &req);
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_tce_admin_canary_show(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, ngx_uint_t status)
 {
@@ -68,7 +73,9 @@ ngx_http_tce_admin_canary_show(ngx_http_request_t *r,
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
 
-    generation = ctx->svc->generation;
+    /* with tce_redis the ETag is the fleet's revision of the service */
+    generation = tmcf->fleet ? (ngx_atomic_uint_t) ctx->svc->fleet_rev
+                             : ctx->svc->generation;
 
     if (ngx_tce_zone_policy_get(tmcf->zone, ctx->svc, &ctx->cluster, &pol)
         == NGX_OK)
@@ -89,7 +96,8 @@ ngx_http_tce_admin_canary_show(ngx_http_request_t *r,
         || json_object_set_new(root, "canary", pj) != 0
         || json_object_set_new(root, "source",
                                json_string(json_is_null(pj) ? "nginx.conf"
-                                                            : "state"))
+                                           : tmcf->fleet ? "fleet"
+                                                         : "state"))
            != 0
         || json_object_set_new(root, "service",
                                ngx_http_tce_admin_jstr(ctx->svc->name,

@@ -18,6 +18,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_tce_admin_api.h"
+#include "ngx_tce_redis.h"
 
 
 static json_t *ngx_http_tce_admin_summary(ngx_tce_zone_t *zone,
@@ -530,7 +531,11 @@ ngx_http_tce_admin_status_v1(ngx_http_request_t *r)
         || json_object_set_new(cj, "heartbeat_age_ms",
                                owner ? json_integer(age) : json_null())
            != 0
-        || json_object_set_new(root, "pid", json_integer(ngx_pid)) != 0)
+        || json_object_set_new(root, "pid", json_integer(ngx_pid)) != 0
+        || (zone->sh->redis
+            && json_object_set_new(root, "fleet",
+                                   ngx_tce_redis_json(zone))
+               != 0))
     {
         json_decref(root);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

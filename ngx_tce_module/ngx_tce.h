@@ -44,6 +44,8 @@ struct ngx_tce_service_s {
     ngx_tce_policy_t           *policies;    /* canary, per cluster */
     ngx_tce_override_t         *overrides;   /* the state file's, by id */
     ngx_uint_t                  noverrides;
+    uint64_t                    fleet_rev;   /* tce_redis: the fleet's
+                                                revision of its policies */
 
     /* the weighted schedules of the set (ngx_tce_sched_zone.h) */
     ngx_tce_sched_set_t        *sched;       /* NULL: not (yet) built */
@@ -83,6 +85,9 @@ typedef struct {
 
     /* status of the files the workers write (ngx_tce_persist.h) */
     void                       *persist;
+
+    /* the fleet store's status (ngx_tce_redis.h), NULL: none yet */
+    void                       *redis;
 } ngx_tce_shctx_t;
 
 
@@ -107,6 +112,8 @@ typedef struct {
     ngx_array_t                 refs;        /* ngx_tce_service_ref_t */
     ngx_array_t                 persist;     /* ngx_tce_persist_t * */
     ngx_uint_t                  exiting;     /* exit_process has begun */
+    ngx_uint_t                  fleet;       /* tce_redis: canary policies
+                                                come from the fleet */
 } ngx_tce_main_conf_t;
 
 
@@ -159,6 +166,22 @@ ngx_int_t ngx_tce_zone_policy_set(ngx_tce_zone_t *zone,
 ngx_int_t ngx_tce_zone_policy_get(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, ngx_str_t *cluster,
     ngx_tce_canary_policy_t *policy);
+
+/*
+ * Applies the fleet's canary policies of one service (tce_redis): the
+ * n clusters of cluster[]/policy[] get theirs, every other cluster of
+ * the service goes back to nginx.conf's default; the service's fleet
+ * revision becomes rev.  Returns NGX_OK, or NGX_ERROR when the zone is
+ * full (logged; what was set before stays).
+ */
+ngx_int_t ngx_tce_policy_apply_fleet(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, ngx_str_t *cluster,
+    const ngx_tce_canary_policy_t *policy, ngx_uint_t n, uint64_t rev,
+    ngx_log_t *log);
+
+/* sets a service's fleet revision to rev if that is higher (a write) */
+void ngx_tce_policy_fleet_rev(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    uint64_t rev);
 
 /*
  * Applies the canary objects of a state file's service (checked when

@@ -422,15 +422,19 @@ ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
         svc = ngx_tce_zone_service(zone, (u_char *) ss[i].name,
                                    ngx_strlen(ss[i].name), 1);
 
-        /* Consul owns the instances (the file may be its snapshot) */
+        /*
+         * Consul owns the instances (the file may be its snapshot); with
+         * tce_redis the fleet owns the canary policies
+         */
         if (svc == NULL
             || (svc->source != NGX_TCE_SOURCE_CONSUL
                 && ngx_tce_zone_set(zone, svc, ss[i].instances,
                                     ss[i].ninstances, NGX_TCE_SOURCE_STATE,
                                     log)
                    == NGX_ERROR)
-            || ngx_tce_policy_apply_state(zone, svc, &ss[i], log)
-               == NGX_ERROR)
+            || (!tmcf->fleet
+                && ngx_tce_policy_apply_state(zone, svc, &ss[i], log)
+                   == NGX_ERROR))
         {
             ngx_log_error(NGX_LOG_EMERG, log, 0,
                           "tce zone \"%V\" is too small for tce_state \"%V\"",
@@ -453,7 +457,9 @@ ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
         if (!found) {
             (void) ngx_tce_zone_set(zone, svc, NULL, 0, NGX_TCE_SOURCE_STATE,
                                     log);
-            (void) ngx_tce_policy_apply_state(zone, svc, NULL, log);
+            if (!tmcf->fleet) {
+                (void) ngx_tce_policy_apply_state(zone, svc, NULL, log);
+            }
         }
     }
 

@@ -201,3 +201,66 @@ ngx_tce_policy_apply_state(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
 
     return NGX_OK;
 }
+
+
+ngx_int_t
+ngx_tce_policy_apply_fleet(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    ngx_str_t *cluster, const ngx_tce_canary_policy_t *policy, ngx_uint_t n,
+    uint64_t rev, ngx_log_t *log)
+{
+    ngx_str_t          name;
+    ngx_uint_t         i, keep;
+    ngx_tce_policy_t  *p;
+
+    for (p = svc->policies; p; p = p->next) {
+        if (!p->set) {
+            continue;
+        }
+
+        keep = 0;
+
+        for (i = 0; i < n; i++) {
+            if (cluster[i].len == p->cluster_len
+                && ngx_memcmp(cluster[i].data, p->cluster, p->cluster_len)
+                   == 0)
+            {
+                keep = 1;
+                break;
+            }
+        }
+
+        if (!keep) {
+            name.data = p->cluster;
+            name.len = p->cluster_len;
+            (void) ngx_tce_zone_policy_set(zone, svc, &name, NULL, log);
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        if (ngx_tce_zone_policy_set(zone, svc, &cluster[i], &policy[i], log)
+            == NGX_ERROR)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+    svc->fleet_rev = rev;
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_tce_policy_fleet_rev(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    uint64_t rev)
+{
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (rev > svc->fleet_rev) {
+        svc->fleet_rev = rev;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}

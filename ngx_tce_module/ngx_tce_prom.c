@@ -65,6 +65,8 @@ static int ngx_tce_prom_json_persist(const ngx_tce_prom_snapshot_t *s,
     json_t *root);
 static void ngx_tce_prom_process(const ngx_tce_prom_snapshot_t *s,
     ngx_tce_buf_t *b, unsigned format);
+static void ngx_tce_prom_fleet(const ngx_tce_prom_snapshot_t *s,
+    ngx_tce_buf_t *b, unsigned format);
 static int ngx_tce_prom_json(const ngx_tce_prom_snapshot_t *s,
     ngx_tce_buf_t *b);
 static json_t *ngx_tce_prom_json_hist(const ngx_tce_histogram_t *h);
@@ -377,6 +379,7 @@ ngx_tce_prom_render(const ngx_tce_prom_snapshot_t *s, unsigned format,
     ngx_tce_prom_instances(s, b, format);
     ngx_tce_prom_discovery(s, b, format);
     ngx_tce_prom_persist(s, b, format);
+    ngx_tce_prom_fleet(s, b, format);
     ngx_tce_prom_process(s, b, format);
 
     if (format == NGX_TCE_PROM_OPENMETRICS) {
@@ -802,6 +805,66 @@ ngx_tce_prom_json_persist(const ngx_tce_prom_snapshot_t *s, json_t *root)
     }
 
     return 0;
+}
+
+
+/* the fleet store: label-less series, only with tce_redis */
+
+static void
+ngx_tce_prom_fleet(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b,
+    unsigned format)
+{
+    unsigned                     k;
+    uint64_t                     v, vals[9];
+    ngx_tce_prom_family_t        f;
+    const ngx_tce_prom_fleet_t  *fl;
+
+    static const char  *names[] = {
+        "tce_fleet_redis_up", "tce_fleet_version",
+        "tce_fleet_last_sync_timestamp_seconds", "tce_fleet_syncs_total",
+        "tce_fleet_messages_total", "tce_fleet_errors_total",
+        "tce_fleet_snapshots_refused_total", "tce_fleet_writes_total",
+        "tce_fleet_write_errors_total"
+    };
+    static const char  *helps[] = {
+        "1 when the fleet syncer is connected to Redis.",
+        "Fleet version of the policy applied to this node.",
+        "Unix time of the last fleet snapshot applied, 0 if none.",
+        "Fleet snapshots read and applied.",
+        "Pub/sub messages received from the fleet.",
+        "Redis connection and protocol errors.",
+        "Fleet snapshots refused as invalid (nothing applied).",
+        "Admin writes accepted by the fleet store.",
+        "Admin writes refused because Redis was unavailable."
+    };
+
+    fl = &s->fleet;
+
+    if (!fl->present) {
+        return;
+    }
+
+    vals[0] = fl->up;
+    vals[1] = fl->version;
+    vals[2] = fl->last_sync;
+    vals[3] = fl->syncs;
+    vals[4] = fl->messages;
+    vals[5] = fl->errors;
+    vals[6] = fl->rejected;
+    vals[7] = fl->writes;
+    vals[8] = fl->write_errors;
+
+    for (k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+        v = vals[k];
+
+        ngx_tce_prom_begin(&f, b, format, names[k],
+                           k < 3 ? NGX_TCE_PROM_GAUGE : NGX_TCE_PROM_COUNTER,
+                           helps[k]);
+        f.samples++;
+        (void) ngx_tce_buf_printf(b, "%s %llu\n", f.name,
+                                  (unsigned long long) v);
+        ngx_tce_prom_end(&f);
+    }
 }
 
 

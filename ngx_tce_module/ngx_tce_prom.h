@@ -99,6 +99,21 @@ typedef struct {
 } ngx_tce_prom_persist_t;
 
 
+/* the fleet store (tce_redis), present 0 without it */
+typedef struct {
+    int                       present;
+    unsigned                  up;            /* the syncer is connected */
+    uint64_t                  version;       /* fleet version applied */
+    uint64_t                  last_sync;     /* unix time, 0: never */
+    uint64_t                  syncs;
+    uint64_t                  messages;
+    uint64_t                  errors;
+    uint64_t                  rejected;
+    uint64_t                  writes;
+    uint64_t                  write_errors;
+} ngx_tce_prom_fleet_t;
+
+
 typedef struct {
     ngx_tce_prom_group_t     *groups;
     size_t                    ngroups;
@@ -108,6 +123,7 @@ typedef struct {
     size_t                    ndiscovery;
     ngx_tce_prom_persist_t   *persist;
     size_t                    npersist;
+    ngx_tce_prom_fleet_t      fleet;
 
     const char               *zone_name;
     uint64_t                  zone_size;

@@ -1,0 +1,432 @@
+/*
+ * The admin API's canary writes with tce_redis: the fleet store.
+ *
+ * The write is one Lua script in Redis: it checks If-Match against the
+ * service's fleet revision, merges the request into the stored policy
+ * (so two nodes racing never lose an update), stores it, bumps the
+ * revision and the fleet version, and publishes the version on
+ * <prefix>events; all or nothing.  The answer comes once Redis has
+ * answered: the node that took the write applies it to its own zone at
+ * once, the others through their syncer (ngx_tce_redis_sync.c).
+ *
+ * Redis unreachable, failing or silent for timeout=: 503 with the
+ * reason; the zone is left as it is, traffic goes on with the last
+ * applied policy.  The state file is not written: with tce_redis the
+ * fleet is the store of canary policies.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_tce_admin_api.h"
+#include "ngx_tce_redis.h"
+
+
+/* a write in flight: outlives its request if the client goes away */
+typedef struct {
+    ngx_http_request_t         *r;           /* NULL: request gone */
+    ngx_pool_cleanup_t         *cln;
+} ngx_http_tce_admin_fleet_write_t;
+
+
+static void ngx_http_tce_admin_fleet_reply(ngx_tce_redis_conn_t *rc,
+    redisReply *reply, const char *err, void *data);
+static ngx_int_t ngx_http_tce_admin_fleet_answer(ngx_http_request_t *r,
+    redisReply *reply, const char *err);
+static void ngx_http_tce_admin_fleet_gone(void *data);
+static ngx_int_t ngx_http_tce_admin_fleet_unavailable(ngx_http_request_t *r,
+    const char *err);
+
+
+/*
+ * KEYS: canary hash, rev hash, version.  ARGV: field, service, If-Match
+ * ("" for none), "set" or "del", weight (-1: keep), fallback (-1: keep),
+ * rollback (0/1), channel.  Returns {1, rev, version, policy ("" when
+ * deleted)}, {0, rev} when If-Match does not match, {2, text} when the
+ * stored policy cannot be read (nothing changed).
+ */
+static const char  ngx_http_tce_admin_fleet_script[] =
+    "local rev = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')\n"
+    "if ARGV[3] ~= '' and tonumber(ARGV[3]) ~= rev then\n"
+    "  return {0, rev}\n"
+    "end\n"
+    "local pol = ''\n"
+    "if ARGV[4] == 'del' then\n"
+    "  redis.call('HDEL', KEYS[1], ARGV[1])\n"
+    "else\n"
+    "  local w, e, f = 0, 0, true\n"
+    "  local cur = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "  if cur then\n"
+    "    local ok, o = pcall(cjson.decode, cur)\n"
+    "    if not ok or type(o) ~= 'table'\n"
+    "       or type(o.weight_bp) ~= 'number' then\n"
+    "      return {2, 'the stored policy is not a policy object'}\n"
+    "    end\n"
+    "    w = o.weight_bp\n"
+    "    if type(o.epoch) == 'number' then e = o.epoch end\n"
+    "    if o.fallback == false then f = false end\n"
+    "  end\n"
+    "  if tonumber(ARGV[5]) >= 0 then w = tonumber(ARGV[5]) end\n"
+    "  if tonumber(ARGV[6]) >= 0 then f = (ARGV[6] == '1') end\n"
+    "  if ARGV[7] == '1' then w = 0; e = e + 1 end\n"
+    "  pol = string.format("
+    "'{\"epoch\":%d,\"fallback\":%s,\"weight_bp\":%d}',\n"
+    "                      e, f and 'true' or 'false', w)\n"
+    "  redis.call('HSET', KEYS[1], ARGV[1], pol)\n"
+    "end\n"
+    "rev = redis.call('HINCRBY', KEYS[2], ARGV[2], 1)\n"
+    "local v = redis.call('INCR', KEYS[3])\n"
+    "redis.call('PUBLISH', ARGV[8], tostring(v))\n"
+    "return {1, rev, v, pol}\n";
+
+
+ngx_int_t
+ngx_http_tce_admin_fleet_canary(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx, const ngx_http_tce_admin_canary_req_t *req)
+{
+    int                                n;
+    u_char                            *p;
+    size_t                             len[16];
+    uint64_t                           rev;
+    ngx_str_t                          keys[3], field, im, num[3];
+    ngx_uint_t                         i;
+    const char                        *argv[16];
+    ngx_table_elt_t                   *h;
+    ngx_pool_cleanup_t                *cln;
+    ngx_tce_redis_ctx_t               *rctx;
+    ngx_tce_redis_main_conf_t         *rmcf;
+    ngx_http_tce_admin_fleet_write_t  *w;
+
+    static const char                 *names[] = {
+        "canary", "rev", "version"
+    };
+
+    rmcf = ngx_http_get_module_main_conf(r, ngx_tce_redis_module);
+    rctx = rmcf->ctx;
+
+    if (rctx == NULL) {
+        return ngx_http_tce_admin_fleet_unavailable(r, "not started");
+    }
+
+    ngx_str_null(&im);
+
+    h = r->headers_in.if_match;
+
+    if (h) {
+        switch (ngx_tce_fleet_if_match((char *) h->value.data, h->value.len,
+                                       &rev))
+        {
+        case 1:
+            im.data = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+            if (im.data == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            im.len = ngx_sprintf(im.data, "%uL", rev) - im.data;
+            break;
+
+        case 0:
+            break;
+
+        default:
+            return ngx_http_tce_admin_error(r, NGX_HTTP_PRECONDITION_FAILED,
+                       "precondition_failed",
+                       "If-Match is not an ETag of this API (\"<n>\")");
+        }
+    }
+
+    for (i = 0; i < 3; i++) {
+        keys[i].len = rmcf->prefix.len + ngx_strlen(names[i]);
+        keys[i].data = ngx_pnalloc(r->pool, keys[i].len);
+        if (keys[i].data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_sprintf(keys[i].data, "%V%s", &rmcf->prefix, names[i]);
+    }
+
+    field.len = ctx->svc->name_len + 1 + ctx->cluster.len;
+    field.data = ngx_pnalloc(r->pool, field.len);
+    if (field.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(field.data, "%*s/%V", ctx->svc->name_len, ctx->svc->name,
+                &ctx->cluster);
+
+    for (i = 0; i < 3; i++) {
+        num[i].data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (num[i].data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    p = ngx_sprintf(num[0].data, "%D", req ? req->weight : -1);
+    num[0].len = p - num[0].data;
+    p = ngx_sprintf(num[1].data, "%d", req ? req->fallback : -1);
+    num[1].len = p - num[1].data;
+    p = ngx_sprintf(num[2].data, "%d", req ? req->rollback : 0);
+    num[2].len = p - num[2].data;
+
+    n = 0;
+    argv[n] = "EVAL";
+    len[n++] = 4;
+    argv[n] = ngx_http_tce_admin_fleet_script;
+    len[n++] = sizeof(ngx_http_tce_admin_fleet_script) - 1;
+    argv[n] = "3";
+    len[n++] = 1;
+
+    for (i = 0; i < 3; i++) {
+        argv[n] = (char *) keys[i].data;
+        len[n++] = keys[i].len;
+    }
+
+    argv[n] = (char *) field.data;
+    len[n++] = field.len;
+    argv[n] = (char *) ctx->svc->name;
+    len[n++] = ctx->svc->name_len;
+    argv[n] = im.len ? (char *) im.data : "";
+    len[n++] = im.len;
+    argv[n] = req ? "set" : "del";
+    len[n++] = 3;
+
+    for (i = 0; i < 3; i++) {
+        argv[n] = (char *) num[i].data;
+        len[n++] = num[i].len;
+    }
+
+    argv[n] = (char *) rmcf->channel.data;
+    len[n++] = rmcf->channel.len;
+
+    w = ngx_alloc(sizeof(ngx_http_tce_admin_fleet_write_t),
+                  r->connection->log);
+    if (w == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        ngx_free(w);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    w->r = r;
+    w->cln = cln;
+
+    if (ngx_tce_redis_command(&rctx->cmd, ngx_http_tce_admin_fleet_reply, w,
+                              n, argv, len)
+        != NGX_OK)
+    {
+        ngx_free(w);
+        return ngx_http_tce_admin_fleet_unavailable(r,
+                                                (char *) rctx->cmd.err);
+    }
+
+    cln->handler = ngx_http_tce_admin_fleet_gone;
+    cln->data = w;
+
+    /* answered from the reply's handler */
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_tce_admin_fleet_gone(void *data)
+{
+    ngx_http_tce_admin_fleet_write_t *w = data;
+
+    w->r = NULL;
+}
+
+
+static void
+ngx_http_tce_admin_fleet_reply(ngx_tce_redis_conn_t *rc, redisReply *reply,
+    const char *err, void *data)
+{
+    ngx_http_tce_admin_fleet_write_t *w = data;
+
+    ngx_int_t            status;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = w->r;
+
+    if (r == NULL) {
+        ngx_free(w);
+        return;
+    }
+
+    w->cln->handler = NULL;
+    ngx_free(w);
+
+    c = r->connection;
+
+    status = ngx_http_tce_admin_fleet_answer(r, reply, err);
+
+    ngx_http_finalize_request(r, status == NGX_DONE ? NGX_OK : status);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_http_tce_admin_fleet_answer(ngx_http_request_t *r, redisReply *reply,
+    const char *err)
+{
+    u_char                      text[NGX_HTTP_TCE_ADMIN_TEXT_LEN];
+    char                        buf[NGX_TCE_FLEET_VALUE_MAX + 1];
+    uint64_t                    rev;
+    redisReply                 *e;
+    ngx_tce_redis_sh_t         *sh;
+    ngx_tce_main_conf_t        *tmcf;
+    ngx_tce_canary_policy_t     pol;
+    ngx_http_tce_admin_ctx_t   *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tce_admin_api_module);
+    tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
+    sh = ngx_tce_redis_sh(tmcf->zone);
+
+    if (reply == NULL) {
+        return ngx_http_tce_admin_fleet_unavailable(r, err);
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tce admin: the fleet write failed in Redis: %*s",
+                      (size_t) ngx_min(reply->len, 200), reply->str);
+
+        ngx_snprintf(text, sizeof(text) - 1, "Redis: %*s%Z",
+                     (size_t) ngx_min(reply->len, 120), reply->str);
+
+        return ngx_http_tce_admin_fleet_unavailable(r, (char *) text);
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2
+        || reply->element[0]->type != REDIS_REPLY_INTEGER)
+    {
+        goto bad;
+    }
+
+    e = reply->element[1];
+
+    switch (reply->element[0]->integer) {
+
+    case 0:
+        if (e->type != REDIS_REPLY_INTEGER || e->integer < 0) {
+            goto bad;
+        }
+
+        (void) ngx_atomic_fetch_add(&sh->conflicts, 1);
+
+        ngx_snprintf(text, sizeof(text) - 1,
+                     "If-Match does not match the service's fleet "
+                     "revision (ETag \"%L\"): read it again and retry%Z",
+                     e->integer);
+
+        if (ngx_http_tce_admin_etag(r, (ngx_atomic_uint_t) e->integer)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_tce_admin_error(r, NGX_HTTP_PRECONDITION_FAILED,
+                                        "precondition_failed",
+                                        (char *) text);
+
+    case 1:
+        break;
+
+    case 2:
+        return ngx_http_tce_admin_error(r, NGX_HTTP_CONFLICT,
+                   "fleet_policy_invalid",
+                   "the policy stored in Redis for this cluster is not a "
+                   "policy object: fix or delete it there; nothing "
+                   "changed");
+
+    default:
+        goto bad;
+    }
+
+    if (reply->elements != 4
+        || e->type != REDIS_REPLY_INTEGER || e->integer < 1
+        || reply->element[2]->type != REDIS_REPLY_INTEGER
+        || reply->element[3]->type != REDIS_REPLY_STRING
+        || reply->element[3]->len > NGX_TCE_FLEET_VALUE_MAX)
+    {
+        goto bad;
+    }
+
+    rev = (uint64_t) e->integer;
+
+    (void) ngx_atomic_fetch_add(&sh->writes, 1);
+
+    /* this node routes with it now; the others through their syncer */
+    if (reply->element[3]->len == 0) {
+        (void) ngx_tce_zone_policy_set(tmcf->zone, ctx->svc, &ctx->cluster,
+                                       NULL, r->connection->log);
+
+    } else {
+        ngx_memcpy(buf, reply->element[3]->str, reply->element[3]->len);
+        buf[reply->element[3]->len] = '\0';
+
+        if (ngx_tce_canary_parse_json(buf, &pol, NULL, 0) != 0) {
+            goto bad;
+        }
+
+        if (ngx_tce_zone_policy_set(tmcf->zone, ctx->svc, &ctx->cluster,
+                                    &pol, r->connection->log)
+            == NGX_ERROR)
+        {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "tce admin: fleet policy stored, but this node's "
+                          "zone is full: it applies at the next resync");
+        }
+    }
+
+    ngx_tce_policy_fleet_rev(tmcf->zone, ctx->svc, rev);
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "tce admin: %V canary of \"%s\" cluster \"%V\" by \"%V\" "
+                  "(fleet version %L, revision %uL)",
+                  &r->method_name, ctx->svc->name, &ctx->cluster,
+                  &ctx->principal, reply->element[2]->integer, rev);
+
+    return ngx_http_tce_admin_canary_show(r, ctx, NGX_HTTP_OK);
+
+bad:
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "tce admin: unexpected answer of Redis to a fleet write "
+                  "(reply type %d)", reply->type);
+
+    return ngx_http_tce_admin_error(r, NGX_HTTP_BAD_GATEWAY, "redis_error",
+                                    "unexpected answer of Redis to the "
+                                    "write: read the policy back before "
+                                    "retrying");
+}
+
+
+static ngx_int_t
+ngx_http_tce_admin_fleet_unavailable(ngx_http_request_t *r, const char *err)
+{
+    u_char               text[NGX_HTTP_TCE_ADMIN_TEXT_LEN];
+    ngx_tce_main_conf_t *tmcf;
+    ngx_tce_redis_sh_t  *sh;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
+    sh = ngx_tce_redis_sh(tmcf->zone);
+
+    if (sh) {
+        (void) ngx_atomic_fetch_add(&sh->write_errors, 1);
+    }
+
+    ngx_snprintf(text, sizeof(text) - 1,
+                 "the fleet store (Redis) is unavailable: %s; the write "
+                 "was not confirmed (traffic keeps the last applied "
+                 "policy)%Z", err ? err : "unknown error");
+
+    return ngx_http_tce_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    "redis_unavailable", (char *) text);
+}

@@ -1,0 +1,104 @@
+/*
+ * The fleet's shared policy as data (pure C, no nginx: unit tests link
+ * it): what a snapshot read from Redis holds, its checks, and the cache
+ * file's JSON form.
+ *
+ * In Redis, under the configured prefix P:
+ *
+ *   P canary    hash  "<service>/<cluster>" -> a policy object
+ *                     {"epoch":0,"fallback":true,"weight_bp":2500}
+ *   P rev       hash  "<service>" -> its revision (the API's ETag)
+ *   P version   string, the fleet version: +1 on every write
+ *   P events    pub/sub channel: the new version after each write
+ *
+ * Everything read from Redis is checked here; one bad entry refuses
+ * the whole snapshot (the last applied one stays).
+ */
+
+#ifndef _NGX_TCE_FLEET_H_INCLUDED_
+#define _NGX_TCE_FLEET_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ngx_tce_types.h"
+#include "ngx_tce_canary.h"
+
+
+#define NGX_TCE_FLEET_MAX        100000   /* entries of one kind */
+#define NGX_TCE_FLEET_VALUE_MAX  512      /* bytes of one policy */
+
+
+typedef struct {
+    char                      service[NGX_TCE_SERVICE_LEN];
+    char                      cluster[NGX_TCE_CLUSTER_LEN];
+    ngx_tce_canary_policy_t   policy;
+} ngx_tce_fleet_policy_t;
+
+
+typedef struct {
+    char                      service[NGX_TCE_SERVICE_LEN];
+    uint64_t                  rev;
+} ngx_tce_fleet_rev_t;
+
+
+typedef struct {
+    uint64_t                  version;
+    ngx_tce_fleet_policy_t   *policies;
+    size_t                    npolicies;
+    size_t                    npolicies_cap;
+    ngx_tce_fleet_rev_t      *revs;
+    size_t                    nrevs;
+    size_t                    nrevs_cap;
+} ngx_tce_fleet_t;
+
+
+/*
+ * Parses a decimal unsigned integer of len bytes (1..20 digits, no
+ * sign, no blank, no overflow).  Returns 0 and *v, or -1.
+ */
+int ngx_tce_fleet_uint(const char *s, size_t len, uint64_t *v);
+
+/*
+ * Adds the policy of field "<service>/<cluster>" from its stored JSON
+ * value.  Returns 0, or -1 with err ("<field>: reason", printable) and
+ * nothing added.
+ */
+int ngx_tce_fleet_add_policy(ngx_tce_fleet_t *f, const char *field,
+    size_t flen, const char *value, size_t vlen, char *err, size_t errlen);
+
+/* adds a service's revision; 0, or -1 with err */
+int ngx_tce_fleet_add_rev(ngx_tce_fleet_t *f, const char *service,
+    size_t slen, const char *value, size_t vlen, char *err, size_t errlen);
+
+/* the revision of a service in the snapshot, 0 when it has none */
+uint64_t ngx_tce_fleet_rev(const ngx_tce_fleet_t *f, const char *service,
+    size_t len);
+
+/*
+ * The snapshot as the cache file's JSON text:
+ *   {"version": V, "policies": {"<svc>/<cl>": {...}}, "revs": {...}}
+ * Returns a malloc'd string (free it), NULL when out of memory.
+ */
+char *ngx_tce_fleet_encode(const ngx_tce_fleet_t *f);
+
+/*
+ * Reads the cache file's text (len bytes) into an empty *f with the
+ * same checks as a snapshot from Redis.  Returns 0, or -1 with err and
+ * *f empty.
+ */
+int ngx_tce_fleet_decode(const char *text, size_t len, ngx_tce_fleet_t *f,
+    char *err, size_t errlen);
+
+/* frees what *f holds and empties it */
+void ngx_tce_fleet_free(ngx_tce_fleet_t *f);
+
+/*
+ * An If-Match value for a fleet write: "\"<n>\"" (or W/"<n>") gives
+ * 1 and *rev; "*" gives 0 (any); anything else -1.
+ */
+int ngx_tce_fleet_if_match(const char *v, size_t len, uint64_t *rev);
+
+
+#endif /* _NGX_TCE_FLEET_H_INCLUDED_ */

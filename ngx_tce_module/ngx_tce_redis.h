@@ -1,0 +1,238 @@
+/*
+ * The fleet store: canary policies shared by every nginx node through
+ * Redis (hiredis async on nginx's event loop).
+ *
+ *   tce_redis <host:port | unix:/path> [db=<n>] [username=<name>]
+ *       [password_file=<path>] [prefix=tce:] [timeout=<time>]
+ *       [resync=<time>] [cache=<path>];
+ *
+ * Files:
+ *
+ *   ngx_tce_redis_adapter.c  one Redis connection: hiredis's async
+ *                            context on an nginx connection, the
+ *                            handshake, a FIFO of commands, timeouts,
+ *                            reconnection with backoff and jitter
+ *   ngx_tce_redis_conf.c     the directive, the module, process hooks,
+ *                            the cache file read at start
+ *   ngx_tce_redis_sync.c     the elected syncer: subscriber, resync,
+ *                            applying the fleet's policy to the zone
+ *   ngx_tce_redis_write.c    a policy write from any worker (Lua)
+ *   ngx_tce_fleet.c          the fleet's data in C (pure: unit tests)
+ *
+ * Connections per nginx instance: the elected worker (the syncer) holds
+ * two, a subscriber and a command connection; any other worker opens a
+ * command connection on its first admin write and closes it after
+ * NGX_TCE_REDIS_IDLE without one.
+ */
+
+#ifndef _NGX_TCE_REDIS_H_INCLUDED_
+#define _NGX_TCE_REDIS_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_http.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include <jansson.h>
+
+#include "ngx_tce.h"
+#include "ngx_tce_fleet.h"
+#include "ngx_tce_prom.h"
+
+
+#define NGX_TCE_REDIS_ERR_LEN      160
+#define NGX_TCE_REDIS_TICK         500      /* ms, election and resync */
+#define NGX_TCE_REDIS_STALE        1500     /* ms, syncer presumed dead */
+#define NGX_TCE_REDIS_IDLE         60000    /* ms, a writer's connection */
+#define NGX_TCE_REDIS_BACKOFF_MIN  100      /* ms */
+#define NGX_TCE_REDIS_BACKOFF_MAX  5000     /* ms */
+#define NGX_TCE_REDIS_MAX_REPLY    (8 * 1024 * 1024)  /* buffered bytes */
+
+/* connection states (also the syncer's, in the zone) */
+#define NGX_TCE_REDIS_DOWN         0
+#define NGX_TCE_REDIS_CONNECTING   1
+#define NGX_TCE_REDIS_UP           2
+
+
+typedef struct ngx_tce_redis_conn_s  ngx_tce_redis_conn_t;
+typedef struct ngx_tce_redis_ctx_s   ngx_tce_redis_ctx_t;
+
+/*
+ * A command's reply: reply NULL when the command failed (connection
+ * lost, timed out, closed), err then says why.  The reply is freed
+ * after the handler returns.
+ */
+typedef void (*ngx_tce_redis_reply_pt)(ngx_tce_redis_conn_t *rc,
+    redisReply *reply, const char *err, void *data);
+
+
+typedef struct {
+    ngx_str_t                   server;      /* as written, for logs */
+    ngx_str_t                   host;        /* numeric, NUL-terminated */
+    in_port_t                   port;
+    ngx_str_t                   unix_path;   /* NUL-terminated or empty */
+    ngx_int_t                   db;          /* -1: none */
+    ngx_str_t                   username;
+    ngx_str_t                   password;
+    ngx_str_t                   prefix;
+    ngx_str_t                   channel;     /* <prefix>events */
+    ngx_msec_t                  timeout;
+    ngx_msec_t                  resync;
+    ngx_str_t                   cache;       /* NUL-terminated or empty */
+    struct ngx_tce_persist_s   *persist;     /* the cache's writer */
+    ngx_tce_zone_t             *zone;
+    ngx_tce_main_conf_t        *tmcf;
+    ngx_uint_t                  enabled;
+
+    /* this worker's state (ngx_tce_redis_sync.c), NULL if none */
+    ngx_tce_redis_ctx_t        *ctx;
+} ngx_tce_redis_main_conf_t;
+
+
+/* in the tce zone (ngx_tce_shctx_t.redis), written by the syncer */
+typedef struct {
+    ngx_atomic_t                owner;        /* the syncer's pid */
+    ngx_atomic_t                heartbeat;    /* ngx_current_msec */
+    ngx_atomic_t                state;        /* NGX_TCE_REDIS_* */
+    uint64_t                    version;      /* fleet version applied */
+    uint64_t                    seen;         /* highest version seen */
+    time_t                      last_sync;    /* last snapshot applied */
+    time_t                      last_error_time;
+    time_t                      up_since;
+    ngx_atomic_t                syncs;        /* snapshots applied */
+    ngx_atomic_t                messages;     /* pub/sub messages */
+    ngx_atomic_t                errors;       /* connection, protocol */
+    ngx_atomic_t                rejected;     /* snapshots refused */
+    ngx_atomic_t                writes;       /* accepted, any worker */
+    ngx_atomic_t                write_errors; /* 503s, any worker */
+    ngx_atomic_t                conflicts;    /* If-Match refused */
+    u_char                      last_error[NGX_TCE_REDIS_ERR_LEN];
+} ngx_tce_redis_sh_t;
+
+
+struct ngx_tce_redis_conn_s {
+    redisAsyncContext          *ac;          /* NULL: not connected */
+    ngx_connection_t           *c;           /* on ac's fd */
+    ngx_tce_redis_main_conf_t  *rmcf;
+    ngx_log_t                  *log;
+    ngx_event_t                 timer;       /* handshake, command */
+    ngx_event_t                 retry;       /* reconnection */
+    ngx_event_t                 idle;        /* close when unused */
+    ngx_queue_t                 pending;     /* ngx_tce_redis_cmd_t */
+    ngx_uint_t                  npending;
+    ngx_uint_t                  state;       /* NGX_TCE_REDIS_* */
+    ngx_uint_t                  handshake;   /* replies still owed */
+    ngx_uint_t                  failures;    /* in a row: the backoff */
+    ngx_uint_t                  serial;      /* bumped on every close */
+    ngx_uint_t                  reconnect;   /* 1: retry when lost */
+    ngx_uint_t                  subscriber;  /* 1: replies are pushes */
+    ngx_msec_t                  idle_time;   /* 0: never closed idle */
+    const char                 *name;        /* "subscriber"... */
+    void                       *data;
+
+    /* the owner's hooks; each may be NULL */
+    void                      (*ready)(ngx_tce_redis_conn_t *rc);
+    void                      (*down)(ngx_tce_redis_conn_t *rc,
+                                      const char *err);
+    ngx_int_t                 (*push)(ngx_tce_redis_conn_t *rc,
+                                      redisReply *reply);
+
+    u_char                      err[NGX_TCE_REDIS_ERR_LEN];
+};
+
+
+struct ngx_tce_redis_ctx_s {
+    ngx_tce_redis_main_conf_t  *rmcf;
+    ngx_tce_redis_sh_t         *sh;
+    ngx_log_t                  *log;
+    ngx_tce_redis_conn_t        cmd;         /* commands of this worker */
+    ngx_tce_redis_conn_t        sub;         /* the syncer's subscriber */
+    ngx_event_t                 tick;
+    ngx_msec_t                  last_check;  /* version compared */
+    ngx_uint_t                  owner;       /* 1: this is the syncer */
+    ngx_uint_t                  pulling;     /* a snapshot read in flight */
+    ngx_uint_t                  again;       /* pull again after it */
+    ngx_uint_t                  checking;    /* a GET version in flight */
+    char                       *cache_text;  /* the last applied, JSON */
+};
+
+
+/* ngx_tce_redis_adapter.c */
+
+/*
+ * Prepares a connection (nothing is opened).  Returns nothing; the
+ * owner sets the hooks and data afterwards.
+ */
+void ngx_tce_redis_conn_init(ngx_tce_redis_conn_t *rc,
+    ngx_tce_redis_main_conf_t *rmcf, const char *name, ngx_log_t *log);
+
+/*
+ * Starts connecting (non-blocking) unless connecting or connected.
+ * The handshake (AUTH, SELECT, then PING or the subscription) is
+ * queued at once; ready() runs once it is answered.  Returns NGX_OK,
+ * or NGX_ERROR with the connection down (down() called, a retry
+ * scheduled when reconnect is set).
+ */
+ngx_int_t ngx_tce_redis_connect(ngx_tce_redis_conn_t *rc);
+
+/*
+ * Queues a command (connecting first when down).  handler runs once
+ * with the reply, or with NULL and the reason.  Returns NGX_OK, or
+ * NGX_ERROR when the command cannot be queued (handler not called).
+ */
+ngx_int_t ngx_tce_redis_command(ngx_tce_redis_conn_t *rc,
+    ngx_tce_redis_reply_pt handler, void *data, int argc,
+    const char **argv, const size_t *argvlen);
+
+/*
+ * Closes the connection: every queued command's handler runs with
+ * NULL and err, down() runs, and with reconnect set a retry is
+ * scheduled with backoff and jitter.  Safe on a closed connection.
+ */
+void ngx_tce_redis_close(ngx_tce_redis_conn_t *rc, const char *err);
+
+/* closes for good: no retry, timers removed (exit, takeover) */
+void ngx_tce_redis_shutdown(ngx_tce_redis_conn_t *rc);
+
+/* the state's name: "down", "connecting", "up" */
+const char *ngx_tce_redis_state_name(ngx_uint_t state);
+
+
+/* ngx_tce_redis_sync.c */
+
+/* starts the election timer of this worker; NGX_OK or NGX_ERROR */
+ngx_int_t ngx_tce_redis_sync_init(ngx_cycle_t *cycle,
+    ngx_tce_redis_main_conf_t *rmcf);
+
+/* stops everything of this worker, gives up ownership */
+void ngx_tce_redis_sync_exit(ngx_tce_redis_main_conf_t *rmcf);
+
+/*
+ * Applies a fleet snapshot to the zone: every service it names gets
+ * its clusters' policies, every other policy is cleared (with tce_redis
+ * the fleet is the store of canary policies).  With force 0 a service
+ * whose fleet revision in the zone is newer than the snapshot's is left
+ * alone (a write of this node applied before the snapshot was read).
+ * Returns NGX_OK or NGX_ERROR (zone full, logged).
+ */
+ngx_int_t ngx_tce_redis_apply(ngx_tce_zone_t *zone, const ngx_tce_fleet_t *f,
+    ngx_uint_t force, ngx_log_t *log);
+
+/* the status (/api/v1/status, tce_status): an object, NULL if none */
+json_t *ngx_tce_redis_json(ngx_tce_zone_t *zone);
+
+/* copies the status for the metrics (pool memory); NGX_OK/NGX_ERROR */
+ngx_int_t ngx_tce_redis_prom(ngx_tce_zone_t *zone,
+    ngx_tce_prom_snapshot_t *s, ngx_pool_t *pool);
+
+/* the zone's status block, allocated at start (NULL: no tce_redis) */
+ngx_tce_redis_sh_t *ngx_tce_redis_sh(ngx_tce_zone_t *zone);
+
+
+extern ngx_module_t  ngx_tce_redis_module;
+
+
+#endif /* _NGX_TCE_REDIS_H_INCLUDED_ */

@@ -1,0 +1,853 @@
+/*
+ * The fleet's syncer: one worker per nginx instance, elected like the
+ * Consul watcher (two words in the zone: owner pid and heartbeat), holds
+ * a subscriber on <prefix>events and a command connection.  It applies
+ * the fleet's snapshot to the zone:
+ *
+ *   - when the subscription is (re)established: pub/sub messages are
+ *     not queued for a disconnected subscriber, so a full read follows
+ *     every reconnection;
+ *   - when a message announces a version above the applied one;
+ *   - when the fleet version, compared every resync=, differs from the
+ *     applied one (a missed message).
+ *
+ * A snapshot is one read (a Lua script: version and both hashes at
+ * once), checked whole (ngx_tce_fleet.c) before anything is applied,
+ * then written to the cache file on the thread pool.  Every worker
+ * (the syncer too) keeps a command connection for the admin API's
+ * writes (ngx_http_tce_admin_fleet.c), opened on demand.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+
+#include "ngx_tce_redis.h"
+#include "ngx_tce_persist.h"
+#include "ngx_tce_text.h"
+
+
+static void ngx_tce_redis_tick(ngx_event_t *ev);
+static void ngx_tce_redis_start(ngx_tce_redis_ctx_t *ctx);
+static void ngx_tce_redis_stop(ngx_tce_redis_ctx_t *ctx);
+static void ngx_tce_redis_state(ngx_tce_redis_ctx_t *ctx);
+static void ngx_tce_redis_sub_ready(ngx_tce_redis_conn_t *rc);
+static void ngx_tce_redis_cmd_ready(ngx_tce_redis_conn_t *rc);
+static void ngx_tce_redis_down(ngx_tce_redis_conn_t *rc, const char *err);
+static ngx_int_t ngx_tce_redis_push(ngx_tce_redis_conn_t *rc,
+    redisReply *reply);
+static void ngx_tce_redis_check(ngx_tce_redis_ctx_t *ctx);
+static void ngx_tce_redis_check_reply(ngx_tce_redis_conn_t *rc,
+    redisReply *reply, const char *err, void *data);
+static void ngx_tce_redis_pull(ngx_tce_redis_ctx_t *ctx);
+static void ngx_tce_redis_pull_reply(ngx_tce_redis_conn_t *rc,
+    redisReply *reply, const char *err, void *data);
+static ngx_int_t ngx_tce_redis_snapshot(redisReply *reply,
+    ngx_tce_fleet_t *f, char *err, size_t errlen);
+static void ngx_tce_redis_error(ngx_tce_redis_ctx_t *ctx, const char *err);
+static ngx_int_t ngx_tce_redis_key(ngx_tce_redis_ctx_t *ctx,
+    const char *name, ngx_str_t *key);
+
+
+/* one consistent read of the fleet: version, policies, revisions */
+static const char  ngx_tce_redis_read_script[] =
+    "return {redis.call('GET', KEYS[1]) or '0', "
+    "redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3])}";
+
+
+ngx_tce_redis_sh_t *
+ngx_tce_redis_sh(ngx_tce_zone_t *zone)
+{
+    return zone->sh->redis;
+}
+
+
+ngx_int_t
+ngx_tce_redis_sync_init(ngx_cycle_t *cycle, ngx_tce_redis_main_conf_t *rmcf)
+{
+    ngx_tce_redis_ctx_t  *ctx;
+
+    if (ngx_tce_redis_sh(rmcf->zone) == NULL) {
+        return NGX_OK;
+    }
+
+    ctx = ngx_pcalloc(cycle->pool, sizeof(ngx_tce_redis_ctx_t));
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->rmcf = rmcf;
+    ctx->sh = ngx_tce_redis_sh(rmcf->zone);
+    ctx->log = cycle->log;
+
+    ngx_tce_redis_conn_init(&ctx->cmd, rmcf, "command", cycle->log);
+    ctx->cmd.data = ctx;
+    ctx->cmd.ready = ngx_tce_redis_cmd_ready;
+    ctx->cmd.down = ngx_tce_redis_down;
+    ctx->cmd.idle_time = NGX_TCE_REDIS_IDLE;
+
+    ngx_tce_redis_conn_init(&ctx->sub, rmcf, "subscriber", cycle->log);
+    ctx->sub.data = ctx;
+    ctx->sub.subscriber = 1;
+    ctx->sub.ready = ngx_tce_redis_sub_ready;
+    ctx->sub.down = ngx_tce_redis_down;
+    ctx->sub.push = ngx_tce_redis_push;
+
+    ctx->tick.handler = ngx_tce_redis_tick;
+    ctx->tick.data = ctx;
+    ctx->tick.log = cycle->log;
+    ctx->tick.cancelable = 1;
+
+    rmcf->ctx = ctx;
+
+    /* the first worker to tick wins: at once, not after a full period */
+    ngx_add_timer(&ctx->tick, 1);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_tce_redis_sync_exit(ngx_tce_redis_main_conf_t *rmcf)
+{
+    ngx_tce_redis_ctx_t  *ctx;
+
+    ctx = rmcf->ctx;
+
+    if (ctx == NULL) {
+        return;
+    }
+
+    ngx_tce_redis_stop(ctx);
+    ngx_tce_redis_shutdown(&ctx->cmd);
+
+    if (ctx->tick.timer_set) {
+        ngx_del_timer(&ctx->tick);
+    }
+
+    if (ctx->cache_text) {
+        free(ctx->cache_text);
+        ctx->cache_text = NULL;
+    }
+
+    rmcf->ctx = NULL;
+}
+
+
+static void
+ngx_tce_redis_tick(ngx_event_t *ev)
+{
+    ngx_tce_redis_ctx_t *ctx = ev->data;
+
+    ngx_pid_t            owner;
+    ngx_msec_t           now;
+    ngx_msec_int_t       age;
+    ngx_tce_redis_sh_t  *sh;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        ngx_tce_redis_sync_exit(ctx->rmcf);
+        return;
+    }
+
+    sh = ctx->sh;
+    owner = (ngx_pid_t) sh->owner;
+    now = ngx_current_msec;
+
+    if (owner == ngx_pid) {
+        sh->heartbeat = now;
+
+        if (!ctx->owner) {
+            ngx_tce_redis_start(ctx);
+        }
+
+        if (ctx->sub.state == NGX_TCE_REDIS_UP
+            && (ngx_msec_int_t) (now - ctx->last_check)
+               >= (ngx_msec_int_t) ctx->rmcf->resync)
+        {
+            ngx_tce_redis_check(ctx);
+        }
+
+        goto next;
+    }
+
+    if (ctx->owner) {
+        ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
+                      "tce redis: worker %P took the fleet sync over, "
+                      "this one stops", owner);
+        ngx_tce_redis_stop(ctx);
+    }
+
+    age = (ngx_msec_int_t) (now - sh->heartbeat);
+
+    if (owner == 0
+        || age > NGX_TCE_REDIS_STALE
+        || (kill(owner, 0) == -1 && ngx_errno == NGX_ESRCH))
+    {
+        if (ngx_atomic_cmp_set(&sh->owner, (ngx_atomic_uint_t) owner,
+                               (ngx_atomic_uint_t) ngx_pid))
+        {
+            sh->heartbeat = now;
+
+            ngx_log_error(NGX_LOG_NOTICE, ctx->log, 0,
+                          "tce redis: worker %P syncs the fleet policy "
+                          "(previous: %P)", ngx_pid, owner);
+
+            ngx_tce_redis_start(ctx);
+        }
+    }
+
+next:
+
+    ngx_add_timer(&ctx->tick, NGX_TCE_REDIS_TICK);
+}
+
+
+static void
+ngx_tce_redis_start(ngx_tce_redis_ctx_t *ctx)
+{
+    ctx->owner = 1;
+    ctx->last_check = ngx_current_msec;
+
+    ctx->cmd.reconnect = 1;
+    ctx->cmd.idle_time = 0;
+    ctx->sub.reconnect = 1;
+
+    if (ctx->cmd.idle.timer_set) {
+        ngx_del_timer(&ctx->cmd.idle);
+    }
+
+    (void) ngx_tce_redis_connect(&ctx->cmd);
+    (void) ngx_tce_redis_connect(&ctx->sub);
+
+    ngx_tce_redis_state(ctx);
+}
+
+
+/* gives up the syncer's part; the command connection stays for writes */
+static void
+ngx_tce_redis_stop(ngx_tce_redis_ctx_t *ctx)
+{
+    if (!ctx->owner) {
+        return;
+    }
+
+    ctx->owner = 0;
+
+    ngx_tce_redis_shutdown(&ctx->sub);
+    ctx->sub.ready = ngx_tce_redis_sub_ready;
+    ctx->sub.down = ngx_tce_redis_down;
+
+    ctx->cmd.reconnect = 0;
+    ctx->cmd.idle_time = NGX_TCE_REDIS_IDLE;
+
+    if (ctx->cmd.retry.timer_set) {
+        ngx_del_timer(&ctx->cmd.retry);
+    }
+
+    (void) ngx_atomic_cmp_set(&ctx->sh->owner, (ngx_atomic_uint_t) ngx_pid,
+                              0);
+}
+
+
+/* the syncer's view: up when both connections are */
+static void
+ngx_tce_redis_state(ngx_tce_redis_ctx_t *ctx)
+{
+    ngx_uint_t  state;
+
+    if (!ctx->owner) {
+        return;
+    }
+
+    if (ctx->sub.state == NGX_TCE_REDIS_UP
+        && ctx->cmd.state == NGX_TCE_REDIS_UP)
+    {
+        state = NGX_TCE_REDIS_UP;
+
+    } else if (ctx->sub.state == NGX_TCE_REDIS_DOWN
+               && ctx->cmd.state == NGX_TCE_REDIS_DOWN)
+    {
+        state = NGX_TCE_REDIS_DOWN;
+
+    } else {
+        state = NGX_TCE_REDIS_CONNECTING;
+    }
+
+    if (state == NGX_TCE_REDIS_UP && ctx->sh->state != NGX_TCE_REDIS_UP) {
+        ctx->sh->up_since = ngx_time();
+
+        ngx_log_error(NGX_LOG_NOTICE, ctx->log, 0,
+                      "tce redis: connected to %V", &ctx->rmcf->server);
+    }
+
+    ctx->sh->state = state;
+}
+
+
+static void
+ngx_tce_redis_sub_ready(ngx_tce_redis_conn_t *rc)
+{
+    ngx_tce_redis_ctx_t *ctx = rc->data;
+
+    ngx_tce_redis_state(ctx);
+
+    /* messages sent while we were away are lost: read everything */
+    ngx_tce_redis_pull(ctx);
+}
+
+
+static void
+ngx_tce_redis_cmd_ready(ngx_tce_redis_conn_t *rc)
+{
+    ngx_tce_redis_ctx_t *ctx = rc->data;
+
+    ngx_tce_redis_state(ctx);
+
+    if (ctx->owner && ctx->again && ctx->sub.state == NGX_TCE_REDIS_UP) {
+        ngx_tce_redis_pull(ctx);
+    }
+}
+
+
+static void
+ngx_tce_redis_down(ngx_tce_redis_conn_t *rc, const char *err)
+{
+    ngx_tce_redis_ctx_t *ctx = rc->data;
+
+    if (!ctx->owner) {
+        if (rc == &ctx->cmd) {
+            ngx_tce_redis_error(ctx, err);
+        }
+
+        return;
+    }
+
+    ngx_tce_redis_error(ctx, err);
+
+    if (rc == &ctx->cmd) {
+        ctx->pulling = 0;
+        ctx->checking = 0;
+
+        /* the subscriber may be fine: pull once the command side is back */
+        ctx->again = 1;
+    }
+
+    ngx_tce_redis_state(ctx);
+}
+
+
+static void
+ngx_tce_redis_error(ngx_tce_redis_ctx_t *ctx, const char *err)
+{
+    ngx_tce_redis_sh_t  *sh;
+
+    sh = ctx->sh;
+
+    (void) ngx_atomic_fetch_add(&sh->errors, 1);
+    sh->last_error_time = ngx_time();
+
+    /* one writer at a time in practice; a torn text is still a text */
+    ngx_cpystrn(sh->last_error, (u_char *) err, sizeof(sh->last_error));
+}
+
+
+/* ["message", <channel>, <version>] */
+static ngx_int_t
+ngx_tce_redis_push(ngx_tce_redis_conn_t *rc, redisReply *reply)
+{
+    ngx_tce_redis_ctx_t *ctx = rc->data;
+
+    uint64_t     version;
+    redisReply  *kind, *payload;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        return NGX_ERROR;
+    }
+
+    kind = reply->element[0];
+    payload = reply->element[2];
+
+    if (kind->type != REDIS_REPLY_STRING || kind->len != 7
+        || ngx_strncmp(kind->str, "message", 7) != 0
+        || reply->element[1]->type != REDIS_REPLY_STRING
+        || payload->type != REDIS_REPLY_STRING)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_tce_fleet_uint(payload->str, payload->len, &version) != 0) {
+        ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
+                      "tce redis: a message on \"%V\" is not a version: "
+                      "resyncing", &rc->rmcf->channel);
+        version = (uint64_t) -1;
+    }
+
+    (void) ngx_atomic_fetch_add(&ctx->sh->messages, 1);
+
+    if (version != ctx->sh->version) {
+        if (version != (uint64_t) -1 && version > ctx->sh->seen) {
+            ctx->sh->seen = version;
+        }
+
+        ngx_tce_redis_pull(ctx);
+    }
+
+    return NGX_OK;
+}
+
+
+/* every resync=: the fleet version against the applied one */
+static void
+ngx_tce_redis_check(ngx_tce_redis_ctx_t *ctx)
+{
+    size_t       len[2];
+    ngx_str_t    key;
+    const char  *argv[2];
+
+    ctx->last_check = ngx_current_msec;
+
+    if (ctx->checking || ctx->pulling
+        || ngx_tce_redis_key(ctx, "version", &key) != NGX_OK)
+    {
+        return;
+    }
+
+    argv[0] = "GET";
+    len[0] = 3;
+    argv[1] = (char *) key.data;
+    len[1] = key.len;
+
+    if (ngx_tce_redis_command(&ctx->cmd, ngx_tce_redis_check_reply, ctx, 2,
+                              argv, len)
+        == NGX_OK)
+    {
+        ctx->checking = 1;
+    }
+
+    ngx_free(key.data);
+}
+
+
+static void
+ngx_tce_redis_check_reply(ngx_tce_redis_conn_t *rc, redisReply *reply,
+    const char *err, void *data)
+{
+    ngx_tce_redis_ctx_t *ctx = data;
+
+    uint64_t  version;
+
+    ctx->checking = 0;
+
+    if (reply == NULL || !ctx->owner) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_NIL) {
+        version = 0;
+
+    } else if (reply->type != REDIS_REPLY_STRING
+               || ngx_tce_fleet_uint(reply->str, reply->len, &version) != 0)
+    {
+        ngx_tce_redis_error(ctx, "the fleet version is not a number");
+        ngx_tce_redis_pull(ctx);
+        return;
+    }
+
+    if (version > ctx->sh->seen) {
+        ctx->sh->seen = version;
+    }
+
+    if (version != ctx->sh->version || ctx->again) {
+        ngx_tce_redis_pull(ctx);
+    }
+}
+
+
+static void
+ngx_tce_redis_pull(ngx_tce_redis_ctx_t *ctx)
+{
+    size_t       len[6];
+    ngx_str_t    keys[3];
+    ngx_uint_t   i;
+    const char  *argv[6];
+
+    if (!ctx->owner) {
+        return;
+    }
+
+    if (ctx->pulling) {
+        ctx->again = 1;
+        return;
+    }
+
+    ctx->again = 0;
+
+    ngx_memzero(keys, sizeof(keys));
+
+    if (ngx_tce_redis_key(ctx, "version", &keys[0]) != NGX_OK
+        || ngx_tce_redis_key(ctx, "canary", &keys[1]) != NGX_OK
+        || ngx_tce_redis_key(ctx, "rev", &keys[2]) != NGX_OK)
+    {
+        goto done;
+    }
+
+    argv[0] = "EVAL";
+    len[0] = 4;
+    argv[1] = ngx_tce_redis_read_script;
+    len[1] = sizeof(ngx_tce_redis_read_script) - 1;
+    argv[2] = "3";
+    len[2] = 1;
+
+    for (i = 0; i < 3; i++) {
+        argv[3 + i] = (char *) keys[i].data;
+        len[3 + i] = keys[i].len;
+    }
+
+    if (ngx_tce_redis_command(&ctx->cmd, ngx_tce_redis_pull_reply, ctx, 6,
+                              argv, len)
+        == NGX_OK)
+    {
+        ctx->pulling = 1;
+
+    } else {
+        ctx->again = 1;     /* the next check or reconnection pulls */
+    }
+
+done:
+
+    for (i = 0; i < 3; i++) {
+        if (keys[i].data) {
+            ngx_free(keys[i].data);
+        }
+    }
+}
+
+
+static void
+ngx_tce_redis_pull_reply(ngx_tce_redis_conn_t *rc, redisReply *reply,
+    const char *err, void *data)
+{
+    ngx_tce_redis_ctx_t *ctx = data;
+
+    char                 text[NGX_TCE_REDIS_ERR_LEN], why[128];
+    ngx_uint_t           force;
+    ngx_tce_fleet_t      f;
+    ngx_tce_redis_sh_t  *sh;
+
+    ctx->pulling = 0;
+
+    if (reply == NULL || !ctx->owner) {
+        return;
+    }
+
+    sh = ctx->sh;
+
+    if (ngx_tce_redis_snapshot(reply, &f, why, sizeof(why)) != NGX_OK) {
+        ngx_snprintf((u_char *) text, sizeof(text) - 1,
+                     "fleet snapshot refused, nothing applied: %s%Z", why);
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0, "tce redis: %s", text);
+
+        (void) ngx_atomic_fetch_add(&sh->rejected, 1);
+        ngx_tce_redis_error(ctx, text);
+        return;
+    }
+
+    /* a version that went back: Redis was emptied or replaced */
+    force = (f.version < sh->version);
+
+    if (force) {
+        ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
+                      "tce redis: the fleet version went back from %uL to "
+                      "%uL: applying Redis's policy as it is",
+                      sh->version, f.version);
+    }
+
+    if (ngx_tce_redis_apply(ctx->rmcf->zone, &f, force, ctx->log)
+        != NGX_OK)
+    {
+        ngx_tce_redis_error(ctx, "the tce zone is full: fleet policy "
+                                 "applied in part");
+    }
+
+    if (f.version != sh->version || ctx->cache_text == NULL) {
+        if (ctx->cache_text) {
+            free(ctx->cache_text);
+        }
+
+        ctx->cache_text = ngx_tce_fleet_encode(&f);
+
+        if (ctx->cache_text && ctx->rmcf->persist) {
+            ngx_tce_persist_write(ctx->rmcf->persist, ctx->log);
+        }
+    }
+
+    if (f.version != sh->version) {
+        ngx_log_error(NGX_LOG_INFO, ctx->log, 0,
+                      "tce redis: fleet version %uL applied (%uz policies)",
+                      f.version, f.npolicies);
+    }
+
+    sh->version = f.version;
+
+    if (f.version > sh->seen || force) {
+        sh->seen = f.version;
+    }
+
+    sh->last_sync = ngx_time();
+    (void) ngx_atomic_fetch_add(&sh->syncs, 1);
+
+    ngx_tce_fleet_free(&f);
+
+    if (ctx->again) {
+        ngx_tce_redis_pull(ctx);
+    }
+}
+
+
+/* {version, [field, value, ...], [service, rev, ...]}, all checked */
+static ngx_int_t
+ngx_tce_redis_snapshot(redisReply *reply, ngx_tce_fleet_t *f, char *err,
+    size_t errlen)
+{
+    size_t       i;
+    redisReply  *v, *pols, *revs, *k, *e;
+
+    ngx_memzero(f, sizeof(ngx_tce_fleet_t));
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_snprintf((u_char *) err, errlen - 1, "Redis: %*s%Z",
+                     (size_t) ngx_min(reply->len, 100), reply->str);
+        return NGX_ERROR;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        ngx_cpystrn((u_char *) err, (u_char *) "not the read script's "
+                    "answer", errlen);
+        return NGX_ERROR;
+    }
+
+    v = reply->element[0];
+    pols = reply->element[1];
+    revs = reply->element[2];
+
+    if (v->type != REDIS_REPLY_STRING
+        || ngx_tce_fleet_uint(v->str, v->len, &f->version) != 0)
+    {
+        ngx_cpystrn((u_char *) err, (u_char *) "the version is not a "
+                    "number", errlen);
+        return NGX_ERROR;
+    }
+
+    if (pols->type != REDIS_REPLY_ARRAY || pols->elements % 2
+        || revs->type != REDIS_REPLY_ARRAY || revs->elements % 2)
+    {
+        ngx_cpystrn((u_char *) err, (u_char *) "the canary and rev keys "
+                    "must be hashes", errlen);
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < pols->elements; i += 2) {
+        k = pols->element[i];
+        e = pols->element[i + 1];
+
+        if (k->type != REDIS_REPLY_STRING || e->type != REDIS_REPLY_STRING
+            || ngx_tce_fleet_add_policy(f, k->str, k->len, e->str, e->len,
+                                        err, errlen)
+               != 0)
+        {
+            goto failed;
+        }
+    }
+
+    for (i = 0; i < revs->elements; i += 2) {
+        k = revs->element[i];
+        e = revs->element[i + 1];
+
+        if (k->type != REDIS_REPLY_STRING || e->type != REDIS_REPLY_STRING
+            || ngx_tce_fleet_add_rev(f, k->str, k->len, e->str, e->len, err,
+                                     errlen)
+               != 0)
+        {
+            goto failed;
+        }
+    }
+
+    return NGX_OK;
+
+failed:
+
+    if (k->type != REDIS_REPLY_STRING || e->type != REDIS_REPLY_STRING) {
+        ngx_cpystrn((u_char *) err, (u_char *) "a hash entry is not a "
+                    "string", errlen);
+    }
+
+    ngx_tce_fleet_free(f);
+
+    return NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_tce_redis_apply(ngx_tce_zone_t *zone, const ngx_tce_fleet_t *f,
+    ngx_uint_t force, ngx_log_t *log)
+{
+    size_t                    i, n, cap;
+    uint64_t                  rev;
+    ngx_int_t                 rc;
+    ngx_str_t                *names;
+    ngx_tce_service_t        *svc;
+    ngx_tce_canary_policy_t  *pols;
+
+    rc = NGX_OK;
+    cap = ngx_max(f->npolicies, 1);
+
+    names = ngx_alloc(cap * sizeof(ngx_str_t), log);
+    pols = ngx_alloc(cap * sizeof(ngx_tce_canary_policy_t), log);
+
+    if (names == NULL || pols == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    for (svc = zone->sh->services; svc; svc = svc->next) {
+        rev = ngx_tce_fleet_rev(f, (char *) svc->name, svc->name_len);
+
+        /* a write of this node, newer than what was read */
+        if (!force && rev < svc->fleet_rev) {
+            continue;
+        }
+
+        n = 0;
+
+        for (i = 0; i < f->npolicies; i++) {
+            if (ngx_strlen(f->policies[i].service) != svc->name_len
+                || ngx_memcmp(f->policies[i].service, svc->name,
+                              svc->name_len)
+                   != 0)
+            {
+                continue;
+            }
+
+            names[n].data = (u_char *) f->policies[i].cluster;
+            names[n].len = ngx_strlen(f->policies[i].cluster);
+            pols[n] = f->policies[i].policy;
+            n++;
+        }
+
+        if (ngx_tce_policy_apply_fleet(zone, svc, names, pols, n, rev, log)
+            != NGX_OK)
+        {
+            rc = NGX_ERROR;
+        }
+    }
+
+done:
+
+    if (names) {
+        ngx_free(names);
+    }
+
+    if (pols) {
+        ngx_free(pols);
+    }
+
+    return rc;
+}
+
+
+/* <prefix><name>, from ngx_alloc: the caller frees key->data */
+static ngx_int_t
+ngx_tce_redis_key(ngx_tce_redis_ctx_t *ctx, const char *name,
+    ngx_str_t *key)
+{
+    size_t  len;
+
+    len = ngx_strlen(name);
+
+    key->data = ngx_alloc(ctx->rmcf->prefix.len + len + 1, ctx->log);
+    if (key->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    key->len = ngx_sprintf(key->data, "%V%s%Z", &ctx->rmcf->prefix, name)
+               - key->data - 1;
+
+    return NGX_OK;
+}
+
+
+json_t *
+ngx_tce_redis_json(ngx_tce_zone_t *zone)
+{
+    char                 err[NGX_TCE_REDIS_ERR_LEN * 4];
+    json_t              *o;
+    ngx_pid_t            owner;
+    ngx_tce_redis_sh_t  *sh;
+
+    sh = zone->sh->redis;
+
+    if (sh == NULL) {
+        return NULL;
+    }
+
+    /* Redis's own texts may be in it: printable only */
+    (void) ngx_tce_text_escape(err, sizeof(err), (char *) sh->last_error,
+                               ngx_strnlen(sh->last_error,
+                                           NGX_TCE_REDIS_ERR_LEN));
+
+    owner = (ngx_pid_t) sh->owner;
+
+    o = json_pack("{s:s, s:o, s:I, s:I, s:o, s:o, s:s, s:o, "
+                  "s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                  "state", ngx_tce_redis_state_name(owner ? sh->state
+                                                   : NGX_TCE_REDIS_DOWN),
+                  "syncer_pid", owner ? json_integer(owner) : json_null(),
+                  "fleet_version", (json_int_t) sh->version,
+                  "version_seen", (json_int_t) sh->seen,
+                  "last_sync", sh->last_sync ? json_integer(sh->last_sync)
+                                             : json_null(),
+                  "last_sync_age_s", sh->last_sync
+                                     ? json_integer(ngx_time()
+                                                    - sh->last_sync)
+                                     : json_null(),
+                  "last_error", err,
+                  "last_error_time", sh->last_error_time
+                                     ? json_integer(sh->last_error_time)
+                                     : json_null(),
+                  "syncs", (json_int_t) sh->syncs,
+                  "messages", (json_int_t) sh->messages,
+                  "errors", (json_int_t) sh->errors,
+                  "snapshots_refused", (json_int_t) sh->rejected,
+                  "writes", (json_int_t) sh->writes,
+                  "write_errors", (json_int_t) sh->write_errors,
+                  "write_conflicts", (json_int_t) sh->conflicts);
+
+    return o;
+}
+
+
+ngx_int_t
+ngx_tce_redis_prom(ngx_tce_zone_t *zone, ngx_tce_prom_snapshot_t *s,
+    ngx_pool_t *pool)
+{
+    ngx_tce_redis_sh_t  *sh;
+
+    sh = zone->sh->redis;
+
+    if (sh == NULL) {
+        return NGX_OK;
+    }
+
+    s->fleet.present = 1;
+    s->fleet.up = (sh->owner && sh->state == NGX_TCE_REDIS_UP);
+    s->fleet.version = sh->version;
+    s->fleet.last_sync = (uint64_t) sh->last_sync;
+    s->fleet.syncs = sh->syncs;
+    s->fleet.messages = sh->messages;
+    s->fleet.errors = sh->errors;
+    s->fleet.rejected = sh->rejected;
+    s->fleet.writes = sh->writes;
+    s->fleet.write_errors = sh->write_errors;
+
+    return NGX_OK;
+}
