@@ -78,6 +78,13 @@ static ngx_command_t  ngx_http_tce_admin_api_commands[] = {
       offsetof(ngx_http_tce_admin_loc_conf_t, read_auth),
       NULL },
 
+    { ngx_string("tce_admin_audit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tce_admin_audit_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -147,6 +154,7 @@ ngx_http_tce_admin_create_loc_conf(ngx_conf_t *cf)
      *
      *     conf->token_file = { 0, NULL };
      *     conf->tokens = NULL;
+     *     conf->audit = NULL;
      */
 
     conf->enable = NGX_CONF_UNSET;
@@ -165,6 +173,10 @@ ngx_http_tce_admin_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_value(conf->read_auth, prev->read_auth, 0);
     ngx_conf_merge_str_value(conf->token_file, prev->token_file, "");
+
+    if (conf->audit == NULL) {
+        conf->audit = prev->audit;
+    }
 
     if (conf->token_file.len == 0 || !conf->enable) {
         return NGX_CONF_OK;
@@ -224,6 +236,13 @@ ngx_http_tce_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (amcf->request_id == NGX_ERROR) {
             return NGX_CONF_ERROR;
         }
+
+#if (NGX_THREADS)
+        /* the state file is written there (ngx_http_tce_admin_store.c) */
+        if (ngx_thread_pool_add(cf, NULL) == NULL) {
+            return NGX_CONF_ERROR;
+        }
+#endif
     }
 
     alcf->enable = 1;
@@ -652,6 +671,9 @@ ngx_http_tce_admin_body_handler(ngx_http_request_t *r)
     }
 
     *p = '\0';
+
+    ctx->body = body;
+    ctx->body_len = p - body;
 
     rc = ngx_http_tce_admin_dispatch(r, ctx, body, p - body);
 

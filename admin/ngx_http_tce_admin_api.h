@@ -5,7 +5,9 @@
  *   ngx_http_tce_admin_auth.c    bearer tokens (tce_admin_token_file)
  *   ngx_http_tce_admin_read.c    GET services, a service, status
  *   ngx_http_tce_admin_policy.c  a cluster's canary policy
- *   ngx_http_tce_admin_store.c   the state file as the API's store
+ *   ngx_http_tce_admin_store.c   the state file as the API's store,
+ *                                written on the thread pool
+ *   ngx_http_tce_admin_audit.c   the audit log (tce_admin_audit)
  *   ngx_http_tce_admin_fleet.c   canary writes to Redis (tce_redis)
  *   ngx_http_tce_admin_input.c   body and token checks (pure C)
  */
@@ -45,6 +47,22 @@ typedef struct {
 
 typedef struct {
     ngx_http_tce_admin_fp_t     fp;
+
+    /* the pid of the process whose writer has the turn, 0: none */
+    ngx_atomic_t                turn;
+
+    /* accepted writes, the event-loop time they took (ns) in total
+     * (wall clock and CPU) and at most, and the time of their
+     * state-file writes (threads, wall clock) */
+    ngx_atomic_t                writes;
+    ngx_atomic_t                loop_ns;
+    ngx_atomic_t                loop_cpu_ns;
+    ngx_atomic_t                loop_ns_max;
+    ngx_atomic_t                store_ns;
+
+    /* audit lines written, and not written (the error log says why) */
+    ngx_atomic_t                audit_lines;
+    ngx_atomic_t                audit_errors;
 } ngx_http_tce_admin_shctx_t;
 
 
@@ -62,6 +80,7 @@ typedef struct {
     ngx_flag_t                  read_auth;
     ngx_str_t                   token_file;
     ngx_array_t                *tokens;      /* ngx_http_tce_admin_token_t */
+    ngx_open_file_t            *audit;       /* NULL: no audit log */
 } ngx_http_tce_admin_loc_conf_t;
 
 
@@ -73,6 +92,18 @@ typedef struct {
     ngx_str_t                   cluster;
     ngx_uint_t                  route;
     ngx_tce_service_t          *svc;
+
+    /* the body as read (NULL: none), for the audit log's digest */
+    u_char                     *body;
+    size_t                      body_len;
+
+    /* an accepted write: the service's generation before and after */
+    ngx_atomic_uint_t           gen_before;
+    ngx_atomic_uint_t           gen_after;
+
+    /* the write in progress (ngx_http_tce_admin_store.c) */
+    void                       *change;
+    ngx_uint_t                  turn_held;   /* the synchronous store's */
 } ngx_http_tce_admin_ctx_t;
 
 
@@ -157,8 +188,38 @@ ngx_int_t ngx_http_tce_admin_fleet_canary(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx,
     const ngx_http_tce_admin_canary_req_t *req);
 
+/*
+ * tce_admin_audit <path>: the file is opened by the master (as nginx's
+ * logs are: reopened on USR1), after a check that names the directive
+ * when it cannot be.  NGX_CONF_OK or an error text for nginx -t.
+ */
+char *ngx_http_tce_admin_audit_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/*
+ * Appends the audit line of an accepted change to the location's audit
+ * log, if it has one: time, principal, socket address, method, path,
+ * status, service, generation before and after (ctx->gen_before,
+ * ctx->gen_after), the body's SHA-256 (ctx->body) and the request id.
+ * Call it once per accepted change, after the change took effect; the
+ * line is written (and fsynced) on the thread pool.  With done not
+ * NULL, done(r) runs on the event loop once the line is written or
+ * failed (the request must be kept alive until then: r->main->count);
+ * with done NULL nothing waits for it.  A line that cannot be written
+ * is logged and counted in v1/status; the change stands.  Returns
+ * NGX_OK (done will run), NGX_DECLINED (no audit log: done will not
+ * run) or NGX_ERROR (done will not run; logged).
+ */
+ngx_int_t ngx_http_tce_admin_audit(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx, ngx_uint_t status,
+    void (*done)(ngx_http_request_t *r));
+
 /* the state file's fingerprint now (exists 0 when absent) */
 ngx_int_t ngx_http_tce_admin_fp(ngx_str_t *path, ngx_http_tce_admin_fp_t *fp);
+
+/* the same for a NUL-terminated path; any thread */
+ngx_int_t ngx_http_tce_admin_fp_path(const char *path,
+    ngx_http_tce_admin_fp_t *fp);
 
 /* 1 when two fingerprints name the same file contents */
 ngx_uint_t ngx_http_tce_admin_fp_equal(ngx_http_tce_admin_fp_t *a,

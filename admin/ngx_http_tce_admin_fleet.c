@@ -385,7 +385,13 @@ ngx_http_tce_admin_fleet_answer(ngx_http_request_t *r, redisReply *reply,
         }
     }
 
+    /* the audit line: the fleet revision is the ETag here */
+    ctx->gen_before = (ngx_atomic_uint_t) ctx->svc->fleet_rev;
+    ctx->gen_after = (ngx_atomic_uint_t) rev;
+
     ngx_tce_policy_fleet_rev(tmcf->zone, ctx->svc, rev);
+
+    (void) ngx_http_tce_admin_audit(r, ctx, NGX_HTTP_OK, NULL);
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                   "tce admin: %V canary of \"%s\" cluster \"%V\" by \"%V\" "

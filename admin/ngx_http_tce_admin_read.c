@@ -7,7 +7,9 @@
  *                            each value's origin (discovery or operator
  *                            override), the canary policy, discovery's
  *                            status and staleness
- *   GET v1/status            the zone's usage, the Consul watcher
+ *   GET v1/status            the zone's usage, the Consul watcher, the
+ *                            generation each worker applied per
+ *                            service, the API's writes
  *
  * Each service is copied under the zone's mutex (ngx_tce_zone_copy), so
  * traffic is never held up for long.
@@ -29,6 +31,11 @@ static json_t *ngx_http_tce_admin_discovery(ngx_tce_zone_t *zone,
 static json_t *ngx_http_tce_admin_cluster_obj(json_t *clusters,
     const char *name);
 static const char *ngx_http_tce_admin_source(ngx_tce_service_t *svc);
+static json_t *ngx_http_tce_admin_writes(ngx_http_request_t *r);
+static json_t *ngx_http_tce_admin_applied(ngx_tce_zone_t *zone);
+static json_t *ngx_http_tce_admin_applied_one(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, ngx_tce_applied_slot_t *slots,
+    ngx_uint_t workers);
 
 
 static const char *
@@ -532,6 +539,12 @@ ngx_http_tce_admin_status_v1(ngx_http_request_t *r)
                                owner ? json_integer(age) : json_null())
            != 0
         || json_object_set_new(root, "pid", json_integer(ngx_pid)) != 0
+        || json_object_set_new(root, "writes",
+                               ngx_http_tce_admin_writes(r))
+           != 0
+        || json_object_set_new(root, "applied",
+                               ngx_http_tce_admin_applied(zone))
+           != 0
         || (zone->sh->redis
             && json_object_set_new(root, "fleet",
                                    ngx_tce_redis_json(zone))
@@ -542,4 +555,150 @@ ngx_http_tce_admin_status_v1(ngx_http_request_t *r)
     }
 
     return ngx_http_tce_admin_send(r, NGX_HTTP_OK, root);
+}
+
+
+/*
+ * The API's accepted writes since the tce_admin zone was created: how
+ * long each held its worker's event loop (the state file and the audit
+ * line are written on threads), in wall-clock time (preemption by other
+ * processes included) and in CPU time, and how long the state file's
+ * reading, encoding and writing (fsyncs) took on its thread.
+ */
+static json_t *
+ngx_http_tce_admin_writes(ngx_http_request_t *r)
+{
+    uint64_t                         n;
+    ngx_http_tce_admin_shctx_t      *sh;
+    ngx_http_tce_admin_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_tce_admin_api_module);
+    sh = amcf->sh;
+    n = sh->writes;
+
+    return json_pack("{s:I, s:f, s:f, s:f, s:f, s:I, s:I, s:o}",
+                     "accepted", (json_int_t) n,
+                     "event_loop_us_avg",
+                     n ? (double) sh->loop_ns / n / 1000.0 : 0.0,
+                     "event_loop_cpu_us_avg",
+                     n ? (double) sh->loop_cpu_ns / n / 1000.0 : 0.0,
+                     "event_loop_us_max", (double) sh->loop_ns_max / 1000.0,
+                     "store_us_avg",
+                     n ? (double) sh->store_ns / n / 1000.0 : 0.0,
+                     "audit_lines", (json_int_t) sh->audit_lines,
+                     "audit_errors", (json_int_t) sh->audit_errors,
+                     "turn_pid",
+                     sh->turn ? json_integer((json_int_t) sh->turn)
+                              : json_null());
+}
+
+
+/*
+ * Per service: its generation, each worker's (the view it routes on:
+ * ngx_tce_applied.c) and "everywhere", true when every worker that
+ * routes to the service has a view of the current generation.  A
+ * worker of the running configuration that is listed under no service
+ * has no view of it: it builds one from the current generation at its
+ * first request.  Slots of workers gone (a reload with fewer workers,
+ * a respawn) are left out.
+ */
+static json_t *
+ngx_http_tce_admin_applied(ngx_tce_zone_t *zone)
+{
+    json_t                  *root, *one;
+    ngx_uint_t               workers;
+    ngx_core_conf_t         *ccf;
+    ngx_tce_service_t       *svc;
+    ngx_tce_applied_slot_t  *slots;
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(ngx_cycle->conf_ctx,
+                                           ngx_core_module);
+    workers = ngx_max(ccf->worker_processes, 1);
+
+    root = json_object();
+    slots = ngx_alloc(workers * sizeof(ngx_tce_applied_slot_t),
+                      ngx_cycle->log);
+
+    if (root == NULL || slots == NULL) {
+        json_decref(root);
+        ngx_free(slots);
+        return NULL;
+    }
+
+    /* services are never unlinked: the list is walked without the lock */
+    for (svc = zone->sh->services; svc; svc = svc->next) {
+        one = ngx_http_tce_admin_applied_one(zone, svc, slots, workers);
+
+        if (one == NULL
+            || json_object_set_new(root, (char *) svc->name, one) != 0)
+        {
+            json_decref(root);
+            ngx_free(slots);
+            return NULL;
+        }
+    }
+
+    ngx_free(slots);
+
+    return root;
+}
+
+
+static json_t *
+ngx_http_tce_admin_applied_one(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    ngx_tce_applied_slot_t *slots, ngx_uint_t workers)
+{
+    json_t             *one, *list;
+    ngx_uint_t          i, n, everywhere;
+    ngx_atomic_uint_t   generation;
+
+    generation = svc->generation;
+    n = ngx_tce_zone_applied_copy(zone, svc, slots, workers);
+
+    one = json_object();
+    list = json_array();
+
+    if (one == NULL || list == NULL) {
+        json_decref(one);
+        json_decref(list);
+        return NULL;
+    }
+
+    everywhere = 1;
+
+    for (i = 0; i < n; i++) {
+        if (slots[i].pid == 0
+            || (kill(slots[i].pid, 0) == -1 && ngx_errno == NGX_ESRCH))
+        {
+            continue;
+        }
+
+        if (slots[i].generation < generation) {
+            everywhere = 0;
+        }
+
+        if (json_array_append_new(list,
+                json_pack("{s:i, s:i, s:I}",
+                          "worker", (int) i,
+                          "pid", (int) slots[i].pid,
+                          "generation", (json_int_t) slots[i].generation))
+            != 0)
+        {
+            json_decref(one);
+            json_decref(list);
+            return NULL;
+        }
+    }
+
+    if (json_object_set_new(one, "workers", list) != 0
+        || json_object_set_new(one, "generation", json_integer(generation))
+           != 0
+        || json_object_set_new(one, "everywhere", json_boolean(everywhere))
+           != 0)
+    {
+        json_decref(one);
+        return NULL;
+    }
+
+    return one;
 }

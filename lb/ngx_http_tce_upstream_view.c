@@ -67,6 +67,9 @@ ngx_http_tce_upstream_view_get(ngx_http_tce_upstream_srv_conf_t *ucf,
 
     ucf->view = view;
 
+    /* what admin API v1/status shows as this worker's generation */
+    ngx_tce_zone_applied(ucf->zone, ucf->service, view->generation);
+
     return view;
 }
 

@@ -32,6 +32,7 @@ typedef struct ngx_tce_service_s  ngx_tce_service_t;
 typedef struct ngx_tce_policy_s   ngx_tce_policy_t;   /* ngx_tce_policy.c */
 typedef struct ngx_tce_sched_set_s  ngx_tce_sched_set_t;  /* sched_zone */
 typedef struct ngx_tce_override_s  ngx_tce_override_t;    /* override.c */
+typedef struct ngx_tce_applied_s  ngx_tce_applied_t;      /* applied.c */
 
 struct ngx_tce_service_s {
     ngx_tce_service_t          *next;        /* never freed */
@@ -51,6 +52,9 @@ struct ngx_tce_service_s {
     ngx_tce_sched_set_t        *sched;       /* NULL: not (yet) built */
     ngx_uint_t                  sched_state;
     ngx_uint_t                  sched_serial;  /* bumped per new set */
+
+    /* the generation of each worker's view (ngx_tce_applied.c) */
+    ngx_tce_applied_t          *applied;
 
     /* discovery status (Consul), written by the watcher only */
     time_t                      disc_success;   /* last good answer */
@@ -213,6 +217,28 @@ ngx_int_t ngx_tce_override_apply_state(ngx_tce_zone_t *zone,
  */
 void ngx_tce_override_merge_locked(ngx_tce_service_t *svc,
     ngx_tce_instance_t *inst, ngx_uint_t n);
+
+/* a worker's view of a service: its pid, the generation it was built on */
+typedef struct {
+    ngx_pid_t                   pid;         /* 0: none yet */
+    ngx_atomic_uint_t           generation;
+} ngx_tce_applied_slot_t;
+
+/*
+ * Records that this worker (ngx_worker) routes the service on a view
+ * built from that generation (view rebuilds only: it takes the zone's
+ * lock).  Not in the master, nor in a worker shutting down.  When the
+ * zone is full nothing is recorded (the status then lacks the worker).
+ */
+void ngx_tce_zone_applied(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    ngx_atomic_uint_t generation);
+
+/*
+ * Copies the service's slots, slot i being worker i's, at most max
+ * (under the zone's lock).  Returns how many were copied.
+ */
+ngx_uint_t ngx_tce_zone_applied_copy(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, ngx_tce_applied_slot_t *out, ngx_uint_t max);
 
 /* registers a service named in nginx.conf (tce_service) */
 ngx_int_t ngx_tce_add_service_ref(ngx_conf_t *cf, ngx_str_t *name,

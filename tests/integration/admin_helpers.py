@@ -15,8 +15,10 @@ TOKEN2 = 'tok-fedcba9876543210-deploy'
 PRINTABLE = set(range(0x20, 0x7f))
 
 
-def admin_location(token_file=None, read_auth=None, extra=''):
+def admin_location(token_file=None, read_auth=None, extra='', audit=None):
     lines = ['        location /api/ {', '            tce_admin;']
+    if audit:
+        lines.append('            tce_admin_audit %s;' % audit)
     if token_file:
         lines.append('            tce_admin_token_file %s;' % token_file)
     if read_auth is not None:
@@ -29,9 +31,10 @@ def admin_location(token_file=None, read_auth=None, extra=''):
 
 
 def start_admin(nginx, backend, tokens=True, read_auth=None, canary=None,
-                state=True, services=None):
+                state=True, services=None, audit=None):
     """nginx with the admin API on /api/ and demo.web.api in the state
-    file: prod on ok4[0], ok4[1]; canary on ok4[2]."""
+    file: prod on ok4[0], ok4[1]; canary on ok4[2].  audit: the path of
+    a tce_admin_audit log."""
     token_file = None
     if tokens:
         token_file = os.path.join(nginx.dir, 'admin.tokens')
@@ -51,7 +54,8 @@ def start_admin(nginx, backend, tokens=True, read_auth=None, canary=None,
     upstreams = '    upstream api {\n        tce_service %s;\n%s    }\n' % (
         SERVICE, '        tce_canary %s;\n' % canary if canary else '')
     nginx.configure(upstreams=upstreams, state=state,
-                    server_extra=admin_location(token_file, read_auth))
+                    server_extra=admin_location(token_file, read_auth,
+                                                audit=audit))
     nginx.start()
 
 

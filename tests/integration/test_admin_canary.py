@@ -30,7 +30,12 @@ def test_put_moves_traffic_and_persists(nginx, backend):
     assert canary_port not in ports_seen(nginx)
     r = call(nginx, 'GET', CANARY)
     assert r.status == 200, r
-    assert r.json['canary'] is None and r.json['source'] == 'nginx.conf'
+    assert r.json['source'] == 'nginx.conf'
+    # no tce_canary: prod only, as nginx.conf routes it
+    assert r.json['canary'] == {'weight_bp': 0, 'weight': 0.0, 'epoch': 0,
+                                'fallback': False}
+    assert r.json['nginx_conf'] == [{'upstream': 'api',
+                                     'canary': r.json['canary']}]
     gen = r.json['generation']
     assert r.headers['ETag'] == '"%d"' % gen
 
@@ -83,7 +88,12 @@ def test_rollback_and_delete(nginx, backend):
     # DELETE: nginx.conf's tce_canary (weight 0) again, file entry gone
     r = call(nginx, 'DELETE', CANARY, token=TOKEN)
     assert r.status == 200, r
-    assert r.json['canary'] is None and r.json['source'] == 'nginx.conf'
+    assert r.json['source'] == 'nginx.conf'
+    # tce_canary weight=0 of upstream api, shown as such
+    assert r.json['canary']['weight_bp'] == 0, r.json
+    assert r.json['canary']['epoch'] == 0, r.json
+    assert r.json['nginx_conf'] == [{'upstream': 'api',
+                                     'canary': r.json['canary']}]
     assert canary_port not in ports_seen(nginx)
     assert file_canary(nginx) is None
 

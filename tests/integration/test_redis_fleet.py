@@ -72,7 +72,8 @@ def test_write_on_one_node_live_on_the_other(nginx, nginx_b, backend,
     # B -> A: back to nginx.conf's default (weight 0)
     r = call(nginx_b, 'DELETE', CANARY, token=TOKEN)
     assert r.status == 200, r
-    assert r.json['canary'] is None
+    assert r.json['source'] == 'nginx.conf'
+    assert r.json['canary']['weight_bp'] == 0, r.json
     t_ba = measure(lambda: env_of(nginx, 'probe') == 'prod', 5)
 
     # a sticky split: both nodes send each user to the same env
