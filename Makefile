@@ -14,7 +14,8 @@ TOP         := $(CURDIR)
 
 DEB_PACKAGES := nginx-core nginx-dev libcurl4-openssl-dev libjansson-dev \
                 libhiredis-dev libpcre3-dev zlib1g-dev libssl-dev \
-                libcmocka-dev python3-pytest curl wrk redis-server \
+                libcmocka-dev python3-pytest python3-jsonschema \
+                python3-hypothesis curl wrk redis-server \
                 redis-sentinel prometheus valgrind openssl gcc make
 
 MOD_DIRS    := ngx_tce_module lb admin

@@ -7,6 +7,9 @@ body, and the state of a service as the API and the state file show it.
 import http.client
 import json
 import os
+import re
+
+import jsonschema
 
 from conftest import SERVICE, SLOW, Response, instance
 
@@ -59,11 +62,61 @@ def start_admin(nginx, backend, tokens=True, read_auth=None, canary=None,
     nginx.start()
 
 
+OPENAPI_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                            '..', '..', 'admin', 'openapi.json')
+with open(OPENAPI_PATH) as _f:
+    OPENAPI = json.load(_f)
+API_PREFIX = '/api'
+
+
+def openapi_route(path):
+    """The description's path template that path (below /api) matches,
+    or None."""
+    path = path.split('?', 1)[0]
+    for template in OPENAPI['paths']:
+        rx = '^' + re.sub(r'\\{[a-z]+\\}', '[^/]+',
+                          re.escape(template)) + '/?$'
+        if re.match(rx, path):
+            return template
+    return None
+
+
+def answer_schema(method, path, status):
+    """The schema the description gives the answer: the route's
+    operation's for that status (or its default), the Error schema for
+    a path or method it does not describe."""
+    template = openapi_route(path)
+    op = OPENAPI['paths'].get(template, {}).get(method.lower())
+    if op is None:
+        return {'$ref': '#/components/schemas/Error'}
+    resp = op['responses'].get(str(status)) or op['responses']['default']
+    return resp['content']['application/json']['schema']
+
+
+def validate_answer(method, path, r):
+    """Every answer of the admin API against admin/openapi.json: JSON
+    with X-Request-Id, the body valid against its schema."""
+    assert r.headers.get('Content-Type') == 'application/json', r
+    assert r.headers.get('X-Request-Id'), r.headers
+    if method == 'HEAD':
+        return
+    assert r.json is not None, r
+    schema = dict(answer_schema(method, path, r.status))
+    schema['components'] = OPENAPI['components']
+    try:
+        jsonschema.Draft202012Validator(schema).validate(r.json)
+    except jsonschema.ValidationError as e:
+        raise AssertionError('%s %s -> %d does not match admin/openapi.json:'
+                             ' %s\n%s' % (method, path, r.status, e.message,
+                                          json.dumps(r.json)[:2000]))
+
+
 def call(nginx, method, path, body=None, headers=None, token=None,
-         content_type='application/json', raw=None):
+         content_type='application/json', raw=None, validate=True):
     """One request to the nginx under test; body is JSON-encoded unless
     raw bytes are given.  Returns a Response with .json when it has
-    one."""
+    one.  An answer under /api/ is checked against admin/openapi.json
+    (validate=False: not)."""
     h = {'Connection': 'close'}
     if token:
         h['Authorization'] = 'Bearer ' + token
@@ -85,6 +138,8 @@ def call(nginx, method, path, body=None, headers=None, token=None,
         r.json = json.loads(r.body) if r.body else None
     except ValueError:
         r.json = None
+    if path.startswith(API_PREFIX + '/') and validate:
+        validate_answer(method, path[len(API_PREFIX):], r)
     return r
 
 
