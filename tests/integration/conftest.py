@@ -71,6 +71,36 @@ LOG_FORMAT = '|'.join(('$pid', '$connection', '$request_uri', '$status',
                        '$tce_instance'))
 
 
+# --------------------------------------------------------------- markers
+
+# @pytest.mark.novalgrind('why, and which test runs that C path under
+# memcheck'): the test runs in the plain pass only, skipped under
+# TCE_VALGRIND.  For tests whose cost is load, waiting or repetition
+# (many requests, long fault or outage sequences, variants of one code
+# path), never for a C path no other test runs under memcheck
+# (docs/style.md, "Tests under valgrind").
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'novalgrind(reason): run in the plain pass only, not '
+        'with nginx inside valgrind memcheck (make valgrind)')
+
+
+def pytest_collection_modifyitems(config, items):
+    if not VALGRIND:
+        return
+    for item in items:
+        mark = item.get_closest_marker('novalgrind')
+        if mark is None:
+            continue
+        if not mark.args:
+            raise pytest.UsageError(
+                '%s: novalgrind needs a reason naming the test that runs '
+                'the same C path under memcheck' % item.nodeid)
+        item.add_marker(pytest.mark.skip(
+            reason='plain pass only (novalgrind): %s' % mark.args[0]))
+
+
 # --------------------------------------------------------------- helpers
 
 def wait_for(cond, timeout=10.0, interval=0.02, what='condition'):
@@ -94,11 +124,13 @@ def free_port(family=socket.AF_INET):
     Taken below the kernel's ephemeral range (ip_local_port_range), so
     that no client connection of this machine (nginx to a backend, curl
     to Consul) can be holding it as its local port when the server
-    binds it a moment later."""
+    binds it a moment later.  Under pytest-xdist each worker draws from
+    its own slice of that range: a port given out by one worker and not
+    yet bound is never given out by another."""
     host = '::1' if family == socket.AF_INET6 else '127.0.0.1'
-    low = ephemeral_low()
+    low, high = port_range()
     for _ in range(1000):
-        port = random.randrange(max(1024, low - 12000), low)
+        port = random.randrange(low, high)
         if port in _recent_ports:
             continue                    # given out, maybe not bound yet
         with socket.socket(family, socket.SOCK_STREAM) as s:
@@ -108,13 +140,27 @@ def free_port(family=socket.AF_INET):
                 continue
             _recent_ports.append(port)
             return port
-    raise RuntimeError('no free port below %d' % low)
+    raise RuntimeError('no free port in [%d, %d)' % (low, high))
 
 
 # the ports free_port() gave out lately: a port is only bound when its
 # server starts, so two calls of one test could otherwise draw the same
 # one (a backend then fails with "duplicate listen")
 _recent_ports = collections.deque(maxlen=256)
+
+
+def port_range():
+    """[low, high) of the ports free_port() draws from: 12,000 ports
+    below the ephemeral range, split evenly between the xdist workers
+    (PYTEST_XDIST_WORKER=gw<i>, PYTEST_XDIST_WORKER_COUNT=<n>)."""
+    high = ephemeral_low()
+    low = max(1024, high - 12000)
+    worker = os.environ.get('PYTEST_XDIST_WORKER', '')
+    count = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1') or 1)
+    if worker.startswith('gw') and worker[2:].isdigit() and count > 1:
+        i, size = int(worker[2:]) % count, (high - low) // count
+        low, high = low + i * size, low + (i + 1) * size
+    return low, high
 
 
 def ephemeral_low():
