@@ -18,6 +18,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_tce_admin_api.h"
+#include "ngx_http_tce_metrics.h"
 #include "ngx_tce_text.h"
 
 
@@ -26,6 +27,7 @@
 #define NGX_HTTP_TCE_ADMIN_R_SERVICES  3
 #define NGX_HTTP_TCE_ADMIN_R_SERVICE   4
 #define NGX_HTTP_TCE_ADMIN_R_CANARY    5
+#define NGX_HTTP_TCE_ADMIN_R_SCALE     6
 
 #define NGX_HTTP_TCE_ADMIN_MAX_SEGS    8
 
@@ -247,6 +249,11 @@ ngx_http_tce_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     alcf->enable = 1;
 
+    /* the reads show the instances' recent figures: count them */
+    if (ngx_http_tce_metrics_enable(cf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_tce_admin_handler;
 
@@ -396,6 +403,7 @@ ngx_http_tce_admin_handler(ngx_http_request_t *r)
  *   v1/services
  *   v1/services/<psm>
  *   v1/services/<psm>/clusters/<cluster>/canary
+ *   v1/services/<psm>/clusters/<cluster>/envs/<env>/scale
  */
 static ngx_int_t
 ngx_http_tce_admin_route(ngx_http_request_t *r, ngx_http_tce_admin_ctx_t *ctx)
@@ -488,6 +496,17 @@ ngx_http_tce_admin_route(ngx_http_request_t *r, ngx_http_tce_admin_ctx_t *ctx)
     {
         ctx->cluster = seg[4];
         ctx->route = NGX_HTTP_TCE_ADMIN_R_CANARY;
+        return NGX_OK;
+    }
+
+    if (n == 8
+        && seg[3].len == 8 && ngx_strncmp(seg[3].data, "clusters", 8) == 0
+        && seg[5].len == 4 && ngx_strncmp(seg[5].data, "envs", 4) == 0
+        && seg[7].len == 5 && ngx_strncmp(seg[7].data, "scale", 5) == 0)
+    {
+        ctx->cluster = seg[4];
+        ctx->env = seg[6];
+        ctx->route = NGX_HTTP_TCE_ADMIN_R_SCALE;
         return NGX_OK;
     }
 
@@ -712,6 +731,9 @@ ngx_http_tce_admin_dispatch(ngx_http_request_t *r,
 
     case NGX_HTTP_TCE_ADMIN_R_SERVICE:
         return ngx_http_tce_admin_service(r, ctx);
+
+    case NGX_HTTP_TCE_ADMIN_R_SCALE:
+        return ngx_http_tce_admin_scale(r, ctx);
 
     default: /* NGX_HTTP_TCE_ADMIN_R_CANARY */
         return ngx_http_tce_admin_canary(r, ctx, body, len);

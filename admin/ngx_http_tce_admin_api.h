@@ -5,6 +5,7 @@
  *   ngx_http_tce_admin_auth.c    bearer tokens (tce_admin_token_file)
  *   ngx_http_tce_admin_read.c    GET services, a service, status
  *   ngx_http_tce_admin_policy.c  a cluster's canary policy
+ *   ngx_http_tce_admin_scale.c   an env's scaling signal
  *   ngx_http_tce_admin_store.c   the state file as the API's store,
  *                                written on the thread pool
  *   ngx_http_tce_admin_audit.c   the audit log (tce_admin_audit)
@@ -90,6 +91,7 @@ typedef struct {
     ngx_str_t                   principal;
     ngx_str_t                   service;
     ngx_str_t                   cluster;
+    ngx_str_t                   env;
     ngx_uint_t                  route;
     ngx_tce_service_t          *svc;
 
@@ -166,6 +168,10 @@ ngx_int_t ngx_http_tce_admin_status_v1(ngx_http_request_t *r);
  */
 ngx_uint_t ngx_http_tce_admin_has_cluster(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, ngx_str_t *cluster, ngx_log_t *log);
+
+/* GET .../envs/<env>/scale (ngx_http_tce_admin_scale.c) */
+ngx_int_t ngx_http_tce_admin_scale(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx);
 
 /* canary handlers of ngx_http_tce_admin_policy.c; body may be NULL */
 ngx_int_t ngx_http_tce_admin_canary(ngx_http_request_t *r,

@@ -21,11 +21,15 @@
 
 #include "ngx_http_tce_admin_api.h"
 #include "ngx_tce_redis.h"
+#include "ngx_http_tce_metrics.h"
 
 
 static json_t *ngx_http_tce_admin_summary(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, ngx_log_t *log);
-static json_t *ngx_http_tce_admin_instance(ngx_tce_instance_t *inst);
+static json_t *ngx_http_tce_admin_instance(ngx_tce_instance_t *inst,
+    ngx_http_tce_metrics_recent_t *rec);
+static ngx_int_t ngx_http_tce_admin_recent(json_t *ij,
+    ngx_http_tce_metrics_recent_t *rec);
 static json_t *ngx_http_tce_admin_discovery(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc);
 static json_t *ngx_http_tce_admin_cluster_obj(json_t *clusters,
@@ -264,7 +268,8 @@ failed:
 
 
 static json_t *
-ngx_http_tce_admin_instance(ngx_tce_instance_t *inst)
+ngx_http_tce_admin_instance(ngx_tce_instance_t *inst,
+    ngx_http_tce_metrics_recent_t *rec)
 {
     json_t  *ij, *ov, *src;
 
@@ -288,6 +293,11 @@ ngx_http_tce_admin_instance(ngx_tce_instance_t *inst)
                                    ngx_strlen(inst->version)))
            != 0
         || json_object_set_new(ij, "weight", json_integer(inst->weight))
+           != 0
+        || json_object_set_new(ij, "routable_since_ms",
+                               inst->since_ms
+                               ? json_integer((json_int_t) inst->since_ms)
+                               : json_null())
            != 0
         || json_object_set_new(ij, "effective_weight",
                                json_integer(ngx_tce_instance_weight(inst)))
@@ -320,13 +330,51 @@ ngx_http_tce_admin_instance(ngx_tce_instance_t *inst)
                                                 && inst->state
                                                    == NGX_TCE_STATE_UP))
                                            ? "override" : "discovery"))
-           != 0)
+           != 0
+        || ngx_http_tce_admin_recent(ij, rec) != NGX_OK)
     {
         json_decref(ij);
         return NULL;
     }
 
     return ij;
+}
+
+
+/*
+ * in_flight (attempts on it now, every worker's), requests_per_second
+ * and error_ratio (5xx answers and failed attempts) over the last
+ * window_seconds complete seconds; null when nothing is counted.
+ */
+static ngx_int_t
+ngx_http_tce_admin_recent(json_t *ij, ngx_http_tce_metrics_recent_t *rec)
+{
+    json_t  *inflight, *rate, *ratio;
+
+    if (rec == NULL) {
+        inflight = json_null();
+        rate = json_null();
+        ratio = json_null();
+
+    } else {
+        inflight = json_integer(rec->found ? rec->in_flight : 0);
+        rate = json_real((double) rec->w.requests / rec->w.seconds);
+        ratio = rec->w.requests
+                ? json_real((double) rec->w.errors / rec->w.requests)
+                : json_null();
+    }
+
+    if (json_object_set_new(ij, "in_flight", inflight) != 0
+        || json_object_set_new(ij, "requests_per_second", rate) != 0
+        || json_object_set_new(ij, "error_ratio", ratio) != 0
+        || json_object_set_new(ij, "window_seconds",
+                               json_integer(NGX_TCE_WINDOW_SECONDS))
+           != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -383,14 +431,15 @@ ngx_int_t
 ngx_http_tce_admin_service(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx)
 {
-    json_t                   *root, *clusters, *cj, *ej, *pj;
-    ngx_str_t                 cname;
-    ngx_uint_t                i, n;
-    const char               *key;
-    ngx_atomic_uint_t         generation;
-    ngx_tce_instance_t       *inst;
-    ngx_tce_main_conf_t      *tmcf;
-    ngx_tce_canary_policy_t   pol;
+    json_t                         *root, *clusters, *cj, *ej, *pj;
+    ngx_str_t                       cname, name;
+    ngx_uint_t                      i, n;
+    const char                     *key;
+    ngx_atomic_uint_t               generation;
+    ngx_tce_instance_t             *inst;
+    ngx_tce_main_conf_t            *tmcf;
+    ngx_tce_canary_policy_t         pol;
+    ngx_http_tce_metrics_recent_t  *rec;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
 
@@ -421,15 +470,24 @@ ngx_http_tce_admin_service(ngx_http_request_t *r,
         || json_object_set_new(root, "discovery",
                                ngx_http_tce_admin_discovery(tmcf->zone,
                                                             ctx->svc))
-           != 0
-        || json_object_set_new(root, "metrics_missing",
-                               json_string("per-instance in-flight count, "
-                                           "request rate and error ratio "
-                                           "are not reported here yet: see "
-                                           "the Prometheus metrics"))
            != 0)
     {
         goto failed;
+    }
+
+    rec = n ? ngx_pcalloc(r->pool,
+                          n * sizeof(ngx_http_tce_metrics_recent_t))
+            : NULL;
+
+    if (n && rec == NULL) {
+        goto failed;
+    }
+
+    name.data = ctx->svc->name;
+    name.len = ctx->svc->name_len;
+
+    if (n && ngx_http_tce_metrics_recent(&name, inst, n, rec) != NGX_OK) {
+        rec = NULL;
     }
 
     for (i = 0; i < n; i++) {
@@ -439,7 +497,8 @@ ngx_http_tce_admin_service(ngx_http_request_t *r,
 
         if (ej == NULL
             || json_array_append_new(json_object_get(ej, "instances"),
-                                     ngx_http_tce_admin_instance(&inst[i]))
+                                     ngx_http_tce_admin_instance(&inst[i],
+                                         rec ? &rec[i] : NULL))
                != 0)
         {
             goto failed;

@@ -178,6 +178,102 @@ void ngx_http_tce_metrics_cell_release_locked(ngx_tce_zone_t *zone,
 void ngx_http_tce_metrics_reclaim(ngx_tce_zone_t *zone,
     ngx_http_tce_metrics_sh_t *sh, ngx_log_t *log);
 
+/* one instance's recent figures, every worker's summed */
+typedef struct {
+    ngx_uint_t                         found;     /* it has a series */
+    int64_t                            in_flight;
+    ngx_tce_window_sum_t               w;         /* the last seconds */
+} ngx_http_tce_metrics_recent_t;
+
+
+/*
+ * Turns counting on (the series, the log phase) as tce_metrics does,
+ * for the directives that read the counters (tce_admin,
+ * tce_scale_target).  Returns NGX_CONF_OK or an error text.
+ */
+char *ngx_http_tce_metrics_enable(ngx_conf_t *cf);
+
+/*
+ * The recent figures of inst[0..n-1], instances of the service name,
+ * into out[0..n-1] (found 0 for an instance no worker counted yet),
+ * under one hold of the zone's mutex: O(n log n).  Returns NGX_OK, or
+ * NGX_DECLINED when counting is off (out untouched).
+ */
+ngx_int_t ngx_http_tce_metrics_recent(ngx_str_t *name,
+    ngx_tce_instance_t *inst, ngx_uint_t n,
+    ngx_http_tce_metrics_recent_t *out);
+
+/* an env's figures against its upstream's tce_scale_target */
+typedef struct {
+    ngx_uint_t                         current;   /* routable instances */
+    ngx_uint_t                         listed;    /* instances, any state */
+    double                             rps;       /* per routable one */
+    double                             in_flight; /* average, per one */
+    ngx_uint_t                         counted;   /* counting is on */
+    double                             target_rps;       /* 0: unset */
+    double                             target_inflight;  /* 0: unset */
+    uint32_t                           proposals[2];     /* rps, inflight */
+    ngx_int_t                          desired;   /* -1: no target */
+} ngx_http_tce_scale_t;
+
+
+/*
+ * The upstream whose tce_scale_target applies to the service: the
+ * first naming it with a target, else the first tce_service $var one
+ * with a target; NULL when none has.
+ */
+ngx_http_tce_upstream_srv_conf_t *ngx_http_tce_metrics_scale_conf(
+    ngx_cycle_t *cycle, u_char *name, size_t len);
+
+/*
+ * The env's current instances, per-instance request rate and in-flight
+ * average over the recent window (the sum over the env's instances
+ * divided by the routable ones), and desired instances for ucf's
+ * targets (NULL: none) as HPA computes them (ngx_tce_scale.h).
+ * Returns NGX_OK or NGX_ERROR (no memory).
+ */
+ngx_int_t ngx_http_tce_metrics_scale(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, ngx_str_t *cluster, ngx_uint_t env,
+    ngx_http_tce_upstream_srv_conf_t *ucf, ngx_http_tce_scale_t *out,
+    ngx_log_t *log);
+
+/*
+ * The desired instances of every env of the services with a
+ * tce_scale_target, into s->scale (from pool), for the exposition.
+ */
+ngx_int_t ngx_http_tce_metrics_scale_snapshot(ngx_tce_zone_t *zone,
+    ngx_tce_prom_snapshot_t *s, ngx_pool_t *pool);
+
+/* the service's series, or NULL (zone's mutex held) */
+ngx_http_tce_metrics_svc_t *ngx_http_tce_metrics_svc_find_locked(
+    ngx_http_tce_metrics_sh_t *sh, u_char *name, size_t len);
+
+/* an instance's series, or NULL (zone's mutex held) */
+ngx_http_tce_metrics_peer_t *ngx_http_tce_metrics_peer_find_locked(
+    ngx_http_tce_metrics_svc_t *svc, u_char *cluster, size_t clen,
+    ngx_uint_t env, u_char *id, size_t idlen);
+
+
+/*
+ * Adds v to the slot word of second now in one of a window's arrays
+ * (ngx_tce_window.h): a compare-and-set loop, no lock; a slot left by
+ * an older second is started over.
+ */
+static ngx_inline void
+ngx_http_tce_metrics_window_add(uint64_t *words, uint32_t now, uint32_t v)
+{
+    ngx_atomic_t       *p;
+    ngx_atomic_uint_t   old;
+
+    p = (ngx_atomic_t *) &words[ngx_tce_window_slot(now)];
+
+    do {
+        old = *p;
+    } while (!ngx_atomic_cmp_set(p, old,
+                                 ngx_tce_window_next(old, now, v)));
+}
+
+
 /*
  * The balancer's get/free: attempts in flight, group and instance, in
  * the series and in this process's cell of it.

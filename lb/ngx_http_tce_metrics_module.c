@@ -413,7 +413,8 @@ ngx_http_tce_metrics_attempts(ngx_http_request_t *r,
 {
     u_char                        *base, *name;
     size_t                         off;
-    ngx_uint_t                     i, n, idx, tries;
+    uint32_t                       now;
+    ngx_uint_t                     i, n, idx, tries, cls;
     ngx_tce_group_counters_t      *c;
     ngx_http_upstream_state_t     *st;
     ngx_tce_instance_counters_t   *ic;
@@ -427,6 +428,7 @@ ngx_http_tce_metrics_attempts(ngx_http_request_t *r,
     }
 
     c = &g->c;
+    now = (uint32_t) ngx_time();
     st = r->upstream_states->elts;
     n = r->upstream_states->nelts;
     view = pd->view;
@@ -490,13 +492,23 @@ ngx_http_tce_metrics_attempts(ngx_http_request_t *r,
         }
 
         ic = &pm->c;
+        cls = ngx_tce_prom_class(st[i].status);
 
-        ngx_http_tce_metrics_add(&ic->requests[
-                                     ngx_tce_prom_class(st[i].status)], 1);
+        ngx_http_tce_metrics_add(&ic->requests[cls], 1);
+
+        /* the recent window: rate, errors (5xx, nginx's 502/504 of a
+         * failed attempt included), time spent (in-flight average) */
+        ngx_http_tce_metrics_window_add(ic->window.requests, now, 1);
+
+        if (cls == 4) {
+            ngx_http_tce_metrics_window_add(ic->window.errors, now, 1);
+        }
 
         if (st[i].response_time != (ngx_msec_t) -1) {
             ngx_http_tce_metrics_add(&ic->time_sum_ms, st[i].response_time);
             ngx_http_tce_metrics_add(&ic->time_count, 1);
+            ngx_http_tce_metrics_window_add(ic->window.busy_ms, now,
+                                            (uint32_t) st[i].response_time);
         }
     }
 
@@ -540,7 +552,9 @@ ngx_http_tce_metrics_handler(ngx_http_request_t *r)
     if (ngx_http_tce_metrics_snapshot(mmcf->zone, mmcf->sh, &s, r->pool)
         != NGX_OK
         || ngx_tce_persist_prom(mmcf->zone, &s, r->pool) != NGX_OK
-        || ngx_tce_redis_prom(mmcf->zone, &s, r->pool) != NGX_OK)
+        || ngx_tce_redis_prom(mmcf->zone, &s, r->pool) != NGX_OK
+        || ngx_http_tce_metrics_scale_snapshot(mmcf->zone, &s, r->pool)
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

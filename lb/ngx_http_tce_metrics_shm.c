@@ -369,16 +369,12 @@ ngx_http_tce_metrics_expire(ngx_tce_zone_t *zone,
 }
 
 
-static ngx_http_tce_metrics_svc_t *
-ngx_http_tce_metrics_svc_locked(ngx_tce_zone_t *zone,
-    ngx_http_tce_metrics_sh_t *sh, u_char *name, size_t len)
+ngx_http_tce_metrics_svc_t *
+ngx_http_tce_metrics_svc_find_locked(ngx_http_tce_metrics_sh_t *sh,
+    u_char *name, size_t len)
 {
     ngx_queue_t                 *q;
     ngx_http_tce_metrics_svc_t  *svc;
-
-    if (len >= NGX_TCE_SERVICE_LEN) {
-        return NULL;
-    }
 
     for (q = ngx_queue_head(&sh->services);
          q != ngx_queue_sentinel(&sh->services);
@@ -389,6 +385,25 @@ ngx_http_tce_metrics_svc_locked(ngx_tce_zone_t *zone,
         if (svc->name_len == len && ngx_memcmp(svc->name, name, len) == 0) {
             return svc;
         }
+    }
+
+    return NULL;
+}
+
+
+static ngx_http_tce_metrics_svc_t *
+ngx_http_tce_metrics_svc_locked(ngx_tce_zone_t *zone,
+    ngx_http_tce_metrics_sh_t *sh, u_char *name, size_t len)
+{
+    ngx_http_tce_metrics_svc_t  *svc;
+
+    if (len >= NGX_TCE_SERVICE_LEN) {
+        return NULL;
+    }
+
+    svc = ngx_http_tce_metrics_svc_find_locked(sh, name, len);
+    if (svc) {
+        return svc;
     }
 
     svc = ngx_slab_calloc_locked(zone->shpool,
@@ -458,28 +473,21 @@ ngx_http_tce_metrics_group_locked(ngx_tce_zone_t *zone,
 }
 
 
-static ngx_http_tce_metrics_peer_t *
-ngx_http_tce_metrics_peer_locked(ngx_tce_zone_t *zone,
-    ngx_http_tce_metrics_svc_t *svc, ngx_http_tce_upstream_peer_t *peer)
+ngx_http_tce_metrics_peer_t *
+ngx_http_tce_metrics_peer_find_locked(ngx_http_tce_metrics_svc_t *svc,
+    u_char *cluster, size_t clen, ngx_uint_t env, u_char *id, size_t idlen)
 {
-    u_char                        *cluster;
-    size_t                         clen;
     uint32_t                       hash;
     ngx_int_t                      rc;
     ngx_rbtree_node_t             *node, *sentinel;
-    ngx_http_tce_metrics_sh_t     *sh;
     ngx_http_tce_metrics_peer_t   *p, key;
 
-    cluster = (u_char *) peer->inst.cluster;
-    clen = ngx_strlen(cluster);
-
-    hash = ngx_http_tce_metrics_peer_hash(cluster, clen, peer->inst.env,
-                                          peer->id.data, peer->id.len);
+    hash = ngx_http_tce_metrics_peer_hash(cluster, clen, env, id, idlen);
 
     /* a key on the stack: compared with the same function as nodes */
-    key.env = peer->inst.env;
+    key.env = env;
     key.cluster_len = clen;
-    key.id_len = peer->id.len;
+    key.id_len = idlen;
 
     node = svc->tree.root;
     sentinel = svc->tree.sentinel;
@@ -500,17 +508,44 @@ ngx_http_tce_metrics_peer_locked(ngx_tce_zone_t *zone,
         }
 
         if (rc == 0) {
-            rc = ngx_memn2cmp(peer->id.data, p->data + p->cluster_len,
-                              peer->id.len, p->id_len);
+            rc = ngx_memn2cmp(id, p->data + p->cluster_len, idlen,
+                              p->id_len);
         }
 
         if (rc == 0) {
-            (void) ngx_atomic_fetch_add(&p->refs, 1);
             return p;
         }
 
         node = (rc < 0) ? node->left : node->right;
     }
+
+    return NULL;
+}
+
+
+static ngx_http_tce_metrics_peer_t *
+ngx_http_tce_metrics_peer_locked(ngx_tce_zone_t *zone,
+    ngx_http_tce_metrics_svc_t *svc, ngx_http_tce_upstream_peer_t *peer)
+{
+    u_char                        *cluster;
+    size_t                         clen;
+    uint32_t                       hash;
+    ngx_http_tce_metrics_sh_t     *sh;
+    ngx_http_tce_metrics_peer_t   *p;
+
+    cluster = (u_char *) peer->inst.cluster;
+    clen = ngx_strlen(cluster);
+
+    p = ngx_http_tce_metrics_peer_find_locked(svc, cluster, clen,
+                                              peer->inst.env, peer->id.data,
+                                              peer->id.len);
+    if (p) {
+        (void) ngx_atomic_fetch_add(&p->refs, 1);
+        return p;
+    }
+
+    hash = ngx_http_tce_metrics_peer_hash(cluster, clen, peer->inst.env,
+                                          peer->id.data, peer->id.len);
 
     p = ngx_slab_calloc_locked(zone->shpool,
                                offsetof(ngx_http_tce_metrics_peer_t, data)

@@ -19,6 +19,7 @@
 
 #include "ngx_tce.h"
 #include "ngx_tce_sched_zone.h"
+#include "ngx_tce_sched_ramp.h"
 
 
 /* tce_keepalive: an upstream's idle connections, per worker */
@@ -35,6 +36,11 @@ typedef struct {
     ngx_uint_t                         fails;
     time_t                             accessed;
     time_t                             checked;
+
+    /* slow_start: when its ramp began (unix ms, 0: none), the credit
+     * of its admitted entries (ngx_tce_sched_ramp.h) */
+    uint64_t                           ss_start;
+    uint32_t                           ss_credit;
 
     /* request metrics: the instance's series (lb/ngx_http_tce_metrics.h)
      * and this worker's cell of it */
@@ -146,6 +152,11 @@ typedef struct {
     ngx_str_t                          cluster_name;
     ngx_uint_t                         max_fails;
     time_t                             fail_timeout;
+    ngx_msec_t                         slow_start;  /* 0: off */
+
+    /* tce_scale_target, in 1/1000 (0: not set) */
+    ngx_uint_t                         scale_rps;
+    ngx_uint_t                         scale_inflight;
     ngx_tce_zone_t                    *zone;
     ngx_http_upstream_server_t        *placeholder;
     unsigned                           inited:1;  /* init_upstream ran */
@@ -191,6 +202,18 @@ typedef struct {
  */
 ngx_http_tce_upstream_view_t *ngx_http_tce_upstream_view_get(
     ngx_http_tce_upstream_srv_conf_t *ucf, ngx_log_t *log);
+
+/*
+ * slow_start: 1 if the pick may take this schedule entry of a ramping
+ * peer (peer->ss_start set), 0 to pass it on; ends the ramp when its
+ * time is over.
+ */
+ngx_uint_t ngx_http_tce_upstream_ramp_admit(
+    ngx_http_tce_upstream_srv_conf_t *ucf,
+    ngx_http_tce_upstream_peer_t *peer);
+
+/* unix time in ms, from nginx's cached time */
+uint64_t ngx_http_tce_upstream_now_ms(void);
 
 /* drops one reference; frees the view with the last one */
 void ngx_http_tce_upstream_view_release(ngx_http_tce_upstream_view_t *view);

@@ -4,7 +4,8 @@
  *
  *   upstream backend {
  *       tce_service demo.web.api [cluster=<name|$var>] [max_fails=1]
- *                   [fail_timeout=10s];
+ *                   [fail_timeout=10s] [slow_start=30s];
+ *       tce_scale_target [rps=<n>] [inflight=<n>];
  *       keepalive 32;         (or tce_keepalive 32;)
  *   }
  *
@@ -22,6 +23,8 @@
 
 static void *ngx_http_tce_upstream_create_srv_conf(ngx_conf_t *cf);
 static char *ngx_http_tce_upstream_service(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_tce_upstream_scale_target(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_tce_upstream_init(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us);
@@ -69,6 +72,13 @@ static ngx_command_t  ngx_http_tce_upstream_commands[] = {
     { ngx_string("tce_keepalive"),
       NGX_HTTP_UPS_CONF|NGX_CONF_TAKE123,
       ngx_http_tce_upstream_keepalive,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tce_scale_target"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE12,
+      ngx_http_tce_upstream_scale_target,
       NGX_HTTP_SRV_CONF_OFFSET,
       0,
       NULL },
@@ -196,6 +206,7 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
 
     time_t                             timeout;
     ngx_int_t                          n;
+    ngx_msec_t                         ms;
     ngx_str_t                         *value, s;
     ngx_uint_t                         i;
     struct sockaddr_in                *sin;
@@ -295,6 +306,23 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "slow_start=", 11) == 0) {
+            s.data = value[i].data + 11;
+            s.len = value[i].len - 11;
+
+            ms = ngx_parse_time(&s, 0);
+
+            if (ms == (ngx_msec_t) NGX_ERROR || ms > 3600000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\" in \"tce_service\": "
+                                   "a time up to 1h", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            ucf->slow_start = ms;
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "fail_timeout=", 13) == 0) {
             s.data = value[i].data + 13;
             s.len = value[i].len - 13;
@@ -372,6 +400,70 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
     uscf->peer.init_upstream = ngx_http_tce_upstream_init;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * tce_scale_target [rps=<n>] [inflight=<n>]: the per-instance request
+ * rate and in-flight average an env should run at; the admin API's
+ * .../scale and the gauge tce_scale_desired_instances say how many
+ * instances that takes (admin/ngx_http_tce_admin_scale.c).
+ */
+static char *
+ngx_http_tce_upstream_scale_target(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_tce_upstream_srv_conf_t *ucf = conf;
+
+    char        *rv;
+    ngx_int_t    v;
+    ngx_str_t   *value, s;
+    ngx_uint_t   i, *target;
+
+    if (ucf->scale_rps || ucf->scale_inflight) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "rps=", 4) == 0) {
+            s.data = value[i].data + 4;
+            s.len = value[i].len - 4;
+            target = &ucf->scale_rps;
+
+        } else if (ngx_strncmp(value[i].data, "inflight=", 9) == 0) {
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+            target = &ucf->scale_inflight;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\" in "
+                               "\"tce_scale_target\": rps=<n> or "
+                               "inflight=<n>", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        /* up to 3 decimals, kept in 1/1000 */
+        v = ngx_atofp(s.data, s.len, 3);
+
+        if (v == NGX_ERROR || v == 0 || v > 1000000000 || *target) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"%V\" in \"tce_scale_target\": "
+                               "a number above 0 with up to 3 decimals, "
+                               "once each", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        *target = (ngx_uint_t) v;
+    }
+
+    /* the targets are compared with the instances' recent figures */
+    rv = ngx_http_tce_metrics_enable(cf);
+
+    return rv;
 }
 
 
@@ -600,6 +692,7 @@ ngx_http_tce_upstream_pick(ngx_http_tce_upstream_peer_data_t *pd)
     time_t                          now;
     uint32_t                        idx;
     ngx_uint_t                      i, n;
+    ngx_http_tce_upstream_peer_t   *peer;
     ngx_http_tce_upstream_group_t  *g;
 
     g = pd->group;
@@ -615,11 +708,22 @@ ngx_http_tce_upstream_pick(ngx_http_tce_upstream_peer_data_t *pd)
             g->pos = 0;
         }
 
-        if (idx != NGX_HTTP_TCE_UPSTREAM_GONE
-            && ngx_http_tce_upstream_usable(pd, idx, now))
+        if (idx == NGX_HTTP_TCE_UPSTREAM_GONE
+            || !ngx_http_tce_upstream_usable(pd, idx, now))
         {
-            return &pd->view->peers[idx];
+            continue;
         }
+
+        peer = &pd->view->peers[idx];
+
+        /* slow_start: a ramping instance takes only part of its entries */
+        if (peer->ss_start
+            && !ngx_http_tce_upstream_ramp_admit(pd->conf, peer))
+        {
+            continue;
+        }
+
+        return peer;
     }
 
     for (i = 0; i < g->nmembers; i++) {
@@ -720,6 +824,15 @@ ngx_http_tce_upstream_free_peer(ngx_peer_connection_t *pc, void *data,
         peer->checked = now;
 
     } else if (peer->accessed < peer->checked) {
+        /* back from failing (a probe after fail_timeout succeeded) */
+        if (pd->conf->slow_start && pd->conf->max_fails
+            && peer->fails >= pd->conf->max_fails
+            && pd->group && pd->group->nmembers > 1)
+        {
+            peer->ss_start = ngx_http_tce_upstream_now_ms();
+            peer->ss_credit = 0;
+        }
+
         peer->fails = 0;
     }
 

@@ -107,6 +107,7 @@ ngx_http_tce_upstream_view_build(ngx_http_tce_upstream_srv_conf_t *ucf,
     ngx_http_tce_upstream_view_t *old, ngx_log_t *log)
 {
     uint32_t                          *xlat;
+    uint64_t                           now;
     ngx_str_t                          cname;
     ngx_uint_t                         i, j, n, env, state;
     ngx_atomic_uint_t                  generation;
@@ -158,9 +159,18 @@ ngx_http_tce_upstream_view_build(ngx_http_tce_upstream_srv_conf_t *ucf,
         }
     }
 
+    now = ngx_http_tce_upstream_now_ms();
+
     for (i = 0; i < n; i++) {
         peer = &view->peers[i];
         peer->inst = inst[i];
+
+        /* slow_start: a ramp the zone stamped and not over yet */
+        if (ucf->slow_start && inst[i].since_ms
+            && now < inst[i].since_ms + ucf->slow_start)
+        {
+            peer->ss_start = inst[i].since_ms;
+        }
         peer->name.data = (u_char *) peer->inst.addr;
         peer->name.len = ngx_strlen(peer->inst.addr);
         peer->id.data = (u_char *) peer->inst.id;
@@ -281,6 +291,12 @@ ngx_http_tce_upstream_view_carry(ngx_http_tce_upstream_view_t *view,
             p->fails = q->fails;
             p->accessed = q->accessed;
             p->checked = q->checked;
+
+            /* a ramp of this worker's (passive health) or the same one */
+            if (q->ss_start >= p->ss_start && q->ss_start) {
+                p->ss_start = q->ss_start;
+                p->ss_credit = q->ss_credit;
+            }
 
             /* same instance for the schedule only if same address */
             xlat[j] = (p->inst.socklen == q->inst.socklen
@@ -475,4 +491,35 @@ ngx_http_tce_upstream_view_free(ngx_http_tce_upstream_view_t *view)
     }
 
     ngx_free(view);
+}
+
+
+uint64_t
+ngx_http_tce_upstream_now_ms(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+ngx_uint_t
+ngx_http_tce_upstream_ramp_admit(ngx_http_tce_upstream_srv_conf_t *ucf,
+    ngx_http_tce_upstream_peer_t *peer)
+{
+    uint64_t  now, elapsed;
+
+    now = ngx_http_tce_upstream_now_ms();
+    elapsed = now > peer->ss_start ? now - peer->ss_start : 0;
+
+    if (elapsed >= ucf->slow_start) {
+        peer->ss_start = 0;
+        return 1;
+    }
+
+    return ngx_tce_ramp_admit(&peer->ss_credit,
+                              ngx_tce_ramp_fraction(elapsed,
+                                                    ucf->slow_start));
 }

@@ -59,6 +59,8 @@ static void ngx_tce_prom_instances(const ngx_tce_prom_snapshot_t *s,
     ngx_tce_buf_t *b, unsigned format);
 static void ngx_tce_prom_discovery(const ngx_tce_prom_snapshot_t *s,
     ngx_tce_buf_t *b, unsigned format);
+static void ngx_tce_prom_scale(const ngx_tce_prom_snapshot_t *s,
+    ngx_tce_buf_t *b, unsigned format);
 static void ngx_tce_prom_persist(const ngx_tce_prom_snapshot_t *s,
     ngx_tce_buf_t *b, unsigned format);
 static int ngx_tce_prom_json_persist(const ngx_tce_prom_snapshot_t *s,
@@ -380,6 +382,7 @@ ngx_tce_prom_render(const ngx_tce_prom_snapshot_t *s, unsigned format,
     ngx_tce_prom_discovery(s, b, format);
     ngx_tce_prom_persist(s, b, format);
     ngx_tce_prom_fleet(s, b, format);
+    ngx_tce_prom_scale(s, b, format);
     ngx_tce_prom_process(s, b, format);
 
     if (format == NGX_TCE_PROM_OPENMETRICS) {
@@ -387,6 +390,33 @@ ngx_tce_prom_render(const ngx_tce_prom_snapshot_t *s, unsigned format,
     }
 
     return b->failed ? -1 : 0;
+}
+
+
+/* labels like the groups': service, cluster, env */
+static void
+ngx_tce_prom_scale(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b,
+    unsigned format)
+{
+    size_t                       i;
+    ngx_tce_prom_family_t        f;
+    const ngx_tce_prom_scale_t  *sc;
+
+    ngx_tce_prom_begin(&f, b, format, "tce_scale_desired_instances",
+                       NGX_TCE_PROM_GAUGE,
+                       "Instances the env needs for its tce_scale_target, "
+                       "as Kubernetes' HPA computes it over the last 10 s.");
+
+    for (i = 0; i < s->nscale; i++) {
+        sc = &s->scale[i];
+        ngx_tce_prom_sample(&f, "");
+        ngx_tce_prom_label(b, "service", sc->service, 1);
+        ngx_tce_prom_label(b, "cluster", sc->cluster, 0);
+        ngx_tce_prom_label(b, "env", sc->env, 0);
+        (void) ngx_tce_buf_printf(b, "} %u\n", (unsigned) sc->desired);
+    }
+
+    ngx_tce_prom_end(&f);
 }
 
 
@@ -1097,6 +1127,23 @@ ngx_tce_prom_json(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b)
 
     if (ngx_tce_prom_json_persist(s, root) != 0) {
         goto failed;
+    }
+
+    list = json_array();
+    if (list == NULL || json_object_set_new(root, "scale", list) != 0) {
+        goto failed;
+    }
+
+    for (i = 0; i < s->nscale; i++) {
+        o = json_pack("{s:s, s:s, s:s, s:I}",
+                      "service", s->scale[i].service,
+                      "cluster", s->scale[i].cluster,
+                      "env", s->scale[i].env,
+                      "desired_instances", (json_int_t) s->scale[i].desired);
+
+        if (o == NULL || json_array_append_new(list, o) != 0) {
+            goto failed;
+        }
     }
 
     text = json_dumps(root, JSON_COMPACT);

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "ngx_tce_histogram.h"
+#include "ngx_tce_window.h"
 
 
 #define NGX_TCE_PROM_NCLASSES      6     /* 1xx 2xx 3xx 4xx 5xx other */
@@ -52,6 +53,7 @@ typedef struct {
     uint64_t                  in_flight;     /* gauge, read as signed */
     uint64_t                  time_sum_ms;
     uint64_t                  time_count;
+    ngx_tce_window_t          window;        /* the last seconds */
 } ngx_tce_instance_counters_t;
 
 
@@ -114,6 +116,15 @@ typedef struct {
 } ngx_tce_prom_fleet_t;
 
 
+/* an env with a tce_scale_target: the instances HPA's formula wants */
+typedef struct {
+    const char               *service;
+    const char               *cluster;
+    const char               *env;
+    uint32_t                  desired;
+} ngx_tce_prom_scale_t;
+
+
 typedef struct {
     ngx_tce_prom_group_t     *groups;
     size_t                    ngroups;
@@ -124,6 +135,8 @@ typedef struct {
     ngx_tce_prom_persist_t   *persist;
     size_t                    npersist;
     ngx_tce_prom_fleet_t      fleet;
+    ngx_tce_prom_scale_t     *scale;
+    size_t                    nscale;
 
     const char               *zone_name;
     uint64_t                  zone_size;

@@ -62,6 +62,14 @@ typedef struct {
     uint16_t                  op_weight;
     uint8_t                   op_drain;
     uint8_t                   op_down;
+
+    /*
+     * Set by the zone, not by discovery: when (unix ms) the instance
+     * became routable beside others of its group (added, or back from
+     * down or draining), for slow_start; 0: routable from the start
+     * (ngx_tce_sched_ramp.h).
+     */
+    uint64_t                  since_ms;
 } ngx_tce_instance_t;
 
 

@@ -7,6 +7,7 @@
 
 #include "ngx_tce.h"
 #include "ngx_tce_sched_zone.h"
+#include "ngx_tce_sched_ramp.h"
 
 
 /* buckets of the service index: one per this many bytes of zone */
@@ -184,6 +185,7 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     ngx_log_t *log)
 {
     size_t               size;
+    ngx_time_t          *tp;
     ngx_tce_instance_t  *sorted, *copy, *old;
 
     size = n * sizeof(ngx_tce_instance_t);
@@ -214,6 +216,11 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         ngx_free(sorted);
         return NGX_DECLINED;
     }
+
+    /* when each instance became routable, for slow_start */
+    tp = ngx_timeofday();
+    ngx_tce_ramp_stamp(svc->instances, svc->ninstances, sorted, n,
+                       (uint64_t) tp->sec * 1000 + tp->msec);
 
     copy = NULL;
 

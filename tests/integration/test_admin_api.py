@@ -225,7 +225,7 @@ def test_service_detail(nginx, backend):
     assert got['p4']['overrides']['down'] is True
     assert got['p1']['address'] == backend.addr(backend.ok4[0])
     assert r.json['discovery']['watched'] is False
-    assert 'metrics_missing' in r.json
+    assert "metrics_missing" not in r.json
 
 
 def test_status(nginx, backend):
