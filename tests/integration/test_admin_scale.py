@@ -13,7 +13,7 @@ import threading
 import time
 
 from admin_helpers import TOKEN, admin_location, call, check_error, start_admin
-from conftest import SERVICE, instance, wait_for
+from conftest import SERVICE, VALGRIND, instance, wait_for
 from test_metrics import METRICS_LOCATION, parse, promtool_check
 
 WINDOW = 10
@@ -222,9 +222,13 @@ def test_scale_inflight_known_load(nginx, backend):
         # Little's law on what the clients measured (the upstream's
         # share of each request is a little less)
         expect = sum(durations) / WINDOW
-        assert 0.8 * expect <= got['in_flight'] <= expect, (got, expect)
+        # (under valgrind nginx's own time is a larger part of it)
+        low = 0.5 if VALGRIND else 0.8
+        assert low * expect <= got['in_flight'] <= expect, (got, expect)
         assert got['desired'] == hpa(1, got['in_flight'], 0.1), got
-        assert got['desired'] in (4, 5), got
+        if not VALGRIND:
+            # ~4 in flight for ~1 s of the 10: 0.4 per instance
+            assert got['desired'] in (4, 5), got
         assert gauge(nginx, 'prod') == got['desired']
     finally:
         srv.shutdown()

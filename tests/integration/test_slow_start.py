@@ -13,10 +13,15 @@ import threading
 import time
 
 from admin_helpers import TOKEN, admin_location, call
-from conftest import SERVICE, SLOW, free_port, instance, wait_for
+from conftest import SERVICE, SLOW, VALGRIND, free_port, instance, wait_for
 
 LOCATION = '            add_header X-Instance $tce_instance always;\n'
-RAMP = 5.0
+
+# under valgrind a reload takes seconds and requests are ~50x slower:
+# a longer ramp, and only its first seconds are looked at
+RAMP = 20.0 if VALGRIND else 5.0
+MIN_REQS = 10 if VALGRIND else 20
+TOL = 0.08 if VALGRIND else 0.04
 
 
 def expected_share(t, ramp, w_new=1.0, w_others=2.0):
@@ -109,39 +114,56 @@ def add_instance(nginx, backend, slow_start):
 
 
 def test_added_instance_ramps_up(nginx, backend):
-    before, after, since = add_instance(nginx, backend, '5s')
+    before, after, since = add_instance(nginx, backend, '%ds' % RAMP)
     # the zone stamped when c became routable, during the reload
     assert since is not None
     assert before - 0.05 <= since / 1000.0 <= after + 0.05, \
         (before, since, after)
     start = since / 1000.0
-    answers = load(nginx, start + RAMP + 1.5 - time.time())
-    ws = windows(answers, start, RAMP, 'c', int(RAMP) + 1)
+    # windows of 1 s from the stamp, from the one the load starts in
+    # (a window with few requests left at the front is left out)
+    first = int(time.time() - start)
+    last = int(RAMP) + 1 if not VALGRIND else first + 6
+    answers = load(nginx, start + last - time.time())
+    ws = windows(answers, start, RAMP, 'c', last)[first:]
+    if ws and ws[0][0] < MIN_REQS:
+        ws = ws[1:]
+        first += 1
     shares = [seen / n for n, seen, _ in ws if n]
-    report = ['%d: %d/%d (%.3f) expected %.1f' % (k, s, n, s / n, e)
+    report = ['%d: %d/%d (%.3f) expected %.1f' % (first + k, s, n, s / n, e)
               for k, (n, s, e) in enumerate(ws) if n]
     print('\n'.join(report))
-    for k, (n, seen, exp) in enumerate(ws):
-        assert n >= 20, report
+    assert len(ws) >= 4, report
+    for n, seen, exp in ws:
+        assert n >= MIN_REQS, report
         # the ramp, within 4 percentage points and 2 requests
-        assert abs(seen - exp) <= 0.04 * n + 2, report
+        assert abs(seen - exp) <= TOL * n + 2, report
     # it rises, from a small share to the full one (1/3 at 1:1:1)
-    assert shares[0] < 0.1, report
+    if first == 0:
+        assert shares[0] < 0.1, report
     assert all(shares[k] < shares[k + 2] for k in range(len(shares) - 2)), \
         report
-    assert abs(shares[-1] - 1 / 3) <= 0.04, report
+    if not VALGRIND:
+        assert abs(shares[-1] - 1 / 3) <= TOL, report
 
 
 def test_added_instance_without_slow_start(nginx, backend):
     before, after, since = add_instance(nginx, backend, None)
     # stamped all the same; nothing ramps without slow_start
     start = since / 1000.0
-    answers = load(nginx, start + 2 - time.time())
-    ws = windows(answers, start, None, 'c', 2)
+    first = int(time.time() - start)
+    answers = load(nginx, start + first + 2 - time.time())
+    ws = windows(answers, start, None, 'c', first + 2)[first:]
+    if ws[0][0] < MIN_REQS:
+        ws = ws[1:]
+        first += 1
     report = [(n, s, round(e, 1)) for n, s, e in ws]
+    if first == 0:
+        # from the very first second
+        assert ws[0][1] > 0, report
     for n, seen, exp in ws:
-        assert n >= 20, report
-        assert abs(seen / n - 1 / 3) <= 0.04, report
+        assert n >= MIN_REQS, report
+        assert abs(seen / n - 1 / 3) <= TOL, report
 
 
 class OkHandler(http.server.BaseHTTPRequestHandler):
@@ -166,11 +188,12 @@ def test_recovered_instance_ramps_up(nginx, backend):
     a = instance('a', backend.addr(backend.ok4[0]))
     b = instance('b', backend.addr(backend.ok4[1]))
     c = instance('c', '127.0.0.1:%d' % port)
-    configure(nginx, backend, '4s', [a, b, c])
+    ramp = 4 * (4 if VALGRIND else 1)
+    configure(nginx, backend, '%ds' % ramp, [a, b, c])
     conf = open(nginx.conf_path).read()
-    conf = conf.replace('slow_start=4s', 'slow_start=4s max_fails=1 '
-                        'fail_timeout=1s').replace('worker_processes 2;',
-                                                   'worker_processes 1;')
+    conf = conf.replace('slow_start=%ds' % ramp,
+                        'slow_start=%ds max_fails=1 fail_timeout=1s' % ramp)
+    conf = conf.replace('worker_processes 2;', 'worker_processes 1;')
     with open(nginx.conf_path, 'w') as f:
         f.write(conf)
     nginx.nworkers = 1
@@ -188,13 +211,16 @@ def test_recovered_instance_ramps_up(nginx, backend):
                  what='c probed again')
         start = time.time()
         answers = load(nginx, 4.8, clients=1)
-        ws = windows(answers, start, 4.0, 'c', 4)
+        ws = windows(answers, start, float(ramp), 'c', 4)
         report = [(n, s, round(e, 1)) for n, s, e in ws]
         print(report)
         shares = [s / n for n, s, _ in ws]
         assert shares[0] < 0.12, report
-        assert shares[0] < shares[2] and shares[1] < shares[3], report
-        assert all(abs(s - e) <= 0.05 * n + 2 for n, s, e in ws), report
+        assert shares[0] < shares[3], report
+        if not VALGRIND:
+            assert shares[0] < shares[2] and shares[1] < shares[3], report
+        assert all(abs(s - e) <= (TOL + 0.01) * n + 2 for n, s, e in ws), \
+            report
     finally:
         srv.shutdown()
         srv.server_close()
