@@ -13,7 +13,7 @@ from admin_helpers import OPENAPI, TOKEN, call, start_admin
 from conftest import SERVICE
 
 
-PARAMS = {'psm': SERVICE, 'cluster': 'default'}
+PARAMS = {'psm': SERVICE, 'cluster': 'default', 'env': 'prod'}
 
 # a request body per operation that takes one
 BODIES = {'putCanary': {'weight': 0}}
