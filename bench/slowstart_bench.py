@@ -157,9 +157,16 @@ def run(args, tmp, ramp, ports):
             mine = []
             while time.time() < stop:
                 t = time.time()
-                c.request('GET', '/')
-                r = c.getresponse()
-                r.read()
+                try:
+                    c.request('GET', '/')
+                    r = c.getresponse()
+                    r.read()
+                except (OSError, http.client.HTTPException):
+                    # an old worker of the reload closed it: reconnect
+                    c.close()
+                    c = http.client.HTTPConnection('127.0.0.1', port,
+                                                   timeout=10)
+                    continue
                 mine.append(((t + time.time()) / 2,
                              r.getheader('X-Instance') == 'i2'))
             c.close()
