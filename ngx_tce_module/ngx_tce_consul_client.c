@@ -3,6 +3,10 @@
  * ngx_tce_consul_client.h for each contract.
  */
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* mremap() */
+#endif
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +15,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "ngx_tce_text.h"
 #include "ngx_tce_consul_parse.h"
@@ -21,6 +27,12 @@
 #define NGX_TCE_CONSUL_URL_LEN    2048
 #define NGX_TCE_CONSUL_INDEX_LEN  64
 #define NGX_TCE_CONSUL_BODY_INIT  16384
+/*
+ * Bodies past this size grow in an anonymous mapping with mremap():
+ * growing never copies.  A realloc() of a 16 MB body would copy it
+ * into fresh pages in one go, tens of milliseconds on the event loop.
+ */
+#define NGX_TCE_CONSUL_BODY_MAP   (1024 * 1024)
 
 /* sets one option unless an earlier one failed (rc, req in scope) */
 #define ngx_tce_consul_setopt(opt, val)                                      \
@@ -52,9 +64,7 @@ struct ngx_tce_consul_request_s {
     struct curl_slist        *headers;
     size_t                    server;           /* index into urls */
     void                     *data;             /* the caller's */
-    char                     *body;
-    size_t                    len;
-    size_t                    size;
+    ngx_tce_consul_body_t     b;
     unsigned                  too_large:1;
     unsigned                  has_index:1;
     unsigned                  probe:1;          /* never fails over */
@@ -79,6 +89,7 @@ static int ngx_tce_consul_sockopt(void *clientp, curl_socket_t fd,
 static ngx_tce_consul_request_t *ngx_tce_consul_request_create(
     ngx_tce_consul_client_t *c, const char *method, uint64_t timeout_ms,
     char *err, size_t errlen);
+static int ngx_tce_consul_body_grow(ngx_tce_consul_body_t *b, size_t want);
 static size_t ngx_tce_consul_write(char *ptr, size_t size, size_t nmemb,
     void *data);
 static size_t ngx_tce_consul_header(char *ptr, size_t size, size_t nmemb,
@@ -578,23 +589,22 @@ ngx_tce_consul_client_failover(ngx_tce_consul_client_t *c)
 static size_t
 ngx_tce_consul_write(char *ptr, size_t size, size_t nmemb, void *data)
 {
-    char                      *p;
     size_t                     n, want;
     ngx_tce_consul_request_t  *req;
 
     req = data;
     n = size * nmemb;
 
-    if (n > req->client->max_body - req->len) {
+    if (n > req->client->max_body - req->b.len) {
         /* returning less than given makes curl fail the transfer */
         req->too_large = 1;
         return 0;
     }
 
-    if (req->len + n + 1 > req->size) {
-        want = req->size ? req->size : NGX_TCE_CONSUL_BODY_INIT;
+    if (req->b.len + n + 1 > req->b.size) {
+        want = req->b.size ? req->b.size : NGX_TCE_CONSUL_BODY_INIT;
 
-        while (want < req->len + n + 1) {
+        while (want < req->b.len + n + 1) {
             want *= 2;
         }
 
@@ -602,21 +612,91 @@ ngx_tce_consul_write(char *ptr, size_t size, size_t nmemb, void *data)
             want = req->client->max_body + 1;
         }
 
-        p = realloc(req->body, want);
-
-        if (p == NULL) {
+        if (ngx_tce_consul_body_grow(&req->b, want) != 0) {
             return 0;
         }
-
-        req->body = p;
-        req->size = want;
     }
 
-    memcpy(req->body + req->len, ptr, n);
-    req->len += n;
-    req->body[req->len] = '\0';
+    memcpy(req->b.data + req->b.len, ptr, n);
+    req->b.len += n;
+    req->b.data[req->b.len] = '\0';
 
     return n;
+}
+
+
+/* b's room to want bytes; 0, or -1 (b unchanged) when memory runs out */
+
+static int
+ngx_tce_consul_body_grow(ngx_tce_consul_body_t *b, size_t want)
+{
+    char    *p;
+    size_t   page;
+
+#ifdef MREMAP_MAYMOVE
+
+    if (want > NGX_TCE_CONSUL_BODY_MAP) {
+        page = (size_t) sysconf(_SC_PAGESIZE);
+        want = (want + page - 1) / page * page;
+
+        if (b->mapped) {
+            p = mremap(b->data, b->size, want, MREMAP_MAYMOVE);
+
+        } else {
+            p = mmap(NULL, want, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+            if (p != MAP_FAILED && b->len) {
+                memcpy(p, b->data, b->len + 1);
+            }
+        }
+
+        if (p == MAP_FAILED) {
+            return -1;
+        }
+
+        if (!b->mapped) {
+            free(b->data);
+            b->mapped = 1;
+        }
+
+        b->data = p;
+        b->size = want;
+
+        return 0;
+    }
+
+#endif
+
+    (void) page;
+
+    p = realloc(b->data, want);
+
+    if (p == NULL) {
+        return -1;
+    }
+
+    b->data = p;
+    b->size = want;
+
+    return 0;
+}
+
+
+void
+ngx_tce_consul_body_free(ngx_tce_consul_body_t *b)
+{
+#ifdef MREMAP_MAYMOVE
+    if (b->mapped) {
+        (void) munmap(b->data, b->size);
+
+    } else
+#endif
+    {
+        free(b->data);
+    }
+
+    memset(b, 0, sizeof(ngx_tce_consul_body_t));
 }
 
 
@@ -1076,8 +1156,8 @@ ngx_tce_consul_request_done(ngx_tce_consul_request_t *req, CURLcode code,
 
     res->status = status;
     res->code = code;
-    res->body = req->body ? req->body : "";
-    res->len = req->len;
+    res->body = req->b.data ? req->b.data : "";
+    res->len = req->b.len;
     res->index = req->has_index ? req->index : NULL;
     res->url = req->url;
     res->ok = 0;
@@ -1100,9 +1180,10 @@ ngx_tce_consul_request_done(ngx_tce_consul_request_t *req, CURLcode code,
 
     } else if (status < 200 || status > 299) {
         /* Consul's error bodies are one line of text: quote its start */
-        n = req->len;
+        n = req->b.len;
 
-        while (n > 0 && (req->body[n - 1] == '\n' || req->body[n - 1] == '\r'))
+        while (n > 0
+               && (req->b.data[n - 1] == '\n' || req->b.data[n - 1] == '\r'))
         {
             n--;
         }
@@ -1114,9 +1195,9 @@ ngx_tce_consul_request_done(ngx_tce_consul_request_t *req, CURLcode code,
         len = snprintf(req->error, sizeof(req->error), "HTTP %ld: ",
                        status);
 
-        if (len > 0 && (size_t) len < sizeof(req->error) && req->body) {
+        if (len > 0 && (size_t) len < sizeof(req->error) && req->b.data) {
             (void) ngx_tce_text_escape(req->error + len,
-                                       sizeof(req->error) - len, req->body,
+                                       sizeof(req->error) - len, req->b.data,
                                        n > 160 ? 160 : n);
         }
 
@@ -1154,6 +1235,15 @@ ngx_tce_consul_perform(ngx_tce_consul_request_t *req,
 
 
 void
+ngx_tce_consul_request_take_body(ngx_tce_consul_request_t *req,
+    ngx_tce_consul_body_t *body)
+{
+    *body = req->b;
+    memset(&req->b, 0, sizeof(ngx_tce_consul_body_t));
+}
+
+
+void
 ngx_tce_consul_request_free(ngx_tce_consul_request_t *req)
 {
     if (req == NULL) {
@@ -1165,6 +1255,6 @@ ngx_tce_consul_request_free(ngx_tce_consul_request_t *req)
     }
 
     curl_slist_free_all(req->headers);
-    free(req->body);
+    ngx_tce_consul_body_free(&req->b);
     free(req);
 }

@@ -76,6 +76,15 @@ typedef struct ngx_tce_consul_client_s   ngx_tce_consul_client_t;
 typedef struct ngx_tce_consul_request_s  ngx_tce_consul_request_t;
 
 
+/* a response body as it was received */
+typedef struct {
+    char                     *data;     /* NUL-terminated, or NULL */
+    size_t                    len;      /* bytes before the NUL */
+    size_t                    size;     /* allocated */
+    unsigned                  mapped:1; /* an mmap()ed region */
+} ngx_tce_consul_body_t;
+
+
 /* what a finished request produced; pointers live as long as the request */
 typedef struct {
     int                       ok;       /* transfer done and status 2xx */
@@ -221,6 +230,18 @@ int ngx_tce_consul_leader_ok(const ngx_tce_consul_result_t *res);
  */
 int ngx_tce_consul_perform(ngx_tce_consul_request_t *req,
     ngx_tce_consul_result_t *res);
+
+/*
+ * Hands the body of a finished request over to the caller, so that it
+ * can outlive the request (res->body of the request is no longer valid
+ * then); body->data is NULL when there was none.  Free it with
+ * ngx_tce_consul_body_free(), from any thread.
+ */
+void ngx_tce_consul_request_take_body(ngx_tce_consul_request_t *req,
+    ngx_tce_consul_body_t *body);
+
+/* frees a body taken from a request; *b is zeroed */
+void ngx_tce_consul_body_free(ngx_tce_consul_body_t *b);
 
 /* frees the request, its handle, body and headers; NULL is allowed */
 void ngx_tce_consul_request_free(ngx_tce_consul_request_t *req);

@@ -38,7 +38,9 @@ ngx_tce_consul_enqueue(ngx_tce_consul_watch_t *w)
 
     ctx = w->ctx;
 
-    if (w->queued || w->req || w->kind != NGX_TCE_CONSUL_W_SERVICE) {
+    if (w->queued || w->req || w->job
+        || w->kind != NGX_TCE_CONSUL_W_SERVICE)
+    {
         return;
     }
 
@@ -153,13 +155,14 @@ ngx_tce_consul_digests_drop(ngx_tce_consul_ctx_t *ctx)
 
 
 /*
- * A /v1/health/state/any answer: queues every watched service whose
- * checks differ from those of its last fetch (all of them when a node
- * check changed).  O(n log n) in the checks and services.
+ * A parsed /v1/health/state/any answer (taken: *parsed is zeroed):
+ * queues every watched service whose checks differ from those of its
+ * last fetch (all of them when a node check changed).  O(n log n) in
+ * the checks and services.
  */
 ngx_int_t
 ngx_tce_consul_changes(ngx_tce_consul_watch_t *w,
-    ngx_tce_consul_result_t *res, char *err, size_t errlen)
+    ngx_tce_consul_digests_t *parsed, char *err, size_t errlen)
 {
     uint64_t                   d;
     ngx_uint_t                 all, n;
@@ -175,13 +178,8 @@ ngx_tce_consul_changes(ngx_tce_consul_watch_t *w,
         return NGX_ERROR;
     }
 
-    if (ngx_tce_consul_parse_checks(res->body, res->len, digests, err,
-                                    errlen)
-        != 0)
-    {
-        ngx_free(digests);
-        return NGX_ERROR;
-    }
+    *digests = *parsed;
+    ngx_memzero(parsed, sizeof(ngx_tce_consul_digests_t));
 
     ngx_tce_consul_digests_drop(ctx);
     ctx->digests = digests;

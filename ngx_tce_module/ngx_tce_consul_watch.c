@@ -50,16 +50,6 @@ static int ngx_tce_consul_watch_cmp(const void *one, const void *two);
 static int ngx_tce_consul_watch_key(const void *key, const void *elt);
 static void ngx_tce_consul_watch_free(ngx_tce_consul_watch_t *w);
 static void ngx_tce_consul_watch_timer(ngx_event_t *ev);
-static void ngx_tce_consul_done(ngx_tce_consul_watch_t *w,
-    ngx_tce_consul_request_t *req, CURLcode code);
-static ngx_int_t ngx_tce_consul_health(ngx_tce_consul_watch_t *w,
-    ngx_tce_consul_result_t *res, char *err, size_t errlen);
-static ngx_int_t ngx_tce_consul_catalog(ngx_tce_consul_watch_t *w,
-    ngx_tce_consul_result_t *res, char *err, size_t errlen);
-static void ngx_tce_consul_success(ngx_tce_consul_watch_t *w,
-    ngx_uint_t state, const char *note);
-static void ngx_tce_consul_failed(ngx_tce_consul_watch_t *w,
-    const char *error);
 static void ngx_tce_consul_status_error(ngx_tce_consul_watch_t *w,
     const char *text);
 static const char *ngx_tce_consul_name(ngx_tce_consul_watch_t *w);
@@ -489,6 +479,7 @@ static void
 ngx_tce_consul_watch_free(ngx_tce_consul_watch_t *w)
 {
     ngx_tce_consul_unqueue(w);
+    ngx_tce_consul_job_drop(w);
 
     if (w->req) {
         curl_multi_remove_handle(w->ctx->multi,
@@ -528,7 +519,7 @@ ngx_tce_consul_query(ngx_tce_consul_watch_t *w)
 
     ctx = w->ctx;
 
-    if (w->req || ctx->multi == NULL) {
+    if (w->req || w->job || ctx->multi == NULL) {
         return;
     }
 
@@ -580,80 +571,13 @@ ngx_tce_consul_query(ngx_tce_consul_watch_t *w)
 }
 
 
-static void
-ngx_tce_consul_done(ngx_tce_consul_watch_t *w, ngx_tce_consul_request_t *req,
-    CURLcode code)
-{
-    char                     err[NGX_TCE_DISC_ERR_LEN];
-    uint64_t                 next;
-    ngx_int_t                rc;
-    ngx_tce_consul_result_t  res;
-
-    ngx_tce_consul_fetch_done(w);
-
-    if (ngx_tce_consul_request_done(req, code, &res) != 0) {
-        ngx_tce_consul_failed(w, res.error);
-        ngx_tce_consul_pump(w->ctx);
-        return;
-    }
-
-    if (res.index == NULL
-        || ngx_tce_consul_next_index(w->sent, res.index,
-                                     ngx_strlen(res.index), &next)
-           != 0)
-    {
-        ngx_tce_consul_failed(w, "answer without a valid X-Consul-Index");
-        ngx_tce_consul_pump(w->ctx);
-        return;
-    }
-
-    err[0] = '\0';
-
-    switch (w->kind) {
-    case NGX_TCE_CONSUL_W_CHECKS:
-        rc = ngx_tce_consul_changes(w, &res, err, sizeof(err));
-        break;
-    case NGX_TCE_CONSUL_W_CATALOG:
-        rc = ngx_tce_consul_catalog(w, &res, err, sizeof(err));
-        break;
-    default:
-        rc = ngx_tce_consul_health(w, &res, err, sizeof(err));
-    }
-
-    if (rc == NGX_ERROR) {
-        ngx_tce_consul_failed(w, err);
-        ngx_tce_consul_pump(w->ctx);
-        return;
-    }
-
-    w->index = next;
-    w->attempt = 0;
-
-    if (w->svc) {
-        w->svc->disc_index = next;
-    }
-
-    ngx_tce_consul_success(w, rc == NGX_DECLINED ? NGX_TCE_CONSUL_EMPTY
-                                                 : NGX_TCE_CONSUL_OK, err);
-
-    if (w->ctx->detect && w->kind == NGX_TCE_CONSUL_W_SERVICE) {
-        /* fetched: the checks watch says when to fetch it again */
-        ngx_tce_consul_fetched(w);
-        ngx_tce_consul_pump(w->ctx);
-        return;
-    }
-
-    ngx_tce_consul_query(w);
-}
-
-
 /*
- * Applies a health answer.  Returns NGX_OK (applied or unchanged),
- * NGX_DECLINED (an empty answer not applied: err says why) or
- * NGX_ERROR (err says why; nothing changed).
+ * Applies a parsed health answer h (taken: h is zeroed).  Returns
+ * NGX_OK (applied or unchanged), NGX_DECLINED (an empty answer not
+ * applied: err says why) or NGX_ERROR (err says why; nothing changed).
  */
-static ngx_int_t
-ngx_tce_consul_health(ngx_tce_consul_watch_t *w, ngx_tce_consul_result_t *res,
+ngx_int_t
+ngx_tce_consul_health(ngx_tce_consul_watch_t *w, ngx_tce_consul_health_t *hp,
     char *err, size_t errlen)
 {
     ngx_int_t                 rc;
@@ -664,12 +588,8 @@ ngx_tce_consul_health(ngx_tce_consul_watch_t *w, ngx_tce_consul_result_t *res,
     ctx = w->ctx;
     svc = w->svc;
 
-    if (ngx_tce_consul_parse_health(res->body, res->len, NULL, NULL, &h,
-                                    err, errlen)
-        != 0)
-    {
-        return NGX_ERROR;
-    }
+    h = *hp;
+    ngx_memzero(hp, sizeof(ngx_tce_consul_health_t));
 
     if (h.nskipped != w->nskipped) {
         if (h.nskipped) {
@@ -719,11 +639,13 @@ ngx_tce_consul_health(ngx_tce_consul_watch_t *w, ngx_tce_consul_result_t *res,
 }
 
 
-/* catalog mode: watches every tagged service, stops the others */
-
-static ngx_int_t
+/*
+ * Catalog mode: watches every tagged service of the parsed catalog
+ * (taken: *parsed is zeroed), stops watching the others.
+ */
+ngx_int_t
 ngx_tce_consul_catalog(ngx_tce_consul_watch_t *w,
-    ngx_tce_consul_result_t *res, char *err, size_t errlen)
+    ngx_tce_consul_names_t *parsed, char *err, size_t errlen)
 {
     size_t                       i, len, nsorted;
     uint64_t                     d;
@@ -736,13 +658,8 @@ ngx_tce_consul_catalog(ngx_tce_consul_watch_t *w,
     ctx = w->ctx;
     cmcf = ctx->cmcf;
 
-    if (ngx_tce_consul_parse_services(res->body, res->len,
-                                      (char *) cmcf->tag.data, &names, err,
-                                      errlen)
-        != 0)
-    {
-        return NGX_ERROR;
-    }
+    names = *parsed;
+    ngx_memzero(parsed, sizeof(ngx_tce_consul_names_t));
 
     /* the watches sorted by service: each name found in O(log n) */
 
@@ -861,7 +778,7 @@ ngx_tce_consul_catalog(ngx_tce_consul_watch_t *w,
 }
 
 
-static void
+void
 ngx_tce_consul_success(ngx_tce_consul_watch_t *w, ngx_uint_t state,
     const char *note)
 {
@@ -908,7 +825,7 @@ ngx_tce_consul_success(ngx_tce_consul_watch_t *w, ngx_uint_t state,
 
 /* logged once per change of state or of error text, not per retry */
 
-static void
+void
 ngx_tce_consul_failed(ngx_tce_consul_watch_t *w, const char *error)
 {
     uint32_t                 key;

@@ -15,9 +15,12 @@
 
 #include "ngx_tce_consul.h"
 #include "ngx_tce_consul_client.h"
+#include "ngx_tce_consul_parse.h"
+#include "ngx_tce_consul_detect.h"
 
 
 typedef struct ngx_tce_consul_watch_s  ngx_tce_consul_watch_t;
+typedef struct ngx_tce_consul_job_s    ngx_tce_consul_job_t;
 
 
 #define NGX_TCE_CONSUL_NEW      0
@@ -36,6 +39,7 @@ struct ngx_tce_consul_watch_s {
     ngx_tce_service_t          *svc;        /* NULL: catalog or checks */
     ngx_uint_t                  kind;       /* NGX_TCE_CONSUL_W_* */
     ngx_tce_consul_request_t   *req;        /* the query in flight */
+    ngx_tce_consul_job_t       *job;        /* its answer, being parsed */
     ngx_event_t                 timer;      /* the next query */
     uint64_t                    index;      /* for the next query */
     uint64_t                    sent;       /* the index req carries */
@@ -105,22 +109,50 @@ void ngx_tce_consul_conn_free(ngx_tce_consul_ctx_t *ctx, ngx_connection_t *c);
 /* handles the transfers curl has finished (ngx_tce_consul_watch.c) */
 void ngx_tce_consul_check(ngx_tce_consul_ctx_t *ctx);
 
+/*
+ * A finished query of w (ngx_tce_consul_answer.c): the answer is
+ * checked, parsed on the thread pool (in place without one) and
+ * applied on the event loop; req is the caller's to free.
+ */
+void ngx_tce_consul_done(ngx_tce_consul_watch_t *w,
+    ngx_tce_consul_request_t *req, CURLcode code);
+
+/* w is being freed: the parse of its answer, if any, is dropped */
+void ngx_tce_consul_job_drop(ngx_tce_consul_watch_t *w);
+
+/*
+ * What a parsed answer changes (ngx_tce_consul_watch.c, _fetch.c): a
+ * service's instances, the catalog's services, the checks' digests.
+ * Each takes what it is given and zeroes it (what is left there is the
+ * caller's to free).  NGX_OK, NGX_DECLINED (an empty health answer not
+ * applied) or NGX_ERROR, err saying why.
+ */
+ngx_int_t ngx_tce_consul_health(ngx_tce_consul_watch_t *w,
+    ngx_tce_consul_health_t *h, char *err, size_t errlen);
+ngx_int_t ngx_tce_consul_catalog(ngx_tce_consul_watch_t *w,
+    ngx_tce_consul_names_t *names, char *err, size_t errlen);
+ngx_int_t ngx_tce_consul_changes(ngx_tce_consul_watch_t *w,
+    ngx_tce_consul_digests_t *digests, char *err, size_t errlen);
+
+/* the watch's state after an answer applied, or failed */
+void ngx_tce_consul_success(ngx_tce_consul_watch_t *w, ngx_uint_t state,
+    const char *note);
+void ngx_tce_consul_failed(ngx_tce_consul_watch_t *w, const char *error);
+
 /* starts a query of w now, or arms its timer (ngx_tce_consul_watch.c) */
 void ngx_tce_consul_query(ngx_tce_consul_watch_t *w);
 
 /*
  * Change detection (ngx_tce_consul_fetch.c).  enqueue: w's service
  * will be fetched (once, however often it is enqueued meanwhile);
- * pump: starts fetches while slots are free; changes: applies a
- * /v1/health/state/any answer (NGX_ERROR with err: nothing changed);
- * fetch_done: the bookkeeping of a finished fetch; resync: every
- * service fetched again (its timer handler); cancel: w's fetch is
- * dropped (w is being freed or moved to another URL).
+ * pump: starts fetches while slots are free; fetch_done: the
+ * bookkeeping of a finished fetch (its slot is free again; held while
+ * its answer is parsed); resync: every service fetched again (its
+ * timer handler); unqueue: w's fetch is dropped (w is being freed or
+ * moved to another URL).
  */
 void ngx_tce_consul_enqueue(ngx_tce_consul_watch_t *w);
 void ngx_tce_consul_pump(ngx_tce_consul_ctx_t *ctx);
-ngx_int_t ngx_tce_consul_changes(ngx_tce_consul_watch_t *w,
-    ngx_tce_consul_result_t *res, char *err, size_t errlen);
 void ngx_tce_consul_fetch_done(ngx_tce_consul_watch_t *w);
 void ngx_tce_consul_fetched(ngx_tce_consul_watch_t *w);
 void ngx_tce_consul_resync(ngx_event_t *ev);

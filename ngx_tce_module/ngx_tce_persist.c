@@ -107,14 +107,49 @@ ngx_tce_persist_add(ngx_conf_t *cf, ngx_tce_main_conf_t *tmcf,
 
     *pp = p;
 
-#if (NGX_THREADS)
-    if (ngx_thread_pool_add(cf, NULL) == NULL) {
+    if (ngx_tce_thread_pool_add(cf) != NGX_OK) {
         return NULL;
     }
-#endif
 
     return p;
 }
+
+
+ngx_int_t
+ngx_tce_thread_pool_add(ngx_conf_t *cf)
+{
+#if (NGX_THREADS)
+    if (ngx_thread_pool_add(cf, NULL) == NULL) {
+        return NGX_ERROR;
+    }
+#endif
+
+    return NGX_OK;
+}
+
+
+#if (NGX_THREADS)
+
+ngx_int_t
+ngx_tce_thread_post(ngx_tce_main_conf_t *tmcf, ngx_thread_task_t *task)
+{
+    ngx_thread_pool_t  *tp;
+
+    /* an exiting worker's thread pool is gone */
+    if (tmcf->exiting) {
+        return NGX_DECLINED;
+    }
+
+    tp = ngx_thread_pool_get((ngx_cycle_t *) ngx_cycle,
+                             &ngx_tce_persist_pool_name);
+    if (tp == NULL) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_thread_task_post(tp, task);
+}
+
+#endif
 
 
 ngx_int_t
@@ -200,8 +235,8 @@ ngx_tce_persist_start(ngx_tce_persist_t *p, ngx_log_t *log)
     ngx_tce_persist_task_t  *t;
     char                     err[NGX_TCE_PERSIST_ERR_LEN];
 #if (NGX_THREADS)
+    ngx_int_t                posted;
     ngx_thread_task_t       *task;
-    ngx_thread_pool_t       *tp;
 #endif
 
     if (p->sh == NULL) {
@@ -221,41 +256,38 @@ ngx_tce_persist_start(ngx_tce_persist_t *p, ngx_log_t *log)
 
 #if (NGX_THREADS)
 
-    /* an exiting worker's thread pool is gone: write here */
+    task = p->task;
 
-    tp = p->tmcf->exiting ? NULL
-                          : ngx_thread_pool_get((ngx_cycle_t *) ngx_cycle,
-                                                &ngx_tce_persist_pool_name);
-
-    if (tp != NULL) {
-        task = p->task;
-
+    if (task == NULL) {
+        task = ngx_thread_task_alloc(ngx_cycle->pool,
+                                     sizeof(ngx_tce_persist_task_t));
         if (task == NULL) {
-            task = ngx_thread_task_alloc(ngx_cycle->pool,
-                                         sizeof(ngx_tce_persist_task_t));
-            if (task == NULL) {
-                p->free(job);
-                return NGX_ERROR;
-            }
-
-            task->handler = ngx_tce_persist_thread;
-            task->event.handler = ngx_tce_persist_done;
-            task->event.data = p;
-            p->task = task;
+            p->free(job);
+            return NGX_ERROR;
         }
 
-        t = task->ctx;
-        t->p = p;
-        t->job = job;
-        t->seq = seq;
-        t->rc = -1;
-        t->err[0] = '\0';
+        task->handler = ngx_tce_persist_thread;
+        task->event.handler = ngx_tce_persist_done;
+        task->event.data = p;
+        p->task = task;
+    }
 
-        if (ngx_thread_task_post(tp, task) == NGX_OK) {
-            p->busy = 1;
-            return NGX_OK;
-        }
+    t = task->ctx;
+    t->p = p;
+    t->job = job;
+    t->seq = seq;
+    t->rc = -1;
+    t->err[0] = '\0';
 
+    /* an exiting worker (no pool any more) writes here */
+    posted = ngx_tce_thread_post(p->tmcf, task);
+
+    if (posted == NGX_OK) {
+        p->busy = 1;
+        return NGX_OK;
+    }
+
+    if (posted == NGX_ERROR) {
         /* queue full: the next request tries again */
         p->free(job);
         p->dirty = 1;
