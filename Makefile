@@ -16,7 +16,8 @@ DEB_PACKAGES := nginx-core nginx-dev libcurl4-openssl-dev libjansson-dev \
                 libhiredis-dev libpcre3-dev zlib1g-dev libssl-dev \
                 libcmocka-dev python3-pytest python3-pytest-xdist \
                 python3-jsonschema python3-hypothesis curl wrk redis-server \
-                redis-sentinel prometheus valgrind openssl gcc make
+                redis-sentinel prometheus valgrind openssl gcc make \
+                chromium chromium-driver python3-selenium
 
 MOD_DIRS    := ngx_tce_module lb admin
 MOD_SRCS    := $(wildcard $(addsuffix /*.c,$(MOD_DIRS)))

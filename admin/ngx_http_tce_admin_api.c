@@ -329,6 +329,12 @@ ngx_http_tce_admin_handler(ngx_http_request_t *r)
         ctx->request_id.len = vv->len;
     }
 
+    /* the dashboard's page and files, a browser sent to it */
+    rc = ngx_http_tce_admin_dashboard(r);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     if (ngx_http_tce_admin_route(r, ctx) != NGX_OK) {
         return ngx_http_tce_admin_error(r, NGX_HTTP_NOT_FOUND, "not_found",
                                         "no such route");

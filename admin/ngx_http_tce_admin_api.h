@@ -166,6 +166,32 @@ ngx_int_t ngx_http_tce_admin_status_v1(ngx_http_request_t *r);
  * 1 when the service has the cluster: an instance in it, or a canary
  * policy set for it.
  */
+/* a file of the dashboard (ngx_http_tce_admin_dashboard_assets.c) */
+typedef struct {
+    ngx_str_t                   name;
+    ngx_str_t                   type;
+    u_char                     *data;
+    size_t                      len;
+} ngx_http_tce_admin_asset_t;
+
+/* the dashboard's files, ended by an empty name */
+extern ngx_http_tce_admin_asset_t  ngx_http_tce_admin_dashboard_assets[];
+
+/*
+ * Serves the dashboard (ngx_http_tce_admin_dashboard.c): <loc>dashboard/
+ * and its files, and redirects a browser's GET <loc> (Accept: text/html)
+ * there.  NGX_DECLINED when the request is for the API.
+ */
+ngx_int_t ngx_http_tce_admin_dashboard(ngx_http_request_t *r);
+
+/*
+ * Sets "traffic" (cumulative request counters of the metrics series,
+ * ngx_http_tce_admin_traffic.c) in each env object of clusters, the
+ * "clusters" object of GET v1/services/<psm>.  NGX_ERROR on no memory.
+ */
+ngx_int_t ngx_http_tce_admin_traffic(json_t *clusters, ngx_tce_service_t *svc,
+    ngx_log_t *log);
+
 ngx_uint_t ngx_http_tce_admin_has_cluster(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, ngx_str_t *cluster, ngx_log_t *log);
 

@@ -505,6 +505,12 @@ ngx_http_tce_admin_service(ngx_http_request_t *r,
         }
     }
 
+    if (ngx_http_tce_admin_traffic(clusters, ctx->svc, r->connection->log)
+        != NGX_OK)
+    {
+        goto failed;
+    }
+
     json_object_foreach(clusters, key, cj) {
         cname.data = (u_char *) key;
         cname.len = ngx_strlen(key);

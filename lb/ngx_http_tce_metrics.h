@@ -294,6 +294,25 @@ ngx_http_tce_metrics_attempt(ngx_http_tce_upstream_group_t *g,
 }
 
 
+/* a copy of one group series (ngx_http_tce_metrics_read_groups()) */
+typedef struct {
+    ngx_uint_t                         env;
+    size_t                             cluster_len;
+    u_char                             cluster[NGX_TCE_CLUSTER_LEN];
+    ngx_tce_group_counters_t           c;
+} ngx_http_tce_metrics_group_copy_t;
+
+
+/*
+ * Copies the group series (per cluster and env) of the service name
+ * into out, at most max, under one short hold of the zone's mutex, and
+ * returns how many.  0 when tce_metrics is off or the service has no
+ * series yet.  Counters are cumulative since the zone was created.
+ */
+ngx_uint_t ngx_http_tce_metrics_read_groups(u_char *name, size_t len,
+    ngx_http_tce_metrics_group_copy_t *out, ngx_uint_t max);
+
+
 extern ngx_module_t  ngx_http_tce_metrics_module;
 
 
