@@ -12,14 +12,17 @@ malformed RESP never crashes nor stalls a worker.
 import json
 import os
 import re
+import threading
 import time
 
 import pytest
 
-from conftest import SERVICE, SLOW, VALGRIND, read_from, wait_for
+from conftest import (SERVICE, SLOW, VALGRIND, read_from, state_doc,
+                      wait_for)
 from admin_helpers import TOKEN, call, check_error
-from redis_helpers import (FakeResp, fleet_status, measure, nginx_b, redis,
-                           start_node, wait_fleet_up)
+from redis_helpers import (FakeResp, fleet_services, fleet_status, measure,
+                           nginx_b, redis, start_node, wait_fleet_up)
+from test_metrics import promtool_check
 
 CANARY = '/api/v1/services/%s/clusters/default/canary' % SERVICE
 
@@ -202,6 +205,74 @@ def test_wrong_password_is_named(nginx, nginx_b, backend, redis):
     wait_fleet_up(nginx_b)
     assert put(nginx_b, {'weight': 100}).status == 200
     wait_for(lambda: all_env(nginx_b, 'canary'), 5, what='canary on B')
+
+
+def test_racing_writers_lose_nothing(nginx, nginx_b, backend, redis):
+    """Rollbacks (epoch + 1 each) sent at once to both nodes, without
+    If-Match: the merge happens in Redis, so every one counts."""
+    two_nodes(nginx, nginx_b, backend, redis)
+    n = 10
+    statuses = []
+
+    def writer(node):
+        for _ in range(n):
+            statuses.append(put(node, {'rollback': True}).status)
+
+    threads = [threading.Thread(target=writer, args=(node,))
+               for node in (nginx, nginx_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * (2 * n)
+    stored = json.loads(redis.cmd('HGET', 'tce:canary',
+                                  SERVICE + '/default'))
+    assert stored['epoch'] == 2 * n
+    assert redis.cmd('HGET', 'tce:rev', SERVICE) == str(2 * n)
+    for node in (nginx, nginx_b):
+        wait_for(lambda: call(node, 'GET', CANARY).json['canary']['epoch']
+                 == 2 * n, 5, what='epoch %d on every node' % (2 * n))
+
+
+def test_reload_keeps_the_fleet_policy(nginx, backend, redis):
+    """With tce_redis the state file's canary object is not applied: a
+    reload never flips routing away from the fleet's policy."""
+    redis.start()
+    nginx.canary_port = backend.ok4[2]
+    start_node(nginx, backend, 'tce_redis 127.0.0.1:%d;' % redis.port)
+    wait_fleet_up(nginx)
+    assert put(nginx, {'weight': 100}).status == 200
+    assert all_env(nginx, 'canary')
+
+    # the state file says prod only for the cluster
+    doc = state_doc(fleet_services(backend))
+    doc['services'][SERVICE]['clusters']['default']['canary'] = {
+        'weight_bp': 0}
+    nginx.write_state(raw=json.dumps(doc))
+
+    stop = threading.Event()
+    seen = []
+
+    def traffic():
+        while not stop.is_set():
+            seen.append(env_of(nginx, 'reload'))
+
+    t = threading.Thread(target=traffic)
+    t.start()
+    try:
+        nginx.reload()
+        wait_fleet_up(nginx)
+    finally:
+        stop.set()
+        t.join()
+    assert seen and set(seen) == {'canary'}, set(seen)
+    assert call(nginx, 'GET', CANARY).json['source'] == 'fleet'
+
+    # the fleet metrics as promtool reads them
+    text = nginx.get('/metrics').text
+    rc, out = promtool_check(text)
+    assert rc == 0, out
+    assert re.search(r'^tce_fleet_writes_total 1$', text, re.M), text
 
 
 # answers of a bad Redis: cmd is the command's arguments (bytes)
