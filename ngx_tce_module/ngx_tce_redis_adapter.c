@@ -431,6 +431,21 @@ ngx_tce_redis_dispatch(ngx_tce_redis_conn_t *rc, redisReply *reply)
     ngx_queue_t          *q;
     ngx_tce_redis_cmd_t  *cmd;
 
+    /* a message may come before the answer to a PING of the syncer's */
+    if (rc->subscriber && rc->state == NGX_TCE_REDIS_UP && rc->push
+        && reply->type == REDIS_REPLY_ARRAY && reply->elements > 0
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && reply->element[0]->len == 7
+        && ngx_strncmp(reply->element[0]->str, "message", 7) == 0)
+    {
+        if (rc->push(rc, reply) != NGX_OK) {
+            ngx_tce_redis_close(rc, "unexpected message on the "
+                                    "subscription");
+        }
+
+        return;
+    }
+
     if (ngx_queue_empty(&rc->pending)) {
         if (rc->subscriber && rc->state == NGX_TCE_REDIS_UP && rc->push
             && rc->push(rc, reply) == NGX_OK)

@@ -11,6 +11,9 @@
  *   - when the fleet version, compared every resync=, differs from the
  *     applied one (a missed message).
  *
+ * Every resync= the subscriber is PINGed too: a silent one (a half-open
+ * connection) is closed after timeout= and made again.
+ *
  * A snapshot is one read (a Lua script: version and both hashes at
  * once), checked whole (ngx_tce_fleet.c) before anything is applied,
  * then written to the cache file on the thread pool.  Every worker
@@ -37,6 +40,8 @@ static void ngx_tce_redis_down(ngx_tce_redis_conn_t *rc, const char *err);
 static ngx_int_t ngx_tce_redis_push(ngx_tce_redis_conn_t *rc,
     redisReply *reply);
 static void ngx_tce_redis_check(ngx_tce_redis_ctx_t *ctx);
+static void ngx_tce_redis_pong(ngx_tce_redis_conn_t *rc, redisReply *reply,
+    const char *err, void *data);
 static void ngx_tce_redis_check_reply(ngx_tce_redis_conn_t *rc,
     redisReply *reply, const char *err, void *data);
 static void ngx_tce_redis_pull(ngx_tce_redis_ctx_t *ctx);
@@ -406,6 +411,15 @@ ngx_tce_redis_check(ngx_tce_redis_ctx_t *ctx)
 
     ctx->last_check = ngx_current_msec;
 
+    /* the subscriber's liveness: a PING answered within timeout= */
+    argv[0] = "PING";
+    len[0] = 4;
+
+    if (ctx->sub.state == NGX_TCE_REDIS_UP && ctx->sub.npending == 0) {
+        (void) ngx_tce_redis_command(&ctx->sub, ngx_tce_redis_pong, ctx, 1,
+                                     argv, len);
+    }
+
     if (ctx->checking || ctx->pulling
         || ngx_tce_redis_key(ctx, "version", &key) != NGX_OK)
     {
@@ -425,6 +439,27 @@ ngx_tce_redis_check(ngx_tce_redis_ctx_t *ctx)
     }
 
     ngx_free(key.data);
+}
+
+
+/* subscribed, Redis answers a PING with ["pong", ""] */
+static void
+ngx_tce_redis_pong(ngx_tce_redis_conn_t *rc, redisReply *reply,
+    const char *err, void *data)
+{
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[0]->len != 4
+        || ngx_strncasecmp((u_char *) reply->element[0]->str,
+                           (u_char *) "pong", 4) != 0)
+    {
+        ngx_tce_redis_close(rc, "unexpected answer to PING on the "
+                                "subscription");
+    }
 }
 
 

@@ -217,8 +217,9 @@ def wait_fleet_up(node, timeout=10):
 class FakeResp:
     """A TCP server speaking just enough RESP to be a bad Redis.
 
-    answer(cmd) -> bytes to send (b'' for nothing), or None to close the
-    connection.  cmd is the list of the command's arguments (bytes).
+    answer(cmd, st) -> bytes to send (b'' for nothing), or None to close
+    the connection.  cmd is the list of the command's arguments (bytes),
+    st a dict of the connection's own.
     Every command received is recorded in self.commands."""
 
     def __init__(self, answer):
@@ -248,6 +249,7 @@ class FakeResp:
 
     def _serve(self, c):
         f = c.makefile('rb')
+        st = {}
         try:
             while True:
                 line = f.readline()
@@ -260,7 +262,7 @@ class FakeResp:
                     n = int(f.readline()[1:])
                     args.append(f.read(n + 2)[:-2])
                 self.commands.append(args)
-                out = self.answer(args)
+                out = self.answer(args, st)
                 if out is None:
                     c.shutdown(socket.SHUT_RDWR)
                     c.close()

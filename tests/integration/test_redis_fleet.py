@@ -49,10 +49,10 @@ def two_nodes(nginx, nginx_b, backend, redis, extra=''):
     for node in (nginx, nginx_b):
         node.canary_port = backend.ok4[2]
     # node A over TCP, node B over the unix socket
-    start_node(nginx, backend, 'tce_redis 127.0.0.1:%d timeout=2s '
-               'resync=1s%s;' % (redis.port, extra))
-    start_node(nginx_b, backend, 'tce_redis unix:%s timeout=2s '
-               'resync=1s%s;' % (redis.unix, extra))
+    start_node(nginx, backend, 'tce_redis 127.0.0.1:%d timeout=%dms '
+               'resync=1s%s;' % (redis.port, 2000 * SLOW, extra))
+    start_node(nginx_b, backend, 'tce_redis unix:%s timeout=%dms '
+               'resync=1s%s;' % (redis.unix, 2000 * SLOW, extra))
     wait_fleet_up(nginx)
     wait_fleet_up(nginx_b)
 
@@ -126,8 +126,20 @@ def test_write_on_one_node_live_on_the_other(nginx, nginx_b, backend,
         m = node.get('/metrics').text
         assert re.search(r'^tce_fleet_version %d$' % version, m, re.M), m
         assert re.search(r'^tce_fleet_redis_up 1$', m, re.M), m
-    print('\nfleet propagation A->B %.1f ms, B->A %.1f ms (incl. polling)'
-          % (t_ab * 1000, t_ba * 1000))
+    # 20 more writes alternating nodes: the answer of one to the other
+    # routing with it (polling included)
+    times = [t_ab, t_ba]
+    for i in range(20):
+        src, dst = (nginx, nginx_b) if i % 2 else (nginx_b, nginx)
+        weight = 100 if i % 2 == 0 else 0
+        assert put(src, {'weight': weight}).status == 200
+        want = 'canary' if weight else 'prod'
+        times.append(measure(lambda: env_of(dst, 'probe') == want, 5))
+    times.sort()
+    print('\nfleet propagation over %d writes: p50 %.1f ms, max %.1f ms '
+          '(incl. polling)' % (len(times), times[len(times) // 2] * 1000,
+                               times[-1] * 1000))
+    assert times[len(times) // 2] < 0.1 * SLOW
 
 
 def test_redis_down_keeps_traffic_and_converges(nginx, nginx_b, backend,
@@ -201,7 +213,8 @@ def test_wrong_password_is_named(nginx, nginx_b, backend, redis):
         f.write('  edge-secret-2  \n')
     nginx_b.canary_port = backend.ok4[2]
     start_node(nginx_b, backend, 'tce_redis 127.0.0.1:%d username=edge '
-               'password_file=%s db=0;' % (redis.port, pw_b))
+               'password_file=%s db=0 timeout=%dms;'
+               % (redis.port, pw_b, 1000 * SLOW))
     wait_fleet_up(nginx_b)
     assert put(nginx_b, {'weight': 100}).status == 200
     wait_for(lambda: all_env(nginx_b, 'canary'), 5, what='canary on B')
@@ -239,7 +252,8 @@ def test_reload_keeps_the_fleet_policy(nginx, backend, redis):
     reload never flips routing away from the fleet's policy."""
     redis.start()
     nginx.canary_port = backend.ok4[2]
-    start_node(nginx, backend, 'tce_redis 127.0.0.1:%d;' % redis.port)
+    start_node(nginx, backend, 'tce_redis 127.0.0.1:%d timeout=%dms;'
+               % (redis.port, 1000 * SLOW))
     wait_fleet_up(nginx)
     assert put(nginx, {'weight': 100}).status == 200
     assert all_env(nginx, 'canary')
@@ -277,7 +291,7 @@ def test_reload_keeps_the_fleet_policy(nginx, backend, redis):
 
 # answers of a bad Redis: cmd is the command's arguments (bytes)
 
-def _types(cmd):
+def _types(cmd, st):
     name = cmd[0].upper()
     if name == b'PING':
         return b'+PONG\r\n'
@@ -290,32 +304,32 @@ def _types(cmd):
     return b':7\r\n'
 
 
-def _bigarray(cmd):
+def _bigarray(cmd, st):
     if cmd[0].upper() == b'PING':
         return b'+PONG\r\n'
     return b'*2147483647\r\n:1\r\n'
 
 
-def _extra(cmd):
+def _extra(cmd, st):
     # one answer too many: stock hiredis 0.14 asserts on it
     return b'+PONG\r\n+PONG\r\n'
 
 
-def _huge(cmd):
+def _huge(cmd, st):
     return b'$99999999999\r\nabc'
 
 
-def _midreply(cmd):
+def _midreply(cmd, st):
     if cmd[0].upper() == b'PING':
         return b'+PONG\r\n'
     return b'$10\r\nabc'
 
 
-def _closes(cmd):
+def _closes(cmd, st):
     return None
 
 
-def _silent(cmd):
+def _silent(cmd, st):
     return b''
 
 
@@ -358,5 +372,40 @@ def test_malformed_resp(nginx, backend, answer, reason):
         n = fake.accepted
         wait_for(lambda: fake.accepted > n, 10, what='a reconnection')
         assert nginx.workers() == workers
+    finally:
+        fake.stop()
+
+
+def _subscriber_goes_silent(cmd, st):
+    # a good server, but the subscribed connection stops answering
+    name = cmd[0].upper()
+    if name == b'SUBSCRIBE':
+        st['sub'] = True
+        return b'*3\r\n$9\r\nsubscribe\r\n$10\r\ntce:events\r\n:1\r\n'
+    if name == b'PING':
+        return b'' if st.get('sub') else b'+PONG\r\n'
+    if name == b'EVAL':
+        return b'*3\r\n$1\r\n0\r\n*0\r\n*0\r\n'
+    return b'$-1\r\n'
+
+
+def test_silent_subscriber_is_replaced(nginx, backend):
+    """A half-open subscriber (nothing comes any more) would miss every
+    message: it is PINGed every resync= and made again when silent."""
+    fake = FakeResp(_subscriber_goes_silent)
+    try:
+        nginx.canary_port = backend.ok4[2]
+        start_node(nginx, backend, 'tce_redis 127.0.0.1:%d timeout=%dms '
+                   'resync=300ms;' % (fake.port, 300 * SLOW))
+        wait_fleet_up(nginx)
+        n = fake.accepted
+        fs = wait_for(lambda: 'no answer to a command'
+                      in fleet_status(nginx)['last_error']
+                      and fleet_status(nginx), 5,
+                      what='the silent subscriber to be noticed')
+        wait_for(lambda: fake.accepted > n, 5,
+                 what='a new subscriber connection')
+        assert fs['syncs'] >= 1
+        assert all_env(nginx, 'prod')
     finally:
         fake.stop()
