@@ -18,6 +18,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_tce_admin_api.h"
+#include "ngx_http_tce_admin_inst_input.h"
 #include "ngx_http_tce_metrics.h"
 #include "ngx_tce_text.h"
 
@@ -28,6 +29,9 @@
 #define NGX_HTTP_TCE_ADMIN_R_SERVICE   4
 #define NGX_HTTP_TCE_ADMIN_R_CANARY    5
 #define NGX_HTTP_TCE_ADMIN_R_SCALE     6
+#define NGX_HTTP_TCE_ADMIN_R_INSTANCES 7
+#define NGX_HTTP_TCE_ADMIN_R_INSTANCE  8
+#define NGX_HTTP_TCE_ADMIN_R_ENV_INSTS 9
 
 #define NGX_HTTP_TCE_ADMIN_MAX_SEGS    8
 
@@ -73,6 +77,13 @@ static ngx_command_t  ngx_http_tce_admin_api_commands[] = {
       offsetof(ngx_http_tce_admin_loc_conf_t, token_file),
       NULL },
 
+    { ngx_string("tce_admin_drain_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tce_admin_loc_conf_t, drain_timeout),
+      NULL },
+
     { ngx_string("tce_admin_read_auth"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -113,7 +124,7 @@ ngx_module_t  ngx_http_tce_admin_api_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_tce_admin_drain_init_process, /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
@@ -161,6 +172,7 @@ ngx_http_tce_admin_create_loc_conf(ngx_conf_t *cf)
 
     conf->enable = NGX_CONF_UNSET;
     conf->read_auth = NGX_CONF_UNSET;
+    conf->drain_timeout = NGX_CONF_UNSET_MSEC;
 
     return conf;
 }
@@ -174,6 +186,15 @@ ngx_http_tce_admin_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_value(conf->read_auth, prev->read_auth, 0);
+    ngx_conf_merge_msec_value(conf->drain_timeout, prev->drain_timeout,
+                              30000);
+
+    if (conf->drain_timeout > NGX_HTTP_TCE_ADMIN_DRAIN_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tce_admin_drain_timeout\" must be at most "
+                           "24h");
+        return NGX_CONF_ERROR;
+    }
     ngx_conf_merge_str_value(conf->token_file, prev->token_file, "");
 
     if (conf->audit == NULL) {
@@ -201,10 +222,11 @@ ngx_http_tce_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_tce_admin_loc_conf_t *alcf = conf;
 
-    ngx_str_t                        name;
-    ngx_tce_main_conf_t             *tmcf;
-    ngx_http_core_loc_conf_t        *clcf;
-    ngx_http_tce_admin_main_conf_t  *amcf;
+    ngx_str_t                          name;
+    ngx_tce_main_conf_t               *tmcf;
+    ngx_http_core_loc_conf_t          *clcf;
+    ngx_http_tce_admin_main_conf_t    *amcf;
+    ngx_http_tce_metrics_main_conf_t  *mmcf;
 
     if (alcf->enable != NGX_CONF_UNSET) {
         return "is duplicate";
@@ -218,6 +240,12 @@ ngx_http_tce_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     amcf = ngx_http_conf_get_module_main_conf(cf,
                                               ngx_http_tce_admin_api_module);
+
+    /* drains wait for the in-flight gauges tce_metrics keeps */
+    mmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_tce_metrics_module);
+    mmcf->enabled = 1;
+    mmcf->zone = tmcf->zone;
 
     if (amcf->shm_zone == NULL) {
         ngx_str_set(&name, "tce_admin");
@@ -351,6 +379,27 @@ ngx_http_tce_admin_handler(ngx_http_request_t *r)
         }
         break;
 
+    case NGX_HTTP_TCE_ADMIN_R_INSTANCES:
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST))) {
+            return ngx_http_tce_admin_not_allowed(r, "GET, HEAD, POST");
+        }
+        break;
+
+    case NGX_HTTP_TCE_ADMIN_R_INSTANCE:
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_PATCH
+                           |NGX_HTTP_DELETE)))
+        {
+            return ngx_http_tce_admin_not_allowed(r,
+                                                  "GET, HEAD, PATCH, DELETE");
+        }
+        break;
+
+    case NGX_HTTP_TCE_ADMIN_R_ENV_INSTS:
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_PUT))) {
+            return ngx_http_tce_admin_not_allowed(r, "GET, HEAD, PUT");
+        }
+        break;
+
     default:
         if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
             return ngx_http_tce_admin_not_allowed(r, "GET, HEAD");
@@ -368,7 +417,7 @@ ngx_http_tce_admin_handler(ngx_http_request_t *r)
         return rc == NGX_DONE ? NGX_OK : rc;
     }
 
-    if (!(r->method & NGX_HTTP_PUT)) {
+    if (!(r->method & (NGX_HTTP_PUT|NGX_HTTP_POST|NGX_HTTP_PATCH))) {
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
             return rc;
@@ -410,6 +459,10 @@ ngx_http_tce_admin_handler(ngx_http_request_t *r)
  *   v1/services/<psm>
  *   v1/services/<psm>/clusters/<cluster>/canary
  *   v1/services/<psm>/clusters/<cluster>/envs/<env>/scale
+ *   v1/services/<psm>/clusters/<cluster>/instances
+ *   v1/services/<psm>/clusters/<cluster>/instances/<id>  (the id may
+ *                                          hold '/', as Consul's do)
+ *   v1/services/<psm>/clusters/<cluster>/envs/<env>/instances
  */
 static ngx_int_t
 ngx_http_tce_admin_route(ngx_http_request_t *r, ngx_http_tce_admin_ctx_t *ctx)
@@ -448,8 +501,16 @@ ngx_http_tce_admin_route(ngx_http_request_t *r, ngx_http_tce_admin_ctx_t *ctx)
 
         s = p;
 
-        while (p < end && *p != '/') {
-            p++;
+        /* an instance's id: the rest, less one trailing slash */
+        if (n == 6 && seg[5].len == 9
+            && ngx_strncmp(seg[5].data, "instances", 9) == 0)
+        {
+            p = (end - s > 1 && end[-1] == '/') ? end - 1 : end;
+
+        } else {
+            while (p < end && *p != '/') {
+                p++;
+            }
         }
 
         seg[n].data = s;
@@ -516,6 +577,38 @@ ngx_http_tce_admin_route(ngx_http_request_t *r, ngx_http_tce_admin_ctx_t *ctx)
         return NGX_OK;
     }
 
+    if (n < 6
+        || seg[3].len != 8 || ngx_strncmp(seg[3].data, "clusters", 8) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    ctx->cluster = seg[4];
+
+    if ((n == 6 || n == 7)
+        && seg[5].len == 9 && ngx_strncmp(seg[5].data, "instances", 9) == 0)
+    {
+        ctx->route = NGX_HTTP_TCE_ADMIN_R_INSTANCES;
+
+        if (n == 7) {
+            ctx->instance = seg[6];
+            ctx->route = NGX_HTTP_TCE_ADMIN_R_INSTANCE;
+        }
+
+        return NGX_OK;
+    }
+
+    if (n == 8
+        && seg[5].len == 4 && ngx_strncmp(seg[5].data, "envs", 4) == 0
+        && seg[7].len == 9 && ngx_strncmp(seg[7].data, "instances", 9) == 0)
+    {
+        ctx->env = seg[6];
+        ctx->route = NGX_HTTP_TCE_ADMIN_R_ENV_INSTS;
+        return NGX_OK;
+    }
+
+    ctx->cluster.len = 0;
+
     return NGX_DECLINED;
 }
 
@@ -576,8 +669,13 @@ ngx_http_tce_admin_lookup(ngx_http_request_t *r,
                                         (char *) text);
     }
 
-    if (!ngx_http_tce_admin_has_cluster(tmcf->zone, ctx->svc, &ctx->cluster,
-                                        r->connection->log))
+    /* an instance added (POST, PUT of a set) may open a cluster */
+    if (!((ctx->route == NGX_HTTP_TCE_ADMIN_R_INSTANCES
+           && (r->method & NGX_HTTP_POST))
+          || (ctx->route == NGX_HTTP_TCE_ADMIN_R_ENV_INSTS
+              && (r->method & NGX_HTTP_PUT)))
+        && !ngx_http_tce_admin_has_cluster(tmcf->zone, ctx->svc,
+                                           &ctx->cluster, r->connection->log))
     {
         ngx_snprintf(text, sizeof(text) - 1,
                      "service \"%s\" has no cluster \"%s\"%Z",
@@ -740,6 +838,12 @@ ngx_http_tce_admin_dispatch(ngx_http_request_t *r,
 
     case NGX_HTTP_TCE_ADMIN_R_SCALE:
         return ngx_http_tce_admin_scale(r, ctx);
+    case NGX_HTTP_TCE_ADMIN_R_INSTANCES:
+    case NGX_HTTP_TCE_ADMIN_R_INSTANCE:
+        return ngx_http_tce_admin_instance_op(r, ctx, body, len);
+
+    case NGX_HTTP_TCE_ADMIN_R_ENV_INSTS:
+        return ngx_http_tce_admin_desired(r, ctx, body, len);
 
     default: /* NGX_HTTP_TCE_ADMIN_R_CANARY */
         return ngx_http_tce_admin_canary(r, ctx, body, len);

@@ -11,6 +11,11 @@
  *   ngx_http_tce_admin_audit.c   the audit log (tce_admin_audit)
  *   ngx_http_tce_admin_fleet.c   canary writes to Redis (tce_redis)
  *   ngx_http_tce_admin_input.c   body and token checks (pure C)
+ *   ngx_http_tce_admin_instance.c  an instance: read, overrides, add,
+ *                                remove (drain first)
+ *   ngx_http_tce_admin_desired.c an env's desired instance set
+ *   ngx_http_tce_admin_drain.c   removals completed when drained
+ *   ngx_http_tce_admin_inst_input.c, _inst_edit.c  their pure parts
  */
 
 #ifndef _NGX_HTTP_TCE_ADMIN_API_H_INCLUDED_
@@ -73,12 +78,16 @@ typedef struct {
     ngx_slab_pool_t            *shpool;
     ngx_tce_main_conf_t        *tmcf;
     ngx_int_t                   request_id;  /* $request_id's index */
+    ngx_uint_t                  drain_warned;  /* this process logged a
+                                                  hand edit holding up
+                                                  removals */
 } ngx_http_tce_admin_main_conf_t;
 
 
 typedef struct {
     ngx_flag_t                  enable;
     ngx_flag_t                  read_auth;
+    ngx_msec_t                  drain_timeout;
     ngx_str_t                   token_file;
     ngx_array_t                *tokens;      /* ngx_http_tce_admin_token_t */
     ngx_open_file_t            *audit;       /* NULL: no audit log */
@@ -91,6 +100,7 @@ typedef struct {
     ngx_str_t                   principal;
     ngx_str_t                   service;
     ngx_str_t                   cluster;
+    ngx_str_t                   instance;    /* an instance's id */
     ngx_str_t                   env;
     ngx_uint_t                  route;
     ngx_tce_service_t          *svc;
@@ -245,6 +255,30 @@ char *ngx_http_tce_admin_audit_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_tce_admin_audit(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, ngx_uint_t status,
     void (*done)(ngx_http_request_t *r));
+
+/* instance handlers (ngx_http_tce_admin_instance.c): GET a cluster's
+ * instances, POST one; GET, PATCH, DELETE one; body may be NULL */
+ngx_int_t ngx_http_tce_admin_instance_op(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx, u_char *body, size_t len);
+
+/* GET and PUT of an env's instance set (ngx_http_tce_admin_desired.c) */
+ngx_int_t ngx_http_tce_admin_desired(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx, u_char *body, size_t len);
+
+
+/* If-Match against the service's generation: NGX_OK, or NGX_DONE once
+ * the 412 is sent (ngx_http_tce_admin_instance.c) */
+ngx_int_t ngx_http_tce_admin_precondition(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx);
+
+/* the writers' turn without waiting (the removal timer): 1 when taken;
+ * given back with ngx_http_tce_admin_turn_give (store.c) */
+ngx_uint_t ngx_http_tce_admin_turn_try(ngx_http_tce_admin_main_conf_t *amcf,
+    ngx_log_t *log);
+void ngx_http_tce_admin_turn_release(ngx_http_tce_admin_main_conf_t *amcf);
+
+/* starts the removal timer of every worker (ngx_http_tce_admin_drain.c) */
+ngx_int_t ngx_http_tce_admin_drain_init_process(ngx_cycle_t *cycle);
 
 /* the state file's fingerprint now (exists 0 when absent) */
 ngx_int_t ngx_http_tce_admin_fp(ngx_str_t *path, ngx_http_tce_admin_fp_t *fp);

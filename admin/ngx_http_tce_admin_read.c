@@ -20,14 +20,13 @@
 #include <ngx_http.h>
 
 #include "ngx_http_tce_admin_api.h"
+#include "ngx_http_tce_admin_inst.h"
 #include "ngx_tce_redis.h"
 #include "ngx_http_tce_metrics.h"
 
 
 static json_t *ngx_http_tce_admin_summary(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, ngx_log_t *log);
-static json_t *ngx_http_tce_admin_instance(ngx_tce_instance_t *inst,
-    ngx_http_tce_metrics_recent_t *rec);
 static ngx_int_t ngx_http_tce_admin_recent(json_t *ij,
     ngx_http_tce_metrics_recent_t *rec);
 static json_t *ngx_http_tce_admin_discovery(ngx_tce_zone_t *zone,
@@ -267,7 +266,7 @@ failed:
 }
 
 
-static json_t *
+json_t *
 ngx_http_tce_admin_instance(ngx_tce_instance_t *inst,
     ngx_http_tce_metrics_recent_t *rec)
 {
@@ -326,12 +325,29 @@ ngx_http_tce_admin_instance(ngx_tce_instance_t *inst,
            != 0
         || json_object_set_new(src, "state",
                                json_string((inst->op_down
-                                            || (inst->op_drain
+                                            || ((inst->op_drain
+                                                 || inst->rm_deadline)
                                                 && inst->state
                                                    == NGX_TCE_STATE_UP))
                                            ? "override" : "discovery"))
            != 0
         || ngx_http_tce_admin_recent(ij, rec) != NGX_OK)
+    {
+        json_decref(ij);
+        return NULL;
+    }
+
+    /* a removal under way (ngx_http_tce_admin_drain.c) */
+    if (json_object_set_new(ij, "removal",
+                            inst->rm_deadline
+                            ? json_pack("{s:s, s:I, s:I}",
+                                        "status", "draining",
+                                        "since",
+                                        (json_int_t) inst->rm_since,
+                                        "deadline",
+                                        (json_int_t) inst->rm_deadline)
+                            : json_null())
+        != 0)
     {
         json_decref(ij);
         return NULL;

@@ -176,6 +176,21 @@ ngx_http_tce_admin_store_unlock(ngx_http_request_t *r)
 }
 
 
+ngx_uint_t
+ngx_http_tce_admin_turn_try(ngx_http_tce_admin_main_conf_t *amcf,
+    ngx_log_t *log)
+{
+    return ngx_http_tce_admin_turn_take(amcf, log);
+}
+
+
+void
+ngx_http_tce_admin_turn_release(ngx_http_tce_admin_main_conf_t *amcf)
+{
+    ngx_http_tce_admin_turn_give(amcf);
+}
+
+
 /*
  * 1 when this process got the turn.  A holder that died (its pid is
  * gone) loses it: its write may have stopped half-way, which the

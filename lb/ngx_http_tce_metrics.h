@@ -275,6 +275,15 @@ ngx_http_tce_metrics_window_add(uint64_t *words, uint32_t now, uint32_t v)
 
 
 /*
+ * The attempts in flight on one instance of a service (its cluster,
+ * env and id), summed over every worker, into *n.  Returns NGX_OK, or
+ * NGX_DECLINED when no series of it exists: no view has held it since
+ * tce_metrics_expire, counting is off, or the zone had no room.
+ */
+ngx_int_t ngx_http_tce_metrics_in_flight(ngx_tce_zone_t *zone,
+    ngx_str_t *service, ngx_tce_instance_t *inst, int64_t *n);
+
+/*
  * The balancer's get/free: attempts in flight, group and instance, in
  * the series and in this process's cell of it.
  */

@@ -964,3 +964,91 @@ ngx_http_tce_metrics_unused(ngx_tce_group_counters_t *c)
 
     return 1;
 }
+
+
+ngx_int_t
+ngx_http_tce_metrics_in_flight(ngx_tce_zone_t *zone, ngx_str_t *service,
+    ngx_tce_instance_t *inst, int64_t *n)
+{
+    size_t                             clen, idlen;
+    uint32_t                           hash;
+    ngx_int_t                          rc;
+    ngx_queue_t                       *q;
+    ngx_rbtree_node_t                 *node, *sentinel;
+    ngx_http_tce_metrics_sh_t         *sh;
+    ngx_http_tce_metrics_svc_t        *svc;
+    ngx_http_tce_metrics_peer_t       *p, key;
+    ngx_http_tce_metrics_main_conf_t  *mmcf;
+
+    mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_tce_metrics_module);
+
+    if (mmcf == NULL || !mmcf->enabled || mmcf->sh == NULL) {
+        return NGX_DECLINED;
+    }
+
+    sh = mmcf->sh;
+    clen = ngx_strlen(inst->cluster);
+    idlen = ngx_strlen(inst->id);
+
+    hash = ngx_http_tce_metrics_peer_hash((u_char *) inst->cluster, clen,
+                                          inst->env, (u_char *) inst->id,
+                                          idlen);
+    key.env = inst->env;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    svc = NULL;
+
+    for (q = ngx_queue_head(&sh->services);
+         q != ngx_queue_sentinel(&sh->services);
+         q = ngx_queue_next(q))
+    {
+        svc = ngx_queue_data(q, ngx_http_tce_metrics_svc_t, queue);
+
+        if (svc->name_len == service->len
+            && ngx_memcmp(svc->name, service->data, service->len) == 0)
+        {
+            break;
+        }
+
+        svc = NULL;
+    }
+
+    node = svc ? svc->tree.root : NULL;
+    sentinel = svc ? svc->tree.sentinel : NULL;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        p = (ngx_http_tce_metrics_peer_t *) node;
+
+        rc = ngx_http_tce_metrics_peer_cmp(&key, p);
+
+        if (rc == 0) {
+            rc = ngx_memn2cmp((u_char *) inst->cluster, p->data, clen,
+                              p->cluster_len);
+        }
+
+        if (rc == 0) {
+            rc = ngx_memn2cmp((u_char *) inst->id, p->data + p->cluster_len,
+                              idlen, p->id_len);
+        }
+
+        if (rc == 0) {
+            *n = (int64_t) p->c.in_flight;
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            return NGX_OK;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return NGX_DECLINED;
+}

@@ -40,6 +40,7 @@ struct ngx_tce_service_s {
     ngx_atomic_t                generation;  /* bumped on every change */
     ngx_tce_instance_t         *instances;   /* sorted by id */
     ngx_uint_t                  ninstances;
+    ngx_uint_t                  removals;    /* instances with rm_* set */
     ngx_uint_t                  source;      /* NGX_TCE_SOURCE_* */
     time_t                      updated;
     ngx_tce_policy_t           *policies;    /* canary, per cluster */
@@ -208,6 +209,16 @@ ngx_int_t ngx_tce_policy_apply_state(ngx_tce_zone_t *zone,
  */
 ngx_int_t ngx_tce_override_apply_state(ngx_tce_zone_t *zone,
     const ngx_tce_state_t *st, ngx_log_t *log);
+
+/*
+ * The same for one service: its table becomes the overrides of ss
+ * (NULL: none), laid over the set served now.  The admin API's PATCH
+ * of a Consul-fed instance.  Returns NGX_OK, or NGX_ERROR when the zone
+ * is full (the table stays as it was).
+ */
+ngx_int_t ngx_tce_override_service_set(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, const ngx_tce_state_service_t *ss,
+    ngx_log_t *log);
 
 /*
  * Sets the op_* fields of inst[0..n-1] (sorted by id) from the

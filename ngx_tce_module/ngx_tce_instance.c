@@ -302,7 +302,9 @@ ngx_tce_instance_state(const ngx_tce_instance_t *inst)
         return NGX_TCE_STATE_DOWN;
     }
 
-    if (inst->op_drain || inst->state == NGX_TCE_STATE_DRAINING) {
+    if (inst->op_drain || inst->rm_deadline
+        || inst->state == NGX_TCE_STATE_DRAINING)
+    {
         return NGX_TCE_STATE_DRAINING;
     }
 

@@ -50,7 +50,7 @@ int ngx_tce_strlcpy(char *dst, size_t size, const char *src, size_t len);
 /* the weight routing uses: operator override first, 0 if not routable */
 unsigned ngx_tce_instance_weight(const ngx_tce_instance_t *inst);
 
-/* the state after overrides: down > draining > up */
+/* the state after overrides: down > draining (or being removed) > up */
 unsigned ngx_tce_instance_state(const ngx_tce_instance_t *inst);
 
 

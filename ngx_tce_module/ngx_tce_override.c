@@ -88,6 +88,14 @@ ngx_tce_override_apply_state(ngx_tce_zone_t *zone,
 }
 
 
+ngx_int_t
+ngx_tce_override_service_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    const ngx_tce_state_service_t *ss, ngx_log_t *log)
+{
+    return ngx_tce_override_set(zone, svc, ss, log);
+}
+
+
 /* replaces the table of svc by the overrides of ss (NULL: none) */
 
 static ngx_int_t

@@ -70,6 +70,8 @@ static int ngx_tce_state_cluster(ngx_tce_state_ctx_t *ctx, json_t *v,
     ngx_tce_state_service_t *svc, ngx_tce_state_cluster_t *cl);
 static int ngx_tce_state_instance(ngx_tce_state_ctx_t *ctx, json_t *v,
     const char *cluster, ngx_tce_instance_t *inst);
+static int ngx_tce_state_removing(ngx_tce_state_ctx_t *ctx, json_t *rm,
+    ngx_tce_instance_t *inst);
 static int ngx_tce_state_unique(ngx_tce_state_ctx_t *ctx,
     ngx_tce_state_service_t *svc);
 static int ngx_tce_state_cmp_name(const void *a, const void *b);
@@ -89,11 +91,16 @@ static const char *const  ngx_tce_state_cluster_keys[] = {
 };
 
 static const char *const  ngx_tce_state_instance_keys[] = {
-    "id", "address", "weight", "env", "version", "state", "override", NULL
+    "id", "address", "weight", "env", "version", "state", "override",
+    "removing", NULL
 };
 
 static const char *const  ngx_tce_state_override_keys[] = {
     "weight", "drain", "down", NULL
+};
+
+static const char *const  ngx_tce_state_removing_keys[] = {
+    "since", "deadline", NULL
 };
 
 
@@ -670,7 +677,7 @@ ngx_tce_state_instance(ngx_tce_state_ctx_t *ctx, json_t *v,
     const char *cluster, ngx_tce_instance_t *inst)
 {
     int      n;
-    json_t  *id, *addr, *env, *ver, *state, *op;
+    json_t  *id, *addr, *env, *ver, *state, *op, *rm;
 
     memset(inst, 0, sizeof(ngx_tce_instance_t));
     (void) ngx_tce_strlcpy(inst->cluster, NGX_TCE_CLUSTER_LEN, cluster,
@@ -734,6 +741,12 @@ ngx_tce_state_instance(ngx_tce_state_ctx_t *ctx, json_t *v,
         inst->state = (uint8_t) n;
     }
 
+    rm = json_object_get(v, "removing");
+
+    if (rm != NULL && ngx_tce_state_removing(ctx, rm, inst) != 0) {
+        return -1;
+    }
+
     op = json_object_get(v, "override");
 
     if (op == NULL) {
@@ -755,6 +768,58 @@ ngx_tce_state_instance(ngx_tce_state_ctx_t *ctx, json_t *v,
     {
         return -1;
     }
+
+    return 0;
+}
+
+
+/*
+ * "removing": {"since": <ms>, "deadline": <ms>}: a removal the admin
+ * API started (Unix times in ms)
+ */
+
+static int
+ngx_tce_state_removing(ngx_tce_state_ctx_t *ctx, json_t *rm,
+    ngx_tce_instance_t *inst)
+{
+    size_t       i, old;
+    json_t      *t;
+    uint64_t    *to[2];
+    const char  *keys[2];
+
+    if (ngx_tce_state_object(ctx, "removing", rm,
+                             ngx_tce_state_removing_keys) != 0)
+    {
+        return -1;
+    }
+
+    old = ngx_tce_state_push(ctx, ".removing");
+
+    keys[0] = "since";
+    keys[1] = "deadline";
+    to[0] = &inst->rm_since;
+    to[1] = &inst->rm_deadline;
+
+    for (i = 0; i < 2; i++) {
+        t = json_object_get(rm, keys[i]);
+
+        if (t == NULL) {
+            return ngx_tce_state_fail(ctx, NULL, "missing required key "
+                                      "\"%s\"", keys[i]);
+        }
+
+        /* 1 .. year 9999 in ms */
+        if (!json_is_integer(t) || json_integer_value(t) < 1
+            || json_integer_value(t) > 253402300799999LL)
+        {
+            return ngx_tce_state_bad(ctx, keys[i], t, "a Unix time in "
+                                     "milliseconds");
+        }
+
+        *to[i] = (uint64_t) json_integer_value(t);
+    }
+
+    ctx->path[old] = '\0';
 
     return 0;
 }

@@ -158,6 +158,18 @@ ngx_tce_state_encode_instance(const ngx_tce_instance_t *inst)
                   "version", inst->version,
                   "state", ngx_tce_state_name(inst->state));
 
+    if (o != NULL && inst->rm_deadline
+        && json_object_set_new(o, "removing",
+                               json_pack("{s:I, s:I}",
+                                   "since", (json_int_t) inst->rm_since,
+                                   "deadline",
+                                   (json_int_t) inst->rm_deadline))
+           != 0)
+    {
+        json_decref(o);
+        return NULL;
+    }
+
     if (o == NULL || (!inst->op_weight && !inst->op_drain && !inst->op_down))
     {
         return o;

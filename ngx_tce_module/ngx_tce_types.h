@@ -70,6 +70,14 @@ typedef struct {
      * (ngx_tce_sched_ramp.h).
      */
     uint64_t                  since_ms;
+
+    /*
+     * a removal asked through the admin API, Unix times in ms (0: none):
+     * the instance drains from rm_since and leaves the set when its
+     * requests in flight have ended, at the latest at rm_deadline
+     */
+    uint64_t                  rm_since;
+    uint64_t                  rm_deadline;
 } ngx_tce_instance_t;
 
 

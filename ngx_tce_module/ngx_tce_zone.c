@@ -48,7 +48,9 @@ ngx_tce_instances_equal(const ngx_tce_instance_t *a,
             || a[i].state != b[i].state
             || a[i].op_weight != b[i].op_weight
             || a[i].op_drain != b[i].op_drain
-            || a[i].op_down != b[i].op_down)
+            || a[i].op_down != b[i].op_down
+            || a[i].rm_since != b[i].rm_since
+            || a[i].rm_deadline != b[i].rm_deadline)
         {
             return 0;
         }
@@ -185,6 +187,7 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     ngx_log_t *log)
 {
     size_t               size;
+    ngx_uint_t           i, removals;
     ngx_time_t          *tp;
     ngx_tce_instance_t  *sorted, *copy, *old;
 
@@ -241,6 +244,12 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         ngx_memcpy(copy, sorted, size);
     }
 
+    removals = 0;
+
+    for (i = 0; i < n; i++) {
+        removals += (sorted[i].rm_deadline != 0);
+    }
+
     old = svc->instances;
 
     /*
@@ -250,6 +259,7 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
 
     svc->instances = copy;
     svc->ninstances = n;
+    svc->removals = removals;
     svc->source = source;
     svc->updated = ngx_time();
     svc->generation++;

@@ -78,6 +78,9 @@ def openapi_route(path):
     for template in OPENAPI['paths']:
         rx = '^' + re.sub(r'\\{[a-z]+\\}', '[^/]+',
                           re.escape(template)) + '/?$'
+        # an instance's id may hold '/' (Consul's <node>/<service ID>)
+        rx = rx.replace(re.escape('instances/') + '[^/]+',
+                        re.escape('instances/') + '.+')
         if re.match(rx, path):
             return template
     return None

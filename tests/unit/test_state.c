@@ -198,6 +198,25 @@ static const bad_case_t  bad_cases[] = {
     { DOC(INST(", \"override\": true")),
       IPATH ".override: must be an object, got true" },
 
+    /* a removal under way (admin API) */
+    { DOC(INST(", \"removing\": {\"since\": 1}")),
+      IPATH ".removing: missing required key \"deadline\"" },
+    { DOC(INST(", \"removing\": {\"since\": 1, \"deadline\": 0}")),
+      IPATH ".removing.deadline: must be a Unix time in milliseconds, "
+      "got 0" },
+    { DOC(INST(", \"removing\": {\"since\": \"now\", \"deadline\": 2}")),
+      IPATH ".removing.since: must be a Unix time in milliseconds, "
+      "got \"now\"" },
+    { DOC(INST(", \"removing\": {\"since\": 1, \"deadline\": 2, "
+               "\"by\": 3}")),
+      IPATH ".removing: unknown key \"by\" (known: since, deadline)" },
+    { DOC(INST(", \"removing\": [], \"weight\": 2")),
+      IPATH ".removing: must be an object, got an array" },
+    /* the path is cut back after "removing" */
+    { DOC(INST(", \"removing\": {\"since\": 1, \"deadline\": 2}, "
+               "\"override\": {\"down\": 1}")),
+      IPATH ".override.down: must be true or false, got 1" },
+
     /* unknown keys, at every level */
     { "{\"servces\": {}}",
       "document: unknown key \"servces\" (known: version, services)" },
@@ -208,7 +227,7 @@ static const bad_case_t  bad_cases[] = {
       "services.a.b.c.clusters.d: unknown key \"instance\"" },
     { DOC(INST(", \"wieght\": 5")),
       IPATH ": unknown key \"wieght\" (known: id, address, weight, env, "
-      "version, state, override)" },
+      "version, state, override, removing)" },
     { DOC(INST(", \"override\": {\"weigth\": 5}")),
       IPATH ".override: unknown key \"weigth\" (known: weight, drain, down)" },
 
