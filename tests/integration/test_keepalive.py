@@ -596,3 +596,47 @@ def test_view_rebuild_closes_drained_or_moved(backend, nginx, consul,
     fetch(nginx, '/after', 6)
     got = backend_entries(backend, '/after', 6)
     assert {e['port'] for e in got} == want, got
+
+
+def test_admin_drain_closes_idle_connections(backend, nginx):
+    # an operator drains an instance (admin PATCH drain: true, no
+    # reload: a reload would close every idle connection anyway).  Its
+    # idle connections, cached in both workers, close on the backend's
+    # side; no request sent after the PATCH reaches it; no client sees
+    # an error meanwhile
+    from admin_helpers import TOKEN, admin_location, call
+    drained, other = backend.ok4[0], backend.ok4[1]
+    token_file = os.path.join(nginx.dir, 'admin.tokens')
+    with open(token_file, 'w') as f:
+        f.write('%s deployer\n' % TOKEN)
+    nginx.write_state({SERVICE: {'default': [
+        instance('api-d', backend.addr(drained)),
+        instance('api-o', backend.addr(other))]}})
+    nginx.configure(upstreams=upstream('tce_keepalive 16;'),
+                    server_extra=admin_location(token_file))
+    nginx.start()
+    fetch(nginx, '/warm', 40)
+    warm = backend_entries(backend, '/warm', 40)
+    assert {e['port'] for e in warm} == {drained, other}, warm
+    assert max(e['connection_requests'] for e in warm) > 1, warm
+    assert open_at_backend({drained})
+    r = call(nginx, 'PATCH',
+             '/api/v1/services/%s/clusters/default/instances/api-d'
+             % SERVICE, body={'drain': True}, token=TOKEN)
+    assert r.status == 200, r
+    # each worker rebuilds its view at its next request (reuseport
+    # spreads these over both): every one of them is answered
+    statuses = []
+
+    def closed():
+        statuses.append(nginx.get('/after/%d' % len(statuses)).status)
+        return not open_at_backend({drained})
+
+    wait_for(closed, 10 * conftest.SLOW,
+             what="the drained instance's idle connections closed")
+    fetch(nginx, '/after/more', 10)
+    assert statuses == [200] * len(statuses), statuses
+    got = backend_entries(backend, '/after', len(statuses) + 10)
+    assert {e['port'] for e in got} == {other}, got
+    assert not [e for e in got if e['connection'] in
+                {w['connection'] for w in warm if w['port'] == drained}]
