@@ -68,6 +68,7 @@ struct ngx_tce_consul_request_s {
     unsigned                  too_large:1;
     unsigned                  has_index:1;
     unsigned                  probe:1;          /* never fails over */
+    unsigned                  local:1;          /* failed on our side */
     char                      index[NGX_TCE_CONSUL_INDEX_LEN];
     char                      url[NGX_TCE_CONSUL_URL_LEN];
     char                      error[CURL_ERROR_SIZE];
@@ -1164,7 +1165,10 @@ ngx_tce_consul_request_done(ngx_tce_consul_request_t *req, CURLcode code,
 
     failover = 0;
 
-    if (req->too_large) {
+    if (req->local) {
+        /* req->error says why; not the server's fault: no failover */
+
+    } else if (req->too_large) {
         snprintf(req->error, sizeof(req->error), "body larger than %zu "
                  "bytes", req->client->max_body);
 
@@ -1222,6 +1226,28 @@ ngx_tce_consul_request_done(ngx_tce_consul_request_t *req, CURLcode code,
     }
 
     return res->ok ? 0 : -1;
+}
+
+
+int
+ngx_tce_consul_request_local_error(ngx_tce_consul_request_t *req,
+    const char *text)
+{
+    if (req->local) {
+        return 1;
+    }
+
+    req->local = 1;
+    (void) snprintf(req->error, sizeof(req->error), "%s", text);
+
+    return 0;
+}
+
+
+int
+ngx_tce_consul_request_is_local(ngx_tce_consul_request_t *req)
+{
+    return req->local;
 }
 
 

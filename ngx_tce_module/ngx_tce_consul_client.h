@@ -210,6 +210,19 @@ void ngx_tce_consul_request_set_data(ngx_tce_consul_request_t *req,
 void *ngx_tce_consul_request_data(ngx_tce_consul_request_t *req);
 
 /*
+ * Marks a request failed for a reason of this side (no free connection
+ * in the worker), text saying why: ngx_tce_consul_request_done() then
+ * reports it whatever code it is given, and does not move the client
+ * to the next server (the server is not at fault).  Returns 1 if it
+ * was marked already, 0 otherwise.
+ */
+int ngx_tce_consul_request_local_error(ngx_tce_consul_request_t *req,
+    const char *text);
+
+/* 1 if the request was marked by ngx_tce_consul_request_local_error() */
+int ngx_tce_consul_request_is_local(ngx_tce_consul_request_t *req);
+
+/*
  * Called once the transfer finished with code (CURLMSG_DONE's result,
  * or curl_easy_perform's): fills *res and returns 0 when res->ok,
  * else -1 (res->error says why).  A transport failure or a 5xx of the

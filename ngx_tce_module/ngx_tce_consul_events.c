@@ -26,6 +26,9 @@ typedef struct {
 } ngx_tce_consul_sock_t;
 
 
+static ngx_connection_t *ngx_tce_consul_conn_get(ngx_tce_consul_ctx_t *ctx,
+    curl_socket_t s);
+static int ngx_tce_consul_starve(ngx_tce_consul_ctx_t *ctx, CURL *easy);
 static void ngx_tce_consul_event(ngx_event_t *ev);
 static void ngx_tce_consul_action(ngx_tce_consul_ctx_t *ctx,
     curl_socket_t s, int flags);
@@ -39,9 +42,7 @@ ngx_tce_consul_socket(CURL *easy, curl_socket_t s, int what, void *userp,
 {
     ngx_tce_consul_ctx_t *ctx = userp;
 
-    ngx_socket_t            fd;
-    ngx_connection_t       *c, **cp;
-    ngx_tce_consul_sock_t  *sock;
+    ngx_connection_t  *c;
 
     c = socketp;
 
@@ -55,49 +56,11 @@ ngx_tce_consul_socket(CURL *easy, curl_socket_t s, int what, void *userp,
     }
 
     if (c == NULL) {
-        cp = ngx_array_push(&ctx->conns);
-        if (cp == NULL) {
-            return -1;
-        }
+        c = ngx_tce_consul_conn_get(ctx, s);
 
-        sock = ngx_alloc(sizeof(ngx_tce_consul_sock_t), ctx->log);
-        if (sock == NULL) {
-            ctx->conns.nelts--;
-            return -1;
-        }
-
-        /* our own descriptor of curl's socket: see the top of the file */
-        fd = dup(s);
-
-        if (fd == (ngx_socket_t) -1) {
-            ngx_log_error(NGX_LOG_ERR, ctx->log, ngx_errno,
-                          "tce consul: dup() failed");
-            ngx_free(sock);
-            ctx->conns.nelts--;
-            return -1;
-        }
-
-        c = ngx_get_connection(fd, ctx->log);
         if (c == NULL) {
-            (void) close(fd);
-            ngx_free(sock);
-            ctx->conns.nelts--;
-            return -1;
+            return ngx_tce_consul_starve(ctx, easy);
         }
-
-        *cp = c;
-
-        sock->ctx = ctx;
-        sock->s = s;
-        c->data = sock;
-        c->log = ctx->log;
-        c->read->log = ctx->log;
-        c->write->log = ctx->log;
-        c->read->handler = ngx_tce_consul_event;
-        c->write->handler = ngx_tce_consul_event;
-
-        /* closed at once when the worker starts shutting down */
-        c->idle = 1;
 
         curl_multi_assign(ctx->multi, s, c);
     }
@@ -108,7 +71,7 @@ ngx_tce_consul_socket(CURL *easy, curl_socket_t s, int what, void *userp,
         if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
             != NGX_OK)
         {
-            return -1;
+            goto failed;
         }
 
     } else if (!(what & CURL_POLL_IN) && c->read->active) {
@@ -119,11 +82,109 @@ ngx_tce_consul_socket(CURL *easy, curl_socket_t s, int what, void *userp,
         if (ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
             != NGX_OK)
         {
-            return -1;
+            goto failed;
         }
 
     } else if (!(what & CURL_POLL_OUT) && c->write->active) {
         (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+
+    return 0;
+
+failed:
+
+    curl_multi_assign(ctx->multi, s, NULL);
+    ngx_tce_consul_conn_free(ctx, c);
+
+    return ngx_tce_consul_starve(ctx, easy);
+}
+
+
+/* a connection holding a dup() of s, in ctx->conns; NULL on failure */
+
+static ngx_connection_t *
+ngx_tce_consul_conn_get(ngx_tce_consul_ctx_t *ctx, curl_socket_t s)
+{
+    ngx_socket_t            fd;
+    ngx_connection_t       *c, **cp;
+    ngx_tce_consul_sock_t  *sock;
+
+    cp = ngx_array_push(&ctx->conns);
+    if (cp == NULL) {
+        return NULL;
+    }
+
+    sock = ngx_alloc(sizeof(ngx_tce_consul_sock_t), ctx->log);
+    if (sock == NULL) {
+        ctx->conns.nelts--;
+        return NULL;
+    }
+
+    /* our own descriptor of curl's socket: see the top of the file */
+    fd = dup(s);
+
+    if (fd == (ngx_socket_t) -1) {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, ngx_errno,
+                      "tce consul: dup() failed");
+        ngx_free(sock);
+        ctx->conns.nelts--;
+        return NULL;
+    }
+
+    /* worker_connections exhausted: NULL (nginx logs it) */
+    c = ngx_get_connection(fd, ctx->log);
+    if (c == NULL) {
+        (void) close(fd);
+        ngx_free(sock);
+        ctx->conns.nelts--;
+        return NULL;
+    }
+
+    *cp = c;
+
+    sock->ctx = ctx;
+    sock->s = s;
+    c->data = sock;
+    c->log = ctx->log;
+    c->read->log = ctx->log;
+    c->write->log = ctx->log;
+    c->read->handler = ngx_tce_consul_event;
+    c->write->handler = ngx_tce_consul_event;
+
+    /* closed at once when the worker starts shutting down */
+    c->idle = 1;
+
+    return c;
+}
+
+
+/*
+ * A transfer whose socket cannot be watched (worker_connections
+ * exhausted): returning -1 to curl would abort every transfer and
+ * leave the multi handle unusable for good.  Instead the request is
+ * marked failed and curl told all is well; right after the callback
+ * (posted event, outside curl's calls) the transfer is taken out of
+ * the multi and completed as a failure, so its watch retries with
+ * backoff as on any error.
+ */
+static int
+ngx_tce_consul_starve(ngx_tce_consul_ctx_t *ctx, CURL *easy)
+{
+    ngx_tce_consul_request_t  *req;
+
+    req = NULL;
+    (void) curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &req);
+
+    if (req == NULL) {
+        return -1;      /* not ours: cannot happen */
+    }
+
+    /* nginx logged the shortage; the watch logs its failure */
+    (void) ngx_tce_consul_request_local_error(req,
+               "no free connection in this worker (worker_connections)");
+
+    if (!ctx->starved.posted) {
+        ngx_post_event(&ctx->starved, &ngx_posted_events);
     }
 
     return 0;

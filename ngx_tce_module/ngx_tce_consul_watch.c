@@ -61,6 +61,8 @@ static void ngx_tce_consul_probe_done(ngx_tce_consul_ctx_t *ctx,
     ngx_tce_consul_request_t *req, CURLcode code);
 static ngx_int_t ngx_tce_consul_add(ngx_tce_consul_ctx_t *ctx,
     ngx_tce_consul_request_t *req, void *data, char *err, size_t errlen);
+static void ngx_tce_consul_finish(ngx_tce_consul_ctx_t *ctx,
+    ngx_tce_consul_request_t *req, CURLcode code);
 
 
 ngx_int_t
@@ -94,6 +96,8 @@ ngx_tce_consul_watch_init(ngx_cycle_t *cycle,
     ngx_tce_consul_event_init(&ctx->failback, ngx_tce_consul_failback_timer,
                               ctx, cycle->log);
     ngx_tce_consul_event_init(&ctx->resync, ngx_tce_consul_resync, ctx,
+                              cycle->log);
+    ngx_tce_consul_event_init(&ctx->starved, ngx_tce_consul_starved, ctx,
                               cycle->log);
     ngx_queue_init(&ctx->pending);
 
@@ -348,6 +352,10 @@ ngx_tce_consul_stop(ngx_tce_consul_ctx_t *ctx, ngx_uint_t release)
 
     if (ctx->failback.timer_set) {
         ngx_del_timer(&ctx->failback);
+    }
+
+    if (ctx->starved.posted) {
+        ngx_delete_posted_event(&ctx->starved);
     }
 
     if (ctx->multi) {
@@ -975,7 +983,6 @@ ngx_tce_consul_check(ngx_tce_consul_ctx_t *ctx)
     CURL                      *easy;
     CURLMsg                   *msg;
     CURLcode                   code;
-    ngx_tce_consul_watch_t    *w;
     ngx_tce_consul_request_t  *req;
 
     while (ctx->multi && (msg = curl_multi_info_read(ctx->multi, &left))) {
@@ -992,24 +999,74 @@ ngx_tce_consul_check(ngx_tce_consul_ctx_t *ctx)
 
         curl_multi_remove_handle(ctx->multi, easy);
 
-        if (req == ctx->probe) {
-            ctx->probe = NULL;
-            ngx_tce_consul_probe_done(ctx, req, code);
-            ngx_tce_consul_request_free(req);
-            continue;
-        }
-
-        w = ngx_tce_consul_request_data(req);
-
-        if (w == NULL || w->req != req) {
-            ngx_tce_consul_request_free(req);
-            continue;
-        }
-
-        w->req = NULL;
-        ngx_tce_consul_done(w, req, code);
-        ngx_tce_consul_request_free(req);
+        ngx_tce_consul_finish(ctx, req, code);
     }
+}
+
+
+void
+ngx_tce_consul_starved(ngx_event_t *ev)
+{
+    ngx_tce_consul_ctx_t *ctx = ev->data;
+
+    ngx_tce_consul_watch_t    *w;
+    ngx_tce_consul_request_t  *req;
+
+    if (ctx->multi == NULL) {
+        return;
+    }
+
+    if (ctx->probe && ngx_tce_consul_request_is_local(ctx->probe)) {
+        req = ctx->probe;
+        curl_multi_remove_handle(ctx->multi,
+                                 ngx_tce_consul_request_handle(req));
+        ngx_tce_consul_finish(ctx, req, CURLE_COULDNT_CONNECT);
+    }
+
+    /*
+     * Completing one may start others (fetches): those are new
+     * requests, marked only if they starve too, and then post this
+     * event again.  Watches are never freed on this path.
+     */
+    for (w = ctx->watches; w && ctx->multi; w = w->next) {
+        req = w->req;
+
+        if (req == NULL || !ngx_tce_consul_request_is_local(req)) {
+            continue;
+        }
+
+        curl_multi_remove_handle(ctx->multi,
+                                 ngx_tce_consul_request_handle(req));
+        ngx_tce_consul_finish(ctx, req, CURLE_COULDNT_CONNECT);
+    }
+}
+
+
+/* a transfer out of the multi handle: its answer goes to its owner */
+
+static void
+ngx_tce_consul_finish(ngx_tce_consul_ctx_t *ctx, ngx_tce_consul_request_t *req,
+    CURLcode code)
+{
+    ngx_tce_consul_watch_t  *w;
+
+    if (req == ctx->probe) {
+        ctx->probe = NULL;
+        ngx_tce_consul_probe_done(ctx, req, code);
+        ngx_tce_consul_request_free(req);
+        return;
+    }
+
+    w = ngx_tce_consul_request_data(req);
+
+    if (w == NULL || w->req != req) {
+        ngx_tce_consul_request_free(req);
+        return;
+    }
+
+    w->req = NULL;
+    ngx_tce_consul_done(w, req, code);
+    ngx_tce_consul_request_free(req);
 }
 
 

@@ -67,6 +67,8 @@ struct ngx_tce_consul_ctx_s {
     ngx_event_t                 curl_timer;
     ngx_event_t                 snapshot;
     ngx_event_t                 failback;   /* probes the first URL */
+    ngx_event_t                 starved;    /* posted: transfers that got
+                                               no connection (events.c) */
     ngx_tce_consul_request_t   *probe;      /* that probe, in flight */
     CURLM                      *multi;
     ngx_tce_consul_client_t    *client;
@@ -108,6 +110,13 @@ void ngx_tce_consul_conn_free(ngx_tce_consul_ctx_t *ctx, ngx_connection_t *c);
 
 /* handles the transfers curl has finished (ngx_tce_consul_watch.c) */
 void ngx_tce_consul_check(ngx_tce_consul_ctx_t *ctx);
+
+/*
+ * The handler of ctx->starved: every transfer marked failed on our side
+ * (no connection to watch its socket) leaves the multi handle and is
+ * completed as a failure (ngx_tce_consul_watch.c).
+ */
+void ngx_tce_consul_starved(ngx_event_t *ev);
 
 /*
  * A finished query of w (ngx_tce_consul_answer.c): the answer is

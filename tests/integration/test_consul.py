@@ -627,3 +627,89 @@ def test_https_failover_to_next_url(backend, nginx, tls, first):
         good.stop()
         if bad is not None:
             bad.stop()
+
+
+def test_worker_connections_exhausted_watcher_retries(backend, nginx,
+                                                      consul):
+    # every connection of the only worker is held by clients when the
+    # watcher needs new ones to Consul (catalog mode: fetches of newly
+    # tagged services, several at once): those fetches fail and are
+    # retried later (backoff); the worker does not crash, the curl
+    # multi handle is not lost, and once connections are free again
+    # the services are learned and routed
+    import socket
+    from conftest import free_port
+    held_port = free_port()
+    ups = ('    map $http_x_service $tce_svc { default $http_x_service; }\n'
+           '    upstream api { tce_service $tce_svc; }\n')
+    start(nginx, consul, params='wait=1s', workers=1, upstreams=ups,
+          extra='    tce_consul_services tag=edge;\n'
+                '    server { listen 127.0.0.1:%d; location / { '
+                'proxy_pass http://127.0.0.1:%d; } }\n'
+                % (held_port, backend.hung))
+    with open(nginx.conf_path) as f:
+        conf = f.read()
+    with open(nginx.conf_path, 'w') as f:
+        f.write(conf.replace('worker_connections 1024;',
+                             'worker_connections 16;'))
+    nginx.reload()
+    nginx.allowed_log.add('worker_connections are not enough')
+    nginx.allowed_log.add('no free connection')
+
+    def answer(svc):
+        r = nginx.get('/', headers={'X-Service': svc})
+        return int(r.text) if r.status == 200 else r.status
+
+    consul.register('shop.a0.api', 'a0', '127.0.0.1', backend.ok4[0],
+                    tags=['edge'])
+    wait_for(lambda: answer('shop.a0.api') == backend.ok4[0], 5 * SLOW,
+             what='shop.a0.api routed')
+    pid = nginx.workers().pop()
+    since = file_size(nginx.error_log)
+    held = []
+
+    def closed(s):
+        try:
+            return s.recv(1, socket.MSG_DONTWAIT | socket.MSG_PEEK) == b''
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    try:
+        for _ in range(24):
+            # a request whose body nginx waits for: a connection it
+            # cannot take back (one not read yet would be reused)
+            s = socket.create_connection(('127.0.0.1', held_port))
+            s.sendall(b'POST /held HTTP/1.1\r\nHost: a\r\n'
+                      b'Content-Length: 100000\r\n\r\n')
+            held.append(s)
+        seen = []
+
+        def exhausted():
+            # nginx closes the connections it has no room for: done
+            # once that count stays put
+            seen.append(sum(closed(s) for s in held))
+            return ('worker_connections are not enough' in read_from(
+                nginx.error_log, since)
+                and len(seen) > 3 and seen[-1] == seen[-4])
+
+        wait_for(exhausted, 5 * SLOW, interval=0.1,
+                 what='worker_connections exhausted')
+        assert 0 < seen[-1] < len(held), seen
+        for i in range(1, 7):
+            consul.register('shop.a%d.api' % i, 'a%d' % i, '127.0.0.1',
+                            backend.ok4[i % 4], tags=['edge'])
+        line = nginx.wait_error_line(
+            lambda l: 'no free connection' in l, since, 10 * SLOW,
+            what='a fetch failing for want of a connection')
+        assert 'retrying with backoff' in line, line
+    finally:
+        for s in held:
+            s.close()
+    assert nginx.workers() == {pid}
+    for i in range(7):
+        wait_for(lambda: answer('shop.a%d.api' % i) == backend.ok4[i % 4],
+                 20 * SLOW, what='shop.a%d.api routed' % i)
+    assert nginx.workers() == {pid}
+    assert 'curl_multi' not in read_from(nginx.error_log, since)
