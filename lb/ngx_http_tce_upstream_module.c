@@ -4,7 +4,8 @@
  *
  *   upstream backend {
  *       tce_service demo.web.api [cluster=<name|$var>] [max_fails=1]
- *                   [fail_timeout=10s] [slow_start=30s];
+ *                   [fail_timeout=10s] [slow_start=30s]
+ *                   [discovery=state|consul];
  *       tce_scale_target [rps=<n>] [inflight=<n>];
  *       keepalive 32;         (or tce_keepalive 32;)
  *   }
@@ -208,7 +209,7 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_int_t                          n;
     ngx_msec_t                         ms;
     ngx_str_t                         *value, s;
-    ngx_uint_t                         i;
+    ngx_uint_t                         i, state_only;
     struct sockaddr_in                *sin;
     ngx_http_upstream_server_t        *us;
     ngx_http_upstream_srv_conf_t      *uscf;
@@ -264,6 +265,7 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
 
     ucf->service_name = value[1];
     ngx_str_set(&ucf->cluster_name, NGX_TCE_DEFAULT_CLUSTER);
+    state_only = 0;
 
     for (i = 2; i < cf->args->nelts; i++) {
 
@@ -289,6 +291,29 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
             }
 
             ucf->cluster_name = s;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "discovery=", 10) == 0) {
+            s.data = value[i].data + 10;
+            s.len = value[i].len - 10;
+
+            if (s.len == 5 && ngx_strncmp(s.data, "state", 5) == 0) {
+                state_only = 1;
+
+            } else if (s.len == 6 && ngx_strncmp(s.data, "consul", 6) == 0)
+            {
+                state_only = 0;
+
+            } else {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\" in \"tce_service\": "
+                                   "\"discovery=state\" (the state file "
+                                   "only, never watched in Consul) or "
+                                   "\"discovery=consul\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
             continue;
         }
 
@@ -349,8 +374,23 @@ ngx_http_tce_upstream_service(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_conf_init_uint_value(ucf->max_fails, 1);
     ngx_conf_init_value(ucf->fail_timeout, 10);
 
+    if (ucf->service_cv && state_only) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"discovery=state\" needs a service name in "
+                           "\"tce_service\", not a variable");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ucf->cluster) {
+        ngx_str_null(&s);
+
+    } else {
+        s = ucf->cluster_name;
+    }
+
     if (ucf->service_cv == NULL
-        && ngx_tce_add_service_ref(cf, &ucf->service_name, &ucf->service)
+        && ngx_tce_add_service_ref(cf, &ucf->service_name, &s, state_only,
+                                   &ucf->service)
            != NGX_OK)
     {
         return NGX_CONF_ERROR;

@@ -106,6 +106,11 @@ typedef struct {
 /* a service named in nginx.conf, resolved to its zone entry at start */
 typedef struct {
     ngx_str_t                   name;
+    ngx_str_t                   cluster;     /* empty: cluster=$variable */
+    ngx_uint_t                  state_only;  /* discovery=state: never
+                                                watched in Consul */
+    u_char                     *file;        /* where: for messages */
+    ngx_uint_t                  line;
     ngx_tce_service_t         **service;
 } ngx_tce_service_ref_t;
 
@@ -251,9 +256,18 @@ void ngx_tce_zone_applied(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
 ngx_uint_t ngx_tce_zone_applied_copy(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, ngx_tce_applied_slot_t *out, ngx_uint_t max);
 
-/* registers a service named in nginx.conf (tce_service) */
+/*
+ * Registers a service named in nginx.conf (tce_service): its cluster
+ * (empty for a variable), and whether only the state file feeds it
+ * (discovery=state).  Returns NGX_OK, or NGX_ERROR (logged) when
+ * another upstream names the same service with the other discovery.
+ */
 ngx_int_t ngx_tce_add_service_ref(ngx_conf_t *cf, ngx_str_t *name,
-    ngx_tce_service_t **service);
+    ngx_str_t *cluster, ngx_uint_t state_only, ngx_tce_service_t **service);
+
+/* 1 when a tce_service names the service with discovery=state */
+ngx_uint_t ngx_tce_service_state_only(ngx_tce_main_conf_t *tmcf,
+    u_char *name, size_t len);
 
 
 extern ngx_module_t  ngx_tce_module;

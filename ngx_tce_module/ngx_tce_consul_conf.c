@@ -713,7 +713,7 @@ ngx_tce_consul_named(ngx_tce_consul_main_conf_t *cmcf, u_char *name,
     ref = cmcf->tmcf->refs.elts;
 
     for (i = 0; i < cmcf->tmcf->refs.nelts; i++) {
-        if (ref[i].name.len == len
+        if (!ref[i].state_only && ref[i].name.len == len
             && ngx_memcmp(ref[i].name.data, name, len) == 0)
         {
             return 1;

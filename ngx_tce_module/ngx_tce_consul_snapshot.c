@@ -68,7 +68,9 @@ ngx_tce_consul_snapshot_load(ngx_tce_consul_main_conf_t *cmcf,
 
         if (ss->ninstances == 0
             || (!cmcf->catalog
-                && !ngx_tce_consul_named(cmcf, (u_char *) ss->name, len)))
+                && !ngx_tce_consul_named(cmcf, (u_char *) ss->name, len))
+            || ngx_tce_service_state_only(cmcf->tmcf, (u_char *) ss->name,
+                                          len))
         {
             continue;
         }

@@ -258,7 +258,10 @@ ngx_tce_consul_start(ngx_tce_consul_ctx_t *ctx)
     for (i = 0; i < cmcf->tmcf->refs.nelts; i++) {
         svc = *ref[i].service;
 
-        if (svc == NULL || ngx_tce_consul_watch_find(ctx, svc)) {
+        /* discovery=state: the state file feeds it, no query is sent */
+        if (svc == NULL || ref[i].state_only
+            || ngx_tce_consul_watch_find(ctx, svc))
+        {
             continue;
         }
 
@@ -707,6 +710,14 @@ ngx_tce_consul_catalog(ngx_tce_consul_watch_t *w,
         found = bsearch(svc, sorted, nsorted, sizeof(ngx_tce_consul_watch_t *),
                         ngx_tce_consul_watch_key);
         sw = found ? *found : NULL;
+
+        /* tagged in Consul, but nginx.conf gives it to the state file */
+        if (sw == NULL
+            && ngx_tce_service_state_only(cmcf->tmcf, svc->name,
+                                          svc->name_len))
+        {
+            continue;
+        }
 
         if (sw == NULL) {
             if (ctx->nwatches > NGX_TCE_CONSUL_MAX_SERVICES) {

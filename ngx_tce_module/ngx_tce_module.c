@@ -16,12 +16,17 @@
 #include "ngx_tce_sched_zone.h"
 #include "ngx_tce_state.h"
 #include "ngx_tce_persist.h"
+#include "ngx_tce_consul.h"
+#include "ngx_tce_closest.h"
 
 
 #define NGX_TCE_ZONE_MIN_SIZE  (64 * 1024)
 
 /* services named in the message of a refused reload */
 #define NGX_TCE_STATE_GUARD_NAMES  5
+
+/* names offered for a tce_service name the state file lacks */
+#define NGX_TCE_STATE_NAMES_CLOSEST  3
 
 
 typedef struct {
@@ -44,6 +49,10 @@ static ngx_tce_main_conf_t *ngx_tce_get_main_conf(ngx_cycle_t *cycle);
 static ngx_int_t ngx_tce_persist_init_module(ngx_cycle_t *cycle);
 static void ngx_tce_persist_exit_process(ngx_cycle_t *cycle);
 static void ngx_tce_state_check_dir(ngx_conf_t *cf, ngx_str_t *path);
+static void ngx_tce_state_check_names(ngx_conf_t *cf,
+    ngx_tce_main_conf_t *tmcf, ngx_tce_state_t *st);
+static u_char *ngx_tce_state_closest(u_char *p, u_char *last,
+    ngx_str_t *name, const char *const *names, size_t n);
 static ngx_int_t ngx_tce_state_guard(ngx_tce_zone_ctx_t *ctx,
     ngx_log_t *log);
 static int ngx_libc_cdecl ngx_tce_state_service_cmp(const void *key,
@@ -202,7 +211,166 @@ ngx_tce_init_main_conf(ngx_conf_t *cf, void *conf)
     cln->data = &ctx->state;
     ctx->loaded = 1;
 
+    ngx_tce_state_check_names(cf, tmcf, &ctx->state);
+
     return NGX_CONF_OK;
+}
+
+
+/*
+ * A tce_service name or cluster= the state file does not have is a
+ * typo more often than not, and would show only as 503s: said at
+ * "nginx -t" with the closest names the file has.  In embedded mode
+ * for every tce_service; with Consul only for discovery=state ones
+ * (Consul may well know the others).
+ */
+static void
+ngx_tce_state_check_names(ngx_conf_t *cf, ngx_tce_main_conf_t *tmcf,
+    ngx_tce_state_t *st)
+{
+    u_char                       *p, *last;
+    size_t                        j;
+    ngx_uint_t                    i, k, consul;
+    const char                  **names, **cnames;
+    ngx_tce_service_ref_t        *ref;
+    ngx_tce_state_service_t      *ss;
+    ngx_tce_consul_main_conf_t   *cmcf;
+    u_char                        text[512];
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_tce_consul_module);
+    consul = (cmcf != NULL && cmcf->urls != NULL);
+
+    names = NULL;
+    ref = tmcf->refs.elts;
+
+    for (i = 0; i < tmcf->refs.nelts; i++) {
+        if (consul && !ref[i].state_only) {
+            continue;
+        }
+
+        /* each name and cluster once, however many upstreams name it */
+        for (k = 0; k < i; k++) {
+            if (ref[k].name.len == ref[i].name.len
+                && ngx_memcmp(ref[k].name.data, ref[i].name.data,
+                              ref[i].name.len) == 0
+                && ref[k].cluster.len == ref[i].cluster.len
+                && ngx_memcmp(ref[k].cluster.data, ref[i].cluster.data,
+                              ref[i].cluster.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (k < i) {
+            continue;
+        }
+
+        ss = NULL;
+
+        for (j = 0; j < st->nservices; j++) {
+            if (ngx_strlen(st->services[j].name) == ref[i].name.len
+                && ngx_memcmp(st->services[j].name, ref[i].name.data,
+                              ref[i].name.len) == 0)
+            {
+                ss = &st->services[j];
+                break;
+            }
+        }
+
+        p = text;
+        last = text + sizeof(text);
+
+        if (ss == NULL) {
+            if (names == NULL) {
+                names = ngx_palloc(cf->temp_pool,
+                                   (st->nservices + 1) * sizeof(char *));
+                if (names == NULL) {
+                    return;
+                }
+
+                for (j = 0; j < st->nservices; j++) {
+                    names[j] = st->services[j].name;
+                }
+            }
+
+            p = ngx_tce_state_closest(p, last, &ref[i].name, names,
+                                      st->nservices);
+
+            ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                          "tce_service \"%V\" in %s:%ui: tce_state \"%V\" "
+                          "has no such service, its requests will get 503; "
+                          "it has %*s", &ref[i].name, ref[i].file,
+                          ref[i].line, &tmcf->state_path, p - text, text);
+            continue;
+        }
+
+        if (ref[i].cluster.len == 0) {
+            continue;               /* cluster=$variable */
+        }
+
+        for (j = 0; j < ss->nclusters; j++) {
+            if (ngx_strlen(ss->clusters[j].cluster) == ref[i].cluster.len
+                && ngx_memcmp(ss->clusters[j].cluster, ref[i].cluster.data,
+                              ref[i].cluster.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j < ss->nclusters) {
+            continue;
+        }
+
+        cnames = ngx_palloc(cf->temp_pool,
+                            (ss->nclusters + 1) * sizeof(char *));
+        if (cnames == NULL) {
+            return;
+        }
+
+        for (j = 0; j < ss->nclusters; j++) {
+            cnames[j] = ss->clusters[j].cluster;
+        }
+
+        p = ngx_tce_state_closest(p, last, &ref[i].cluster, cnames,
+                                  ss->nclusters);
+
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                      "tce_service \"%V\" cluster=%V in %s:%ui: tce_state "
+                      "\"%V\" has no such cluster of this service, its "
+                      "requests will get 503; it has %*s", &ref[i].name,
+                      &ref[i].cluster, ref[i].file, ref[i].line,
+                      &tmcf->state_path, p - text, text);
+    }
+}
+
+
+/* "none" or the closest names, quoted: "a", "b", "c" (3 of 12) */
+static u_char *
+ngx_tce_state_closest(u_char *p, u_char *last, ngx_str_t *name,
+    const char *const *names, size_t n)
+{
+    size_t  i, m;
+    size_t  out[NGX_TCE_STATE_NAMES_CLOSEST];
+    char    key[NGX_TCE_SERVICE_LEN];
+
+    if (n == 0) {
+        return ngx_slprintf(p, last, "none");
+    }
+
+    (void) ngx_cpystrn((u_char *) key, name->data,
+                       ngx_min(name->len + 1, sizeof(key)));
+
+    m = ngx_tce_closest(key, names, n, out, NGX_TCE_STATE_NAMES_CLOSEST);
+
+    for (i = 0; i < m; i++) {
+        p = ngx_slprintf(p, last, "%s\"%s\"", i ? ", " : "", names[out[i]]);
+    }
+
+    if (m < n) {
+        p = ngx_slprintf(p, last, " (the closest %uz of %uz)", m, n);
+    }
+
+    return p;
 }
 
 
@@ -423,11 +591,14 @@ ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
                                    ngx_strlen(ss[i].name), 1);
 
         /*
-         * Consul owns the instances (the file may be its snapshot); with
-         * tce_redis the fleet owns the canary policies
+         * Consul owns the instances (the file may be its snapshot) unless
+         * nginx.conf says discovery=state; with tce_redis the fleet owns
+         * the canary policies
          */
         if (svc == NULL
-            || (svc->source != NGX_TCE_SOURCE_CONSUL
+            || ((svc->source != NGX_TCE_SOURCE_CONSUL
+                 || ngx_tce_service_state_only(tmcf, svc->name,
+                                               svc->name_len))
                 && ngx_tce_zone_set(zone, svc, ss[i].instances,
                                     ss[i].ninstances, NGX_TCE_SOURCE_STATE,
                                     log)
@@ -555,13 +726,30 @@ ngx_tce_state_service_cmp(const void *key, const void *elt)
 
 
 ngx_int_t
-ngx_tce_add_service_ref(ngx_conf_t *cf, ngx_str_t *name,
-    ngx_tce_service_t **service)
+ngx_tce_add_service_ref(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *cluster,
+    ngx_uint_t state_only, ngx_tce_service_t **service)
 {
+    ngx_uint_t              i;
     ngx_tce_main_conf_t    *tmcf;
     ngx_tce_service_ref_t  *ref;
 
     tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_tce_module);
+
+    ref = tmcf->refs.elts;
+
+    for (i = 0; i < tmcf->refs.nelts; i++) {
+        if (ref[i].name.len == name->len
+            && ngx_memcmp(ref[i].name.data, name->data, name->len) == 0
+            && ref[i].state_only != state_only)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "service \"%V\" is named with "
+                               "\"discovery=state\" in one \"tce_service\" "
+                               "and without it in another: give it to "
+                               "every one or to none", name);
+            return NGX_ERROR;
+        }
+    }
 
     ref = ngx_array_push(&tmcf->refs);
     if (ref == NULL) {
@@ -569,9 +757,34 @@ ngx_tce_add_service_ref(ngx_conf_t *cf, ngx_str_t *name,
     }
 
     ref->name = *name;
+    ref->cluster = *cluster;
+    ref->state_only = state_only;
+    ref->file = cf->conf_file->file.name.data;
+    ref->line = cf->conf_file->line;
     ref->service = service;
 
     return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_tce_service_state_only(ngx_tce_main_conf_t *tmcf, u_char *name,
+    size_t len)
+{
+    ngx_uint_t              i;
+    ngx_tce_service_ref_t  *ref;
+
+    ref = tmcf->refs.elts;
+
+    for (i = 0; i < tmcf->refs.nelts; i++) {
+        if (ref[i].state_only && ref[i].name.len == len
+            && ngx_memcmp(ref[i].name.data, name, len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

@@ -364,3 +364,75 @@ def test_canary_key_without_variable_warned(nginx):
             assert 'key=$cookie_uid?' in line[0], line
         else:
             assert not line, (key, out)
+
+
+# ------------------------------- discovery=state: kept out of the Consul watch
+
+STATE_ONLY_UPSTREAMS = """\
+    upstream api { tce_service demo.web.api; }
+    upstream other { tce_service demo.web.other discovery=state; }
+"""
+
+
+def consul_queries(consul, service):
+    return [r for r in consul.requests('/v1/health/service/' + service)]
+
+
+@pytest.mark.parametrize('extra', ['', '    tce_consul_services tag=edge;\n'],
+                         ids=['by name', 'catalog mode'])
+def test_discovery_state_never_queried(backend, nginx, consul, extra):
+    p1, p2, p3 = backend.ok4[:3]
+    nginx.write_state({OTHER: {'default': [
+        instance('o-1', backend.addr(p2))]}})
+    # Consul knows the state-only name too, tagged: it must not matter
+    consul.register(SERVICE, 'api-1', '127.0.0.1', p1, tags=['edge'])
+    consul.register(OTHER, 'other-1', '127.0.0.1', p3, tags=['edge'])
+    http_extra = '    tce_consul %s wait=1s;\n' % consul.url
+    http_extra += '    tce_consul_snapshot %s/snap.json;\n' % nginx.dir
+    nginx.configure(http_extra=http_extra + extra,
+                    upstreams=STATE_ONLY_UPSTREAMS,
+                    server_extra=OTHER_LOCATION)
+    nginx.start()
+
+    routes_to(nginx, [p1])
+    # the Consul-fed one answered; two more blocking queries came back
+    # (wait=1s): the watcher had every chance to ask for the other
+    n0 = len(consul.requests('/v1/'))
+    wait_for(lambda: len(consul.requests('/v1/')) >= n0 + 2, 10,
+             what='two more queries to Consul')
+    assert consul_queries(consul, OTHER) == [], consul.requests()
+
+    # served from the state file, not from Consul's instance
+    rs = [nginx.get('/other/x') for _ in range(4)]
+    assert {int(r.text) for r in rs} == {p2}, rs
+    st = nginx.status()['services']
+    assert st[OTHER]['source'] == 'state', st[OTHER]
+    assert st[SERVICE]['source'] == 'consul', st[SERVICE]
+
+    # a change of the file is applied at reload, still no query
+    nginx.write_state({OTHER: {'default': [
+        instance('o-2', backend.addr(p3))]}})
+    nginx.reload()
+    wait_for(lambda: {int(nginx.get('/other/x').text)
+                      for _ in range(4)} == {p3}, 5,
+             what='the state file change served')
+    assert consul_queries(consul, OTHER) == [], consul.requests()
+
+
+@pytest.mark.parametrize('ups,text', [
+    ('    upstream api { tce_service demo.web.api discovery=dns; }\n',
+     'invalid "discovery=dns" in "tce_service": "discovery=state"'),
+    ('    upstream api { tce_service demo.web.api discovery=state; }\n'
+     '    upstream b { tce_service demo.web.api; }\n',
+     'service "demo.web.api" is named with "discovery=state" in one '
+     '"tce_service" and without it in another'),
+    ('    map $host $psm { default demo.web.api; }\n'
+     '    upstream api { tce_service $psm discovery=state; }\n',
+     '"discovery=state" needs a service name in "tce_service", not a '
+     'variable'),
+])
+def test_discovery_bad_values_refused(nginx, ups, text):
+    nginx.write_state({})
+    nginx.configure(upstreams=ups)
+    rc, out = nginx.check()
+    assert rc != 0 and '[emerg]' in out and text in out, out
