@@ -22,6 +22,7 @@
 #include "ngx_http_tce_metrics.h"
 #include "ngx_tce_persist.h"
 #include "ngx_tce_redis.h"
+#include "ngx_tce_diff.h"
 
 
 #define NGX_HTTP_TCE_METRICS_TICK_MIN  200       /* ms */
@@ -554,7 +555,8 @@ ngx_http_tce_metrics_handler(ngx_http_request_t *r)
         || ngx_tce_persist_prom(mmcf->zone, &s, r->pool) != NGX_OK
         || ngx_tce_redis_prom(mmcf->zone, &s, r->pool) != NGX_OK
         || ngx_http_tce_metrics_scale_snapshot(mmcf->zone, &s, r->pool)
-           != NGX_OK)
+           != NGX_OK
+        || ngx_tce_diff_prom(mmcf->zone, &s, r->pool) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -93,6 +93,9 @@ typedef struct {
 
     /* the fleet store's status (ngx_tce_redis.h), NULL: none yet */
     void                       *redis;
+
+    /* the API diff's outcomes (ngx_tce_diff_mirror.h), NULL: none yet */
+    void                       *diff;
 } ngx_tce_shctx_t;
 
 

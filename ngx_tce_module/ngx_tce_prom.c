@@ -59,6 +59,8 @@ static void ngx_tce_prom_instances(const ngx_tce_prom_snapshot_t *s,
     ngx_tce_buf_t *b, unsigned format);
 static void ngx_tce_prom_discovery(const ngx_tce_prom_snapshot_t *s,
     ngx_tce_buf_t *b, unsigned format);
+static void ngx_tce_prom_diff(const ngx_tce_prom_snapshot_t *s,
+    ngx_tce_buf_t *b, unsigned format);
 static void ngx_tce_prom_scale(const ngx_tce_prom_snapshot_t *s,
     ngx_tce_buf_t *b, unsigned format);
 static void ngx_tce_prom_persist(const ngx_tce_prom_snapshot_t *s,
@@ -383,6 +385,7 @@ ngx_tce_prom_render(const ngx_tce_prom_snapshot_t *s, unsigned format,
     ngx_tce_prom_persist(s, b, format);
     ngx_tce_prom_fleet(s, b, format);
     ngx_tce_prom_scale(s, b, format);
+    ngx_tce_prom_diff(s, b, format);
     ngx_tce_prom_process(s, b, format);
 
     if (format == NGX_TCE_PROM_OPENMETRICS) {
@@ -414,6 +417,40 @@ ngx_tce_prom_scale(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b,
         ngx_tce_prom_label(b, "cluster", sc->cluster, 0);
         ngx_tce_prom_label(b, "env", sc->env, 0);
         (void) ngx_tce_buf_printf(b, "} %u\n", (unsigned) sc->desired);
+    }
+
+    ngx_tce_prom_end(&f);
+}
+
+
+/* the API diff: one series per location, cluster and result */
+static void
+ngx_tce_prom_diff(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b,
+    unsigned format)
+{
+    size_t                      i, k;
+    ngx_tce_prom_family_t       f;
+    const ngx_tce_prom_diff_t  *d;
+
+    static const char  *results[] = { "match", "mismatch", "error" };
+
+    ngx_tce_prom_begin(&f, b, format, "tce_diff_requests_total",
+                       NGX_TCE_PROM_COUNTER,
+                       "Requests of a tce_diff location whose answer was "
+                       "compared with a canary's, by outcome.");
+
+    for (i = 0; i < s->ndiff; i++) {
+        d = &s->diff[i];
+
+        for (k = 0; k < 3; k++) {
+            ngx_tce_prom_sample(&f, "");
+            ngx_tce_prom_label(b, "service", d->service, 1);
+            ngx_tce_prom_label(b, "cluster", d->cluster, 0);
+            ngx_tce_prom_label(b, "location", d->location, 0);
+            ngx_tce_prom_label(b, "result", results[k], 0);
+            (void) ngx_tce_buf_printf(b, "} %llu\n",
+                                      (unsigned long long) d->results[k]);
+        }
     }
 
     ngx_tce_prom_end(&f);

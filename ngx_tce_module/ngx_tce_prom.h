@@ -125,6 +125,15 @@ typedef struct {
 } ngx_tce_prom_scale_t;
 
 
+/* a tce_diff location's outcomes for a service's cluster */
+typedef struct {
+    const char               *service;
+    const char               *cluster;
+    const char               *location;      /* name= in nginx.conf */
+    uint64_t                  results[3];    /* match, mismatch, error */
+} ngx_tce_prom_diff_t;
+
+
 typedef struct {
     ngx_tce_prom_group_t     *groups;
     size_t                    ngroups;
@@ -137,6 +146,8 @@ typedef struct {
     ngx_tce_prom_fleet_t      fleet;
     ngx_tce_prom_scale_t     *scale;
     size_t                    nscale;
+    ngx_tce_prom_diff_t      *diff;
+    size_t                    ndiff;
 
     const char               *zone_name;
     uint64_t                  zone_size;
