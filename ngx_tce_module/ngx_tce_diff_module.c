@@ -612,6 +612,14 @@ ngx_tce_diff_sample(ngx_http_request_t *r, ngx_tce_diff_conf_t *conf)
         return;
     }
 
+    /*
+     * a mirror's sockets need nginx connections: curl fails the whole
+     * multi handle when one cannot get one, so leave a margin
+     */
+    if (ngx_cycle->free_connection_n < 16) {
+        return;
+    }
+
     dmcf = ngx_http_get_module_main_conf(r, ngx_tce_diff_module);
 
     w = ngx_tce_diff_worker(dmcf, r->connection->log);
