@@ -32,6 +32,7 @@
 #define NGX_HTTP_TCE_ADMIN_R_INSTANCES 7
 #define NGX_HTTP_TCE_ADMIN_R_INSTANCE  8
 #define NGX_HTTP_TCE_ADMIN_R_ENV_INSTS 9
+#define NGX_HTTP_TCE_ADMIN_R_DIFF      10
 
 #define NGX_HTTP_TCE_ADMIN_MAX_SEGS    8
 
@@ -458,6 +459,7 @@ ngx_http_tce_admin_handler(ngx_http_request_t *r)
  *   v1/services
  *   v1/services/<psm>
  *   v1/services/<psm>/clusters/<cluster>/canary
+ *   v1/services/<psm>/clusters/<cluster>/diff
  *   v1/services/<psm>/clusters/<cluster>/envs/<env>/scale
  *   v1/services/<psm>/clusters/<cluster>/instances
  *   v1/services/<psm>/clusters/<cluster>/instances/<id>  (the id may
@@ -563,6 +565,15 @@ ngx_http_tce_admin_route(ngx_http_request_t *r, ngx_http_tce_admin_ctx_t *ctx)
     {
         ctx->cluster = seg[4];
         ctx->route = NGX_HTTP_TCE_ADMIN_R_CANARY;
+        return NGX_OK;
+    }
+
+    if (n == 6
+        && seg[3].len == 8 && ngx_strncmp(seg[3].data, "clusters", 8) == 0
+        && seg[5].len == 4 && ngx_strncmp(seg[5].data, "diff", 4) == 0)
+    {
+        ctx->cluster = seg[4];
+        ctx->route = NGX_HTTP_TCE_ADMIN_R_DIFF;
         return NGX_OK;
     }
 
@@ -838,6 +849,10 @@ ngx_http_tce_admin_dispatch(ngx_http_request_t *r,
 
     case NGX_HTTP_TCE_ADMIN_R_SCALE:
         return ngx_http_tce_admin_scale(r, ctx);
+
+    case NGX_HTTP_TCE_ADMIN_R_DIFF:
+        return ngx_http_tce_admin_diff(r, ctx);
+
     case NGX_HTTP_TCE_ADMIN_R_INSTANCES:
     case NGX_HTTP_TCE_ADMIN_R_INSTANCE:
         return ngx_http_tce_admin_instance_op(r, ctx, body, len);

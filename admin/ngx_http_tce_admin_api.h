@@ -6,6 +6,7 @@
  *   ngx_http_tce_admin_read.c    GET services, a service, status
  *   ngx_http_tce_admin_policy.c  a cluster's canary policy
  *   ngx_http_tce_admin_scale.c   an env's scaling signal
+ *   ngx_http_tce_admin_diff.c    a cluster's API diff (tce_diff)
  *   ngx_http_tce_admin_store.c   the state file as the API's store,
  *                                written on the thread pool
  *   ngx_http_tce_admin_audit.c   the audit log (tce_admin_audit)
@@ -207,6 +208,10 @@ ngx_uint_t ngx_http_tce_admin_has_cluster(ngx_tce_zone_t *zone,
 
 /* GET .../envs/<env>/scale (ngx_http_tce_admin_scale.c) */
 ngx_int_t ngx_http_tce_admin_scale(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx);
+
+/* GET .../clusters/<cluster>/diff (ngx_http_tce_admin_diff.c) */
+ngx_int_t ngx_http_tce_admin_diff(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx);
 
 /* canary handlers of ngx_http_tce_admin_policy.c; body may be NULL */

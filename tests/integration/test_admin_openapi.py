@@ -53,8 +53,17 @@ def test_description_is_valid_json_schema():
                 assert schema == {'$ref': '#/components/schemas/Error'}
 
 
+# a tce_diff location, for GET .../diff
+DIFF_LOCATION = """\
+        location /diffed/ {
+            proxy_pass http://api;
+            tce_diff name=openapi;
+        }
+"""
+
+
 def test_every_described_route_exists(nginx, backend):
-    start_admin(nginx, backend)
+    start_admin(nginx, backend, server_extra=DIFF_LOCATION)
     for template, method, op in operations():
         body = BODIES.get(op['operationId'])
         if method not in ('GET', 'HEAD'):

@@ -17,6 +17,7 @@ import uuid
 
 import pytest
 
+from admin_helpers import admin_location, call
 from conftest import SERVICE, SLOW, VALGRIND, instance, wait_for
 from test_metrics import METRICS_LOCATION, parse, promtool_check
 
@@ -99,13 +100,17 @@ def backends():
         b.stop()
 
 
+API = '/api/v1/services/%s/clusters/default/diff' % SERVICE
+
+
 def start(nginx, b, diff='tce_diff sample=100 name=orders;', workers=2):
     nginx.write_state({SERVICE: {'default': [
         instance('p1', b.addr('prod1'), env='prod'),
         instance('p2', b.addr('prod2'), env='prod'),
         instance('c1', b.addr('canary'), env='canary')]}})
     nginx.configure(location='            %s\n' % diff,
-                    server_extra=METRICS_LOCATION, workers=workers)
+                    server_extra=METRICS_LOCATION + admin_location(),
+                    workers=workers)
     nginx.start()
 
 
@@ -180,6 +185,37 @@ def test_different_canary_counted_and_shown(nginx, backends):
     c = wait_counted(nginx, len(paths))
     # /v2/ (a JSON field), /gone/ (status), /text/ (bytes) differ
     assert c == {'match': 3, 'mismatch': 4, 'error': 0}
+
+    # the API: the same counts, and the mismatches, newest first
+    d = call(nginx, 'GET', API).json
+    assert (d['match'], d['mismatch'], d['error']) == (3, 4, 0)
+    assert d['match_ratio'] == pytest.approx(3 / 7)
+    assert d['locations'] == [{'location': 'orders', 'match': 3,
+                               'mismatch': 4, 'error': 0, 'noisy': 0}]
+    shown = {m['request']: m for m in d['last_mismatches']}
+    assert set(shown) == {'GET /v2/a', 'GET /v2/b', 'GET /gone/x',
+                          'GET /text/t'}
+    assert shown['GET /v2/a']['what'] == 'body $.items[2]'
+    assert (shown['GET /v2/a']['prod'], shown['GET /v2/a']['canary']) \
+        == ('3', '4')
+    g = shown['GET /gone/x']
+    assert (g['what'], g['prod_status'], g['canary_status']) == \
+        ('status', 200, 404)
+    assert g['prod_digest'] != g['canary_digest']
+    t = shown['GET /text/t']
+    assert (t['what'], t['prod'], t['canary']) == \
+        ('body at byte 6', 'prod\\x0A', 'canary\\x0A')
+
+
+def test_api_without_tce_diff(nginx, backends):
+    b = backends()
+    nginx.write_state({SERVICE: {'default': [
+        instance('p1', b.addr('prod1'), env='prod')]}})
+    nginx.configure(server_extra=admin_location())
+    nginx.start()
+    r = call(nginx, 'GET', API)
+    assert r.status == 404
+    assert r.json['error']['code'] == 'no_diff'
 
 
 def noisy(name, method, path):
