@@ -157,6 +157,7 @@ bench: deps $(MODULE)
 	$(PYTHON) bench/metrics_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
 	$(PYTHON) bench/rebuild_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
 	$(PYTHON) bench/admin_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
+	$(PYTHON) bench/diff_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
 	$(PYTHON) bench/slowstart_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
 
 fuzz-deps:
