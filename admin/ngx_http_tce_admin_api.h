@@ -116,7 +116,6 @@ typedef struct {
 
     /* the write in progress (ngx_http_tce_admin_store.c) */
     void                       *change;
-    ngx_uint_t                  turn_held;   /* the synchronous store's */
 } ngx_http_tce_admin_ctx_t;
 
 
@@ -270,11 +269,6 @@ ngx_int_t ngx_http_tce_admin_instance_op(ngx_http_request_t *r,
 ngx_int_t ngx_http_tce_admin_desired(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, u_char *body, size_t len);
 
-
-/* If-Match against the service's generation: NGX_OK, or NGX_DONE once
- * the 412 is sent (ngx_http_tce_admin_instance.c) */
-ngx_int_t ngx_http_tce_admin_precondition(ngx_http_request_t *r,
-    ngx_http_tce_admin_ctx_t *ctx);
 
 /* the writers' turn without waiting (the removal timer): 1 when taken;
  * given back with ngx_http_tce_admin_turn_give (store.c) */

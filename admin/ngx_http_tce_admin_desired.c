@@ -10,8 +10,9 @@
  * starts the removal of the others: they drain and leave once their
  * requests in flight have ended (ngx_http_tce_admin_drain.c).  The
  * answer says what was added, updated, kept, and what is draining with
- * its requests in flight.  One write of the state file, one change of
- * the zone: every worker takes the whole set at its next request.
+ * its requests in flight.  One change of the admin store (the state
+ * file written on the thread pool, then the zone, then the audit
+ * line): every worker takes the whole set at its next request.
  */
 
 #include <ngx_config.h>
@@ -26,8 +27,34 @@
 #include "ngx_tce_text.h"
 
 
+/* a PUT under way */
+typedef struct {
+    ngx_http_tce_admin_ctx_t      *ctx;
+    ngx_http_tce_admin_change_t    change;
+    ngx_tce_state_t                state;
+    ngx_tce_state_service_t       *ss;        /* in state, once edited */
+    unsigned                       env;
+    char                           cluster[NGX_TCE_CLUSTER_LEN];
+    uint64_t                       timeout;
+    uint64_t                       now;
+    ngx_tce_instance_t            *want;      /* malloc'd */
+    size_t                         n;
+    ngx_http_tce_admin_outcome_t  *out;       /* malloc'd */
+    size_t                         nout;
+} ngx_http_tce_admin_desired_t;
+
+
 static ngx_int_t ngx_http_tce_admin_desired_put(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, int env, u_char *body, size_t len);
+static void ngx_http_tce_admin_desired_cleanup(void *data);
+static ngx_int_t ngx_http_tce_admin_desired_prepare(ngx_http_request_t *r,
+    void *data);
+static int ngx_http_tce_admin_desired_edit(ngx_tce_state_t *st, void *data,
+    ngx_uint_t *status, ngx_http_tce_admin_err_t *err);
+static ngx_int_t ngx_http_tce_admin_desired_apply(ngx_http_request_t *r,
+    void *data);
+static ngx_int_t ngx_http_tce_admin_desired_done(ngx_http_request_t *r,
+    void *data);
 static ngx_int_t ngx_http_tce_admin_desired_answer(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, ngx_http_tce_admin_outcome_t *out,
     size_t nout);
@@ -65,132 +92,176 @@ static ngx_int_t
 ngx_http_tce_admin_desired_put(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, int env, u_char *body, size_t len)
 {
-    char                          *orig;
-    u_char                         text[NGX_HTTP_TCE_ADMIN_TEXT_LEN];
-    size_t                         i, n, nout, added, draining;
-    uint64_t                       timeout, now;
-    ngx_int_t                      rc;
-    ngx_tce_state_t                st;
-    ngx_tce_instance_t            *want;
-    const ngx_tce_instance_t      *conflict;
-    ngx_tce_state_service_t       *ss;
-    ngx_http_tce_admin_err_t       err;
-    ngx_http_tce_admin_outcome_t  *out;
-    char                           cluster[NGX_TCE_CLUSTER_LEN];
+    size_t                          i;
+    ngx_int_t                       rc;
+    ngx_pool_cleanup_t             *cln;
+    ngx_http_tce_admin_err_t        err;
+    ngx_http_tce_admin_desired_t   *dr;
 
-    ngx_memcpy(cluster, ctx->cluster.data, ctx->cluster.len);
-    cluster[ctx->cluster.len] = '\0';
+    dr = ngx_pcalloc(r->pool, sizeof(ngx_http_tce_admin_desired_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
 
-    rc = ngx_http_tce_admin_timeout(r, &timeout);
+    if (dr == NULL || cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_tce_admin_desired_cleanup;
+    cln->data = dr;
+
+    dr->ctx = ctx;
+    dr->env = (unsigned) env;
+
+    ngx_memcpy(dr->cluster, ctx->cluster.data, ctx->cluster.len);
+    dr->cluster[ctx->cluster.len] = '\0';
+
+    rc = ngx_http_tce_admin_timeout(r, &dr->timeout);
     if (rc != NGX_OK) {
         return rc == NGX_DONE ? NGX_OK : rc;
     }
 
-    if (ngx_http_tce_admin_set_parse((char *) body, len, (unsigned) env,
-                                     &want, &n, &err)
+    if (ngx_http_tce_admin_set_parse((char *) body, len, dr->env, &dr->want,
+                                     &dr->n, &err)
         != 0)
     {
         return ngx_http_tce_admin_error(r, NGX_HTTP_BAD_REQUEST, err.code,
                                         err.text);
     }
 
-    for (i = 0; i < n; i++) {
-        ngx_memcpy(want[i].cluster, cluster, sizeof(cluster));
+    for (i = 0; i < dr->n; i++) {
+        ngx_memcpy(dr->want[i].cluster, dr->cluster, sizeof(dr->cluster));
     }
 
-    orig = NULL;
-    out = NULL;
-    nout = 0;
-    st.services = NULL;
-    st.nservices = 0;
+    dr->change.prepare = ngx_http_tce_admin_desired_prepare;
+    dr->change.edit = ngx_http_tce_admin_desired_edit;
+    dr->change.apply = ngx_http_tce_admin_desired_apply;
+    dr->change.answer = ngx_http_tce_admin_desired_done;
+    dr->change.data = dr;
+    dr->change.state = &dr->state;
 
-    ngx_http_tce_admin_store_lock(r);
+    return ngx_http_tce_admin_store_change(r, ctx, &dr->change);
+}
 
-    rc = ngx_http_tce_admin_precondition(r, ctx);
-    if (rc != NGX_OK) {
-        goto done;
+
+static void
+ngx_http_tce_admin_desired_cleanup(void *data)
+{
+    ngx_http_tce_admin_desired_t *dr = data;
+
+    free(dr->want);
+    free(dr->out);
+    dr->want = NULL;
+    dr->out = NULL;
+}
+
+
+/* event loop, the turn held */
+static ngx_int_t
+ngx_http_tce_admin_desired_prepare(ngx_http_request_t *r, void *data)
+{
+    ngx_http_tce_admin_desired_t *dr = data;
+
+    if (ngx_http_tce_admin_consul_fed(dr->ctx->svc)) {
+        return ngx_http_tce_admin_consul_refuse(r, dr->ctx);
     }
 
-    if (ngx_http_tce_admin_consul_fed(ctx->svc)) {
-        rc = ngx_http_tce_admin_consul_refuse(r, ctx);
-        goto done;
+    dr->now = ngx_http_tce_admin_now_ms();
+
+    return NGX_OK;
+}
+
+
+/* a thread: the env's instances in the state file (pure C) */
+static int
+ngx_http_tce_admin_desired_edit(ngx_tce_state_t *st, void *data,
+    ngx_uint_t *status, ngx_http_tce_admin_err_t *err)
+{
+    ngx_http_tce_admin_desired_t *dr = data;
+
+    int                        rc;
+    uint64_t                   deadline;
+    const ngx_tce_instance_t  *conflict;
+
+    dr->ss = ngx_http_tce_admin_edit_service_add(st,
+                                               (char *) dr->ctx->svc->name,
+                                               dr->ctx->svc->name_len);
+    rc = -1;
+
+    if (dr->ss) {
+        deadline = dr->now + dr->timeout;
+
+        rc = ngx_http_tce_admin_edit_desired(dr->ss, dr->cluster, dr->env,
+                                             dr->want, dr->n, dr->now,
+                                             deadline ? deadline : 1,
+                                             &dr->out, &dr->nout, &conflict);
     }
 
-    rc = ngx_http_tce_admin_store_load(r, &st);
-    if (rc != NGX_OK) {
-        goto done;
-    }
-
-    orig = ngx_tce_state_encode(&st);
-
-    ss = ngx_http_tce_admin_edit_service_add(&st, (char *) ctx->svc->name,
-                                             ctx->svc->name_len);
-    if (orig == NULL || ss == NULL) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
-    }
-
-    now = ngx_http_tce_admin_now_ms();
-
-    rc = ngx_http_tce_admin_edit_desired(ss, cluster, (unsigned) env, want,
-                                         n, now,
-                                         now + timeout ? now + timeout : 1,
-                                         &out, &nout, &conflict);
-    if (rc == -1) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
+    if (rc == 0) {
+        return 0;
     }
 
     if (rc == 1) {
-        ngx_snprintf(text, sizeof(text) - 1,
-                     "instance \"%s\" of service \"%s\" is in another "
-                     "cluster or env: DELETE it there first%Z",
-                     conflict->id, ctx->svc->name);
-        rc = ngx_http_tce_admin_refuse(r, NGX_HTTP_CONFLICT, "id_conflict",
-                                      (char *) text);
-        goto done;
+        *status = NGX_HTTP_CONFLICT;
+        err->code = "id_conflict";
+        snprintf(err->text, sizeof(err->text),
+                 "instance \"%.64s\" of service \"%.64s\" is in another "
+                 "cluster or env: DELETE it there first", conflict->id,
+                 dr->ctx->svc->name);
+        return -1;
     }
 
-    rc = ngx_http_tce_admin_inst_commit(r, ctx, &st, ss, orig);
-    if (rc != NGX_OK) {
-        goto done;
+    *status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    err->code = "store_error";
+    snprintf(err->text, sizeof(err->text),
+             "no memory to change the state file: nothing changed");
+
+    return -1;
+}
+
+
+/* event loop, the file written: the zone takes the service's set */
+static ngx_int_t
+ngx_http_tce_admin_desired_apply(ngx_http_request_t *r, void *data)
+{
+    ngx_http_tce_admin_desired_t *dr = data;
+
+    size_t                i, added, draining;
+    ngx_tce_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
+
+    if (ngx_tce_zone_set(tmcf->zone, dr->ctx->svc, dr->ss->instances,
+                         dr->ss->ninstances, NGX_TCE_SOURCE_STATE,
+                         r->connection->log)
+        == NGX_ERROR)
+    {
+        return NGX_ERROR;
     }
 
     added = 0;
     draining = 0;
 
-    for (i = 0; i < nout; i++) {
-        added += (out[i].what == NGX_HTTP_TCE_ADMIN_ADDED);
-        draining += (out[i].what == NGX_HTTP_TCE_ADMIN_DRAINING);
+    for (i = 0; i < dr->nout; i++) {
+        added += (dr->out[i].what == NGX_HTTP_TCE_ADMIN_ADDED);
+        draining += (dr->out[i].what == NGX_HTTP_TCE_ADMIN_DRAINING);
     }
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                   "tce admin: PUT %uz instances of \"%s\" cluster \"%V\" "
-                  "env %s by \"%V\": %uz added, %uz draining", n,
-                  ctx->svc->name, &ctx->cluster, ngx_tce_env_name(env),
-                  &ctx->principal, added, draining);
+                  "env %s by \"%V\": %uz added, %uz draining", dr->n,
+                  dr->ctx->svc->name, &dr->ctx->cluster,
+                  ngx_tce_env_name(dr->env), &dr->ctx->principal, added,
+                  draining);
 
-    rc = ngx_http_tce_admin_desired_answer(r, ctx, out, nout);
+    return NGX_OK;
+}
 
-done:
 
-    if (orig) {
-        free(orig);
-    }
+static ngx_int_t
+ngx_http_tce_admin_desired_done(ngx_http_request_t *r, void *data)
+{
+    ngx_http_tce_admin_desired_t *dr = data;
 
-    if (want) {
-        free(want);
-    }
-
-    if (out) {
-        free(out);
-    }
-
-    ngx_tce_state_free(&st);
-
-    ngx_http_tce_admin_store_unlock(r);
-
-    return rc == NGX_DONE ? NGX_OK : rc;
+    return ngx_http_tce_admin_desired_answer(r, dr->ctx, dr->out, dr->nout);
 }
 
 

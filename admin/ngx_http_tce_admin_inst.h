@@ -14,6 +14,7 @@
 #include "ngx_http_tce_admin_api.h"
 #include "ngx_tce_state.h"
 #include "ngx_http_tce_metrics.h"
+#include "ngx_http_tce_admin_inst_input.h"
 
 
 /* an instance as the reads show it, rec its recent figures or NULL
@@ -53,15 +54,15 @@ ngx_int_t ngx_http_tce_admin_inst_list_env(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx);
 
 /*
- * The end of a write, the writers' turn held: writes st as the state
- * file, then makes the zone match ss (the instance set of a service the
- * file feeds, or the override table of a Consul-fed one).  A zone too
- * full writes orig (the file's content before) back.  Returns NGX_OK,
- * or NGX_DONE once an error answer is sent.
+ * Runs an instance write as a change of the admin store
+ * (ngx_http_tce_admin_inst_write.c): a PATCH of id's overrides (req), a
+ * DELETE of id (drain, removed within timeout ms), or a POST of inst.
+ * Returns NGX_DONE or an answer's status, as the handlers do.
  */
-ngx_int_t ngx_http_tce_admin_inst_commit(ngx_http_request_t *r,
-    ngx_http_tce_admin_ctx_t *ctx, ngx_tce_state_t *st,
-    ngx_tce_state_service_t *ss, const char *orig);
+ngx_int_t ngx_http_tce_admin_inst_write(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx, const char *id,
+    const ngx_http_tce_admin_patch_req_t *req, uint64_t timeout,
+    const ngx_tce_instance_t *inst);
 
 /* the wall clock in ms, as removals count (Unix time) */
 uint64_t ngx_http_tce_admin_now_ms(void);

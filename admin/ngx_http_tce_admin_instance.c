@@ -19,9 +19,10 @@
  * (ngx_http_tce_admin_drain.c) takes it out of both once its requests
  * in flight, summed over every worker, are 0, or at the deadline.
  *
- * Every write: the turn of the API's writers, If-Match, the state file
- * loaded, edited and written whole, then the zone; a refusal changes
- * neither, a zone too full puts the file back.
+ * Every write (ngx_http_tce_admin_inst_write.c) is a change of the
+ * admin store: the state file edited and written on the thread pool,
+ * then the zone, then the audit line; a refusal changes neither, a zone
+ * too full puts the file back.
  */
 
 #include <ngx_config.h>
@@ -164,31 +165,6 @@ ngx_http_tce_admin_inst_find(ngx_http_request_t *r,
                                     "unknown_instance", (char *) text);
 }
 
-
-ngx_int_t
-ngx_http_tce_admin_precondition(ngx_http_request_t *r,
-    ngx_http_tce_admin_ctx_t *ctx)
-{
-    u_char            text[NGX_HTTP_TCE_ADMIN_TEXT_LEN];
-    ngx_table_elt_t  *h;
-
-    h = r->headers_in.if_match;
-
-    if (h == NULL
-        || ngx_http_tce_admin_if_match((char *) h->value.data, h->value.len,
-                                       ctx->svc->generation))
-    {
-        return NGX_OK;
-    }
-
-    ngx_snprintf(text, sizeof(text) - 1,
-                 "If-Match does not match the service's generation "
-                 "(ETag \"%uA\"): read it again and retry%Z",
-                 ctx->svc->generation);
-
-    return ngx_http_tce_admin_refuse(r, NGX_HTTP_PRECONDITION_FAILED,
-                                    "precondition_failed", (char *) text);
-}
 
 
 ngx_uint_t
@@ -391,72 +367,12 @@ ngx_http_tce_admin_inst_list_env(ngx_http_request_t *r,
 }
 
 
-ngx_int_t
-ngx_http_tce_admin_inst_commit(ngx_http_request_t *r,
-    ngx_http_tce_admin_ctx_t *ctx, ngx_tce_state_t *st,
-    ngx_tce_state_service_t *ss, const char *orig)
-{
-    ngx_int_t                        rc;
-    char                             err[NGX_HTTP_TCE_ADMIN_TEXT_LEN];
-    ngx_tce_main_conf_t             *tmcf;
-    ngx_http_tce_admin_main_conf_t  *amcf;
-
-    tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_tce_admin_api_module);
-
-    if (ngx_http_tce_admin_store_save(r, st) != NGX_OK) {
-        return ngx_http_tce_admin_refuse(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                        "store_error",
-                                        "the state file could not be "
-                                        "written (see the error log): "
-                                        "nothing changed");
-    }
-
-    if (ngx_http_tce_admin_consul_fed(ctx->svc)) {
-        rc = ngx_tce_override_service_set(tmcf->zone, ctx->svc, ss,
-                                          r->connection->log);
-
-    } else {
-        rc = ngx_tce_zone_set(tmcf->zone, ctx->svc, ss->instances,
-                              ss->ninstances, NGX_TCE_SOURCE_STATE,
-                              r->connection->log);
-    }
-
-    if (rc != NGX_ERROR) {
-        return NGX_OK;
-    }
-
-    /* the zone is full: the file goes back to what it was */
-    if (orig == NULL
-        || ngx_tce_state_write((char *) tmcf->state_path.data, orig,
-                               ngx_strlen(orig), err, sizeof(err))
-           != 0)
-    {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "tce admin: the state file holds a change to "
-                      "service \"%s\" the zone could not take",
-                      ctx->svc->name);
-    }
-
-    (void) ngx_http_tce_admin_fp(&tmcf->state_path, &amcf->sh->fp);
-
-    return ngx_http_tce_admin_refuse(r, NGX_HTTP_INSUFFICIENT_STORAGE,
-                                    "zone_full",
-                                    "the tce zone is full: nothing "
-                                    "changed");
-}
-
 
 static ngx_int_t
 ngx_http_tce_admin_inst_patch(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, u_char *body, size_t len)
 {
-    char                            *orig;
-    u_char                           text[NGX_HTTP_TCE_ADMIN_TEXT_LEN];
     ngx_int_t                        rc;
-    ngx_tce_state_t                  st;
-    ngx_tce_instance_t               inst, *fi, carrier;
-    ngx_tce_state_service_t         *ss;
     ngx_http_tce_admin_err_t         err;
     ngx_http_tce_admin_patch_req_t   req;
     char                             id[NGX_TCE_ID_LEN];
@@ -472,134 +388,7 @@ ngx_http_tce_admin_inst_patch(ngx_http_request_t *r,
         return rc == NGX_DONE ? NGX_OK : rc;
     }
 
-    orig = NULL;
-    st.services = NULL;
-    st.nservices = 0;
-
-    ngx_http_tce_admin_store_lock(r);
-
-    rc = ngx_http_tce_admin_precondition(r, ctx);
-    if (rc != NGX_OK) {
-        goto done;
-    }
-
-    rc = ngx_http_tce_admin_inst_find(r, ctx, id, &inst);
-    if (rc != NGX_OK) {
-        goto done;
-    }
-
-    if (inst.rm_deadline && req.drain == 0) {
-        ngx_snprintf(text, sizeof(text) - 1,
-                     "instance \"%s\" is being removed (DELETE): POST it "
-                     "again to keep it%Z", id);
-        rc = ngx_http_tce_admin_refuse(r, NGX_HTTP_CONFLICT,
-                                      "being_removed", (char *) text);
-        goto done;
-    }
-
-    rc = ngx_http_tce_admin_store_load(r, &st);
-    if (rc != NGX_OK) {
-        goto done;
-    }
-
-    orig = ngx_tce_state_encode(&st);
-    if (orig == NULL) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
-    }
-
-    if (ngx_http_tce_admin_consul_fed(ctx->svc)) {
-        ss = ngx_http_tce_admin_edit_service_add(&st,
-                                                 (char *) ctx->svc->name,
-                                                 ctx->svc->name_len);
-        if (ss == NULL) {
-            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-            goto done;
-        }
-
-        fi = ngx_http_tce_admin_edit_find(ss, id);
-
-        if (fi == NULL) {
-            /* an entry that carries the override: Consul's address */
-            carrier = inst;
-            carrier.op_weight = 0;
-            carrier.op_drain = 0;
-            carrier.op_down = 0;
-            carrier.state = NGX_TCE_STATE_UP;
-            carrier.rm_since = 0;
-            carrier.rm_deadline = 0;
-
-            if (ngx_http_tce_admin_edit_add(ss, &carrier) != 0) {
-                rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-                goto done;
-            }
-
-            fi = ngx_http_tce_admin_edit_find(ss, id);
-        }
-
-    } else {
-        ss = ngx_http_tce_admin_edit_service(&st, (char *) ctx->svc->name,
-                                             ctx->svc->name_len);
-        fi = ss ? ngx_http_tce_admin_edit_find(ss, id) : NULL;
-
-        if (fi == NULL) {
-            ngx_snprintf(text, sizeof(text) - 1,
-                         "instance \"%s\" of service \"%s\" is not in the "
-                         "state file, which keeps the API's changes%Z",
-                         id, ctx->svc->name);
-            rc = ngx_http_tce_admin_refuse(r, NGX_HTTP_CONFLICT,
-                                          "not_in_state_file",
-                                          (char *) text);
-            goto done;
-        }
-    }
-
-    if (req.weight >= 0) {
-        fi->op_weight = (uint16_t) req.weight;
-    }
-
-    if (req.drain >= 0) {
-        fi->op_drain = (uint8_t) req.drain;
-    }
-
-    if (req.down >= 0) {
-        fi->op_down = (uint8_t) req.down;
-    }
-
-    /* a Consul instance's entry left without override goes */
-    if (ngx_http_tce_admin_consul_fed(ctx->svc)
-        && !fi->op_weight && !fi->op_drain && !fi->op_down)
-    {
-        (void) ngx_http_tce_admin_edit_remove(ss, id);
-    }
-
-    rc = ngx_http_tce_admin_inst_commit(r, ctx, &st, ss, orig);
-    if (rc != NGX_OK) {
-        goto done;
-    }
-
-    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                  "tce admin: PATCH instance \"%s\" of \"%s\" cluster "
-                  "\"%V\" by \"%V\"", id, ctx->svc->name, &ctx->cluster,
-                  &ctx->principal);
-
-    rc = ngx_http_tce_admin_inst_find(r, ctx, id, &inst);
-
-    if (rc == NGX_OK) {
-        rc = ngx_http_tce_admin_inst_show(r, ctx, &inst, NGX_HTTP_OK, NULL);
-    }
-
-done:
-
-    if (orig) {
-        free(orig);
-    }
-
-    ngx_tce_state_free(&st);
-
-    ngx_http_tce_admin_store_unlock(r);
-
-    return rc == NGX_DONE ? NGX_OK : rc;
+    return ngx_http_tce_admin_inst_write(r, ctx, id, &req, 0, NULL);
 }
 
 
@@ -642,14 +431,9 @@ static ngx_int_t
 ngx_http_tce_admin_inst_delete(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx)
 {
-    char                     *orig;
-    u_char                    text[NGX_HTTP_TCE_ADMIN_TEXT_LEN];
-    uint64_t                  timeout, now;
-    ngx_int_t                 rc;
-    ngx_tce_state_t           st;
-    ngx_tce_instance_t        inst, *fi;
-    ngx_tce_state_service_t  *ss;
-    char                      id[NGX_TCE_ID_LEN];
+    uint64_t   timeout;
+    ngx_int_t  rc;
+    char       id[NGX_TCE_ID_LEN];
 
     rc = ngx_http_tce_admin_timeout(r, &timeout);
     if (rc != NGX_OK) {
@@ -661,96 +445,7 @@ ngx_http_tce_admin_inst_delete(ngx_http_request_t *r,
         return rc == NGX_DONE ? NGX_OK : rc;
     }
 
-    orig = NULL;
-    st.services = NULL;
-    st.nservices = 0;
-
-    ngx_http_tce_admin_store_lock(r);
-
-    rc = ngx_http_tce_admin_precondition(r, ctx);
-    if (rc != NGX_OK) {
-        goto done;
-    }
-
-    rc = ngx_http_tce_admin_inst_find(r, ctx, id, &inst);
-    if (rc != NGX_OK) {
-        goto done;
-    }
-
-    if (ngx_http_tce_admin_consul_fed(ctx->svc)) {
-        rc = ngx_http_tce_admin_consul_refuse(r, ctx);
-        goto done;
-    }
-
-    rc = ngx_http_tce_admin_store_load(r, &st);
-    if (rc != NGX_OK) {
-        goto done;
-    }
-
-    orig = ngx_tce_state_encode(&st);
-    if (orig == NULL) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
-    }
-
-    ss = ngx_http_tce_admin_edit_service(&st, (char *) ctx->svc->name,
-                                         ctx->svc->name_len);
-    fi = ss ? ngx_http_tce_admin_edit_find(ss, id) : NULL;
-
-    if (fi == NULL) {
-        ngx_snprintf(text, sizeof(text) - 1,
-                     "instance \"%s\" of service \"%s\" is not in the "
-                     "state file, which keeps the API's changes%Z",
-                     id, ctx->svc->name);
-        rc = ngx_http_tce_admin_refuse(r, NGX_HTTP_CONFLICT,
-                                      "not_in_state_file", (char *) text);
-        goto done;
-    }
-
-    now = ngx_http_tce_admin_now_ms();
-
-    /* again: a new deadline when one is given, the start kept */
-    if (fi->rm_deadline == 0) {
-        fi->rm_since = now;
-    }
-
-    if (fi->rm_deadline == 0 || r->args.len) {
-        fi->rm_deadline = now + timeout;
-
-        if (fi->rm_deadline == 0) {
-            fi->rm_deadline = 1;
-        }
-    }
-
-    rc = ngx_http_tce_admin_inst_commit(r, ctx, &st, ss, orig);
-    if (rc != NGX_OK) {
-        goto done;
-    }
-
-    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                  "tce admin: DELETE instance \"%s\" of \"%s\" cluster "
-                  "\"%V\" by \"%V\": draining, removed within %uLms",
-                  id, ctx->svc->name, &ctx->cluster, &ctx->principal,
-                  fi->rm_deadline - now);
-
-    rc = ngx_http_tce_admin_inst_find(r, ctx, id, &inst);
-
-    if (rc == NGX_OK) {
-        rc = ngx_http_tce_admin_inst_show(r, ctx, &inst, NGX_HTTP_ACCEPTED,
-                                          "draining");
-    }
-
-done:
-
-    if (orig) {
-        free(orig);
-    }
-
-    ngx_tce_state_free(&st);
-
-    ngx_http_tce_admin_store_unlock(r);
-
-    return rc == NGX_DONE ? NGX_OK : rc;
+    return ngx_http_tce_admin_inst_write(r, ctx, id, NULL, timeout, NULL);
 }
 
 
@@ -758,15 +453,7 @@ static ngx_int_t
 ngx_http_tce_admin_inst_post(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, u_char *body, size_t len)
 {
-    char                      *orig;
-    u_char                     text[NGX_HTTP_TCE_ADMIN_TEXT_LEN];
-    ngx_int_t                  rc;
-    ngx_str_t                  loc;
-    ngx_uint_t                 status;
-    ngx_tce_state_t            st;
-    ngx_tce_instance_t         inst, *fi;
-    ngx_table_elt_t           *h;
-    ngx_tce_state_service_t   *ss;
+    ngx_tce_instance_t         inst;
     ngx_http_tce_admin_err_t   err;
 
     if (ngx_http_tce_admin_add_parse((char *) body, len, &inst, &err) != 0)
@@ -784,119 +471,5 @@ ngx_http_tce_admin_inst_post(ngx_http_request_t *r,
                                         "query: POST takes no parameter");
     }
 
-    orig = NULL;
-    st.services = NULL;
-    st.nservices = 0;
-
-    ngx_http_tce_admin_store_lock(r);
-
-    rc = ngx_http_tce_admin_precondition(r, ctx);
-    if (rc != NGX_OK) {
-        goto done;
-    }
-
-    if (ngx_http_tce_admin_consul_fed(ctx->svc)) {
-        rc = ngx_http_tce_admin_consul_refuse(r, ctx);
-        goto done;
-    }
-
-    rc = ngx_http_tce_admin_store_load(r, &st);
-    if (rc != NGX_OK) {
-        goto done;
-    }
-
-    orig = ngx_tce_state_encode(&st);
-
-    ss = ngx_http_tce_admin_edit_service_add(&st, (char *) ctx->svc->name,
-                                             ctx->svc->name_len);
-    if (orig == NULL || ss == NULL) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
-    }
-
-    fi = ngx_http_tce_admin_edit_find(ss, inst.id);
-    status = NGX_HTTP_CREATED;
-
-    if (fi == NULL) {
-        if (ngx_http_tce_admin_edit_add(ss, &inst) != 0) {
-            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-            goto done;
-        }
-
-    } else if (fi->env == inst.env
-               && ngx_strcmp(fi->cluster, inst.cluster) == 0
-               && (fi->rm_deadline
-                   || (ngx_strcmp(fi->addr, inst.addr) == 0
-                       && fi->weight == inst.weight
-                       && ngx_strcmp(fi->version, inst.version) == 0)))
-    {
-        /* the same again, or one being removed: kept, as asked now */
-        ngx_memcpy(fi->addr, inst.addr, sizeof(inst.addr));
-        fi->sockaddr = inst.sockaddr;
-        fi->socklen = inst.socklen;
-        fi->weight = inst.weight;
-        ngx_memcpy(fi->version, inst.version, sizeof(inst.version));
-        fi->rm_since = 0;
-        fi->rm_deadline = 0;
-        status = NGX_HTTP_OK;
-
-    } else {
-        ngx_snprintf(text, sizeof(text) - 1,
-                     "service \"%s\" has an instance \"%s\" already (cluster "
-                     "\"%s\", env %s, %s): PATCH or DELETE it%Z",
-                     ctx->svc->name, inst.id, fi->cluster,
-                     ngx_tce_env_name(fi->env), fi->addr);
-        rc = ngx_http_tce_admin_refuse(r, NGX_HTTP_CONFLICT,
-                                      "instance_exists", (char *) text);
-        goto done;
-    }
-
-    rc = ngx_http_tce_admin_inst_commit(r, ctx, &st, ss, orig);
-    if (rc != NGX_OK) {
-        goto done;
-    }
-
-    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                  "tce admin: POST instance \"%s\" (%s) to \"%s\" cluster "
-                  "\"%V\" by \"%V\"", inst.id, inst.addr, ctx->svc->name,
-                  &ctx->cluster, &ctx->principal);
-
-    /* where it is: the collection's URI and the id */
-    loc.len = r->uri.len + 1 + ngx_strlen(inst.id);
-    loc.data = ngx_pnalloc(r->pool, loc.len);
-    h = ngx_list_push(&r->headers_out.headers);
-
-    if (loc.data == NULL || h == NULL) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
-    }
-
-    loc.len = ngx_sprintf(loc.data, "%V%s%s", &r->uri,
-                          r->uri.data[r->uri.len - 1] == '/' ? "" : "/",
-                          inst.id)
-              - loc.data;
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Location");
-    h->value = loc;
-
-    rc = ngx_http_tce_admin_inst_find(r, ctx, inst.id, &inst);
-
-    if (rc == NGX_OK) {
-        rc = ngx_http_tce_admin_inst_show(r, ctx, &inst, status,
-                                          status == NGX_HTTP_CREATED
-                                          ? "added" : "kept");
-    }
-
-done:
-
-    if (orig) {
-        free(orig);
-    }
-
-    ngx_tce_state_free(&st);
-
-    ngx_http_tce_admin_store_unlock(r);
-
-    return rc == NGX_DONE ? NGX_OK : rc;
+    return ngx_http_tce_admin_inst_write(r, ctx, NULL, NULL, 0, &inst);
 }

@@ -136,46 +136,6 @@ ngx_http_tce_admin_fp_equal(ngx_http_tce_admin_fp_t *a,
 }
 
 
-void
-ngx_http_tce_admin_store_lock(ngx_http_request_t *r)
-{
-    ngx_http_tce_admin_ctx_t        *ctx;
-    ngx_http_tce_admin_main_conf_t  *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_tce_admin_api_module);
-    ctx = ngx_http_get_module_ctx(r, ngx_http_tce_admin_api_module);
-
-    while (!ngx_http_tce_admin_turn_take(amcf, r->connection->log)) {
-
-        /* a write of this very process is under way: it cannot end
-         * while this loop runs, so this one is refused (by _load) */
-        if ((ngx_pid_t) amcf->sh->turn == ngx_pid) {
-            return;
-        }
-
-        ngx_sched_yield();
-    }
-
-    ctx->turn_held = 1;
-}
-
-
-void
-ngx_http_tce_admin_store_unlock(ngx_http_request_t *r)
-{
-    ngx_http_tce_admin_ctx_t        *ctx;
-    ngx_http_tce_admin_main_conf_t  *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_tce_admin_api_module);
-    ctx = ngx_http_get_module_ctx(r, ngx_http_tce_admin_api_module);
-
-    if (ctx->turn_held) {
-        ctx->turn_held = 0;
-        ngx_http_tce_admin_turn_give(amcf);
-    }
-}
-
-
 ngx_uint_t
 ngx_http_tce_admin_turn_try(ngx_http_tce_admin_main_conf_t *amcf,
     ngx_log_t *log)
@@ -316,6 +276,10 @@ ngx_http_tce_admin_change_cleanup(void *data)
 
     free(run->old);
     run->old = NULL;
+
+    if (run->ch->state) {
+        ngx_tce_state_free(run->ch->state);
+    }
 }
 
 
@@ -562,7 +526,13 @@ ngx_http_tce_admin_change_store(ngx_http_tce_admin_run_t *run)
                        sizeof(run->err.text));
 
     text = ngx_tce_state_encode(&st);
-    ngx_tce_state_free(&st);
+
+    if (run->ch->state) {
+        *run->ch->state = st;
+
+    } else {
+        ngx_tce_state_free(&st);
+    }
 
     if (text == NULL) {
         snprintf(run->why, sizeof(run->why), "cannot encode: no memory");
@@ -652,7 +622,9 @@ ngx_http_tce_admin_change_stored(ngx_http_tce_admin_run_t *run)
     ngx_http_tce_admin_loop_end(run);
 
     /* the answer waits for the audit line: 200 means it is on disk */
-    if (ngx_http_tce_admin_audit(r, ctx, NGX_HTTP_OK,
+    if (ngx_http_tce_admin_audit(r, ctx,
+                                 run->ch->status ? run->ch->status
+                                                 : NGX_HTTP_OK,
                                  ngx_http_tce_admin_change_audited)
         != NGX_OK)
     {
@@ -718,6 +690,10 @@ ngx_http_tce_admin_change_finish(ngx_http_tce_admin_run_t *run, ngx_int_t rc,
     free(run->old);
     run->old = NULL;
 
+    if (run->ch->state) {
+        ngx_tce_state_free(run->ch->state);
+    }
+
     if (run->holding) {
         run->holding = 0;
         ngx_http_tce_admin_turn_give(run->amcf);
@@ -737,107 +713,6 @@ ngx_http_tce_admin_ns(clockid_t clock)
     (void) clock_gettime(clock, &ts);
 
     return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-
-ngx_int_t
-ngx_http_tce_admin_store_load(ngx_http_request_t *r, ngx_tce_state_t *st)
-{
-    int                              rc;
-    char                             err[NGX_HTTP_TCE_ADMIN_TEXT_LEN];
-    u_char                           text[NGX_HTTP_TCE_ADMIN_TEXT_LEN + 64];
-    ngx_http_tce_admin_fp_t          now;
-    ngx_http_tce_admin_main_conf_t  *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_tce_admin_api_module);
-
-    st->services = NULL;
-    st->nservices = 0;
-
-    if (!((ngx_http_tce_admin_ctx_t *)
-          ngx_http_get_module_ctx(r, ngx_http_tce_admin_api_module))
-         ->turn_held)
-    {
-        return ngx_http_tce_admin_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                   "busy", "another change is being written: retry");
-    }
-
-    if (amcf->tmcf->state_path.len == 0) {
-        return ngx_http_tce_admin_refuse(r, NGX_HTTP_CONFLICT, "no_store",
-                   "changes are kept in the state file and none is "
-                   "configured: add \"tce_state <path>;\" to http{}");
-    }
-
-    if (ngx_http_tce_admin_fp(&amcf->tmcf->state_path, &now) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
-                      "tce admin: stat(\"%V\") failed",
-                      &amcf->tmcf->state_path);
-        return ngx_http_tce_admin_refuse(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                        "store_error",
-                                        "the state file cannot be read");
-    }
-
-    if (!ngx_http_tce_admin_fp_equal(&now, &amcf->sh->fp)) {
-        return ngx_http_tce_admin_refuse(r, NGX_HTTP_CONFLICT,
-                   "state_file_changed",
-                   "the state file changed on disk since it was last "
-                   "loaded (a hand edit?): reload nginx to apply it, "
-                   "then retry; it is not overwritten");
-    }
-
-    if (!now.exists) {
-        return NGX_OK;
-    }
-
-    rc = ngx_tce_state_load((char *) amcf->tmcf->state_path.data, st, err,
-                            sizeof(err));
-    if (rc != 0) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "tce admin: state file \"%V\": %s",
-                      &amcf->tmcf->state_path, err);
-        ngx_snprintf(text, sizeof(text) - 1,
-                     "the state file cannot be loaded: %s%Z", err);
-        return ngx_http_tce_admin_refuse(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                        "store_error", (char *) text);
-    }
-
-    return NGX_OK;
-}
-
-
-ngx_int_t
-ngx_http_tce_admin_store_save(ngx_http_request_t *r, ngx_tce_state_t *st)
-{
-    char                            *data;
-    char                             err[NGX_HTTP_TCE_ADMIN_TEXT_LEN];
-    ngx_int_t                        rc;
-    ngx_http_tce_admin_main_conf_t  *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_tce_admin_api_module);
-
-    data = ngx_tce_state_encode(st);
-    if (data == NULL) {
-        return NGX_ERROR;
-    }
-
-    rc = NGX_OK;
-
-    if (ngx_tce_state_write((char *) amcf->tmcf->state_path.data, data,
-                            ngx_strlen(data), err, sizeof(err))
-        != 0)
-    {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "tce admin: state file \"%V\" not written: %s",
-                      &amcf->tmcf->state_path, err);
-        rc = NGX_ERROR;
-    }
-
-    free(data);
-
-    /* what is on disk now is the API's own */
-    (void) ngx_http_tce_admin_fp(&amcf->tmcf->state_path, &amcf->sh->fp);
-
-    return rc;
 }
 
 

@@ -49,6 +49,16 @@ typedef struct {
     ngx_int_t   (*answer)(ngx_http_request_t *r, void *data);
 
     void         *data;
+
+    /*
+     * NULL: the edited state file is freed on the thread.  Else it is
+     * moved here (initially empty) for apply and answer to read, and
+     * freed when the write ends, accepted or not.
+     */
+    ngx_tce_state_t  *state;
+
+    /* the answer's status for the audit line (0: 200); edit may set it */
+    ngx_uint_t        status;
 } ngx_http_tce_admin_change_t;
 
 
@@ -61,34 +71,6 @@ typedef struct {
  */
 ngx_int_t ngx_http_tce_admin_store_change(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, ngx_http_tce_admin_change_t *ch);
-
-
-/*
- * The synchronous store, for routes not yet on
- * ngx_http_tce_admin_store_change: it reads, writes and fsyncs the
- * file on the event loop (and waits for the turn there).
- */
-
-/* takes and releases the turn of the API's writers (every worker) */
-void ngx_http_tce_admin_store_lock(ngx_http_request_t *r);
-void ngx_http_tce_admin_store_unlock(ngx_http_request_t *r);
-
-/*
- * Loads the state file into *st (empty when the file does not exist
- * yet).  Returns NGX_OK, or NGX_DONE once an error answer is sent (503
- * when the lock above could not be had, 409 when
- * no tce_state is configured or the file changed since last loaded,
- * 500 when it cannot be read); *st is then empty.
- */
-ngx_int_t ngx_http_tce_admin_store_load(ngx_http_request_t *r,
-    ngx_tce_state_t *st);
-
-/*
- * Writes st as the state file and records its fingerprint.  Returns
- * NGX_OK, or NGX_ERROR (logged) with the file untouched.
- */
-ngx_int_t ngx_http_tce_admin_store_save(ngx_http_request_t *r,
-    ngx_tce_state_t *st);
 
 
 #endif /* _NGX_HTTP_TCE_ADMIN_STORE_H_INCLUDED_ */

@@ -151,3 +151,65 @@ def test_unwritable_audit_log_stops_nginx_t_and_start(nginx, backend):
     nginx.configure(server_extra=admin_location(audit=nginx.dir))
     rc, err = nginx.check()
     assert rc != 0 and 'tce_admin_audit' in err, err
+
+
+def test_instance_writes_are_audited_and_counted(nginx, backend):
+    """PATCH, POST, DELETE of an instance and PUT of an env's set are
+    changes like a canary's: one line each with the answer's own status
+    (201 added, 202 draining), counted in v1/status; their refusals
+    write none."""
+    audit = os.path.join(nginx.dir, 'audit.log')
+    start_admin(nginx, backend, audit=audit)
+    cl = '/api/v1/services/%s/clusters/default' % SERVICE
+    new = {'id': 'p9', 'address': backend.addr(backend.ok4[3]),
+           'weight': 3, 'env': 'prod', 'version': 'v1'}
+    want = {'instances': [
+        {'id': 'p1', 'address': backend.addr(backend.ok4[0]), 'weight': 6,
+         'version': 'v1'},
+        {'id': 'p9', 'address': backend.addr(backend.ok4[3]), 'weight': 3,
+         'version': 'v1'}]}
+    writes = [
+        ('PATCH', cl + '/instances/p1', {'drain': True}, 200),
+        ('PATCH', cl + '/instances/p1', {'drain': None}, 200),
+        ('POST', cl + '/instances', new, 201),
+        ('POST', cl + '/instances', new, 200),      # the same again: kept
+        ('DELETE', cl + '/instances/p2?timeout=60s', None, 202),
+        ('PUT', cl + '/envs/prod/instances', want, 200),
+    ]
+    # refusals first: none is audited
+    check_error(call(nginx, 'PATCH', cl + '/instances/nope',
+                     body={'drain': True}, token=TOKEN), 404)
+    check_error(call(nginx, 'PATCH', cl + '/instances/p1',
+                     body={'drain': 3}, token=TOKEN), 400)
+    check_error(call(nginx, 'POST', cl + '/instances',
+                     body=dict(new, id='p1'), token=TOKEN), 409)
+    assert audit_lines(audit) == []
+
+    gen = call(nginx, 'GET', CANARY).json['generation']
+    sent = []
+    for method, path, body, status in writes:
+        raw = json.dumps(body).encode() if body is not None else b''
+        r = call(nginx, method, path, raw=raw if body is not None else None,
+                 token=TOKEN)
+        assert r.status == status, (method, path, r)
+        sent.append((method, path, raw, status, r))
+
+    lines = audit_lines(audit)
+    assert len(lines) == len(writes)
+    for line, (method, path, raw, status, r) in zip(lines, sent):
+        assert set(line) == FIELDS, line
+        assert (line['method'], line['path'], line['status']) \
+            == (method, path, status)
+        assert line['principal'] == 'deployer'
+        assert line['body_sha256'] == hashlib.sha256(raw).hexdigest()
+        assert line['request_id'] == r.headers['X-Request-Id']
+        # (a new set's schedules, published after it, bump it too)
+        assert line['generation_before'] >= gen
+        if (method, status) == ('POST', 200):   # kept: nothing changed
+            assert line['generation_after'] >= line['generation_before']
+        else:
+            assert line['generation_after'] > line['generation_before']
+        gen = line['generation_after']
+    st = call(nginx, 'GET', '/api/v1/status').json
+    assert st['writes']['accepted'] == len(writes)
+    assert st['writes']['audit_lines'] == len(writes)

@@ -574,7 +574,10 @@ def test_https_certificate_refused_keeps_last_good_set(
         # hold the owner's event loop past the heartbeat's staleness, and
         # the other worker takes over and logs its own first error)
         log = read_from(nginx.error_log, since).splitlines()
-        lines = [l for l in log if 'tce consul' in l and '[error]' in l]
+        # (under valgrind, a handshake can also time out before the
+        # certificate is even seen: that error is logged apart)
+        lines = [l for l in log if 'tce consul' in l and '[error]' in l
+                 and not (VALGRIND and 'SSL connection timeout' in l)]
         tenures = len([l for l in log if 'watches Consul (previous' in l])
         assert 1 <= len(lines) <= tenures, log
         assert tenures == 1 or VALGRIND, log
