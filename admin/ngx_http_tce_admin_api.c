@@ -52,6 +52,9 @@ static ngx_int_t ngx_http_tce_admin_route(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx);
 static ngx_int_t ngx_http_tce_admin_lookup(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx);
+static ngx_int_t ngx_http_tce_admin_hold(ngx_http_request_t *r,
+    ngx_tce_zone_t *zone, ngx_tce_service_t *svc);
+static void ngx_http_tce_admin_release(void *data);
 static ngx_int_t ngx_http_tce_admin_not_allowed(ngx_http_request_t *r,
     const char *allow);
 static ngx_int_t ngx_http_tce_admin_content_type(ngx_http_request_t *r);
@@ -625,6 +628,37 @@ ngx_http_tce_admin_route(ngx_http_request_t *r, ngx_http_tce_admin_ctx_t *ctx)
 
 
 /* the service and cluster of the route: 400 for a bad name, 404 */
+/* the service stays in the zone until the request ends */
+
+static ngx_int_t
+ngx_http_tce_admin_hold(ngx_http_request_t *r, ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_tce_zone_hold(zone, svc) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    cln->handler = ngx_http_tce_admin_release;
+    cln->data = svc;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_tce_admin_release(void *data)
+{
+    ngx_tce_zone_release(data);
+}
+
+
 static ngx_int_t
 ngx_http_tce_admin_lookup(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx)
@@ -655,6 +689,13 @@ ngx_http_tce_admin_lookup(ngx_http_request_t *r,
 
     ctx->svc = ngx_tce_zone_service(tmcf->zone, ctx->service.data,
                                     ctx->service.len, 0);
+
+    /* the request may wait (thread pool, Redis): held till it ends */
+    if (ctx->svc != NULL
+        && ngx_http_tce_admin_hold(r, tmcf->zone, ctx->svc) != NGX_OK)
+    {
+        ctx->svc = NULL;
+    }
 
     if (ctx->svc == NULL) {
         ngx_snprintf(text, sizeof(text) - 1, "no service \"%s\"%Z", quoted);

@@ -168,7 +168,15 @@ ngx_http_tce_admin_status_json(ngx_tce_zone_t *zone, ngx_log_t *log)
         || json_object_set_new(zj, "size",
                                json_integer(zone->shm_zone->shm.size)) != 0
         || json_object_set_new(zj, "created",
-                               json_integer(zone->sh->created)) != 0)
+                               json_integer(zone->sh->created)) != 0
+        || json_object_set_new(zj, "services",
+                               json_integer(zone->sh->nservices)) != 0
+        || json_object_set_new(zj, "services_skipped",
+                               json_integer(zone->sh->services_skipped))
+           != 0
+        || json_object_set_new(zj, "services_reclaimed",
+                               json_integer(zone->sh->services_reclaimed))
+           != 0)
     {
         goto failed;
     }

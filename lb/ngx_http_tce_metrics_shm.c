@@ -753,6 +753,9 @@ ngx_http_tce_metrics_snapshot(ngx_tce_zone_t *zone,
     s->zone_used = s->zone_size > s->zone_free
                    ? s->zone_size - s->zone_free : 0;
     s->dropped = sh->dropped;
+    s->zone_services = zone->sh->nservices;
+    s->services_skipped = zone->sh->services_skipped;
+    s->services_reclaimed = zone->sh->services_reclaimed;
     s->start_time = (uint64_t) zone->sh->created;
 
     return NGX_OK;

@@ -249,6 +249,14 @@ void ngx_http_tce_upstream_byname_refresh(
     ngx_http_tce_upstream_srv_conf_t *ucf, ngx_log_t *log);
 
 /*
+ * Drops this worker's entries of ucf unused for a while whose service
+ * no longer is watched nor named by the configuration, so that the
+ * zone may reclaim it (the sweep timer, every second).
+ */
+void ngx_http_tce_upstream_byname_sweep(
+    ngx_http_tce_upstream_srv_conf_t *ucf);
+
+/*
  * ngx_http_tce_upstream_log.c: 1 if a line about names from a request
  * may be logged now (at most NGX_HTTP_TCE_UPSTREAM_LOG_BURST per
  * NGX_HTTP_TCE_UPSTREAM_LOG_WINDOW seconds); *left_out is then the

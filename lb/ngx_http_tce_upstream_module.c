@@ -44,6 +44,8 @@ static ngx_uint_t ngx_http_tce_upstream_stale(ngx_peer_connection_t *pc,
 static ngx_int_t ngx_http_tce_upstream_unavailable(
     ngx_http_tce_upstream_peer_data_t *pd);
 static void ngx_http_tce_upstream_cleanup(void *data);
+static ngx_int_t ngx_http_tce_upstream_init_process(ngx_cycle_t *cycle);
+static void ngx_http_tce_upstream_sweep(ngx_event_t *ev);
 static void ngx_http_tce_upstream_exit(void *data);
 static ngx_int_t ngx_http_tce_upstream_preconf(ngx_conf_t *cf);
 static ngx_int_t ngx_http_tce_upstream_postconf(ngx_conf_t *cf);
@@ -117,13 +119,17 @@ ngx_module_t  ngx_http_tce_upstream_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_tce_upstream_init_process,    /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+/* tce_service $var: idle entries of departed services dropped */
+static ngx_event_t  ngx_http_tce_upstream_sweep_event;
 
 
 static ngx_int_t
@@ -999,6 +1005,77 @@ ngx_http_tce_upstream_unavailable(ngx_http_tce_upstream_peer_data_t *pd)
     ngx_http_finalize_request(r, NGX_HTTP_SERVICE_UNAVAILABLE);
 
     return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_tce_upstream_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                         i;
+    ngx_http_upstream_main_conf_t     *umcf;
+    ngx_http_upstream_srv_conf_t     **uscfp;
+    ngx_http_tce_upstream_srv_conf_t  *ucf;
+
+    umcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_upstream_module);
+    if (umcf == NULL) {
+        return NGX_OK;
+    }
+
+    uscfp = umcf->upstreams.elts;
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+        if (uscfp[i]->srv_conf == NULL) {
+            continue;
+        }
+
+        ucf = ngx_http_conf_upstream_srv_conf(uscfp[i],
+                                              ngx_http_tce_upstream_module);
+
+        if (ucf && ucf->service_cv) {
+            ngx_http_tce_upstream_sweep_event.handler =
+                                                 ngx_http_tce_upstream_sweep;
+            ngx_http_tce_upstream_sweep_event.log = cycle->log;
+            ngx_http_tce_upstream_sweep_event.data = umcf;
+            ngx_http_tce_upstream_sweep_event.cancelable = 1;
+            ngx_add_timer(&ngx_http_tce_upstream_sweep_event, 1000);
+            break;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_tce_upstream_sweep(ngx_event_t *ev)
+{
+    ngx_http_upstream_main_conf_t *umcf = ev->data;
+
+    ngx_uint_t                         i;
+    ngx_http_upstream_srv_conf_t     **uscfp;
+    ngx_http_tce_upstream_srv_conf_t  *ucf;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    uscfp = umcf->upstreams.elts;
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+        if (uscfp[i]->srv_conf == NULL) {
+            continue;
+        }
+
+        ucf = ngx_http_conf_upstream_srv_conf(uscfp[i],
+                                              ngx_http_tce_upstream_module);
+
+        if (ucf && ucf->service_cv) {
+            ngx_http_tce_upstream_byname_sweep(ucf);
+        }
+    }
+
+    ngx_add_timer(ev, 1000);
 }
 
 

@@ -35,8 +35,14 @@ typedef struct ngx_tce_override_s  ngx_tce_override_t;    /* override.c */
 typedef struct ngx_tce_applied_s  ngx_tce_applied_t;      /* applied.c */
 
 struct ngx_tce_service_s {
-    ngx_tce_service_t          *next;        /* never freed */
+    ngx_tce_service_t          *next;        /* list of the live ones */
     ngx_tce_service_t          *hnext;       /* same bucket of the index */
+    ngx_tce_service_t          *lnext;       /* reclaim: waiting list */
+    ngx_atomic_t                holds;       /* ngx_tce_zone_hold() */
+    uint32_t                    pinned;      /* named by nginx.conf or
+                                                the state file: kept */
+    uint32_t                    retired;     /* reclaim epoch, 0: live
+                                                (its time: updated) */
     ngx_atomic_t                generation;  /* bumped on every change */
     ngx_tce_instance_t         *instances;   /* sorted by id */
     ngx_uint_t                  ninstances;
@@ -96,6 +102,11 @@ typedef struct {
 
     /* the API diff's outcomes (ngx_tce_diff_mirror.h), NULL: none yet */
     void                       *diff;
+
+    /* services reclaimed (ngx_tce_reclaim.c), NULL: none yet */
+    void                       *reclaim;
+    ngx_atomic_t                services_skipped;   /* names not stored */
+    ngx_atomic_t                services_reclaimed;
 } ngx_tce_shctx_t;
 
 
@@ -133,9 +144,11 @@ typedef struct {
 /*
  * Finds a service by name; with create, adds it (empty) if absent.
  * O(1): a hash index in the zone, sized from the zone's size.  Lookup
- * takes no lock: services are never freed or unlinked, and an entry is
- * published whole in its bucket.  Returns NULL if absent (or, with
- * create, if the zone is full).
+ * takes no lock: an entry is published whole in its bucket, and one
+ * unlinked is freed only once every worker has passed a point where it
+ * holds no such pointer (ngx_tce_reclaim.c).  A pointer kept beyond the
+ * current event handler needs ngx_tce_zone_hold().  Returns NULL if
+ * absent (or, with create, if the zone is full).
  */
 ngx_tce_service_t *ngx_tce_zone_service(ngx_tce_zone_t *zone, u_char *name,
     size_t len, ngx_uint_t create);
@@ -170,6 +183,13 @@ ngx_int_t ngx_tce_zone_copy(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
 ngx_int_t ngx_tce_zone_policy_set(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, ngx_str_t *cluster,
     const ngx_tce_canary_policy_t *policy, ngx_log_t *log);
+
+/* 1 if some cluster of svc has a canary policy set in the zone */
+ngx_uint_t ngx_tce_policy_any(ngx_tce_service_t *svc);
+
+/* frees every policy entry of svc (reclaim; the zone's lock held) */
+void ngx_tce_policy_free_locked(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc);
 
 /*
  * Copies the canary policy of a service's cluster into *policy (view
@@ -258,6 +278,35 @@ void ngx_tce_zone_applied(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
  */
 ngx_uint_t ngx_tce_zone_applied_copy(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, ngx_tce_applied_slot_t *out, ngx_uint_t max);
+
+/*
+ * Keeps svc from being reclaimed while the caller holds a pointer to it
+ * beyond the current event handler (an admin request waiting for the
+ * thread pool, a worker's tce_service $var cache).  Returns NGX_OK, or
+ * NGX_DECLINED when svc is being reclaimed already (treat it as
+ * absent).  ngx_tce_zone_release() drops the hold.
+ */
+ngx_int_t ngx_tce_zone_hold(ngx_tce_zone_t *zone, ngx_tce_service_t *svc);
+void ngx_tce_zone_release(ngx_tce_service_t *svc);
+
+/* svc is named by the configuration: never reclaimed (master) */
+void ngx_tce_zone_pin(ngx_tce_service_t *svc);
+
+/*
+ * The reclaim of services (Consul watcher and every worker's election
+ * tick, ngx_tce_reclaim.c).  tick: records that this worker holds no
+ * pointer to an unlinked service now; the watcher (owner) then unlinks
+ * the services that may go and frees those every worker has passed.
+ * evict: the zone has no room for a new name: services that left the
+ * catalog, unused by any worker, are emptied so that they may go.
+ * Returns how many were emptied.
+ */
+void ngx_tce_reclaim_tick(ngx_tce_zone_t *zone, ngx_uint_t owner,
+    ngx_log_t *log);
+ngx_uint_t ngx_tce_reclaim_evict(ngx_tce_zone_t *zone, ngx_log_t *log);
+
+/* a worker exits: its record goes (exit_process) */
+void ngx_tce_reclaim_exit(ngx_tce_zone_t *zone);
 
 /*
  * Registers a service named in nginx.conf (tce_service): its cluster

@@ -699,6 +699,10 @@ ngx_tce_consul_exit_process(ngx_cycle_t *cycle)
 
     if (cmcf != NULL) {
         ngx_tce_consul_watch_exit(cmcf);
+
+        if (cmcf->zone) {
+            ngx_tce_reclaim_exit(cmcf->zone);
+        }
     }
 }
 

@@ -63,6 +63,8 @@ static ngx_int_t ngx_tce_consul_add(ngx_tce_consul_ctx_t *ctx,
     ngx_tce_consul_request_t *req, void *data, char *err, size_t errlen);
 static void ngx_tce_consul_finish(ngx_tce_consul_ctx_t *ctx,
     ngx_tce_consul_request_t *req, CURLcode code);
+static void ngx_tce_consul_skipped(ngx_tce_consul_ctx_t *ctx,
+    ngx_uint_t skipped);
 
 
 ngx_int_t
@@ -188,6 +190,9 @@ ngx_tce_consul_tick(ngx_event_t *ev)
     }
 
 next:
+
+    /* back on the event loop: also the quiescent point of reclaim */
+    ngx_tce_reclaim_tick(ctx->cmcf->zone, ctx->owner, ctx->log);
 
     ngx_tce_consul_timer_set(&ctx->tick, NGX_TCE_CONSUL_TICK);
 }
@@ -633,6 +638,8 @@ ngx_tce_consul_health(ngx_tce_consul_watch_t *w, ngx_tce_consul_health_t *hp,
     ngx_tce_consul_health_free(&h);
 
     if (rc == NGX_ERROR) {
+        /* services that left the catalog and nobody uses make room */
+        (void) ngx_tce_reclaim_evict(ctx->cmcf->zone, ctx->log);
         ngx_snprintf((u_char *) err, errlen, "the tce zone is full%Z");
         return NGX_ERROR;
     }
@@ -660,6 +667,7 @@ ngx_tce_consul_catalog(ngx_tce_consul_watch_t *w,
 {
     size_t                       i, len, nsorted;
     uint64_t                     d;
+    ngx_uint_t                   skipped;
     ngx_tce_service_t           *svc;
     ngx_tce_consul_ctx_t        *ctx;
     ngx_tce_consul_watch_t      *sw, **link, **sorted, **found;
@@ -695,16 +703,17 @@ ngx_tce_consul_catalog(ngx_tce_consul_watch_t *w,
     qsort(sorted, nsorted, sizeof(ngx_tce_consul_watch_t *),
           ngx_tce_consul_watch_cmp);
 
+    skipped = 0;
+
     for (i = 0; i < names.nnames; i++) {
         len = ngx_strlen(names.names[i]);
 
         svc = ngx_tce_zone_service(cmcf->zone, (u_char *) names.names[i],
                                    len, 1);
         if (svc == NULL) {
-            ngx_snprintf((u_char *) err, errlen, "the tce zone is full%Z");
-            ngx_tce_consul_names_free(&names);
-            ngx_free(sorted);
-            return NGX_ERROR;
+            /* no room for this name: skipped, the others go on */
+            skipped++;
+            continue;
         }
 
         found = bsearch(svc, sorted, nsorted, sizeof(ngx_tce_consul_watch_t *),
@@ -763,6 +772,8 @@ ngx_tce_consul_catalog(ngx_tce_consul_watch_t *w,
     ngx_tce_consul_names_free(&names);
     ngx_free(sorted);
 
+    ngx_tce_consul_skipped(ctx, skipped);
+
     /* untagged or gone: no longer watched; its last set stays served */
 
     link = &ctx->watches;
@@ -793,7 +804,49 @@ ngx_tce_consul_catalog(ngx_tce_consul_watch_t *w,
         ngx_tce_consul_watch_free(sw);
     }
 
+    /* a watch freed while fetching gave its slot back: use it */
+    ngx_tce_consul_pump(ctx);
+
     return NGX_OK;
+}
+
+
+/*
+ * Names of the catalog the zone had no room for: counted, logged when
+ * it starts and when it ends; they are tried again at the next catalog
+ * answer (at most wait= later), after services that left the catalog
+ * and nobody uses were emptied to be reclaimed.
+ */
+static void
+ngx_tce_consul_skipped(ngx_tce_consul_ctx_t *ctx, ngx_uint_t skipped)
+{
+    ngx_tce_zone_t  *zone;
+
+    zone = ctx->cmcf->zone;
+
+    if (skipped == 0) {
+        if (ctx->skipping) {
+            ngx_log_error(NGX_LOG_NOTICE, ctx->log, 0,
+                          "tce consul: every service of the catalog has "
+                          "room in the tce zone again");
+            ctx->skipping = 0;
+        }
+
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&zone->sh->services_skipped, skipped);
+
+    if (!ctx->skipping) {
+        ngx_log_error(NGX_LOG_ERR, ctx->log, 0,
+                      "tce zone \"%V\" is full: %ui service(s) of the "
+                      "catalog skipped (not watched), tried again at the "
+                      "next catalog answer", &zone->shm_zone->shm.name,
+                      skipped);
+        ctx->skipping = 1;
+    }
+
+    (void) ngx_tce_reclaim_evict(zone, ctx->log);
 }
 
 

@@ -89,6 +89,7 @@ struct ngx_tce_consul_ctx_s {
     ngx_event_t                 resync;     /* everything, now and then */
     void                       *digests;    /* the last checks answer */
     ngx_uint_t                  full;       /* catalog limit logged */
+    ngx_uint_t                  skipping;   /* names without room */
 };
 
 

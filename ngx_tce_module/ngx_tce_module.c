@@ -550,6 +550,8 @@ ngx_tce_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                           "of the configuration", &shm_zone->shm.name);
             return NGX_ERROR;
         }
+
+        ngx_tce_zone_pin(*ref[i].service);
     }
 
     return NGX_OK;
@@ -589,6 +591,10 @@ ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
     for (i = 0; i < ctx->state.nservices; i++) {
         svc = ngx_tce_zone_service(zone, (u_char *) ss[i].name,
                                    ngx_strlen(ss[i].name), 1);
+
+        if (svc) {
+            ngx_tce_zone_pin(svc);
+        }
 
         /*
          * Consul owns the instances (the file may be its snapshot) unless

@@ -116,6 +116,35 @@ changed:
 }
 
 
+ngx_uint_t
+ngx_tce_policy_any(ngx_tce_service_t *svc)
+{
+    ngx_tce_policy_t  *p;
+
+    for (p = svc->policies; p; p = p->next) {
+        if (p->set) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+void
+ngx_tce_policy_free_locked(ngx_tce_zone_t *zone, ngx_tce_service_t *svc)
+{
+    ngx_tce_policy_t  *p, *next;
+
+    for (p = svc->policies; p; p = next) {
+        next = p->next;
+        ngx_slab_free_locked(zone->shpool, p);
+    }
+
+    svc->policies = NULL;
+}
+
+
 ngx_int_t
 ngx_tce_zone_policy_get(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     ngx_str_t *cluster, ngx_tce_canary_policy_t *policy)

@@ -944,18 +944,28 @@ ngx_tce_prom_process(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b,
     ngx_tce_prom_family_t   f;
 
     static const char  *names[] = {
-        "tce_zone_size_bytes", "tce_zone_used_bytes", "tce_zone_free_bytes"
+        "tce_zone_size_bytes", "tce_zone_used_bytes", "tce_zone_free_bytes",
+        "tce_zone_services", "tce_zone_services_skipped_total",
+        "tce_zone_services_reclaimed_total"
     };
     static const char  *helps[] = {
         "Size of the shared zone.",
         "Bytes of the shared zone in use (slab pages).",
-        "Bytes of the shared zone free (slab pages)."
+        "Bytes of the shared zone free (slab pages).",
+        "Services in the registry of the zone.",
+        "Names of Consul's catalog not stored: the zone had no room.",
+        "Services freed from the zone: no longer watched, empty, unused."
+    };
+    const uint64_t      values[] = {
+        s->zone_size, s->zone_used, s->zone_free, s->zone_services,
+        s->services_skipped, s->services_reclaimed
     };
 
-    for (k = 0; k < 3; k++) {
-        v = (k == 0) ? s->zone_size : (k == 1) ? s->zone_used : s->zone_free;
+    for (k = 0; k < 6; k++) {
+        v = values[k];
 
-        ngx_tce_prom_begin(&f, b, format, names[k], NGX_TCE_PROM_GAUGE,
+        ngx_tce_prom_begin(&f, b, format, names[k],
+                           k < 4 ? NGX_TCE_PROM_GAUGE : NGX_TCE_PROM_COUNTER,
                            helps[k]);
         ngx_tce_prom_sample(&f, "");
         ngx_tce_prom_label(b, "zone", s->zone_name, 1);

@@ -153,6 +153,9 @@ typedef struct {
     uint64_t                  zone_size;
     uint64_t                  zone_used;
     uint64_t                  zone_free;
+    uint64_t                  zone_services;
+    uint64_t                  services_skipped;
+    uint64_t                  services_reclaimed;
     uint64_t                  dropped;
     uint64_t                  start_time;
     const char               *version;

@@ -79,6 +79,7 @@ static void ngx_tce_sched_free_locked(ngx_slab_pool_t *pool,
     ngx_tce_sched_set_t *set);
 static void ngx_tce_sched_local_free(ngx_tce_sched_set_t *set);
 static void ngx_tce_sched_slice_handler(ngx_event_t *ev);
+static void ngx_tce_sched_zone_cancel(ngx_tce_service_t *svc);
 
 
 /* builds of this process waiting for their next slice */
@@ -117,6 +118,8 @@ ngx_tce_sched_zone_request(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     ngx_tce_sched_job_t  *job, *old;
 
     if (n == 0) {
+        /* nothing to build; a build of an older set holds svc: cancel */
+        ngx_tce_sched_zone_cancel(svc);
         return;
     }
 
@@ -544,6 +547,39 @@ ngx_tce_sched_job_free(ngx_tce_sched_job_t *job)
     }
 
     ngx_free(job);
+}
+
+
+ngx_uint_t
+ngx_tce_sched_zone_pending(void)
+{
+    return ngx_tce_sched_jobs.next != NULL
+           && !ngx_queue_empty(&ngx_tce_sched_jobs);
+}
+
+
+static void
+ngx_tce_sched_zone_cancel(ngx_tce_service_t *svc)
+{
+    ngx_queue_t          *q;
+    ngx_tce_sched_job_t  *old;
+
+    if (ngx_tce_sched_jobs.next == NULL) {
+        return;
+    }
+
+    for (q = ngx_queue_head(&ngx_tce_sched_jobs);
+         q != ngx_queue_sentinel(&ngx_tce_sched_jobs);
+         q = ngx_queue_next(q))
+    {
+        old = ngx_queue_data(q, ngx_tce_sched_job_t, queue);
+
+        if (old->svc == svc) {
+            ngx_queue_remove(q);
+            ngx_tce_sched_job_free(old);
+            return;
+        }
+    }
 }
 
 

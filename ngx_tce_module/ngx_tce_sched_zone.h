@@ -82,6 +82,9 @@ ngx_tce_sched_set_t *ngx_tce_sched_zone_get(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, ngx_atomic_uint_t generation,
     ngx_uint_t *state);
 
+/* 1 while this process has builds queued (they hold their service) */
+ngx_uint_t ngx_tce_sched_zone_pending(void);
+
 /* one more reference to a set already referenced */
 void ngx_tce_sched_hold(ngx_tce_zone_t *zone, ngx_tce_sched_set_t *set);
 

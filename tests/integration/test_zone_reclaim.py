@@ -1,0 +1,119 @@
+"""
+Services leave the zone: catalog mode against the Consul double with a
+small tce_zone, services registered and deregistered many times more
+than the zone holds.  Each new service is routed (through one
+`tce_service $var` upstream), the zone's service count stays bounded,
+names the zone had no room for are counted (tce_status and the
+metrics), and the services that left are reclaimed.
+"""
+
+import os
+import sys
+
+import pytest
+
+from conftest import SLOW, VALGRIND, read_from, wait_for
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                '..', 'doubles'))
+
+from consul_double import ConsulDouble  # noqa: E402
+
+
+UPSTREAMS = ('    map $http_x_service $tce_svc { default $http_x_service; }\n'
+             '    upstream api { tce_service $tce_svc; }\n')
+
+
+@pytest.fixture
+def consul():
+    d = ConsulDouble(jitter=False).start()
+    yield d
+    d.stop()
+
+
+def start(nginx, consul, zone_size, extra=''):
+    nginx.configure(
+        upstreams=UPSTREAMS, state=False, zone='tce_zone tce %s;' % zone_size,
+        http_extra='    tce_consul %s wait=1s;\n'
+                   '    tce_consul_services tag=edge;\n%s'
+                   % (consul.url, extra))
+    nginx.start()
+
+
+def answer(nginx, svc):
+    r = nginx.get('/', headers={'X-Service': svc})
+    return int(r.text) if r.status == 200 else r.status
+
+
+def zone_status(nginx):
+    return nginx.status()['zone']
+
+
+def test_churned_catalog_keeps_routing_in_a_small_zone(backend, nginx,
+                                                      consul):
+    # a zone of 96 KB holds about a dozen services of one instance (a
+    # service, its set and its schedule's page); 8 rounds of 6 new
+    # services, the previous round's deregistered, go through 48 names
+    start(nginx, consul, '96k')
+    nginx.allowed_log.add('is full')
+    rounds, per_round = (4, 6) if VALGRIND else (8, 6)
+    peak = 0
+    prev = []
+    for r in range(rounds):
+        names = ['churn.r%d.s%d' % (r, i) for i in range(per_round)]
+        for i, name in enumerate(names):
+            consul.register(name, 'i-%d-%d' % (r, i), '127.0.0.1',
+                            backend.ok4[i % 4], tags=['edge'])
+        for i in range(len(prev)):
+            consul.deregister('i-%d-%d' % (r - 1, i))
+        for i, name in enumerate(names):
+            port = backend.ok4[i % 4]
+            wait_for(lambda: answer(nginx, name) == port, 30 * SLOW,
+                     what='%s routed (round %d)' % (name, r))
+        z = zone_status(nginx)
+        peak = max(peak, z['services'])
+        prev = names
+    # bounded by what the zone can hold, although rounds * per_round
+    # names went through it; the departed ones are reclaimed
+    assert peak <= 4 * per_round, peak
+    # every name but those the zone holds now went through and out
+    want = max(1, (rounds - 4) * per_round)
+    z = wait_for(lambda: (lambda z: z['services_reclaimed'] >= want and z)(
+                     zone_status(nginx)), 20 * SLOW,
+                 what='the departed services reclaimed')
+    assert z['services_skipped'] >= 1, z
+    log = read_from(nginx.error_log)
+    assert 'service(s) of the catalog skipped' in log
+    assert log.count('service(s) of the catalog skipped') < rounds * 2
+
+
+def test_reclaimed_counts_in_metrics(backend, nginx, consul):
+    from test_metrics import METRICS_LOCATION, parse, promtool_check, total
+    nginx.configure(
+        upstreams=UPSTREAMS, state=False, zone='tce_zone tce 1m;',
+        http_extra='    tce_consul %s wait=1s;\n'
+                   '    tce_consul_services tag=edge;\n'
+                   '    tce_consul_allow_empty on;\n' % consul.url,
+        server_extra=METRICS_LOCATION)
+    nginx.start()
+    consul.register('gone.soon.api', 'g-1', '127.0.0.1', backend.ok4[0],
+                    tags=['edge'])
+    wait_for(lambda: answer(nginx, 'gone.soon.api') == backend.ok4[0],
+             10 * SLOW, what='gone.soon.api routed')
+    consul.deregister('g-1')
+    # left the catalog, emptied (allow_empty), unused: reclaimed
+    wait_for(lambda: zone_status(nginx)['services_reclaimed'] == 1,
+             20 * SLOW, what='the departed service reclaimed')
+    assert 'gone.soon.api' not in nginx.status()['services']
+    assert answer(nginx, 'gone.soon.api') == 503
+    text = nginx.get('/metrics').text
+    promtool_check(text)
+    s = parse(text)
+    assert total(s, 'tce_zone_services_reclaimed_total') == 1
+    assert total(s, 'tce_zone_services_skipped_total') == 0
+    assert total(s, 'tce_zone_services') == 0
+    # registered again: a new entry, routed
+    consul.register('gone.soon.api', 'g-2', '127.0.0.1', backend.ok4[1],
+                    tags=['edge'])
+    wait_for(lambda: answer(nginx, 'gone.soon.api') == backend.ok4[1],
+             10 * SLOW, what='gone.soon.api routed again')
