@@ -44,7 +44,9 @@ struct ngx_tce_service_s {
     uint32_t                    retired;     /* reclaim epoch, 0: live
                                                 (its time: updated) */
     ngx_atomic_t                generation;  /* bumped on every change */
-    ngx_tce_instance_t         *instances;   /* sorted by id */
+    ngx_tce_instance_t        **instances;   /* sorted by id, in chunks
+                                                of a page at most
+                                                (ngx_tce_zone.c) */
     ngx_uint_t                  ninstances;
     ngx_uint_t                  removals;    /* instances with rm_* set */
     ngx_uint_t                  source;      /* NGX_TCE_SOURCE_* */
@@ -162,6 +164,10 @@ ngx_tce_service_t *ngx_tce_zone_service(ngx_tce_zone_t *zone, u_char *name,
 ngx_int_t ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     const ngx_tce_instance_t *inst, ngx_uint_t n, ngx_uint_t source,
     ngx_log_t *log);
+
+/* frees the chunks of a set of n instances (the zone's lock held) */
+void ngx_tce_zone_chunks_free_locked(ngx_slab_pool_t *pool,
+    ngx_tce_instance_t **chunks, ngx_uint_t n);
 
 /*
  * Copies a service's instance set into memory from ngx_alloc (the

@@ -377,7 +377,8 @@ ngx_tce_reclaim_free_locked(ngx_tce_zone_t *zone, ngx_tce_service_t *svc)
     ngx_tce_policy_free_locked(zone, svc);
 
     if (svc->instances) {
-        ngx_slab_free_locked(zone->shpool, svc->instances);
+        ngx_tce_zone_chunks_free_locked(zone->shpool, svc->instances,
+                                        svc->ninstances);
     }
 
     if (svc->overrides) {

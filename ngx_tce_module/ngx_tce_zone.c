@@ -10,6 +10,15 @@
 #include "ngx_tce_sched_ramp.h"
 
 
+/*
+ * Instance sets are stored in chunks of at most a page: this many
+ * instances each (a whole page), the last one holding the rest; no
+ * allocation of a set ever needs more than one page in a row, so every
+ * free page the zone reports can take a part of a set.
+ */
+#define NGX_TCE_ZONE_CHUNK                                                    \
+    (ngx_pagesize / sizeof(ngx_tce_instance_t))
+
 /* buckets of the service index: one per this many bytes of zone */
 #define NGX_TCE_ZONE_INDEX_RATIO  2048
 #define NGX_TCE_ZONE_INDEX_MIN    64
@@ -22,6 +31,10 @@ static int ngx_libc_cdecl ngx_tce_instance_cmp(const void *a,
     const void *b);
 static ngx_uint_t ngx_tce_instances_equal(const ngx_tce_instance_t *a,
     const ngx_tce_instance_t *b, ngx_uint_t n);
+static ngx_tce_instance_t **ngx_tce_zone_chunks_alloc_locked(
+    ngx_slab_pool_t *pool, const ngx_tce_instance_t *inst, ngx_uint_t n);
+static void ngx_tce_zone_chunks_copy(ngx_tce_instance_t *dst,
+    ngx_tce_instance_t **chunks, ngx_uint_t n);
 
 
 static int ngx_libc_cdecl
@@ -186,10 +199,10 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     const ngx_tce_instance_t *inst, ngx_uint_t n, ngx_uint_t source,
     ngx_log_t *log)
 {
-    size_t               size;
-    ngx_uint_t           i, removals;
-    ngx_time_t          *tp;
-    ngx_tce_instance_t  *sorted, *copy, *old;
+    size_t                size;
+    ngx_uint_t            i, removals, nold;
+    ngx_time_t           *tp;
+    ngx_tce_instance_t   *sorted, *cur, **copy, **old;
 
     size = n * sizeof(ngx_tce_instance_t);
     sorted = NULL;
@@ -212,23 +225,41 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         ngx_tce_override_merge_locked(svc, sorted, n);
     }
 
-    if (svc->ninstances == n && svc->source == source
-        && (n == 0 || ngx_tce_instances_equal(svc->instances, sorted, n)))
+    /* the set stored now, in one piece (its chunks are pages) */
+    cur = NULL;
+    nold = svc->ninstances;
+
+    if (nold) {
+        cur = ngx_alloc(nold * sizeof(ngx_tce_instance_t), log);
+        if (cur == NULL) {
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            ngx_free(sorted);
+            return NGX_ERROR;
+        }
+
+        ngx_tce_zone_chunks_copy(cur, svc->instances, nold);
+    }
+
+    if (nold == n && svc->source == source
+        && (n == 0 || ngx_tce_instances_equal(cur, sorted, n)))
     {
         ngx_shmtx_unlock(&zone->shpool->mutex);
+        ngx_free(cur);
         ngx_free(sorted);
         return NGX_DECLINED;
     }
 
     /* when each instance became routable, for slow_start */
     tp = ngx_timeofday();
-    ngx_tce_ramp_stamp(svc->instances, svc->ninstances, sorted, n,
+    ngx_tce_ramp_stamp(cur, nold, sorted, n,
                        (uint64_t) tp->sec * 1000 + tp->msec);
+
+    ngx_free(cur);
 
     copy = NULL;
 
     if (n) {
-        copy = ngx_slab_alloc_locked(zone->shpool, size);
+        copy = ngx_tce_zone_chunks_alloc_locked(zone->shpool, sorted, n);
 
         if (copy == NULL) {
             ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -240,8 +271,6 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
                           &zone->shm_zone->shm.name, n, svc->name);
             return NGX_ERROR;
         }
-
-        ngx_memcpy(copy, sorted, size);
     }
 
     removals = 0;
@@ -267,7 +296,7 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     ngx_tce_sched_zone_changed_locked(zone, svc);
 
     if (old) {
-        ngx_slab_free_locked(zone->shpool, old);
+        ngx_tce_zone_chunks_free_locked(zone->shpool, old, nold);
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -278,6 +307,74 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     ngx_free(sorted);
 
     return NGX_OK;
+}
+
+
+/*
+ * The chunks of a set of n instances, filled from inst; NULL (nothing
+ * left allocated) when the zone has no room.
+ */
+static ngx_tce_instance_t **
+ngx_tce_zone_chunks_alloc_locked(ngx_slab_pool_t *pool,
+    const ngx_tce_instance_t *inst, ngx_uint_t n)
+{
+    ngx_uint_t            i, k, nchunks;
+    ngx_tce_instance_t  **chunks;
+
+    nchunks = (n + NGX_TCE_ZONE_CHUNK - 1) / NGX_TCE_ZONE_CHUNK;
+
+    chunks = ngx_slab_calloc_locked(pool,
+                                    nchunks * sizeof(ngx_tce_instance_t *));
+    if (chunks == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < nchunks; i++) {
+        k = ngx_min(NGX_TCE_ZONE_CHUNK, n - i * NGX_TCE_ZONE_CHUNK);
+
+        chunks[i] = ngx_slab_alloc_locked(pool,
+                                          k * sizeof(ngx_tce_instance_t));
+        if (chunks[i] == NULL) {
+            ngx_tce_zone_chunks_free_locked(pool, chunks,
+                                            i * NGX_TCE_ZONE_CHUNK);
+            return NULL;
+        }
+
+        ngx_memcpy(chunks[i], &inst[i * NGX_TCE_ZONE_CHUNK],
+                   k * sizeof(ngx_tce_instance_t));
+    }
+
+    return chunks;
+}
+
+
+void
+ngx_tce_zone_chunks_free_locked(ngx_slab_pool_t *pool,
+    ngx_tce_instance_t **chunks, ngx_uint_t n)
+{
+    ngx_uint_t  i, nchunks;
+
+    nchunks = (n + NGX_TCE_ZONE_CHUNK - 1) / NGX_TCE_ZONE_CHUNK;
+
+    for (i = 0; i < nchunks; i++) {
+        ngx_slab_free_locked(pool, chunks[i]);
+    }
+
+    ngx_slab_free_locked(pool, chunks);
+}
+
+
+static void
+ngx_tce_zone_chunks_copy(ngx_tce_instance_t *dst, ngx_tce_instance_t **chunks,
+    ngx_uint_t n)
+{
+    ngx_uint_t  i, k;
+
+    for (i = 0; i * NGX_TCE_ZONE_CHUNK < n; i++) {
+        k = ngx_min(NGX_TCE_ZONE_CHUNK, n - i * NGX_TCE_ZONE_CHUNK);
+        ngx_memcpy(&dst[i * NGX_TCE_ZONE_CHUNK], chunks[i],
+                   k * sizeof(ngx_tce_instance_t));
+    }
 }
 
 
@@ -308,7 +405,8 @@ ngx_tce_zone_copy(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
 
         if (svc->ninstances * sizeof(ngx_tce_instance_t) == size) {
             if (size) {
-                ngx_memcpy(copy, svc->instances, size);
+                ngx_tce_zone_chunks_copy(copy, svc->instances,
+                                         svc->ninstances);
             }
 
             *n = svc->ninstances;

@@ -20,6 +20,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 from consul_double import ConsulDouble  # noqa: E402
 
 
+ZONE_SERVICES = 24
+ZONE_SIZE = "256k"
+
 UPSTREAMS = ('    map $http_x_service $tce_svc { default $http_x_service; }\n'
              '    upstream api { tce_service $tce_svc; }\n')
 
@@ -117,3 +120,51 @@ def test_reclaimed_counts_in_metrics(backend, nginx, consul):
                     tags=['edge'])
     wait_for(lambda: answer(nginx, 'gone.soon.api') == backend.ok4[1],
              10 * SLOW, what='gone.soon.api routed again')
+
+
+def frag_state(nginx, backend, names, big=0):
+    from conftest import instance
+    services = {}
+    for name in names:
+        services[name] = {'default': [
+            instance('i-%d' % k, '127.0.0.1:%d' % (20000 + k))
+            for k in range(10)]}
+    if big:
+        services['frag.big.api'] = {'default': [
+            instance('b-%d' % k, backend.addr(backend.ok4[k % 4]))
+            for k in range(big)]}
+    nginx.write_state(services)
+
+
+def free_bytes(nginx):
+    from test_metrics import parse, total
+    return total(parse(nginx.get('/metrics').text), 'tce_zone_free_bytes')
+
+
+def test_fragmented_zone_takes_a_set_as_large_as_its_free_space(backend,
+                                                                nginx):
+    # services of 10 instances each, every other one then removed: the
+    # free pages are scattered between those in use.  A set needing
+    # about as many pages as are free must still be stored (a set is
+    # kept in chunks of a page, never one allocation of many pages)
+    from test_metrics import METRICS_LOCATION
+    names = ['frag.s%d.api' % i for i in range(ZONE_SERVICES)]
+    frag_state(nginx, backend, names)
+    nginx.configure(upstreams='    upstream api { tce_service '
+                    'frag.big.api; }\n', zone='tce_zone tce %s;' % ZONE_SIZE,
+                    http_extra='    tce_state_allow_empty on;\n',
+                    server_extra=METRICS_LOCATION)
+    nginx.start()
+    full = free_bytes(nginx)
+    frag_state(nginx, backend, names[::2])
+    nginx.reload()
+    free = free_bytes(nginx)
+    assert free > full + 10 * 4096, (full, free)
+    # what the set and its schedule need, in pages, within what is free
+    big = int((free - 3 * 4096) // 4096) * 10
+    assert big >= 40, free
+    frag_state(nginx, backend, names[::2], big=big)
+    nginx.reload()
+    status = nginx.status()['services']['frag.big.api']
+    assert len(status['instances']) == big, status
+    assert nginx.get('/').status == 200
