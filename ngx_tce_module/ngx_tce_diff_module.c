@@ -544,17 +544,36 @@ ngx_tce_diff_exit_process(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_tce_diff_header_filter(ngx_http_request_t *r)
 {
+    ngx_int_t                 rc;
+    ngx_tce_diff_ctx_t       *ctx;
+    ngx_tce_diff_job_t       *job;
     ngx_tce_diff_loc_conf_t  *dlcf;
 
-    if (r == r->main && r->upstream) {
-        dlcf = ngx_http_get_module_loc_conf(r, ngx_tce_diff_module);
-
-        if (dlcf->diff) {
-            ngx_tce_diff_sample(r, dlcf->diff);
-        }
+    if (r != r->main || r->upstream == NULL) {
+        return ngx_http_next_header_filter(r);
     }
 
-    return ngx_http_next_header_filter(r);
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_tce_diff_module);
+
+    if (dlcf->diff) {
+        ngx_tce_diff_sample(r, dlcf->diff);
+    }
+
+    rc = ngx_http_next_header_filter(r);
+
+    /*
+     * nginx's own header filter, further down, decides that an answer
+     * has no body (HEAD, 204, 304): no last buffer will pass then
+     */
+    ctx = ngx_http_get_module_ctx(r, ngx_tce_diff_module);
+
+    if (ctx && ctx->job && r->header_only) {
+        job = ctx->job;
+        ctx->job = NULL;
+        ngx_tce_diff_job_prod_done(job, NULL);
+    }
+
+    return rc;
 }
 
 
@@ -670,12 +689,6 @@ ngx_tce_diff_sample(ngx_http_request_t *r, ngx_tce_diff_conf_t *conf)
     if (ngx_tce_diff_prod_headers(r, job) != NGX_OK) {
         ctx->job = NULL;
         ngx_tce_diff_job_prod_done(job, "out of memory");
-        return;
-    }
-
-    if (r->header_only) {
-        ctx->job = NULL;
-        ngx_tce_diff_job_prod_done(job, NULL);
     }
 }
 

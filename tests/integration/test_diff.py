@@ -18,7 +18,8 @@ import uuid
 import pytest
 
 from admin_helpers import admin_location, call
-from conftest import SERVICE, SLOW, VALGRIND, instance, wait_for
+from conftest import (SERVICE, SLOW, VALGRIND, dead_socket, instance,
+                      wait_for)
 from test_metrics import METRICS_LOCATION, parse, promtool_check
 
 
@@ -343,3 +344,66 @@ def test_plain_upstream_refused(nginx, backends):
     rc, err = nginx.check()
     assert rc != 0
     assert 'upstream "plain" has no "tce_service"' in err, err
+
+
+def versioned(name, method, path):
+    status, headers, body = same_json(name, method, path)
+    if name == 'canary':
+        headers = headers + [('X-Version', 'v2')]
+    return status, headers, body
+
+
+def test_ignore_headers_and_head(nginx, backends):
+    b = backends(versioned)
+    strict = ('        location /strict/ {\n'
+              '            proxy_pass http://api;\n'
+              '            tce_diff sample=100 name=strict;\n'
+              '        }\n')
+    nginx.write_state({SERVICE: {'default': [
+        instance('p1', b.addr('prod1'), env='prod'),
+        instance('p2', b.addr('prod2'), env='prod'),
+        instance('c1', b.addr('canary'), env='canary')]}})
+    nginx.configure(location='            tce_diff sample=100 '
+                             'ignore_headers=X-Version name=orders;\n',
+                    server_extra=METRICS_LOCATION + strict)
+    nginx.start()
+
+    assert nginx.get('/orders/1').status == 200
+    assert nginx.get('/strict/1').status == 200
+    conn = http.client.HTTPConnection('127.0.0.1', nginx.port,
+                                      timeout=10 * SLOW)
+    conn.request('HEAD', '/orders/2')
+    r = conn.getresponse()
+    assert r.status == 200 and r.read() == b''
+    conn.close()
+
+    # the canary's extra header: ignored in one location, not the other
+    assert wait_counted(nginx, 2) == {'match': 2, 'mismatch': 0,
+                                      'error': 0}
+    assert wait_counted(nginx, 1, 'strict') == {'match': 0, 'mismatch': 1,
+                                                'error': 0}
+    assert [r[1] for r in b.requests('canary')].count('HEAD') == 1
+
+
+def test_canary_down_counts_errors(nginx, backends):
+    b = backends()
+    dead = dead_socket()
+    nginx.write_state({SERVICE: {'default': [
+        instance('p1', b.addr('prod1'), env='prod'),
+        instance('p2', b.addr('prod2'), env='prod'),
+        instance('c1', '127.0.0.1:%d' % dead.getsockname()[1],
+                 env='canary')]}})
+    nginx.configure(location='            tce_diff sample=100 '
+                             'timeout=2s name=orders;\n',
+                    server_extra=METRICS_LOCATION)
+    nginx.start()
+
+    n = 2 if VALGRIND else 5
+    for i in range(n):
+        r = nginx.get('/orders/%d' % i)
+        assert r.status == 200
+        assert json.loads(r.body)['path'] == '/orders/%d' % i
+
+    assert wait_counted(nginx, n) == {'match': 0, 'mismatch': 0,
+                                      'error': n}
+    dead.close()
