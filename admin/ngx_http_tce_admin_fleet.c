@@ -9,6 +9,13 @@
  * answered: the node that took the write applies it to its own zone at
  * once, the others through their syncer (ngx_tce_redis_sync.c).
  *
+ * With replicas=<n> (1 by default with Sentinel), the accepted write is
+ * followed by WAIT <n> <timeout/2> on the same connection: the answer is
+ * 200 only once n replicas have it, so a failover cannot lose a write
+ * answered 200.  Fewer acknowledgements: 503 not_replicated, saying
+ * that the master has the write (the fleet applies it) but a failover
+ * now could lose it; the client reads it back before retrying.
+ *
  * Redis unreachable, failing or silent for timeout=: 503 with the
  * reason; the zone is left as it is, traffic goes on with the last
  * applied policy.  The state file is not written: with tce_redis the
@@ -27,13 +34,26 @@
 typedef struct {
     ngx_http_request_t         *r;           /* NULL: request gone */
     ngx_pool_cleanup_t         *cln;
+
+    /* the accepted write, kept while WAIT is answered */
+    uint64_t                    rev;
+    int64_t                     version;
+    size_t                      len;
+    char                        pol[NGX_TCE_FLEET_VALUE_MAX + 1];
 } ngx_http_tce_admin_fleet_write_t;
 
 
 static void ngx_http_tce_admin_fleet_reply(ngx_tce_redis_conn_t *rc,
     redisReply *reply, const char *err, void *data);
 static ngx_int_t ngx_http_tce_admin_fleet_answer(ngx_http_request_t *r,
-    redisReply *reply, const char *err);
+    redisReply *reply, const char *err, ngx_http_tce_admin_fleet_write_t *w);
+static void ngx_http_tce_admin_fleet_waited(ngx_tce_redis_conn_t *rc,
+    redisReply *reply, const char *err, void *data);
+static ngx_int_t ngx_http_tce_admin_fleet_apply(ngx_http_request_t *r,
+    ngx_http_tce_admin_fleet_write_t *w, ngx_uint_t acked,
+    const char *err);
+static void ngx_http_tce_admin_fleet_finalize(ngx_http_request_t *r,
+    ngx_int_t status);
 static void ngx_http_tce_admin_fleet_gone(void *data);
 static ngx_int_t ngx_http_tce_admin_fleet_unavailable(ngx_http_request_t *r,
     const char *err);
@@ -248,8 +268,64 @@ ngx_http_tce_admin_fleet_reply(ngx_tce_redis_conn_t *rc, redisReply *reply,
 {
     ngx_http_tce_admin_fleet_write_t *w = data;
 
+    char                        ms[NGX_INT_T_LEN], n[NGX_INT_T_LEN];
+    size_t                      len[3];
+    ngx_int_t                   status;
+    const char                 *argv[3];
+    ngx_http_request_t         *r;
+    ngx_tce_redis_main_conf_t  *rmcf;
+
+    r = w->r;
+
+    if (r == NULL) {
+        ngx_free(w);
+        return;
+    }
+
+    status = ngx_http_tce_admin_fleet_answer(r, reply, err, w);
+
+    if (status != NGX_AGAIN) {
+        w->cln->handler = NULL;
+        ngx_free(w);
+        ngx_http_tce_admin_fleet_finalize(r, status);
+        return;
+    }
+
+    /* accepted by the master: WAIT until a replica has it */
+    rmcf = ngx_http_get_module_main_conf(r, ngx_tce_redis_module);
+
+    argv[0] = "WAIT";
+    len[0] = 4;
+    argv[1] = n;
+    len[1] = ngx_sprintf((u_char *) n, "%i", rmcf->replicas) - (u_char *) n;
+    argv[2] = ms;
+    len[2] = ngx_sprintf((u_char *) ms, "%M",
+                         ngx_max(rmcf->timeout / 2, 1))
+             - (u_char *) ms;
+
+    if (ngx_tce_redis_command_same(rc, ngx_http_tce_admin_fleet_waited, w,
+                                   3, argv, len)
+        == NGX_OK)
+    {
+        return;
+    }
+
+    w->cln->handler = NULL;
+    status = ngx_http_tce_admin_fleet_apply(r, w, 0, "WAIT cannot be sent");
+    ngx_free(w);
+    ngx_http_tce_admin_fleet_finalize(r, status);
+}
+
+
+/* the answer to WAIT: how many replicas have the write */
+static void
+ngx_http_tce_admin_fleet_waited(ngx_tce_redis_conn_t *rc, redisReply *reply,
+    const char *err, void *data)
+{
+    ngx_http_tce_admin_fleet_write_t *w = data;
+
     ngx_int_t            status;
-    ngx_connection_t    *c;
+    ngx_uint_t           acked;
     ngx_http_request_t  *r;
 
     r = w->r;
@@ -260,32 +336,56 @@ ngx_http_tce_admin_fleet_reply(ngx_tce_redis_conn_t *rc, redisReply *reply,
     }
 
     w->cln->handler = NULL;
+
+    acked = 0;
+
+    if (reply == NULL) {
+        /* err says why */
+
+    } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer >= 0) {
+        acked = (ngx_uint_t) reply->integer;
+        err = NULL;
+
+    } else {
+        err = reply->type == REDIS_REPLY_ERROR ? reply->str
+                                               : "unexpected answer to WAIT";
+    }
+
+    status = ngx_http_tce_admin_fleet_apply(r, w, acked, err);
     ngx_free(w);
+    ngx_http_tce_admin_fleet_finalize(r, status);
+}
+
+
+static void
+ngx_http_tce_admin_fleet_finalize(ngx_http_request_t *r, ngx_int_t status)
+{
+    ngx_connection_t  *c;
 
     c = r->connection;
-
-    status = ngx_http_tce_admin_fleet_answer(r, reply, err);
 
     ngx_http_finalize_request(r, status == NGX_DONE ? NGX_OK : status);
     ngx_http_run_posted_requests(c);
 }
 
 
+/*
+ * The script's answer: an HTTP status (answered), or NGX_AGAIN when the
+ * write was accepted and WAIT is to follow (kept in w).
+ */
 static ngx_int_t
 ngx_http_tce_admin_fleet_answer(ngx_http_request_t *r, redisReply *reply,
-    const char *err)
+    const char *err, ngx_http_tce_admin_fleet_write_t *w)
 {
     u_char                      text[NGX_HTTP_TCE_ADMIN_TEXT_LEN];
-    char                        buf[NGX_TCE_FLEET_VALUE_MAX + 1];
-    uint64_t                    rev;
     redisReply                 *e;
     ngx_tce_redis_sh_t         *sh;
     ngx_tce_main_conf_t        *tmcf;
     ngx_tce_canary_policy_t     pol;
-    ngx_http_tce_admin_ctx_t   *ctx;
+    ngx_tce_redis_main_conf_t  *rmcf;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_tce_admin_api_module);
     tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
+    rmcf = ngx_http_get_module_main_conf(r, ngx_tce_redis_module);
     sh = ngx_tce_redis_sh(tmcf->zone);
 
     if (reply == NULL) {
@@ -358,48 +458,23 @@ ngx_http_tce_admin_fleet_answer(ngx_http_request_t *r, redisReply *reply,
         goto bad;
     }
 
-    rev = (uint64_t) e->integer;
+    w->rev = (uint64_t) e->integer;
+    w->version = reply->element[2]->integer;
+    w->len = reply->element[3]->len;
+    ngx_memcpy(w->pol, reply->element[3]->str, w->len);
+    w->pol[w->len] = '\0';
+
+    if (w->len && ngx_tce_canary_parse_json(w->pol, &pol, NULL, 0) != 0) {
+        goto bad;
+    }
 
     (void) ngx_atomic_fetch_add(&sh->writes, 1);
 
-    /* this node routes with it now; the others through their syncer */
-    if (reply->element[3]->len == 0) {
-        (void) ngx_tce_zone_policy_set(tmcf->zone, ctx->svc, &ctx->cluster,
-                                       NULL, r->connection->log);
-
-    } else {
-        ngx_memcpy(buf, reply->element[3]->str, reply->element[3]->len);
-        buf[reply->element[3]->len] = '\0';
-
-        if (ngx_tce_canary_parse_json(buf, &pol, NULL, 0) != 0) {
-            goto bad;
-        }
-
-        if (ngx_tce_zone_policy_set(tmcf->zone, ctx->svc, &ctx->cluster,
-                                    &pol, r->connection->log)
-            == NGX_ERROR)
-        {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "tce admin: fleet policy stored, but this node's "
-                          "zone is full: it applies at the next resync");
-        }
+    if (rmcf->replicas > 0) {
+        return NGX_AGAIN;
     }
 
-    /* the audit line: the fleet revision is the ETag here */
-    ctx->gen_before = (ngx_atomic_uint_t) ctx->svc->fleet_rev;
-    ctx->gen_after = (ngx_atomic_uint_t) rev;
-
-    ngx_tce_policy_fleet_rev(tmcf->zone, ctx->svc, rev);
-
-    (void) ngx_http_tce_admin_audit(r, ctx, NGX_HTTP_OK, NULL);
-
-    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                  "tce admin: %V canary of \"%s\" cluster \"%V\" by \"%V\" "
-                  "(fleet version %L, revision %uL)",
-                  &r->method_name, ctx->svc->name, &ctx->cluster,
-                  &ctx->principal, reply->element[2]->integer, rev);
-
-    return ngx_http_tce_admin_canary_show(r, ctx, NGX_HTTP_OK);
+    return ngx_http_tce_admin_fleet_apply(r, w, 0, NULL);
 
 bad:
 
@@ -411,6 +486,91 @@ bad:
                                     "unexpected answer of Redis to the "
                                     "write: read the policy back before "
                                     "retrying");
+}
+
+
+/*
+ * The write is in Redis: this node routes with it now (the others
+ * through their syncer), the audit line, and the answer: 200, or 503
+ * not_replicated when fewer than replicas= acknowledged it (acked, or
+ * err when WAIT itself failed).
+ */
+static ngx_int_t
+ngx_http_tce_admin_fleet_apply(ngx_http_request_t *r,
+    ngx_http_tce_admin_fleet_write_t *w, ngx_uint_t acked, const char *err)
+{
+    u_char                      text[NGX_HTTP_TCE_ADMIN_TEXT_LEN];
+    ngx_uint_t                  ok, level;
+    ngx_tce_redis_sh_t         *sh;
+    ngx_tce_main_conf_t        *tmcf;
+    ngx_tce_canary_policy_t     pol;
+    ngx_http_tce_admin_ctx_t   *ctx;
+    ngx_tce_redis_main_conf_t  *rmcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tce_admin_api_module);
+    tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
+    rmcf = ngx_http_get_module_main_conf(r, ngx_tce_redis_module);
+    sh = ngx_tce_redis_sh(tmcf->zone);
+
+    if (w->len == 0) {
+        (void) ngx_tce_zone_policy_set(tmcf->zone, ctx->svc, &ctx->cluster,
+                                       NULL, r->connection->log);
+
+    } else if (ngx_tce_canary_parse_json(w->pol, &pol, NULL, 0) != 0
+               || ngx_tce_zone_policy_set(tmcf->zone, ctx->svc,
+                                          &ctx->cluster, &pol,
+                                          r->connection->log)
+                  == NGX_ERROR)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tce admin: fleet policy stored, but this node's "
+                      "zone is full: it applies at the next resync");
+    }
+
+    /* the audit line: the fleet revision is the ETag here */
+    ctx->gen_before = (ngx_atomic_uint_t) ctx->svc->fleet_rev;
+    ctx->gen_after = (ngx_atomic_uint_t) w->rev;
+
+    ngx_tce_policy_fleet_rev(tmcf->zone, ctx->svc, w->rev);
+
+    ok = (rmcf->replicas == 0 || acked >= (ngx_uint_t) rmcf->replicas);
+    level = ok ? NGX_LOG_NOTICE : NGX_LOG_WARN;
+
+    (void) ngx_http_tce_admin_audit(r, ctx, ok ? NGX_HTTP_OK
+                                               : NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    NULL);
+
+    ngx_log_error(level, r->connection->log, 0,
+                  "tce admin: %V canary of \"%s\" cluster \"%V\" by \"%V\" "
+                  "(fleet version %L, revision %uL)%s",
+                  &r->method_name, ctx->svc->name, &ctx->cluster,
+                  &ctx->principal, w->version, w->rev,
+                  ok ? "" : ": not acknowledged by the replicas");
+
+    if (ok) {
+        return ngx_http_tce_admin_canary_show(r, ctx, NGX_HTTP_OK);
+    }
+
+    (void) ngx_atomic_fetch_add(&sh->not_replicated, 1);
+
+    if (err) {
+        ngx_snprintf(text, sizeof(text) - 1,
+                     "the Redis master took the write (fleet revision "
+                     "%uL) but whether a replica has it is unknown: %s; a "
+                     "failover could lose it: read it back before "
+                     "retrying%Z", w->rev, err);
+
+    } else {
+        ngx_snprintf(text, sizeof(text) - 1,
+                     "the Redis master took the write (fleet revision "
+                     "%uL) but %ui of %i replicas acknowledged it within "
+                     "%M ms; a failover could lose it: read it back "
+                     "before retrying%Z", w->rev, acked, rmcf->replicas,
+                     ngx_max(rmcf->timeout / 2, 1));
+    }
+
+    return ngx_http_tce_admin_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    "not_replicated", (char *) text);
 }
 
 

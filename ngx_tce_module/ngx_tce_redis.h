@@ -4,7 +4,8 @@
  *
  *   tce_redis <host:port | unix:/path> [db=<n>] [username=<name>]
  *       [password_file=<path>] [prefix=tce:] [timeout=<time>]
- *       [resync=<time>] [cache=<path>];
+ *       [resync=<time>] [cache=<path>] [replicas=<n>];
+ *   tce_redis sentinel=<host:port>[,<host:port>...] master=<name> ...;
  *
  * Files:
  *
@@ -16,11 +17,14 @@
  *                            the cache file read at start
  *   ngx_tce_redis_sync.c     the elected syncer: subscriber, resync,
  *                            applying the fleet's policy to the zone
+ *   ngx_tce_redis_sentinel.c the master's address from Redis Sentinel
+ *                            (asked, then +switch-master followed)
  *   ngx_tce_redis_write.c    a policy write from any worker (Lua)
  *   ngx_tce_fleet.c          the fleet's data in C (pure: unit tests)
  *
  * Connections per nginx instance: the elected worker (the syncer) holds
- * two, a subscriber and a command connection; any other worker opens a
+ * two, a subscriber and a command connection (three with Sentinel: one
+ * to a sentinel, subscribed to +switch-master); any other worker opens a
  * command connection on its first admin write and closes it after
  * NGX_TCE_REDIS_IDLE without one.
  */
@@ -50,6 +54,8 @@
 #define NGX_TCE_REDIS_BACKOFF_MIN  100      /* ms */
 #define NGX_TCE_REDIS_BACKOFF_MAX  5000     /* ms */
 #define NGX_TCE_REDIS_MAX_REPLY    (8 * 1024 * 1024)  /* buffered bytes */
+#define NGX_TCE_REDIS_HOST_LEN     (NGX_SOCKADDR_STRLEN + 1)
+#define NGX_TCE_REDIS_NAME_MAX     128      /* a Sentinel master name */
 
 /* connection states (also the syncer's, in the zone) */
 #define NGX_TCE_REDIS_DOWN         0
@@ -69,6 +75,14 @@ typedef void (*ngx_tce_redis_reply_pt)(ngx_tce_redis_conn_t *rc,
     redisReply *reply, const char *err, void *data);
 
 
+/* a sentinel of sentinel=, resolved when the configuration is read */
+typedef struct {
+    ngx_str_t                   text;        /* as written, for logs */
+    u_char                      host[NGX_TCE_REDIS_HOST_LEN];
+    in_port_t                   port;
+} ngx_tce_redis_addr_t;
+
+
 typedef struct {
     ngx_str_t                   server;      /* as written, for logs */
     ngx_str_t                   host;        /* numeric, NUL-terminated */
@@ -82,6 +96,9 @@ typedef struct {
     ngx_msec_t                  timeout;
     ngx_msec_t                  resync;
     ngx_str_t                   cache;       /* NUL-terminated or empty */
+    ngx_array_t                *sentinels;   /* ngx_tce_redis_addr_t */
+    ngx_str_t                   master_name; /* NUL-terminated or empty */
+    ngx_int_t                   replicas;    /* WAIT for them; 0: not */
     struct ngx_tce_persist_s   *persist;     /* the cache's writer */
     ngx_tce_zone_t             *zone;
     ngx_tce_main_conf_t        *tmcf;
@@ -110,6 +127,16 @@ typedef struct {
     ngx_atomic_t                write_errors; /* 503s, any worker */
     ngx_atomic_t                conflicts;    /* If-Match refused */
     u_char                      last_error[NGX_TCE_REDIS_ERR_LEN];
+
+    /* with Sentinel: the master, under the zone's mutex */
+    ngx_atomic_t                master_epoch; /* bumped when it moves */
+    ngx_atomic_t                switches;     /* moves seen */
+    ngx_atomic_t                not_replicated; /* WAIT short of replicas */
+    ngx_atomic_t                sentinel_state; /* NGX_TCE_REDIS_* */
+    ngx_uint_t                  with_sentinel;
+    time_t                      master_since;
+    in_port_t                   master_port;  /* 0: not known yet */
+    u_char                      master_host[NGX_TCE_REDIS_HOST_LEN];
 } ngx_tce_redis_sh_t;
 
 
@@ -129,6 +156,11 @@ struct ngx_tce_redis_conn_s {
     ngx_uint_t                  serial;      /* bumped on every close */
     ngx_uint_t                  reconnect;   /* 1: retry when lost */
     ngx_uint_t                  subscriber;  /* 1: replies are pushes */
+    ngx_uint_t                  sentinel;    /* 1: to a sentinel */
+    ngx_uint_t                  next;        /* the sentinel to try */
+    ngx_uint_t                  quiet;       /* 1: this close is routine */
+    ngx_atomic_uint_t           epoch;       /* master_epoch connected to */
+    ngx_str_t                   channel;     /* SUBSCRIBE to it */
     ngx_msec_t                  idle_time;   /* 0: never closed idle */
     const char                 *name;        /* "subscriber"... */
     void                       *data;
@@ -139,7 +171,14 @@ struct ngx_tce_redis_conn_s {
                                       const char *err);
     ngx_int_t                 (*push)(ngx_tce_redis_conn_t *rc,
                                       redisReply *reply);
+    /* a sentinel's answer to get-master-addr-by-name, in the handshake */
+    ngx_int_t                 (*hello)(ngx_tce_redis_conn_t *rc,
+                                      redisReply *reply, u_char *err,
+                                      size_t len);
 
+    u_char                      host[NGX_TCE_REDIS_HOST_LEN];
+    in_port_t                   port;
+    u_char                      target[NGX_TCE_REDIS_HOST_LEN + 8];
     u_char                      err[NGX_TCE_REDIS_ERR_LEN];
 };
 
@@ -150,6 +189,7 @@ struct ngx_tce_redis_ctx_s {
     ngx_log_t                  *log;
     ngx_tce_redis_conn_t        cmd;         /* commands of this worker */
     ngx_tce_redis_conn_t        sub;         /* the syncer's subscriber */
+    ngx_tce_redis_conn_t        sentinel;    /* the syncer's, Sentinel */
     ngx_event_t                 tick;
     ngx_msec_t                  last_check;  /* version compared */
     ngx_uint_t                  owner;       /* 1: this is the syncer */
@@ -199,6 +239,40 @@ void ngx_tce_redis_shutdown(ngx_tce_redis_conn_t *rc);
 
 /* the state's name: "down", "connecting", "up" */
 const char *ngx_tce_redis_state_name(ngx_uint_t state);
+
+
+/*
+ * Queues a command on the connection as it is (WAIT after a write: it
+ * concerns this connection's writes).  NGX_ERROR when it is not up; no
+ * reconnection, handler not called.
+ */
+ngx_int_t ngx_tce_redis_command_same(ngx_tce_redis_conn_t *rc,
+    ngx_tce_redis_reply_pt handler, void *data, int argc,
+    const char **argv, const size_t *argvlen);
+
+/*
+ * Closes a connection to a master that is no longer the master (the
+ * zone's master_epoch moved), quietly.  Returns 1 if it was closed.
+ */
+ngx_uint_t ngx_tce_redis_stale(ngx_tce_redis_conn_t *rc);
+
+
+/* ngx_tce_redis_sentinel.c */
+
+/*
+ * The master's address as last learnt from Sentinel (zone): host
+ * (NUL-terminated, numeric), port and epoch.  Returns NGX_OK, or
+ * NGX_DECLINED when not known yet.
+ */
+ngx_int_t ngx_tce_redis_master(ngx_tce_redis_main_conf_t *rmcf,
+    u_char *host, in_port_t *port, ngx_atomic_uint_t *epoch);
+
+/* sets up the syncer's sentinel connection (nothing is opened) */
+void ngx_tce_redis_sentinel_init(ngx_tce_redis_ctx_t *ctx);
+
+/* the status's "sentinel" object, NULL without Sentinel */
+json_t *ngx_tce_redis_sentinel_json(ngx_tce_zone_t *zone,
+    ngx_tce_redis_sh_t *sh);
 
 
 /* ngx_tce_redis_sync.c */

@@ -40,6 +40,7 @@ typedef struct {
 } ngx_tce_redis_cmd_t;
 
 
+static ngx_int_t ngx_tce_redis_target(ngx_tce_redis_conn_t *rc);
 static ngx_int_t ngx_tce_redis_send(ngx_tce_redis_conn_t *rc,
     ngx_tce_redis_reply_pt handler, void *data, int argc,
     const char **argv, const size_t *argvlen);
@@ -90,6 +91,7 @@ ngx_tce_redis_conn_init(ngx_tce_redis_conn_t *rc,
     rc->rmcf = rmcf;
     rc->log = log;
     rc->name = name;
+    rc->channel = rmcf->channel;
 
     ngx_queue_init(&rc->pending);
 
@@ -127,12 +129,18 @@ ngx_tce_redis_connect(ngx_tce_redis_conn_t *rc)
 
     rmcf = rc->rmcf;
 
-    if (rmcf->unix_path.len) {
+    if (ngx_tce_redis_target(rc) != NGX_OK) {
+        ngx_tce_redis_close(rc, (char *) rc->err);
+        return NGX_ERROR;
+    }
+
+    if (rc->port == 0) {
         ac = redisAsyncConnectUnix((char *) rmcf->unix_path.data);
 
     } else {
-        /* numeric: resolved when the configuration was read */
-        ac = redisAsyncConnect((char *) rmcf->host.data, rmcf->port);
+        /* numeric: resolved when the configuration was read, or given
+         * by Sentinel and checked */
+        ac = redisAsyncConnect((char *) rc->host, rc->port);
     }
 
     if (ac == NULL) {
@@ -185,7 +193,7 @@ ngx_tce_redis_connect(ngx_tce_redis_conn_t *rc)
     rc->err[0] = '\0';
 
     ngx_log_debug2(NGX_LOG_DEBUG_EVENT, rc->log, 0,
-                   "tce redis: %s connecting to %V", rc->name, &rmcf->server);
+                   "tce redis: %s connecting to %s", rc->name, rc->target);
 
     ngx_tce_redis_handshake(rc);
 
@@ -200,7 +208,61 @@ ngx_tce_redis_connect(ngx_tce_redis_conn_t *rc)
 }
 
 
-/* AUTH, SELECT, then PING or SUBSCRIBE: ready() once all are answered */
+/*
+ * Where to connect: the next sentinel of the list, the master Sentinel
+ * named last (the zone), or the configured address.  NGX_ERROR with
+ * rc->err set when the master is not known yet.
+ */
+static ngx_int_t
+ngx_tce_redis_target(ngx_tce_redis_conn_t *rc)
+{
+    ngx_tce_redis_addr_t       *a;
+    ngx_tce_redis_main_conf_t  *rmcf;
+
+    rmcf = rc->rmcf;
+
+    if (rc->sentinel) {
+        a = rmcf->sentinels->elts;
+        a = &a[rc->next++ % rmcf->sentinels->nelts];
+
+        ngx_memcpy(rc->host, a->host, sizeof(rc->host));
+        rc->port = a->port;
+
+    } else if (rmcf->master_name.len) {
+        if (ngx_tce_redis_master(rmcf, rc->host, &rc->port, &rc->epoch)
+            != NGX_OK)
+        {
+            ngx_snprintf(rc->err, sizeof(rc->err) - 1,
+                         "the address of master \"%V\" is not known yet "
+                         "(asking Sentinel)%Z", &rmcf->master_name);
+            ngx_snprintf(rc->target, sizeof(rc->target) - 1,
+                         "master \"%V\"%Z", &rmcf->master_name);
+            return NGX_ERROR;
+        }
+
+    } else if (rmcf->unix_path.len) {
+        rc->port = 0;
+        ngx_snprintf(rc->target, sizeof(rc->target) - 1, "%V%Z",
+                     &rmcf->server);
+        return NGX_OK;
+
+    } else {
+        ngx_memcpy(rc->host, rmcf->host.data, rmcf->host.len + 1);
+        rc->port = rmcf->port;
+    }
+
+    ngx_snprintf(rc->target, sizeof(rc->target) - 1,
+                 ngx_strlchr(rc->host, rc->host + ngx_strlen(rc->host), ':')
+                 ? "[%s]:%d%Z" : "%s:%d%Z", rc->host, (int) rc->port);
+
+    return NGX_OK;
+}
+
+
+/*
+ * AUTH, SELECT, then PING or SUBSCRIBE: ready() once all are answered.
+ * To a sentinel: SENTINEL get-master-addr-by-name, then SUBSCRIBE.
+ */
 static void
 ngx_tce_redis_handshake(ngx_tce_redis_conn_t *rc)
 {
@@ -212,6 +274,25 @@ ngx_tce_redis_handshake(ngx_tce_redis_conn_t *rc)
 
     rmcf = rc->rmcf;
     rc->handshake = 0;
+
+    if (rc->sentinel) {
+        argv[0] = "SENTINEL";
+        len[0] = 8;
+        argv[1] = "get-master-addr-by-name";
+        len[1] = sizeof("get-master-addr-by-name") - 1;
+        argv[2] = (char *) rmcf->master_name.data;
+        len[2] = rmcf->master_name.len;
+
+        if (ngx_tce_redis_send(rc, ngx_tce_redis_hs_reply, "SENTINEL", 3,
+                               argv, len)
+            != NGX_OK)
+        {
+            return;
+        }
+
+        rc->handshake++;
+        goto subscribe;
+    }
 
     if (rmcf->password.len) {
         n = 0;
@@ -252,11 +333,13 @@ ngx_tce_redis_handshake(ngx_tce_redis_conn_t *rc)
         rc->handshake++;
     }
 
+subscribe:
+
     if (rc->subscriber) {
         argv[0] = "SUBSCRIBE";
         len[0] = 9;
-        argv[1] = (char *) rmcf->channel.data;
-        len[1] = rmcf->channel.len;
+        argv[1] = (char *) rc->channel.data;
+        len[1] = rc->channel.len;
         n = 2;
 
     } else {
@@ -296,7 +379,18 @@ ngx_tce_redis_hs_reply(ngx_tce_redis_conn_t *rc, redisReply *reply,
         return;
     }
 
-    if (what[0] == 'S' && what[1] == 'U') {
+    if (what[0] == 'S' && what[1] == 'E') {
+        /* the master's address: the owner checks and keeps it */
+        if (rc->hello == NULL
+            || rc->hello(rc, reply, text, sizeof(text)) != NGX_OK)
+        {
+            ngx_tce_redis_close(rc, (char *) text);
+            return;
+        }
+
+        ok = 1;
+
+    } else if (what[0] == 'S' && what[1] == 'U') {
         /* ["subscribe", <channel>, <count>] */
         ok = reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
              && reply->element[0]->type == REDIS_REPLY_STRING
@@ -331,8 +425,7 @@ ngx_tce_redis_hs_reply(ngx_tce_redis_conn_t *rc, redisReply *reply,
     rc->failures = 0;
 
     ngx_log_debug2(NGX_LOG_DEBUG_EVENT, rc->log, 0,
-                   "tce redis: %s connected to %V", rc->name,
-                   &rc->rmcf->server);
+                   "tce redis: %s connected to %s", rc->name, rc->target);
 
     if (rc->ready) {
         rc->ready(rc);
@@ -345,6 +438,8 @@ ngx_tce_redis_command(ngx_tce_redis_conn_t *rc,
     ngx_tce_redis_reply_pt handler, void *data, int argc, const char **argv,
     const size_t *argvlen)
 {
+    (void) ngx_tce_redis_stale(rc);
+
     if (rc->state == NGX_TCE_REDIS_DOWN
         && ngx_tce_redis_connect(rc) != NGX_OK)
     {
@@ -352,6 +447,43 @@ ngx_tce_redis_command(ngx_tce_redis_conn_t *rc,
     }
 
     return ngx_tce_redis_send(rc, handler, data, argc, argv, argvlen);
+}
+
+
+ngx_int_t
+ngx_tce_redis_command_same(ngx_tce_redis_conn_t *rc,
+    ngx_tce_redis_reply_pt handler, void *data, int argc, const char **argv,
+    const size_t *argvlen)
+{
+    if (rc->state != NGX_TCE_REDIS_UP) {
+        return NGX_ERROR;
+    }
+
+    return ngx_tce_redis_send(rc, handler, data, argc, argv, argvlen);
+}
+
+
+ngx_uint_t
+ngx_tce_redis_stale(ngx_tce_redis_conn_t *rc)
+{
+    ngx_tce_redis_sh_t  *sh;
+
+    if (rc->state == NGX_TCE_REDIS_DOWN || rc->sentinel
+        || rc->rmcf->master_name.len == 0)
+    {
+        return 0;
+    }
+
+    sh = rc->rmcf->zone->sh->redis;
+
+    if (sh == NULL || rc->epoch == sh->master_epoch) {
+        return 0;
+    }
+
+    rc->quiet = 1;
+    ngx_tce_redis_close(rc, "the master moved (Sentinel)");
+
+    return 1;
 }
 
 
@@ -767,14 +899,24 @@ ngx_tce_redis_close(ngx_tce_redis_conn_t *rc, const char *err)
 
     ngx_tce_redis_free_ac(rc);
 
-    if (was == NGX_TCE_REDIS_UP || rc->failures == 0) {
-        ngx_log_error(NGX_LOG_ERR, rc->log, 0,
-                      "tce redis: %s connection to %V %s: %s", rc->name,
-                      &rc->rmcf->server,
-                      was == NGX_TCE_REDIS_UP ? "lost" : "failed", rc->err);
-    }
+    if (rc->quiet) {
+        /* routine (the master moved): reconnect at once, no backoff */
+        ngx_log_error(NGX_LOG_INFO, rc->log, 0,
+                      "tce redis: %s connection to %s closed: %s",
+                      rc->name, rc->target, rc->err);
+        rc->failures = 0;
 
-    rc->failures++;
+    } else {
+        if (was == NGX_TCE_REDIS_UP || rc->failures == 0) {
+            ngx_log_error(NGX_LOG_ERR, rc->log, 0,
+                          "tce redis: %s connection to %s %s: %s",
+                          rc->name, rc->target,
+                          was == NGX_TCE_REDIS_UP ? "lost" : "failed",
+                          rc->err);
+        }
+
+        rc->failures++;
+    }
 
     /* handlers may queue anew (on a new connection): fail these only */
     ngx_queue_init(&failed);
@@ -795,8 +937,10 @@ ngx_tce_redis_close(ngx_tce_redis_conn_t *rc, const char *err)
     }
 
     if (rc->down) {
-        rc->down(rc, (char *) rc->err);
+        rc->down(rc, (char *) rc->err);     /* may look at rc->quiet */
     }
+
+    rc->quiet = 0;
 
     if (!rc->reconnect || rc->state != NGX_TCE_REDIS_DOWN
         || rc->retry.timer_set || ngx_exiting || ngx_quit || ngx_terminate)
@@ -829,7 +973,7 @@ ngx_tce_redis_shutdown(ngx_tce_redis_conn_t *rc)
     rc->down = NULL;
 
     if (rc->state != NGX_TCE_REDIS_DOWN || !ngx_queue_empty(&rc->pending)) {
-        rc->failures = 1;       /* quiet: an orderly close */
+        rc->quiet = 1;          /* an orderly close */
         ngx_tce_redis_close(rc, "closed by nginx");
     }
 

@@ -32,6 +32,8 @@ static char *ngx_tce_redis_init_main_conf(ngx_conf_t *cf, void *conf);
 static char *ngx_tce_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_tce_redis_server(ngx_conf_t *cf,
     ngx_tce_redis_main_conf_t *rmcf, ngx_str_t *value);
+static char *ngx_tce_redis_sentinels(ngx_conf_t *cf,
+    ngx_tce_redis_main_conf_t *rmcf, ngx_str_t *value);
 static char *ngx_tce_redis_password(ngx_conf_t *cf,
     ngx_tce_redis_main_conf_t *rmcf, ngx_str_t *path);
 static ngx_int_t ngx_tce_redis_init_module(ngx_cycle_t *cycle);
@@ -114,6 +116,7 @@ ngx_tce_redis_create_main_conf(ngx_conf_t *cf)
     rmcf->db = NGX_CONF_UNSET;
     rmcf->timeout = NGX_CONF_UNSET_MSEC;
     rmcf->resync = NGX_CONF_UNSET_MSEC;
+    rmcf->replicas = NGX_CONF_UNSET;
 
     return rmcf;
 }
@@ -134,6 +137,9 @@ ngx_tce_redis_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(rmcf->db, 0);
     ngx_conf_init_msec_value(rmcf->timeout, 1000);
     ngx_conf_init_msec_value(rmcf->resync, 5000);
+
+    /* with Sentinel, a write is answered once a replica has it */
+    ngx_conf_init_value(rmcf->replicas, rmcf->sentinels ? 1 : 0);
 
     if (rmcf->prefix.data == NULL) {
         ngx_str_set(&rmcf->prefix, "tce:");
@@ -223,15 +229,13 @@ ngx_tce_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (value[1].len > 9 && ngx_strncmp(value[1].data, "sentinel=", 9) == 0)
+    if (value[1].len >= 9 && ngx_strncmp(value[1].data, "sentinel=", 9) == 0)
     {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"tce_redis\" \"%V\": Sentinel is not supported "
-                           "yet; give the master's address", &value[1]);
-        return NGX_CONF_ERROR;
-    }
+        if (ngx_tce_redis_sentinels(cf, rmcf, &value[1]) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
 
-    if (ngx_tce_redis_server(cf, rmcf, &value[1]) != NGX_CONF_OK) {
+    } else if (ngx_tce_redis_server(cf, rmcf, &value[1]) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -309,6 +313,30 @@ ngx_tce_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "master=", 7) == 0) {
+            if (v.len == 0 || v.len > NGX_TCE_REDIS_NAME_MAX) {
+                goto invalid;
+            }
+
+            for (p = v.data; p < v.data + v.len; p++) {
+                if (*p <= ' ' || *p >= 0x7f) {
+                    goto invalid;
+                }
+            }
+
+            rmcf->master_name = v;      /* NUL-terminated by nginx */
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "replicas=", 9) == 0) {
+            rmcf->replicas = ngx_atoi(v.data, v.len);
+            if (rmcf->replicas == NGX_ERROR || rmcf->replicas > 64) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "cache=", 6) == 0) {
             if (v.len == 0) {
                 goto invalid;
@@ -319,6 +347,13 @@ ngx_tce_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         goto invalid;
+    }
+
+    if ((rmcf->sentinels == NULL) != (rmcf->master_name.len == 0)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tce_redis\": \"sentinel=\" and \"master=\" "
+                           "go together");
+        return NGX_CONF_ERROR;
     }
 
     rmcf->enabled = 1;
@@ -381,6 +416,73 @@ ngx_tce_redis_server(ngx_conf_t *cf, ngx_tce_redis_main_conf_t *rmcf,
     rmcf->host.len = len;
     ngx_cpystrn(rmcf->host.data, text, len + 1);
     rmcf->port = u.port;
+
+    return NGX_CONF_OK;
+}
+
+
+/* sentinel=host[:port][,host[:port]...], each resolved now */
+static char *
+ngx_tce_redis_sentinels(ngx_conf_t *cf, ngx_tce_redis_main_conf_t *rmcf,
+    ngx_str_t *value)
+{
+    u_char                *p, *last, *comma;
+    size_t                 len;
+    ngx_url_t              u;
+    ngx_tce_redis_addr_t  *a;
+
+    rmcf->server = *value;
+
+    rmcf->sentinels = ngx_array_create(cf->pool, 3,
+                                       sizeof(ngx_tce_redis_addr_t));
+    if (rmcf->sentinels == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = value->data + 9;
+    last = value->data + value->len;
+
+    while (p <= last) {
+        comma = ngx_strlchr(p, last, ',');
+        if (comma == NULL) {
+            comma = last;
+        }
+
+        if (comma == p || rmcf->sentinels->nelts == 16) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"tce_redis\" \"%V\": 1 to 16 "
+                               "comma-separated host:port", value);
+            return NGX_CONF_ERROR;
+        }
+
+        a = ngx_array_push(rmcf->sentinels);
+        if (a == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&u, sizeof(ngx_url_t));
+
+        u.url.data = p;
+        u.url.len = comma - p;
+        u.default_port = 26379;
+
+        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0
+            || u.family == AF_UNIX)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"tce_redis\" sentinel \"%V\": %s", &u.url,
+                               u.err ? u.err : "host not found");
+            return NGX_CONF_ERROR;
+        }
+
+        a->text = u.url;
+        len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
+                            a->host, NGX_TCE_REDIS_HOST_LEN - 1, 0);
+        a->host[len] = '\0';
+        a->port = u.port;
+
+        p = comma + 1;
+    }
 
     return NGX_CONF_OK;
 }
@@ -510,6 +612,7 @@ ngx_tce_redis_init_module(ngx_cycle_t *cycle)
     }
 
     sh = zone->sh->redis;
+    sh->with_sentinel = (rmcf->master_name.len != 0);
 
     if (sh->version == 0 && rmcf->cache.len) {
         ngx_tce_redis_cache_load(rmcf, cycle->log);

@@ -98,6 +98,8 @@ ngx_tce_redis_sync_init(ngx_cycle_t *cycle, ngx_tce_redis_main_conf_t *rmcf)
     ctx->sub.down = ngx_tce_redis_down;
     ctx->sub.push = ngx_tce_redis_push;
 
+    ngx_tce_redis_sentinel_init(ctx);
+
     ctx->tick.handler = ngx_tce_redis_tick;
     ctx->tick.data = ctx;
     ctx->tick.log = cycle->log;
@@ -165,9 +167,8 @@ ngx_tce_redis_tick(ngx_event_t *ev)
             ngx_tce_redis_start(ctx);
         }
 
-        if (ctx->sub.state == NGX_TCE_REDIS_UP
-            && (ngx_msec_int_t) (now - ctx->last_check)
-               >= (ngx_msec_int_t) ctx->rmcf->resync)
+        if ((ngx_msec_int_t) (now - ctx->last_check)
+            >= (ngx_msec_int_t) ctx->rmcf->resync)
         {
             ngx_tce_redis_check(ctx);
         }
@@ -210,6 +211,10 @@ next:
 static void
 ngx_tce_redis_start(ngx_tce_redis_ctx_t *ctx)
 {
+    u_char             host[NGX_TCE_REDIS_HOST_LEN];
+    in_port_t          port;
+    ngx_atomic_uint_t  epoch;
+
     ctx->owner = 1;
     ctx->last_check = ngx_current_msec;
 
@@ -219,6 +224,20 @@ ngx_tce_redis_start(ngx_tce_redis_ctx_t *ctx)
 
     if (ctx->cmd.idle.timer_set) {
         ngx_del_timer(&ctx->cmd.idle);
+    }
+
+    if (ctx->rmcf->master_name.len) {
+        /* asks for the master; its answer connects the two others */
+        ngx_tce_redis_sentinel_init(ctx);
+        ctx->sentinel.reconnect = 1;
+        (void) ngx_tce_redis_connect(&ctx->sentinel);
+
+        if (ngx_tce_redis_master(ctx->rmcf, host, &port, &epoch)
+            != NGX_OK)
+        {
+            ngx_tce_redis_state(ctx);
+            return;
+        }
     }
 
     (void) ngx_tce_redis_connect(&ctx->cmd);
@@ -241,6 +260,8 @@ ngx_tce_redis_stop(ngx_tce_redis_ctx_t *ctx)
     ngx_tce_redis_shutdown(&ctx->sub);
     ctx->sub.ready = ngx_tce_redis_sub_ready;
     ctx->sub.down = ngx_tce_redis_down;
+
+    ngx_tce_redis_shutdown(&ctx->sentinel);
 
     ctx->cmd.reconnect = 0;
     ctx->cmd.idle_time = NGX_TCE_REDIS_IDLE;
@@ -282,7 +303,7 @@ ngx_tce_redis_state(ngx_tce_redis_ctx_t *ctx)
         ctx->sh->up_since = ngx_time();
 
         ngx_log_error(NGX_LOG_NOTICE, ctx->log, 0,
-                      "tce redis: connected to %V", &ctx->rmcf->server);
+                      "tce redis: connected to %s", ctx->cmd.target);
     }
 
     ctx->sh->state = state;
@@ -318,6 +339,18 @@ static void
 ngx_tce_redis_down(ngx_tce_redis_conn_t *rc, const char *err)
 {
     ngx_tce_redis_ctx_t *ctx = rc->data;
+
+    if (rc->quiet) {
+        /* routine (the master moved, nginx closes): not an error */
+        if (ctx->owner && rc == &ctx->cmd) {
+            ctx->pulling = 0;
+            ctx->checking = 0;
+            ctx->again = 1;
+        }
+
+        ngx_tce_redis_state(ctx);
+        return;
+    }
 
     if (!ctx->owner) {
         if (rc == &ctx->cmd) {
@@ -411,13 +444,37 @@ ngx_tce_redis_check(ngx_tce_redis_ctx_t *ctx)
 
     ctx->last_check = ngx_current_msec;
 
-    /* the subscriber's liveness: a PING answered within timeout= */
+    /* the subscribers' liveness: a PING answered within timeout= */
     argv[0] = "PING";
     len[0] = 4;
 
     if (ctx->sub.state == NGX_TCE_REDIS_UP && ctx->sub.npending == 0) {
         (void) ngx_tce_redis_command(&ctx->sub, ngx_tce_redis_pong, ctx, 1,
                                      argv, len);
+    }
+
+    if (ctx->rmcf->master_name.len
+        && ctx->sentinel.state == NGX_TCE_REDIS_UP)
+    {
+        if (ctx->sub.state == NGX_TCE_REDIS_UP
+            && ctx->cmd.state == NGX_TCE_REDIS_UP)
+        {
+            if (ctx->sentinel.npending == 0) {
+                (void) ngx_tce_redis_command(&ctx->sentinel,
+                                             ngx_tce_redis_pong, ctx, 1,
+                                             argv, len);
+            }
+
+        } else {
+            /* the master is unreachable: ask again, the next sentinel */
+            ctx->sentinel.quiet = 1;
+            ngx_tce_redis_close(&ctx->sentinel, "asking Sentinel again");
+            (void) ngx_tce_redis_connect(&ctx->sentinel);
+        }
+    }
+
+    if (ctx->sub.state != NGX_TCE_REDIS_UP) {
+        return;
     }
 
     if (ctx->checking || ctx->pulling
@@ -856,6 +913,24 @@ ngx_tce_redis_json(ngx_tce_zone_t *zone)
                   "writes", (json_int_t) sh->writes,
                   "write_errors", (json_int_t) sh->write_errors,
                   "write_conflicts", (json_int_t) sh->conflicts);
+
+    if (o == NULL
+        || json_object_set_new(o, "writes_not_replicated",
+                               json_integer(sh->not_replicated))
+           != 0)
+    {
+        json_decref(o);
+        return NULL;
+    }
+
+    if (sh->with_sentinel
+        && json_object_set_new(o, "sentinel",
+                               ngx_tce_redis_sentinel_json(zone, sh))
+           != 0)
+    {
+        json_decref(o);
+        return NULL;
+    }
 
     return o;
 }

@@ -27,6 +27,7 @@ METRICS_LOCATION = """\
 """
 
 REDIS_BIN = shutil.which('redis-server') or '/usr/bin/redis-server'
+SENTINEL_BIN = shutil.which('redis-sentinel') or '/usr/bin/redis-sentinel'
 
 
 # ------------------------------------------------------------------ RESP
@@ -99,13 +100,14 @@ class RedisClient:
 class Redis:
     """redis-server on 127.0.0.1:<port> and a unix socket in dir."""
 
-    def __init__(self, root):
-        self.dir = os.path.join(root, 'redis')
+    def __init__(self, root, name='redis', extra=()):
+        self.dir = os.path.join(root, name)
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
         self.unix = os.path.join(self.dir, 'redis.sock')
         self.password = None
         self.proc = None
+        self.extra = list(extra)
         self.log = os.path.join(self.dir, 'redis.log')
 
     def start(self, password=None):
@@ -118,6 +120,7 @@ class Redis:
                 '--daemonize', 'no']
         if self.password:
             args += ['--requirepass', self.password]
+        args += self.extra
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
 
@@ -154,6 +157,104 @@ class Redis:
         if self.proc:
             stop_process(self.proc)
             self.proc = None
+
+
+class Sentinel:
+    """redis-sentinel on 127.0.0.1:<port> watching master `name`."""
+
+    def __init__(self, root, i, master, name='mymaster', quorum=2):
+        self.dir = os.path.join(root, 'sentinel%d' % i)
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        self.conf = os.path.join(self.dir, 'sentinel.conf')
+        self.log = os.path.join(self.dir, 'sentinel.log')
+        down = int(1000 * SLOW)
+        with open(self.conf, 'w') as f:
+            f.write('port %d\nbind 127.0.0.1\ndir %s\nlogfile %s\n'
+                    'daemonize no\n'
+                    'sentinel monitor %s 127.0.0.1 %d %d\n'
+                    'sentinel down-after-milliseconds %s %d\n'
+                    'sentinel failover-timeout %s %d\n'
+                    'sentinel parallel-syncs %s 1\n'
+                    % (self.port, self.dir, self.log, name, master.port,
+                       quorum, name, down, name, 10 * down, name))
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([SENTINEL_BIN, self.conf],
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+
+        def up():
+            if self.proc.poll() is not None:
+                pytest.fail('redis-sentinel exited: %s'
+                            % open(self.log).read()[-2000:])
+            try:
+                return self.cmd('PING') == 'PONG'
+            except (OSError, RespError):
+                return False
+        wait_for(up, 10, what='redis-sentinel to answer')
+
+    def cmd(self, *args):
+        c = RedisClient(('127.0.0.1', self.port))
+        try:
+            return c.cmd(*args)
+        finally:
+            c.close()
+
+    def master(self, name='mymaster'):
+        a = self.cmd('SENTINEL', 'get-master-addr-by-name', name)
+        return a and int(a[1])
+
+    def stop(self):
+        if self.proc:
+            stop_process(self.proc)
+            self.proc = None
+
+
+class RedisHA:
+    """A master, one replica and three sentinels (quorum 2)."""
+
+    def __init__(self, root):
+        self.master = Redis(root, 'master')
+        self.replica = Redis(root, 'replica',
+                             ['--replicaof', '127.0.0.1',
+                              str(self.master.port)])
+        self.sentinels = [Sentinel(root, i, self.master) for i in range(3)]
+
+    def start(self):
+        self.master.start()
+        self.replica.start()
+        wait_for(lambda: 'master_link_status:up'
+                 in self.replica.cmd('INFO', 'replication'), 10,
+                 what='the replica to sync')
+        for s in self.sentinels:
+            s.start()
+        # every sentinel sees the replica and the two others
+        wait_for(lambda: all(
+            int(s.cmd('SENTINEL', 'master', 'mymaster')[
+                s.cmd('SENTINEL', 'master', 'mymaster').index(
+                    'num-other-sentinels') + 1]) == 2
+            and len(s.cmd('SENTINEL', 'replicas', 'mymaster')) == 1
+            for s in self.sentinels), 20, what='the sentinels to meet')
+
+    def line(self, extra=''):
+        return ('tce_redis sentinel=%s master=mymaster %s;'
+                % (','.join('127.0.0.1:%d' % s.port for s in self.sentinels),
+                   extra))
+
+    def stop(self):
+        for s in self.sentinels:
+            s.stop()
+        self.replica.stop()
+        self.master.stop()
+
+
+@pytest.fixture
+def redis_ha(tmp_path):
+    ha = RedisHA(str(tmp_path))
+    yield ha
+    ha.stop()
 
 
 @pytest.fixture
