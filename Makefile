@@ -5,6 +5,8 @@
 #   make valgrind  the integration tests with nginx inside memcheck
 #   make bench   instructions and throughput against stock nginx
 #   make fuzz    libFuzzer targets of the parsers, FUZZ_SECONDS each
+#   make chaos   2 minutes of load while everything around nginx moves
+#   make soak DURATION=3600   the same for that long, samples + plot
 
 NGINX_SRC   ?= /usr/share/nginx/src
 NGINX_BIN   ?= /usr/sbin/nginx
@@ -17,7 +19,8 @@ DEB_PACKAGES := nginx-core nginx-dev libcurl4-openssl-dev libjansson-dev \
                 libcmocka-dev python3-pytest python3-pytest-xdist \
                 python3-jsonschema python3-hypothesis curl wrk redis-server \
                 redis-sentinel prometheus valgrind openssl gcc make \
-                chromium chromium-driver python3-selenium
+                chromium chromium-driver python3-selenium \
+                python3-matplotlib
 
 MOD_DIRS    := ngx_tce_module lb admin
 MOD_SRCS    := $(wildcard $(addsuffix /*.c,$(MOD_DIRS)))
@@ -54,7 +57,7 @@ FUZZ_LIBS     := -ljansson -lcurl -lhiredis -lm
 MODULE      := $(BUILD)/ngx_tce_module.so
 
 .PHONY: module-locked all deps run run-consul test unit integration lint \
-        valgrind bench clean fuzz fuzz-deps
+        valgrind bench clean fuzz fuzz-deps chaos soak
 
 all: $(MODULE)
 
@@ -159,6 +162,22 @@ bench: deps $(MODULE)
 	$(PYTHON) bench/admin_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
 	$(PYTHON) bench/diff_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
 	$(PYTHON) bench/slowstart_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
+
+# tests/chaos/: CHAOS_SECONDS of load through two front door nodes and
+# a stock nginx while Consul, Redis, the admin API, reloads and kills
+# move everything (README "Reliability"); make integration runs 20 s
+# of it (test_chaos.py).  make soak: DURATION seconds, a sample every
+# 10 s into $(BUILD)/soak/soak.csv and its plot soak.png.
+CHAOS_SECONDS ?= 120
+chaos: deps $(MODULE)
+	$(PYTHON) tests/chaos/chaos.py --duration $(CHAOS_SECONDS)
+
+DURATION ?= 600
+soak: deps $(MODULE)
+	@mkdir -p $(BUILD)/soak
+	$(PYTHON) tests/chaos/chaos.py --duration $(DURATION) --soak \
+	    --sample 10 --csv $(BUILD)/soak/soak.csv
+	$(PYTHON) tests/chaos/soak_plot.py $(BUILD)/soak/soak.csv
 
 fuzz-deps:
 	@missing=""; for p in $(FUZZ_PACKAGES); do \

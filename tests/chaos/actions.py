@@ -1,0 +1,484 @@
+"""
+What happens around the front door during a chaos run, one function per
+kind of change.  Each takes the run (chaos.py's Run: the processes, the
+models of what is registered, the counters) and a random.Random, does
+its change (and undoes it later when it is an outage), and reports
+through run.applied(kind) / run.refused(kind, why) / run.problem(text).
+
+A new kind (a deploy started, promoted or rolled back; a Sentinel
+failover) is one more function decorated with @action(weight): the run
+picks among them at random, from several threads at once.
+"""
+
+import http.client
+import json
+import threading
+import time
+
+from world import ADMIN_SVC, CONSUL_SVC, FILL_SVC, BackendProc
+
+ACTIONS = []
+
+# the Consul paths the front door reads: faults apply to these only (the
+# platform's own registrations keep working, as they go to an agent)
+WATCHED = '/v1/health/'
+
+
+def action(weight):
+    """Registers fn as an action picked with this relative weight."""
+    def deco(fn):
+        ACTIONS.append((fn.__name__, weight, fn))
+        return fn
+    return deco
+
+
+def pick(rng, only=None):
+    """A random action, by weight; only: a list of names to pick from
+    (empty: none, returns None)."""
+    table = [a for a in ACTIONS if only is None or a[0] in only]
+    if not table:
+        return 'none', lambda run, rng: None
+    x = rng.uniform(0, sum(w for _, w, _ in table))
+    for name, w, fn in table:
+        x -= w
+        if x <= 0:
+            return name, fn
+    return table[-1][0], table[-1][2]
+
+
+def admin(run, kind, method, path, body=None, ok=(200, 201, 202, 204),
+          front=None, refuse=(409, 412, 503, 507)):
+    """One admin API call to a front door (by default the one routing
+    the service named in path); returns the answer's status or None.
+    Refusals
+    the front door must give in a run (Redis down: 503, zone full: 507,
+    a conflict: 409/412) count as refused; a connection lost (a worker
+    killed under it) as unconfirmed; anything else is a problem."""
+    if front is None:
+        front = run.front_a if CONSUL_SVC in path else run.front_b
+    try:
+        status, _, text = front.api(method, path, body)
+    except (OSError, http.client.HTTPException) as e:
+        run.refused(kind, 'unconfirmed: %r' % e)
+        return None
+    if status in ok:
+        run.applied(kind)
+        return status
+    if status in refuse:
+        try:
+            code = json.loads(text)['error']['code']
+        except (ValueError, KeyError, TypeError):
+            code = text[:60]
+        run.refused(kind, '%d %s' % (status, code))
+        return status
+    run.problem('admin %s %s %s -> %d %s' % (front.name, method, path,
+                                             status, text[:300]))
+    return status
+
+
+# ------------------------------------------------------------------ Consul
+
+def consul_churn_step(run, rng):
+    """One registry change at the Consul double (called every 100 ms):
+    an instance of the pool registered or deregistered, or a check
+    flipped.  core0 always stays registered and passing."""
+    m = run.consul_model
+    sid = rng.choice(sorted(m))
+    inst = m[sid]
+    c = run.consul
+    if not run.consul_lock.acquire(blocking=False):
+        return                          # Consul being killed, or a fault
+    try:
+        if sid != 'core0' and rng.random() < 0.5:
+            if inst['registered']:
+                c.deregister(sid)
+                inst['registered'] = False
+            else:
+                inst['status'] = rng.choice(('passing', 'passing',
+                                             'warning'))
+                inst['weight'] = rng.randint(1, 5)
+                c.register(CONSUL_SVC, sid, inst['addr'], inst['env'],
+                           inst['weight'], inst['status'])
+                inst['registered'] = True
+        elif inst['registered']:
+            choices = ('passing', 'warning') if sid == 'core0' else (
+                'passing', 'warning', 'critical')
+            inst['status'] = rng.choice(choices)
+            c.check(sid, inst['status'])
+        else:
+            return
+        run.applied('consul_churn')
+    except (OSError, http.client.HTTPException):
+        run.refused('consul_churn', 'Consul down')
+    finally:
+        run.consul_lock.release()
+
+
+def consul_register_all(run):
+    """After a restart: every instance registered again (anti-entropy)."""
+    for sid, inst in sorted(run.consul_model.items()):
+        if inst['registered']:
+            run.consul.register(CONSUL_SVC, sid, inst['addr'], inst['env'],
+                                inst['weight'], inst['status'])
+    with run.fill_lock:
+        fill = sorted(run.fill_model.items())
+    for sid, addr in fill:
+        run.consul.register(FILL_SVC, sid, addr)
+
+
+@action(3)
+def consul_errors(run, rng):
+    """Consul answers errors (5xx, no leader, malformed, truncated,
+    dropped connections) for 0.5 to 2 s."""
+    kind = rng.choice(('status', 'no_leader', 'malformed', 'truncated',
+                       'drop'))
+    with run.consul_lock:
+        try:
+            run.consul.fault(kind=kind, count=-1, status=500,
+                             path=WATCHED)
+        except OSError:
+            return
+    time.sleep(rng.uniform(0.5, 2))
+    with run.consul_lock:
+        try:
+            run.consul.clear()
+        except OSError:
+            pass
+    run.applied('consul_errors')
+
+
+@action(2)
+def consul_hang(run, rng):
+    """Consul accepts queries and never answers, for 1 to 3 s."""
+    with run.consul_lock:
+        try:
+            run.consul.fault(kind='hang', count=-1, path=WATCHED)
+        except OSError:
+            return
+    time.sleep(rng.uniform(1, 3))
+    with run.consul_lock:
+        try:
+            run.consul.clear()
+        except OSError:
+            pass
+    run.applied('consul_hang')
+
+
+@action(2)
+def consul_kill(run, rng):
+    """The Consul agent killed (SIGKILL), started again empty 0.5 to 2 s
+    later; it answers empty sets until the instances are registered
+    again (0.3 to 1.5 s later), as agents do."""
+    with run.consul_lock:
+        run.consul.kill()
+        run.event('consul killed')
+        time.sleep(rng.uniform(0.5, 2))
+        run.consul.start()
+        # empty until the agents register their services again
+        time.sleep(rng.uniform(0.3, 1.5))
+        consul_register_all(run)
+        run.event('consul restarted')
+    run.applied('consul_kill')
+
+
+# ---------------------------------------------------------------- admin API
+
+def _cluster(svc):
+    return '/services/%s/clusters/default' % svc
+
+
+@action(3)
+def canary_weight(run, rng):
+    """A canary weight change (0..100, 2 decimals) on either service."""
+    svc = rng.choice((CONSUL_SVC, ADMIN_SVC))
+    w = round(rng.uniform(0, 100), 2) if rng.random() < 0.7 else \
+        rng.choice((0, 100))
+    admin(run, 'canary_weight', 'PUT', _cluster(svc) + '/canary',
+          {'weight': w})
+
+
+@action(1)
+def canary_rollback(run, rng):
+    """A rollback (weight 0, a new epoch), or back to nginx.conf's."""
+    svc = rng.choice((CONSUL_SVC, ADMIN_SVC))
+    if rng.random() < 0.5:
+        admin(run, 'canary_rollback', 'PUT', _cluster(svc) + '/canary',
+              {'rollback': True})
+    else:
+        admin(run, 'canary_rollback', 'DELETE', _cluster(svc) + '/canary',
+              ok=(200, 204))
+
+
+def _prod_routable(m, without=None):
+    return [i for i, x in m.items() if x['env'] == 'prod' and i != without
+            and not x['drained'] and not x.get('removing')]
+
+
+@action(3)
+def drain(run, rng):
+    """An instance drained, or given back (PATCH of its drain override),
+    in either service (the Consul-fed one's overrides are laid over
+    every Consul answer).  Each keeps an undrained prod instance."""
+    if rng.random() < 0.5:
+        svc, m, lock = ADMIN_SVC, run.admin_model, run.admin_lock
+    else:
+        svc, m, lock = CONSUL_SVC, run.consul_model, run.consul_model_lock
+    # a Consul-fed instance may be deregistered at the moment: 404
+    refuse = (409, 412, 503, 507) + ((404,) if svc == CONSUL_SVC else ())
+    with lock:
+        drained = [i for i, x in m.items() if x['drained']
+                   and not x.get('removing')]
+        if drained and rng.random() < 0.5:
+            iid = rng.choice(drained)
+            st = admin(run, 'drain', 'PATCH', '%s/instances/%s'
+                       % (_cluster(svc), iid), {'drain': None},
+                       refuse=refuse)
+            if st == 200:
+                m[iid]['drained'] = False
+            return
+        cands = [i for i, x in m.items() if not x['drained']
+                 and not x.get('removing') and i != 'core0'
+                 and (x['env'] != 'prod' or len(_prod_routable(m, i)) >= 1)]
+        if not cands:
+            return
+        iid = rng.choice(cands)
+        # marked first: no other action may count on it meanwhile
+        m[iid]['drained'] = True
+        st = admin(run, 'drain', 'PATCH', '%s/instances/%s'
+                   % (_cluster(svc), iid), {'drain': True}, refuse=refuse)
+        if st != 200:
+            m[iid]['drained'] = st is None  # unconfirmed: maybe drained
+
+
+@action(2)
+def scale_out(run, rng):
+    """A new backend process started and added through the API."""
+    with run.admin_lock:
+        if sum(1 for x in run.admin_model.values()
+               if not x['removing']) >= 7:
+            return
+        run.seq += 1
+        iid = 'n%d' % run.seq
+    b = BackendProc(run.root, 'admin-' + iid,
+                    delay_ms=rng.choice((0, 0, 0, 120)))
+    b.wait_ready()
+    env = rng.choice(('prod', 'prod', 'canary'))
+    st = admin(run, 'scale_out', 'POST', _cluster(ADMIN_SVC) + '/instances',
+               {'id': iid, 'address': b.addr, 'env': env,
+                'weight': rng.randint(1, 5), 'version': 'v%d' % run.seq})
+    with run.admin_lock:
+        if st in (200, 201) or st is None:
+            run.admin_model[iid] = {'addr': b.addr, 'env': env,
+                                    'backend': b, 'drained': False,
+                                    'removing': False}
+            return
+    b.stop()
+
+
+@action(2)
+def scale_in(run, rng):
+    """An instance scale_out added removed through the API (DELETE: it
+    drains), its backend stopped once the front door has let it go, as
+    a platform does it."""
+    with run.admin_lock:
+        m = run.admin_model
+        # p1, p2, c1 stay: the stock nginx proxies to them too
+        cands = [i for i, x in m.items() if not x['removing']
+                 and i.startswith('n')
+                 and (x['env'] != 'prod' or x['drained']
+                      or len(_prod_routable(m, i)) >= 1)]
+        if len(m) <= 2 or not cands:
+            return
+        iid = rng.choice(cands)
+        m[iid]['removing'] = True
+    path = '%s/instances/%s' % (_cluster(ADMIN_SVC), iid)
+    st = admin(run, 'scale_in', 'DELETE', path + '?timeout=20s',
+               ok=(202,))
+    if st not in (202, None):
+        with run.admin_lock:
+            m[iid]['removing'] = False
+        return
+
+    def gone():
+        try:
+            s, _, _ = run.front_b.api('GET', path)
+        except (OSError, http.client.HTTPException):
+            return False
+        return s == 404
+
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and not run.stopping.is_set():
+        if gone():
+            with run.admin_lock:
+                x = m.pop(iid)
+            x['backend'].stop()
+            run.event('%s removed, its backend stopped' % iid)
+            return
+        time.sleep(0.1)
+    if not run.stopping.is_set():
+        run.problem('%s still in the registry 40 s after its DELETE' % iid)
+
+
+# ------------------------------------------------------------------- Redis
+
+@action(2)
+def redis_kill(run, rng):
+    """redis-server killed (SIGKILL), started again 0.3 to 2 s later."""
+    with run.redis_lock:
+        run.redis.kill()
+        run.event('redis killed')
+        time.sleep(rng.uniform(0.3, 2))
+        run.redis.start()
+        run.event('redis restarted')
+    run.applied('redis_kill')
+
+
+# ----------------------------------------------------------- nginx itself
+
+def reload(run, rng):
+    """nginx -s reload; returns once the new workers serve and the old
+    ones are shutting down (their pids are kept for the classifier)."""
+    front = rng.choice((run.front_a, run.front_b))
+    with run.proc_lock:
+        master = front.proc.pid
+        old = run.serving(master)
+        t = time.time()
+        front.signal_reload()
+        run.reloads.append((t, front.name, old))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = run.serving(master)
+            if len(now) == front.nworkers and not (now & old):
+                break
+            time.sleep(0.02)
+        else:
+            run.problem('reload: no new workers within 30 s')
+    run.applied('reload')
+    run.event('%s reload (old workers %s)' % (front.name, sorted(old)))
+
+
+def kill_worker(run, rng):
+    """SIGKILL of one worker of each front door node and, at the same
+    moment, one of the stock nginx (which carries as many clients): each stopped first (SIGSTOP) so that the
+    client ports of the connections it holds are known exactly."""
+    import os
+    import signal
+    from world import client_ports
+    with run.proc_lock:
+        victims = []
+        for target, master, port in (
+                ('tce-a', run.front_a.proc.pid, run.front_a.port),
+                ('tce-b', run.front_b.proc.pid, run.front_b.port),
+                ('stock', run.stock.proc.pid, run.stock.port)):
+            pids = sorted(run.serving(master))
+            if not pids:
+                continue
+            pid = rng.choice(pids)
+            os.kill(pid, signal.SIGSTOP)
+            victims.append((target, master, pid, port))
+        snaps = [(target, master, pid, client_ports(pid, port))
+                 for target, master, pid, port in victims]
+        t = time.time()
+        for target, master, pid, ports in snaps:
+            os.kill(pid, signal.SIGKILL)
+            run.kills.append({'target': target, 't': t, 'pid': pid,
+                              'ports': ports})
+            run.event('%s worker %d killed (%d connections)'
+                      % (target, pid, len(ports)))
+        for target, master, pid, ports in snaps:
+            deadline = time.monotonic() + 10
+            while len(run.serving(master)) < 2 \
+                    and time.monotonic() < deadline:
+                time.sleep(0.02)
+    run.applied('kill')
+
+
+# --------------------------------------------------------------- the zone
+
+def _fill_register(run, count):
+    """count more chaos.fill.api instances registered (dead addresses:
+    nothing routes to them); False if Consul is down."""
+    with run.consul_lock:               # not during a Consul restart
+        with run.fill_lock:
+            start = len(run.fill_model)
+            new = [('fill-%05d' % i, '127.0.0.1:%d' % (20000 + i % 10000))
+                   for i in range(start, start + count)]
+            run.fill_model.update(new)
+        try:
+            for sid, addr in new:
+                run.consul.register(FILL_SVC, sid, addr)
+        except (OSError, http.client.HTTPException) as e:
+            run.problem('fill registration failed: %r' % e)
+            return False
+    return True
+
+
+def _fill_deregister(run, keep):
+    """Every fill instance but the first `keep` deregistered."""
+    with run.consul_lock:               # not during a Consul restart
+        with run.fill_lock:
+            gone = sorted(run.fill_model)[keep:]
+            for sid in gone:
+                del run.fill_model[sid]
+        try:
+            for sid in gone:
+                run.consul.deregister(sid)
+        except (OSError, http.client.HTTPException) as e:
+            run.problem('fill deregistration failed: %r' % e)
+
+
+def zone_fill(run, rng, hold=3.0):
+    """chaos.fill.api registered in Consul, 100 instances at a time,
+    until the zone refuses the set (or is 90% used): the refusal must
+    keep exactly the last set stored (nothing half-applied) and say so
+    in the status.  Back to the largest set the zone took, held for
+    `hold` seconds while everything else goes on, then emptied (but one
+    instance: an empty answer would be kept)."""
+    run.fill_active = True
+    stored = 1
+    for _ in range(100):
+        if not _fill_register(run, 100):
+            time.sleep(0.5)
+            continue
+        run.wait_fill_applied()
+        svc = run.fill_service()
+        n = len(svc.get('instances', ()))
+        err = svc.get('discovery', {}).get('last_error', '')
+        used, size = run.zone_usage()
+        if 'full' in err and n < len(run.fill_model):
+            run.overfill = (len(run.fill_model), n, err)
+            stored = n                  # the zone's largest set
+            run.event('zone refused %d fill instances, kept %d: "%s"'
+                      % (len(run.fill_model), n, err))
+            break
+        stored = max(stored, n)
+        run.fill_level = (n, used, size)
+        if used is not None and used >= 0.9 * size:
+            break
+    _fill_deregister(run, stored)
+    run.wait_fill_applied()
+    used, size = run.zone_usage()
+    run.fill_level = (stored, used, size)
+    run.event('zone held at %s of %s bytes, %d fill instances'
+              % (used, size, stored))
+    run.applied('zone_fill')
+    time.sleep(hold)
+
+    _fill_deregister(run, 1)
+    run.event('zone emptied of chaos.fill.api')
+    run.applied('zone_fill')
+    # the series of the instances gone expire (tce_metrics_expire 2s)
+    deadline = time.monotonic() + 15
+    while len(run.fill_service().get('instances', ())) != 1:
+        if time.monotonic() > deadline:
+            run.problem('the zone fill was not removed within 15 s')
+            break
+        time.sleep(0.1)
+    time.sleep(3)
+    run.fill_active = False
+
+
+def start_thread(fn, *args):
+    t = threading.Thread(target=fn, args=args, daemon=True)
+    t.start()
+    return t
