@@ -576,6 +576,11 @@ class Run:
             p('  PROBLEM ' + text)
         p(flat_text)
         p(fd_text)
+        if self.args.duration < 60:
+            # 20 s are mostly warm-up (the zone fill included): shown,
+            # judged from make chaos's two minutes on
+            p('(memory not judged in runs under 60 s)')
+            flat_ok = True
         ok = not tce_real and not stock_real and not logp and not slogp \
             and not self.problems and flat_ok and fd_ok
         p('%s: requests %d, failures %d, changes applied %d, reloads %d, '
