@@ -33,10 +33,12 @@
 #define NGX_HTTP_TCE_ADMIN_R_INSTANCE  8
 #define NGX_HTTP_TCE_ADMIN_R_ENV_INSTS 9
 #define NGX_HTTP_TCE_ADMIN_R_DIFF      10
+#define NGX_HTTP_TCE_ADMIN_R_DEPLOYS   11
 
 #define NGX_HTTP_TCE_ADMIN_MAX_SEGS    8
 
-#define NGX_HTTP_TCE_ADMIN_SHM_SIZE    (8 * ngx_pagesize)
+#define NGX_HTTP_TCE_ADMIN_SHM_SIZE                                       \
+    (8 * ngx_pagesize + sizeof(ngx_http_tce_admin_shctx_t))
 
 
 static void *ngx_http_tce_admin_create_main_conf(ngx_conf_t *cf);
@@ -47,9 +49,12 @@ static char *ngx_http_tce_admin(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_tce_admin_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static ngx_int_t ngx_http_tce_admin_init_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_tce_admin_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_tce_admin_route(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx);
+static ngx_int_t ngx_http_tce_admin_deploys_route(
+    ngx_http_tce_admin_ctx_t *ctx, ngx_str_t *seg, ngx_uint_t n);
 static ngx_int_t ngx_http_tce_admin_lookup(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx);
 static ngx_int_t ngx_http_tce_admin_hold(ngx_http_request_t *r,
@@ -128,7 +133,7 @@ ngx_module_t  ngx_http_tce_admin_api_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    ngx_http_tce_admin_drain_init_process, /* init process */
+    ngx_http_tce_admin_init_process,       /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
@@ -188,6 +193,8 @@ ngx_http_tce_admin_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_tce_admin_loc_conf_t *prev = parent;
     ngx_http_tce_admin_loc_conf_t *conf = child;
 
+    ngx_http_tce_admin_main_conf_t  *amcf;
+
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_value(conf->read_auth, prev->read_auth, 0);
     ngx_conf_merge_msec_value(conf->drain_timeout, prev->drain_timeout,
@@ -203,6 +210,15 @@ ngx_http_tce_admin_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->audit == NULL) {
         conf->audit = prev->audit;
+    }
+
+    /* the controller's events go to the first API location's audit log */
+    if (conf->enable && conf->audit) {
+        amcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_tce_admin_api_module);
+        if (amcf->audit == NULL) {
+            amcf->audit = conf->audit;
+        }
     }
 
     if (conf->token_file.len == 0 || !conf->enable) {
@@ -277,6 +293,10 @@ ngx_http_tce_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 #endif
+
+        if (ngx_http_tce_admin_deploy_conf(cf, amcf) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     alcf->enable = 1;
@@ -303,10 +323,12 @@ ngx_http_tce_admin_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_tce_admin_main_conf_t *oamcf = data;
 
+    ngx_uint_t                       fresh;
     ngx_http_tce_admin_main_conf_t  *amcf;
 
     amcf = shm_zone->data;
     amcf->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    fresh = 0;
 
     if (oamcf) {
         amcf->sh = oamcf->sh;
@@ -315,6 +337,8 @@ ngx_http_tce_admin_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         amcf->sh = amcf->shpool->data;
 
     } else {
+        fresh = 1;
+
         amcf->sh = ngx_slab_calloc(amcf->shpool,
                                    sizeof(ngx_http_tce_admin_shctx_t));
         if (amcf->sh == NULL) {
@@ -332,7 +356,19 @@ ngx_http_tce_admin_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_ERROR;
     }
 
-    return NGX_OK;
+    return ngx_http_tce_admin_deploy_init_zone(amcf, fresh,
+                                               shm_zone->shm.log);
+}
+
+
+static ngx_int_t
+ngx_http_tce_admin_init_process(ngx_cycle_t *cycle)
+{
+    if (ngx_http_tce_admin_drain_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_tce_admin_deploy_init_process(cycle);
 }
 
 
@@ -404,6 +440,23 @@ ngx_http_tce_admin_handler(ngx_http_request_t *r)
         }
         break;
 
+    case NGX_HTTP_TCE_ADMIN_R_DEPLOYS:
+        if (ctx->action.len) {
+            if (!(r->method & NGX_HTTP_POST)) {
+                return ngx_http_tce_admin_not_allowed(r, "POST");
+            }
+
+        } else if (ctx->env.len) {
+            if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+                return ngx_http_tce_admin_not_allowed(r, "GET, HEAD");
+            }
+
+        } else if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST)))
+        {
+            return ngx_http_tce_admin_not_allowed(r, "GET, HEAD, POST");
+        }
+        break;
+
     default:
         if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
             return ngx_http_tce_admin_not_allowed(r, "GET, HEAD");
@@ -468,6 +521,9 @@ ngx_http_tce_admin_handler(ngx_http_request_t *r)
  *   v1/services/<psm>/clusters/<cluster>/instances/<id>  (the id may
  *                                          hold '/', as Consul's do)
  *   v1/services/<psm>/clusters/<cluster>/envs/<env>/instances
+ *   v1/services/<psm>/clusters/<cluster>/deploys
+ *   v1/services/<psm>/clusters/<cluster>/deploys/current
+ *   v1/services/<psm>/clusters/<cluster>/deploys/current/<action>
  */
 static ngx_int_t
 ngx_http_tce_admin_route(ngx_http_request_t *r, ngx_http_tce_admin_ctx_t *ctx)
@@ -621,9 +677,62 @@ ngx_http_tce_admin_route(ngx_http_request_t *r, ngx_http_tce_admin_ctx_t *ctx)
         return NGX_OK;
     }
 
+    if (seg[5].len == 7 && ngx_strncmp(seg[5].data, "deploys", 7) == 0
+        && ngx_http_tce_admin_deploys_route(ctx, &seg[6], n - 6) == NGX_OK)
+    {
+        return NGX_OK;
+    }
+
     ctx->cluster.len = 0;
 
     return NGX_DECLINED;
+}
+
+
+/* below .../deploys: nothing, "current", "current/<action>" */
+static ngx_int_t
+ngx_http_tce_admin_deploys_route(ngx_http_tce_admin_ctx_t *ctx,
+    ngx_str_t *seg, ngx_uint_t n)
+{
+    ngx_uint_t  i;
+
+    static ngx_str_t  actions[] = {
+        ngx_string("promote"), ngx_string("rollback"), ngx_string("pause"),
+        ngx_string("resume")
+    };
+
+    if (n > 2
+        || (n >= 1
+            && (seg[0].len != 7
+                || ngx_strncmp(seg[0].data, "current", 7) != 0)))
+    {
+        return NGX_DECLINED;
+    }
+
+    if (n == 2) {
+        for (i = 0; i < sizeof(actions) / sizeof(ngx_str_t); i++) {
+            if (seg[1].len == actions[i].len
+                && ngx_strncmp(seg[1].data, actions[i].data, seg[1].len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (i == sizeof(actions) / sizeof(ngx_str_t)) {
+            return NGX_DECLINED;
+        }
+
+        ctx->action = seg[1];
+    }
+
+    if (n >= 1) {
+        ctx->env = seg[0];      /* "current" */
+    }
+
+    ctx->route = NGX_HTTP_TCE_ADMIN_R_DEPLOYS;
+
+    return NGX_OK;
 }
 
 
@@ -900,6 +1009,9 @@ ngx_http_tce_admin_dispatch(ngx_http_request_t *r,
 
     case NGX_HTTP_TCE_ADMIN_R_ENV_INSTS:
         return ngx_http_tce_admin_desired(r, ctx, body, len);
+
+    case NGX_HTTP_TCE_ADMIN_R_DEPLOYS:
+        return ngx_http_tce_admin_deploy(r, ctx, body, len);
 
     default: /* NGX_HTTP_TCE_ADMIN_R_CANARY */
         return ngx_http_tce_admin_canary(r, ctx, body, len);

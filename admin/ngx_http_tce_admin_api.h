@@ -17,6 +17,9 @@
  *   ngx_http_tce_admin_desired.c an env's desired instance set
  *   ngx_http_tce_admin_drain.c   removals completed when drained
  *   ngx_http_tce_admin_inst_input.c, _inst_edit.c  their pure parts
+ *   ngx_http_tce_admin_deploy.c  progressive deploys: the routes
+ *   ngx_http_tce_admin_deploy_ctl.c  their controller, their file
+ *   ngx_http_tce_admin_deploy_input.c  their pure parts
  */
 
 #ifndef _NGX_HTTP_TCE_ADMIN_API_H_INCLUDED_
@@ -31,6 +34,8 @@
 
 #include "ngx_tce.h"
 #include "ngx_http_tce_admin_input.h"
+#include "ngx_http_tce_admin_deploy.h"
+#include "ngx_tce_persist.h"
 
 
 #define NGX_HTTP_TCE_ADMIN_BODY_MAX  (64 * 1024)
@@ -70,6 +75,13 @@ typedef struct {
     /* audit lines written, and not written (the error log says why) */
     ngx_atomic_t                audit_lines;
     ngx_atomic_t                audit_errors;
+
+    /* progressive deploys (ngx_http_tce_admin_deploy_ctl.c): the
+     * controller's election, as the Consul watcher's, and the records */
+    ngx_atomic_t                deploy_owner;      /* pid, 0: none */
+    ngx_atomic_t                deploy_heartbeat;  /* ngx_current_msec */
+    uint64_t                    deploy_next_id;
+    ngx_http_tce_admin_deploy_t deploys[NGX_HTTP_TCE_ADMIN_DEPLOYS];
 } ngx_http_tce_admin_shctx_t;
 
 
@@ -82,6 +94,11 @@ typedef struct {
     ngx_uint_t                  drain_warned;  /* this process logged a
                                                   hand edit holding up
                                                   removals */
+    ngx_open_file_t            *audit;       /* the first tce_admin
+                                                location's: the
+                                                controller's events */
+    ngx_tce_persist_t          *deploys;     /* <tce_state>.deploys */
+    ngx_uint_t                  deploy_owner;  /* this worker controls */
 } ngx_http_tce_admin_main_conf_t;
 
 
@@ -103,6 +120,7 @@ typedef struct {
     ngx_str_t                   cluster;
     ngx_str_t                   instance;    /* an instance's id */
     ngx_str_t                   env;
+    ngx_str_t                   action;      /* deploys/current/<action> */
     ngx_uint_t                  route;
     ngx_tce_service_t          *svc;
 
@@ -264,6 +282,63 @@ ngx_int_t ngx_http_tce_admin_audit(ngx_http_request_t *r,
  * instances, POST one; GET, PATCH, DELETE one; body may be NULL */
 ngx_int_t ngx_http_tce_admin_instance_op(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, u_char *body, size_t len);
+
+/*
+ * The deploy routes (ngx_http_tce_admin_deploy.c): GET and POST of
+ * .../deploys, GET .../deploys/current, POST .../deploys/current/<action>.
+ */
+ngx_int_t ngx_http_tce_admin_deploy(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx, u_char *body, size_t len);
+
+/*
+ * A canary write of the API (PUT, DELETE .../canary): NGX_OK, or
+ * NGX_DONE once the 409 is sent when a deploy drives the cluster.
+ */
+ngx_int_t ngx_http_tce_admin_deploy_canary_check(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx);
+
+/* a canary write took effect: the deploys of the cluster no longer own
+ * its policy (not reapplied at reload or restart) */
+void ngx_http_tce_admin_deploy_disown(ngx_http_tce_admin_main_conf_t *amcf,
+    ngx_tce_service_t *svc, ngx_str_t *cluster);
+
+/*
+ * Sets the canary policy of the record's cluster: weight_bp, the epoch
+ * bumped when new_epoch (a rollback: every sticky user back to prod),
+ * fallback as it was; records it in d (owns = 1).  The caller holds the
+ * tce_admin zone's mutex.  NGX_OK, or NGX_ERROR (logged).
+ */
+ngx_int_t ngx_http_tce_admin_deploy_policy_locked(
+    ngx_http_tce_admin_main_conf_t *amcf, ngx_http_tce_admin_deploy_t *d,
+    uint32_t weight_bp, ngx_uint_t new_epoch, ngx_log_t *log);
+
+/* registers the deploys file (tce_admin, configuration time) */
+ngx_int_t ngx_http_tce_admin_deploy_conf(ngx_conf_t *cf,
+    ngx_http_tce_admin_main_conf_t *amcf);
+
+/*
+ * The zone's deploys at start (a fresh zone: read from the deploys
+ * file) and at every reload: the policies they own are set again over
+ * the state file's (master, init_zone).  NGX_OK; a bad file is logged
+ * and left out.
+ */
+ngx_int_t ngx_http_tce_admin_deploy_init_zone(
+    ngx_http_tce_admin_main_conf_t *amcf, ngx_uint_t fresh, ngx_log_t *log);
+
+/* starts the controller's election timer of every worker */
+ngx_int_t ngx_http_tce_admin_deploy_init_process(ngx_cycle_t *cycle);
+
+/* asks for the deploys file to be written (thread pool) */
+void ngx_http_tce_admin_deploy_persist(ngx_http_tce_admin_main_conf_t *amcf,
+    ngx_log_t *log);
+
+/*
+ * Appends a line of the controller's own (no request) to the audit log
+ * of the first tce_admin location that has one, on the thread pool.
+ * line's reference is taken.  Nothing when there is no audit log.
+ */
+void ngx_http_tce_admin_audit_system(ngx_http_tce_admin_main_conf_t *amcf,
+    json_t *line, ngx_log_t *log);
 
 /* GET and PUT of an env's instance set (ngx_http_tce_admin_desired.c) */
 ngx_int_t ngx_http_tce_admin_desired(ngx_http_request_t *r,

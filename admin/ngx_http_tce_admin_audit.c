@@ -237,6 +237,93 @@ ngx_http_tce_admin_audit(ngx_http_request_t *r, ngx_http_tce_admin_ctx_t *ctx,
 }
 
 
+void
+ngx_http_tce_admin_audit_system(ngx_http_tce_admin_main_conf_t *amcf,
+    json_t *line, ngx_log_t *log)
+{
+    u_char                            when[sizeof("1970-01-01T00:00:00.000Z")];
+    char                             *text;
+    ngx_tm_t                          tm;
+    ngx_time_t                       *tp;
+    ngx_thread_task_t                *task;
+    ngx_http_tce_admin_audit_task_t  *t;
+#if (NGX_THREADS)
+    ngx_thread_pool_t                *pool;
+#endif
+
+    if (amcf->audit == NULL) {
+        json_decref(line);
+        return;
+    }
+
+    tp = ngx_timeofday();
+    ngx_gmtime(tp->sec, &tm);
+
+    (void) ngx_sprintf(when, "%4d-%02d-%02dT%02d:%02d:%02d.%03MZ%Z",
+                       tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                       tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
+                       tp->msec);
+
+    text = NULL;
+
+    if (json_object_set_new(line, "time", json_string((char *) when)) == 0) {
+        text = json_dumps(line, JSON_COMPACT);
+    }
+
+    json_decref(line);
+
+    task = text ? ngx_calloc(sizeof(ngx_thread_task_t)
+                             + sizeof(ngx_http_tce_admin_audit_task_t), log)
+                : NULL;
+
+    if (task == NULL) {
+        free(text);
+        (void) ngx_atomic_fetch_add(&amcf->sh->audit_errors, 1);
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "tce admin: no memory for an audit line of the "
+                      "deploy controller");
+        return;
+    }
+
+    task->ctx = task + 1;
+    t = task->ctx;
+    t->sh = amcf->sh;
+    t->file = amcf->audit;
+    t->line = text;
+    t->len = ngx_strlen(text);
+    t->line[t->len++] = '\n';       /* over the NUL: the length is kept */
+    t->own = 1;
+    t->fd = dup(amcf->audit->fd);
+
+    if (t->fd == NGX_INVALID_FILE) {
+        t->err = ngx_errno;
+        t->step = "dup()";
+        ngx_http_tce_admin_audit_done(t, log);
+        return;
+    }
+
+#if (NGX_THREADS)
+
+    pool = ngx_thread_pool_get((ngx_cycle_t *) ngx_cycle,
+                               &ngx_http_tce_admin_audit_pool);
+
+    if (pool && !ngx_exiting) {
+        task->handler = ngx_http_tce_admin_audit_thread;
+        task->event.handler = ngx_http_tce_admin_audit_event;
+        task->event.data = task;
+
+        if (ngx_thread_task_post(pool, task) == NGX_OK) {
+            return;
+        }
+    }
+
+#endif
+
+    ngx_http_tce_admin_audit_write(t);
+    ngx_http_tce_admin_audit_done(t, log);
+}
+
+
 static json_t *
 ngx_http_tce_admin_audit_line(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, ngx_uint_t status)

@@ -58,6 +58,7 @@ ngx_int_t
 ngx_http_tce_admin_canary(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, u_char *body, size_t len)
 {
+    ngx_int_t                        rc;
     ngx_tce_main_conf_t             *tmcf;
     ngx_http_tce_admin_err_t         err;
     ngx_http_tce_admin_canary_req_t  req;
@@ -67,6 +68,11 @@ ngx_http_tce_admin_canary(ngx_http_request_t *r,
     }
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
+
+    rc = ngx_http_tce_admin_deploy_canary_check(r, ctx);
+    if (rc != NGX_OK) {
+        return rc == NGX_DONE ? NGX_OK : rc;
+    }
 
     if (r->method & NGX_HTTP_DELETE) {
         return tmcf->fleet ? ngx_http_tce_admin_fleet_canary(r, ctx, NULL)
@@ -333,6 +339,11 @@ ngx_http_tce_admin_canary_zone(ngx_http_request_t *r, void *data)
     {
         return NGX_ERROR;
     }
+
+    /* the cluster's policy is the API's again, not a deploy's */
+    ngx_http_tce_admin_deploy_disown(
+        ngx_http_get_module_main_conf(r, ngx_http_tce_admin_api_module),
+        cr->ctx->svc, &cr->ctx->cluster);
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                   "tce admin: %V canary of \"%s\" cluster \"%V\" by \"%V\"",
