@@ -19,7 +19,14 @@ PARAMS = {'psm': SERVICE, 'cluster': 'default', 'id': 'p1', 'env': 'prod'}
 BODIES = {'putCanary': {'weight': 0},
           'patchInstance': {'weight': 3},
           'postInstance': {'id': 'p9', 'address': '127.0.0.1:9'},
-          'putEnvInstances': {'instances': []}}
+          'putEnvInstances': {'instances': []},
+          'postDeploy': {'steps': [50, 100], 'step_seconds': 600},
+          'pauseDeploy': {}, 'resumeDeploy': {}, 'rollbackDeploy': {},
+          'promoteDeploy': {}}
+
+# operations that need a running deploy (one ends it: start another)
+DEPLOY_ACTIONS = ('pauseDeploy', 'resumeDeploy', 'rollbackDeploy',
+                  'promoteDeploy')
 
 
 def concrete(template):
@@ -68,6 +75,12 @@ def test_every_described_route_exists(nginx, backend):
         body = BODIES.get(op['operationId'])
         if method not in ('GET', 'HEAD'):
             assert body is not None or method == 'DELETE', op['operationId']
+        if op['operationId'] in DEPLOY_ACTIONS:
+            deploys = concrete(template).rsplit('/', 2)[0]
+            if call(nginx, 'GET', deploys + '/current').json['state'] \
+                    not in ('running', 'paused'):
+                assert call(nginx, 'POST', deploys, token=TOKEN,
+                            body=BODIES['postDeploy']).status == 201
         r = call(nginx, method, concrete(template), body=body,
                  token=TOKEN if method != 'GET' else None)
         # call() validated the answer against the description

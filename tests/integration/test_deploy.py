@@ -16,9 +16,8 @@ DEPLOYS = '/api/v1/services/%s/clusters/default/deploys' % SERVICE
 
 
 def call(nginx, method, path, body=None, token=None):
-    # the deploy routes are not in admin/openapi.json yet
-    return admin_helpers.call(nginx, method, path, body=body, token=token,
-                              validate=False)
+    # every answer is checked against admin/openapi.json
+    return admin_helpers.call(nginx, method, path, body=body, token=token)
 
 
 def start(nginx, backend, canary_port):
