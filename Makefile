@@ -7,6 +7,7 @@
 #   make fuzz    libFuzzer targets of the parsers, FUZZ_SECONDS each
 #   make chaos   2 minutes of load while everything around nginx moves
 #   make soak DURATION=3600   the same for that long, samples + plot
+#   make limits  the largest registry per zone size, the longest names
 
 NGINX_SRC   ?= /usr/share/nginx/src
 NGINX_BIN   ?= /usr/sbin/nginx
@@ -57,7 +58,7 @@ FUZZ_LIBS     := -ljansson -lcurl -lhiredis -lm
 MODULE      := $(BUILD)/ngx_tce_module.so
 
 .PHONY: module-locked all deps run run-consul test unit integration lint \
-        valgrind bench clean fuzz fuzz-deps chaos soak
+        valgrind bench clean fuzz fuzz-deps chaos soak limits
 
 all: $(MODULE)
 
@@ -178,6 +179,13 @@ soak: deps $(MODULE)
 	$(PYTHON) tests/chaos/chaos.py --duration $(DURATION) --soak \
 	    --sample 10 --csv $(BUILD)/soak/soak.csv
 	$(PYTHON) tests/chaos/soak_plot.py $(BUILD)/soak/soak.csv
+
+# tests/chaos/limits.py: per tce_zone size (LIMIT_SIZES) and shape
+# (services), the largest registry the zone holds and what a change
+# past it gets; the longest names accepted (README "Reliability").
+LIMIT_SIZES ?= 1m,8m,32m
+limits: deps $(MODULE)
+	$(PYTHON) tests/chaos/limits.py --sizes $(LIMIT_SIZES)
 
 fuzz-deps:
 	@missing=""; for p in $(FUZZ_PACKAGES); do \

@@ -176,6 +176,9 @@ ngx_http_tce_admin_status_json(ngx_tce_zone_t *zone, ngx_log_t *log)
            != 0
         || json_object_set_new(zj, "services_reclaimed",
                                json_integer(zone->sh->services_reclaimed))
+           != 0
+        || json_object_set_new(zj, "writes_refused",
+                               json_integer(zone->sh->writes_refused))
            != 0)
     {
         goto failed;

@@ -756,6 +756,7 @@ ngx_http_tce_metrics_snapshot(ngx_tce_zone_t *zone,
     s->zone_services = zone->sh->nservices;
     s->services_skipped = zone->sh->services_skipped;
     s->services_reclaimed = zone->sh->services_reclaimed;
+    s->writes_refused = zone->sh->writes_refused;
     s->start_time = (uint64_t) zone->sh->created;
 
     return NGX_OK;

@@ -109,6 +109,8 @@ typedef struct {
     void                       *reclaim;
     ngx_atomic_t                services_skipped;   /* names not stored */
     ngx_atomic_t                services_reclaimed;
+    ngx_atomic_t                writes_refused;     /* sets, policies,
+                                                       overrides: full */
 } ngx_tce_shctx_t;
 
 
@@ -164,6 +166,23 @@ ngx_tce_service_t *ngx_tce_zone_service(ngx_tce_zone_t *zone, u_char *name,
 ngx_int_t ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     const ngx_tce_instance_t *inst, ngx_uint_t n, ngx_uint_t source,
     ngx_log_t *log);
+
+/*
+ * Reserves the room ngx_tce_zone_set() would need to store the state
+ * file's set inst[0..n-1] for svc (no overrides merged: the file's
+ * instances carry their own): the chunks, allocated and left unused.
+ * A reload reserves every set it changes before it stores any, so that
+ * a zone too small refuses the whole file, not a part of it.  Returns
+ * the reservation, to be given back with ngx_tce_zone_unreserve() right
+ * before the ngx_tce_zone_set() it was made for; or NULL with *rc
+ * NGX_OK (nothing to reserve: the set is unchanged or empty) or
+ * NGX_ERROR (the zone is full, counted and logged; nothing reserved).
+ */
+ngx_tce_instance_t **ngx_tce_zone_reserve(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, const ngx_tce_instance_t *inst, ngx_uint_t n,
+    ngx_int_t *rc, ngx_log_t *log);
+void ngx_tce_zone_unreserve(ngx_tce_zone_t *zone, ngx_tce_instance_t **res,
+    ngx_uint_t n);
 
 /* frees the chunks of a set of n instances (the zone's lock held) */
 void ngx_tce_zone_chunks_free_locked(ngx_slab_pool_t *pool,

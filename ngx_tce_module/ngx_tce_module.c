@@ -561,14 +561,20 @@ ngx_tce_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 /*
  * The state file is applied at every start and reload; only services
  * whose content changed get a new generation.  A service the file held
- * before and no longer holds is emptied.
+ * before and no longer holds is emptied.  The room of every set that
+ * changes is reserved before any is stored: a file the zone cannot
+ * hold is refused whole, the old workers going on with the registry
+ * as it was (a reload needs room for the old and the new sets of the
+ * services it changes).
  */
 static ngx_int_t
 ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
     ngx_log_t *log)
 {
-    ngx_uint_t                i, found;
-    ngx_tce_service_t        *svc;
+    ngx_int_t                 rc;
+    ngx_uint_t                i, found, n;
+    ngx_tce_service_t        *svc, **svcs;
+    ngx_tce_instance_t     ***res;
     ngx_tce_zone_ctx_t       *ctx;
     ngx_tce_state_service_t  *ss;
 
@@ -579,46 +585,78 @@ ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
     }
 
     ss = ctx->state.services;
+    n = ctx->state.nservices;
+    res = NULL;
+    svcs = NULL;
 
-    /* first: the instance sets stored below get them laid over */
-    if (ngx_tce_override_apply_state(zone, &ctx->state, log) != NGX_OK) {
-        ngx_log_error(NGX_LOG_EMERG, log, 0,
-                      "tce zone \"%V\" is too small for tce_state \"%V\"",
-                      &zone->shm_zone->shm.name, &tmcf->state_path);
-        return NGX_ERROR;
+    if (n) {
+        res = ngx_calloc(n * (sizeof(*res) + sizeof(*svcs)), log);
+        if (res == NULL) {
+            return NGX_ERROR;
+        }
+
+        svcs = (ngx_tce_service_t **) &res[n];
     }
 
-    for (i = 0; i < ctx->state.nservices; i++) {
+    /* first: room for every set that changes, or none is stored */
+    for (i = 0; i < n; i++) {
         svc = ngx_tce_zone_service(zone, (u_char *) ss[i].name,
                                    ngx_strlen(ss[i].name), 1);
-
-        if (svc) {
-            ngx_tce_zone_pin(svc);
+        if (svc == NULL) {
+            goto full;
         }
+
+        ngx_tce_zone_pin(svc);
+        svcs[i] = svc;
 
         /*
          * Consul owns the instances (the file may be its snapshot) unless
-         * nginx.conf says discovery=state; with tce_redis the fleet owns
-         * the canary policies
+         * nginx.conf says discovery=state
          */
-        if (svc == NULL
-            || ((svc->source != NGX_TCE_SOURCE_CONSUL
-                 || ngx_tce_service_state_only(tmcf, svc->name,
-                                               svc->name_len))
-                && ngx_tce_zone_set(zone, svc, ss[i].instances,
-                                    ss[i].ninstances, NGX_TCE_SOURCE_STATE,
-                                    log)
-                   == NGX_ERROR)
-            || (!tmcf->fleet
-                && ngx_tce_policy_apply_state(zone, svc, &ss[i], log)
-                   == NGX_ERROR))
+        if (svc->source == NGX_TCE_SOURCE_CONSUL
+            && !ngx_tce_service_state_only(tmcf, svc->name, svc->name_len))
         {
-            ngx_log_error(NGX_LOG_EMERG, log, 0,
-                          "tce zone \"%V\" is too small for tce_state \"%V\"",
-                          &zone->shm_zone->shm.name, &tmcf->state_path);
-            return NGX_ERROR;
+            continue;
+        }
+
+        res[i] = ngx_tce_zone_reserve(zone, svc, ss[i].instances,
+                                      ss[i].ninstances, &rc, log);
+        if (rc == NGX_ERROR) {
+            goto full;
         }
     }
+
+    /* the instance sets stored below get the overrides laid over */
+    if (ngx_tce_override_apply_state(zone, &ctx->state, log) != NGX_OK) {
+        goto full;
+    }
+
+    for (i = 0; i < n; i++) {
+        svc = svcs[i];
+
+        /* the room reserved for this set is the room it takes now */
+        ngx_tce_zone_unreserve(zone, res[i], ss[i].ninstances);
+        res[i] = NULL;
+
+        if ((svc->source != NGX_TCE_SOURCE_CONSUL
+             || ngx_tce_service_state_only(tmcf, svc->name, svc->name_len))
+            && ngx_tce_zone_set(zone, svc, ss[i].instances,
+                                ss[i].ninstances, NGX_TCE_SOURCE_STATE, log)
+               == NGX_ERROR)
+        {
+            goto full;
+        }
+
+        /* with tce_redis the fleet owns the canary policies */
+        if (!tmcf->fleet
+            && ngx_tce_policy_apply_state(zone, svc, &ss[i], log)
+               == NGX_ERROR)
+        {
+            goto full;
+        }
+    }
+
+    ngx_free(res);
 
     for (svc = zone->sh->services; svc; svc = svc->next) {
         if (svc->source != NGX_TCE_SOURCE_STATE) {
@@ -641,6 +679,19 @@ ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
     }
 
     return NGX_OK;
+
+full:
+
+    for (i = 0; i < n; i++) {
+        ngx_tce_zone_unreserve(zone, res[i], ss[i].ninstances);
+    }
+
+    ngx_free(res);
+
+    ngx_log_error(NGX_LOG_EMERG, log, 0,
+                  "tce zone \"%V\" is too small for tce_state \"%V\"",
+                  &zone->shm_zone->shm.name, &tmcf->state_path);
+    return NGX_ERROR;
 }
 
 

@@ -168,6 +168,7 @@ ngx_tce_override_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         if (copy == NULL) {
             ngx_shmtx_unlock(&zone->shpool->mutex);
             ngx_free(table);
+            (void) ngx_atomic_fetch_add(&zone->sh->writes_refused, 1);
 
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "tce zone \"%V\" is full: %uz overrides of "

@@ -84,6 +84,7 @@ ngx_tce_zone_policy_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
 
         if (p == NULL) {
             ngx_shmtx_unlock(&zone->shpool->mutex);
+            (void) ngx_atomic_fetch_add(&zone->sh->writes_refused, 1);
 
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "tce zone \"%V\" is full: canary policy of "

@@ -946,7 +946,8 @@ ngx_tce_prom_process(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b,
     static const char  *names[] = {
         "tce_zone_size_bytes", "tce_zone_used_bytes", "tce_zone_free_bytes",
         "tce_zone_services", "tce_zone_services_skipped_total",
-        "tce_zone_services_reclaimed_total"
+        "tce_zone_services_reclaimed_total",
+        "tce_zone_writes_refused_total"
     };
     static const char  *helps[] = {
         "Size of the shared zone.",
@@ -954,14 +955,16 @@ ngx_tce_prom_process(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b,
         "Bytes of the shared zone free (slab pages).",
         "Services in the registry of the zone.",
         "Names of Consul's catalog not stored: the zone had no room.",
-        "Services freed from the zone: no longer watched, empty, unused."
+        "Services freed from the zone: no longer watched, empty, unused.",
+        "Registry writes (instance sets, canary policies, overrides) "
+        "refused: the zone had no room; what was stored before stays."
     };
     const uint64_t      values[] = {
         s->zone_size, s->zone_used, s->zone_free, s->zone_services,
-        s->services_skipped, s->services_reclaimed
+        s->services_skipped, s->services_reclaimed, s->writes_refused
     };
 
-    for (k = 0; k < 6; k++) {
+    for (k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
         v = values[k];
 
         ngx_tce_prom_begin(&f, b, format, names[k],

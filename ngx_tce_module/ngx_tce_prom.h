@@ -156,6 +156,7 @@ typedef struct {
     uint64_t                  zone_services;
     uint64_t                  services_skipped;
     uint64_t                  services_reclaimed;
+    uint64_t                  writes_refused;
     uint64_t                  dropped;
     uint64_t                  start_time;
     const char               *version;

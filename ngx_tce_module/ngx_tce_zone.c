@@ -264,6 +264,7 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         if (copy == NULL) {
             ngx_shmtx_unlock(&zone->shpool->mutex);
             ngx_free(sorted);
+            (void) ngx_atomic_fetch_add(&zone->sh->writes_refused, 1);
 
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "tce zone \"%V\" is full: %ui instances of "
@@ -307,6 +308,91 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     ngx_free(sorted);
 
     return NGX_OK;
+}
+
+
+ngx_tce_instance_t **
+ngx_tce_zone_reserve(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    const ngx_tce_instance_t *inst, ngx_uint_t n, ngx_int_t *rc,
+    ngx_log_t *log)
+{
+    size_t                size;
+    ngx_uint_t            nold;
+    ngx_tce_instance_t   *sorted, *cur, **res;
+
+    *rc = NGX_OK;
+
+    if (n == 0) {
+        return NULL;
+    }
+
+    size = n * sizeof(ngx_tce_instance_t);
+
+    sorted = ngx_alloc(size, log);
+    if (sorted == NULL) {
+        *rc = NGX_ERROR;
+        return NULL;
+    }
+
+    ngx_memcpy(sorted, inst, size);
+    ngx_qsort(sorted, n, sizeof(ngx_tce_instance_t), ngx_tce_instance_cmp);
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    nold = svc->ninstances;
+    res = NULL;
+
+    if (nold == n && svc->source == NGX_TCE_SOURCE_STATE) {
+        cur = ngx_alloc(size, log);
+        if (cur == NULL) {
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            ngx_free(sorted);
+            *rc = NGX_ERROR;
+            return NULL;
+        }
+
+        ngx_tce_zone_chunks_copy(cur, svc->instances, n);
+
+        if (ngx_tce_instances_equal(cur, sorted, n)) {
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            ngx_free(cur);
+            ngx_free(sorted);
+            return NULL;
+        }
+
+        ngx_free(cur);
+    }
+
+    res = ngx_tce_zone_chunks_alloc_locked(zone->shpool, sorted, n);
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+    ngx_free(sorted);
+
+    if (res == NULL) {
+        (void) ngx_atomic_fetch_add(&zone->sh->writes_refused, 1);
+        *rc = NGX_ERROR;
+
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tce zone \"%V\" is full: %ui instances of "
+                      "service \"%s\" not stored",
+                      &zone->shm_zone->shm.name, n, svc->name);
+    }
+
+    return res;
+}
+
+
+void
+ngx_tce_zone_unreserve(ngx_tce_zone_t *zone, ngx_tce_instance_t **res,
+    ngx_uint_t n)
+{
+    if (res == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+    ngx_tce_zone_chunks_free_locked(zone->shpool, res, n);
+    ngx_shmtx_unlock(&zone->shpool->mutex);
 }
 
 
