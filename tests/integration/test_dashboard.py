@@ -21,7 +21,7 @@ import urllib.parse
 
 import pytest
 
-from admin_helpers import TOKEN, call, start_admin
+from admin_helpers import TOKEN, admin_location, call, start_admin
 from conftest import SERVICE, SLOW, VALGRIND, instance, wait_for
 
 
@@ -284,6 +284,7 @@ def test_rollback_click_needs_the_token(nginx, backend, browser):
 
 @browser_only
 def test_500_services_and_search(nginx, backend, browser):
+    from selenium.webdriver.common.by import By
     d = browser
     services = {}
     for s in range(500):
@@ -307,7 +308,6 @@ def test_500_services_and_search(nginx, backend, browser):
     assert rendered - answer < 1000 * SLOW, (answer, rendered)
     shot(d, 'dashboard-overview.png')
 
-    from selenium.webdriver.common.by import By
     d.find_element(By.ID, 'search').send_keys('svc12')
     # svc120 .. svc129: the filter keeps exactly the matching names
     wait_for(lambda: text(d, '#count').startswith('10 of 501'), 5,
@@ -315,3 +315,167 @@ def test_500_services_and_search(nginx, backend, browser):
     visible = [e.get_attribute('data-psm') for e in
                d.find_elements(By.CSS_SELECTOR, '.svc:not(.hidden)')]
     assert sorted(visible) == ['shop.svc12%d.api' % i for i in range(10)]
+
+    # an open service: a poll updates its rows in place, it does not
+    # make the page again
+    psm = 'shop.svc123.api'
+    row = expand(d, psm)
+    tr = row + ' tr[data-id="i3"]'
+    wait_for(lambda: '127.0.0.1:20003' in text(d, tr), 10,
+             what='i3 shown')
+    kept = [d.find_element(By.CSS_SELECTOR, css) for css in
+            (tr, row, row + ' .cluster', row + ' details.env')]
+    d.execute_script(
+        "window.tceAdded = 0; new MutationObserver(function (ms) {"
+        " ms.forEach(function (m) { [].forEach.call(m.addedNodes,"
+        " function (n) { if (n.nodeType === 1) { window.tceAdded++; }"
+        " }); [].forEach.call(m.removedNodes, function (n) {"
+        " if (n.nodeType === 1) { window.tceAdded++; } }); });"
+        " }).observe(document.getElementById('services'),"
+        " { childList: true, subtree: true });")
+    wait_polls(d, 2)
+    assert d.execute_script('return window.tceAdded') == 0
+    assert all(d.execute_script('return arguments[0].isConnected', e)
+               for e in kept)
+
+    # a change through the API lands in the same row
+    r = call(nginx, 'PATCH', '/api/v1/services/%s/clusters/default/'
+             'instances/i3' % psm, body={'drain': True}, token=TOKEN)
+    assert r.status == 200, r
+    wait_for(lambda: 'draining' in kept[0].text
+             and 'Restore' in kept[0].text, 10 * SLOW,
+             what='the drain shown in the same row')
+    assert d.execute_script('return arguments[0].isConnected', kept[0])
+    assert d.execute_script('return window.tceAdded') == 0
+
+
+# ------------------------------------------------------- a running deploy
+
+DEPLOYS = '/api/v1/services/%s/clusters/default/deploys' % SERVICE
+DIFF = '/api/v1/services/%s/clusters/default/diff' % SERVICE
+
+
+def deploy_call(nginx, method, path, body=None, token=None):
+    # validate=False: the deploy routes may not be in openapi.json yet
+    return call(nginx, method, path, body=body, token=token, validate=False)
+
+
+def current_deploy(nginx):
+    r = deploy_call(nginx, 'GET', DEPLOYS + '/current')
+    assert r.status == 200, r
+    return r.json
+
+
+def start_with_diff(nginx, b):
+    """The admin API with tokens, prod on two backends and a canary on a
+    third that answers some paths differently, every prod answer
+    mirrored by tce_diff (test_diff.py's backends)."""
+    token_file = os.path.join(nginx.dir, 'admin.tokens')
+    with open(token_file, 'w') as f:
+        f.write('%s  deployer\n' % TOKEN)
+    nginx.write_state({SERVICE: {'default': [
+        instance('p1', b.addr('prod1')), instance('p2', b.addr('prod2')),
+        instance('c1', b.addr('canary'), env='canary')]}})
+    nginx.configure(location='            tce_diff sample=100 name=orders;\n',
+                    server_extra=METRICS + admin_location(token_file))
+    nginx.start()
+
+
+@browser_only
+def test_running_deploy_shown_paused_by_a_click(nginx, browser):
+    from selenium.webdriver.common.by import By
+    from test_diff import Backends, differing
+    d = browser
+    b = Backends(('prod1', 'prod2', 'canary'), differing)
+    try:
+        start_with_diff(nginx, b)
+        # long steps: the deploy stays on its first step during the test;
+        # the diff gate off, or the mismatches below would roll it back
+        r = deploy_call(nginx, 'POST', DEPLOYS, token=TOKEN, body={
+            'steps': [10, 100], 'step_seconds': 600,
+            'gates': {'min_diff_match_ratio': 0}})
+        assert r.status == 201, r
+        for p in ('/v2/a', '/same/1', '/same/2'):
+            assert nginx.get(p).status == 200
+        diff = wait_for(lambda: (lambda j: j['mismatch'] >= 1 and j)(
+            call(nginx, 'GET', DIFF).json), 10 * SLOW, what='the mismatch counted')
+        open_page(d, nginx)
+        row = expand(d, SERVICE)
+        dep = row + ' .cluster[data-cluster="default"] .deploy'
+
+        # state, step, its weight, the gates, the diff's mismatch: as
+        # the API answers them
+        wait_for(lambda: text(d, dep + ' .deploy-state') == 'running', 10,
+                 what='the running deploy shown')
+        assert 'step 1 of 2 (10.00%)' in text(d, dep + ' .deploy-what')
+        gates = text(d, dep + ' .deploy-gates')
+        for g in ('error_ratio', 'error_ratio_vs_prod', 'p99_vs_prod',
+                  'diff_match_ratio', 'min_requests'):
+            assert g in gates, gates
+        m = diff['last_mismatches'][0]
+        wait_for(lambda: m['request'] in text(d, dep + ' .diff-mismatches'),
+                 10, what='the mismatch shown')
+        shown = text(d, dep + ' .diff-mismatches')
+        assert m['what'] in shown and '200 / 200' in shown, shown
+
+        def totals_agree():
+            j = call(nginx, 'GET', DIFF).json
+            return ('API diff: %d match, %d mismatch, %d not compared'
+                    % (j['match'], j['mismatch'], j['error'])) in \
+                text(d, dep + ' .diff-totals')
+        wait_for(totals_agree, 10, what='the diff totals shown')
+
+        # pause without a token: asked for, nothing changes
+        click(d, dep + ' .deploy-pause')
+        wait_for(lambda: 'needs the admin token' in text(d, '#message'), 5,
+                 what='the token asked for')
+        assert current_deploy(nginx)['state'] == 'running'
+
+        # a wrong token: the API's own refusal text, nothing changes
+        refusal = deploy_call(nginx, 'POST', DEPLOYS + '/current/pause',
+                              body={}, token='not-a-token')
+        assert refusal.status in (401, 403), refusal
+        use_token(d, 'not-a-token')
+        click(d, dep + ' .deploy-pause')
+        wait_for(lambda: refusal.json['error']['text'] in
+                 text(d, '#message'), 10 * SLOW, what='the refusal shown')
+        assert 'refused: %d' % refusal.status in text(d, '#message')
+        assert current_deploy(nginx)['state'] == 'running'
+
+        # the right token: paused, as the API reports
+        click(d, '#forget-token')
+        use_token(d, TOKEN)
+        click(d, dep + ' .deploy-pause')
+        wait_for(lambda: current_deploy(nginx)['state'] == 'paused',
+                 10 * SLOW, what='the deploy paused')
+        wait_for(lambda: text(d, dep + ' .deploy-state') == 'paused', 10,
+                 what='the pause shown')
+        assert d.find_element(By.CSS_SELECTOR,
+                              dep + ' .deploy-resume').is_displayed()
+        assert not d.find_element(By.CSS_SELECTOR,
+                                  dep + ' .deploy-pause').is_displayed()
+
+        # paused, the step's figures stand still: the page's are the API's
+        f = current_deploy(nginx)['steps'][0]['figures']
+        cells = lambda: [c.text for c in d.find_elements(   # noqa: E731
+            By.CSS_SELECTOR, dep + ' .deploy-steps tbody tr:first-child td')]
+        if f:
+            wait_for(lambda: cells()[3] == str(f['canary_requests'])
+                     and cells()[5] == str(f['prod_requests']), 10,
+                     what='the step figures shown')
+        else:
+            assert cells()[3] == '\u2014', cells()
+        shot(d, 'dashboard-deploy.png')
+    finally:
+        b.stop()
+
+
+def polls(d):
+    return int(d.execute_script('return document.body.dataset.polls || 0'))
+
+
+def wait_polls(d, n):
+    """Waits for n more whole polls of the page."""
+    start = polls(d)
+    wait_for(lambda: polls(d) >= start + n, 10 * n * SLOW,
+             what='%d polls' % n)
