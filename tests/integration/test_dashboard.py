@@ -356,8 +356,7 @@ DIFF = '/api/v1/services/%s/clusters/default/diff' % SERVICE
 
 
 def deploy_call(nginx, method, path, body=None, token=None):
-    # validate=False: the deploy routes may not be in openapi.json yet
-    return call(nginx, method, path, body=body, token=token, validate=False)
+    return call(nginx, method, path, body=body, token=token)
 
 
 def current_deploy(nginx):
