@@ -18,11 +18,14 @@
  *     counted by then), and its in-flight count is 0 or the deadline
  *     has passed.
  *
- * Due instances leave the state file (one write for all of them), then
- * the zone.  The state (file and zone) outlives a reload, and the new
- * workers go on with it; after a restart nothing is in flight and the
- * removals complete at the first tick.  A state file edited by hand
- * since it was loaded is not overwritten: removals wait for a reload.
+ * Due instances leave the state file (one write for all of them, on
+ * nginx's thread pool, the writers' turn held until it is through),
+ * then the zone (event loop); each removal is logged and gets an audit
+ * line of its own (principal "drain-timer").  The state (file and
+ * zone) outlives a reload, and the new workers go on with it; after a
+ * restart nothing is in flight and the removals complete at the first
+ * tick.  A state file edited by hand since it was loaded is not
+ * overwritten: removals wait for a reload.
  */
 
 #include <ngx_config.h>
@@ -34,19 +37,65 @@
 #include "ngx_http_tce_admin_inst.h"
 #include "ngx_http_tce_admin_inst_edit.h"
 #include "ngx_http_tce_metrics.h"
+#include "ngx_tce_persist.h"
 
 
 #define NGX_HTTP_TCE_ADMIN_DRAIN_TICK    100    /* ms */
 #define NGX_HTTP_TCE_ADMIN_DRAIN_SETTLE  200    /* ms */
 
+#define NGX_HTTP_TCE_ADMIN_DRAIN_DONE     0
+#define NGX_HTTP_TCE_ADMIN_DRAIN_CHANGED  1     /* edited by hand */
+#define NGX_HTTP_TCE_ADMIN_DRAIN_FAILED   2
+
+
+/* an instance due for removal */
+typedef struct {
+    char                            service[NGX_TCE_SERVICE_LEN];
+    char                            id[NGX_TCE_ID_LEN];
+    char                            cluster[NGX_TCE_CLUSTER_LEN];
+    ngx_tce_service_t              *svc;
+    int64_t                         in_flight;
+    uint64_t                        drained_ms;
+    ngx_atomic_uint_t               generation;
+    ngx_uint_t                      removed;    /* left the file */
+} ngx_http_tce_admin_removal_t;
+
+
+/* one tick's removals: chosen on the event loop, written on a thread */
+typedef struct {
+    ngx_http_tce_admin_main_conf_t *amcf;
+    ngx_log_t                      *log;
+    char                           *path;
+    ngx_http_tce_admin_fp_t         expect;
+    ngx_http_tce_admin_removal_t   *items;
+    ngx_uint_t                      nitems;
+
+    /* the thread's */
+    ngx_uint_t                      result;
+    ngx_uint_t                      written;
+    ngx_tce_state_t                 st;
+    ngx_http_tce_admin_fp_t         fp;
+    char                            why[NGX_HTTP_TCE_ADMIN_TEXT_LEN];
+} ngx_http_tce_admin_drain_job_t;
+
 
 static void ngx_http_tce_admin_drain_tick(ngx_event_t *ev);
 static void ngx_http_tce_admin_drain_run(ngx_http_tce_admin_main_conf_t *amcf,
     ngx_log_t *log);
-static ngx_uint_t ngx_http_tce_admin_drain_due(ngx_tce_zone_t *zone,
-    ngx_tce_service_t *svc, ngx_tce_state_service_t *ss, uint64_t now,
+static void ngx_http_tce_admin_drain_due(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, ngx_http_tce_admin_drain_job_t *job,
+    ngx_uint_t max, uint64_t now);
+#if (NGX_THREADS)
+static void ngx_http_tce_admin_drain_thread(void *data, ngx_log_t *log);
+static void ngx_http_tce_admin_drain_event(ngx_event_t *ev);
+#endif
+static void ngx_http_tce_admin_drain_file(
+    ngx_http_tce_admin_drain_job_t *job);
+static void ngx_http_tce_admin_drain_apply(
+    ngx_http_tce_admin_drain_job_t *job);
+static void ngx_http_tce_admin_drain_report(
+    ngx_http_tce_admin_main_conf_t *amcf, ngx_http_tce_admin_removal_t *it,
     ngx_log_t *log);
-
 
 ngx_int_t
 ngx_http_tce_admin_drain_init_process(ngx_cycle_t *cycle)
@@ -106,17 +155,14 @@ static void
 ngx_http_tce_admin_drain_run(ngx_http_tce_admin_main_conf_t *amcf,
     ngx_log_t *log)
 {
-    int                       rc;
-    char                     *data;
-    char                      err[NGX_HTTP_TCE_ADMIN_TEXT_LEN];
-    uint64_t                  now;
-    ngx_str_t                *path;
-    ngx_uint_t                pending, removed;
-    ngx_tce_zone_t           *zone;
-    ngx_tce_state_t           st;
-    ngx_tce_service_t        *svc;
-    ngx_tce_state_service_t  *ss;
-    ngx_http_tce_admin_fp_t   fp;
+    size_t                          size;
+    uint64_t                        now;
+    ngx_str_t                      *path;
+    ngx_uint_t                      pending;
+    ngx_tce_zone_t                 *zone;
+    ngx_tce_service_t              *svc;
+    ngx_thread_task_t              *task;
+    ngx_http_tce_admin_drain_job_t *job;
 
     zone = amcf->tmcf->zone;
     path = &amcf->tmcf->state_path;
@@ -131,143 +177,85 @@ ngx_http_tce_admin_drain_run(ngx_http_tce_admin_main_conf_t *amcf,
         return;
     }
 
-    st.services = NULL;
-    st.nservices = 0;
+    size = sizeof(ngx_thread_task_t) + sizeof(ngx_http_tce_admin_drain_job_t)
+           + pending * sizeof(ngx_http_tce_admin_removal_t) + path->len + 1;
+
+    task = ngx_calloc(size, log);
+    if (task == NULL) {
+        ngx_http_tce_admin_turn_release(amcf);
+        return;
+    }
+
+    job = (ngx_http_tce_admin_drain_job_t *) (task + 1);
+    job->amcf = amcf;
+    job->log = log;
+    job->items = (ngx_http_tce_admin_removal_t *) (job + 1);
+    job->path = (char *) (job->items + pending);
+    ngx_memcpy(job->path, path->data, path->len);
+    job->expect = amcf->sh->fp;
 
     now = ngx_http_tce_admin_now_ms();
 
-    /* anything due at all?  (no file read otherwise) */
-
-    removed = 0;
-
     for (svc = zone->sh->services; svc; svc = svc->next) {
-        if (svc->removals) {
-            removed += ngx_http_tce_admin_drain_due(zone, svc, NULL, now,
-                                                    log);
+        if (svc->removals && job->nitems < pending) {
+            ngx_http_tce_admin_drain_due(zone, svc, job, pending, now);
         }
     }
 
-    if (removed == 0) {
-        goto unlock;
+    if (job->nitems == 0) {
+        ngx_free(task);
+        ngx_http_tce_admin_turn_release(amcf);
+        return;
     }
 
-    if (ngx_http_tce_admin_fp(path, &fp) != NGX_OK
-        || !ngx_http_tce_admin_fp_equal(&fp, &amcf->sh->fp))
-    {
-        if (!amcf->drain_warned) {
-            ngx_log_error(NGX_LOG_WARN, log, 0,
-                          "tce admin: the state file \"%V\" changed on disk "
-                          "since it was loaded: instances drained for "
-                          "removal stay (draining) until nginx is reloaded",
-                          path);
-            amcf->drain_warned = 1;
-        }
+#if (NGX_THREADS)
 
-        goto unlock;
+    task->ctx = job;
+    task->handler = ngx_http_tce_admin_drain_thread;
+    task->event.handler = ngx_http_tce_admin_drain_event;
+    task->event.data = task;
+    task->event.log = log;
+
+    if (!ngx_exiting && ngx_tce_thread_post(amcf->tmcf, task) == NGX_OK) {
+        return;
     }
 
-    amcf->drain_warned = 0;
+#endif
 
-    rc = ngx_tce_state_load((char *) path->data, &st, err, sizeof(err));
-    if (rc != 0) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "tce admin: state file \"%V\": %s: removals wait",
-                      path, err);
-        goto unlock;
-    }
-
-    removed = 0;
-
-    for (svc = zone->sh->services; svc; svc = svc->next) {
-        if (svc->removals == 0) {
-            continue;
-        }
-
-        ss = ngx_http_tce_admin_edit_service(&st, (char *) svc->name,
-                                             svc->name_len);
-        if (ss) {
-            removed += ngx_http_tce_admin_drain_due(zone, svc, ss, now, log);
-        }
-    }
-
-    if (removed == 0) {
-        goto unlock;
-    }
-
-    data = ngx_tce_state_encode(&st);
-    if (data == NULL) {
-        goto unlock;
-    }
-
-    rc = ngx_tce_state_write((char *) path->data, data, ngx_strlen(data),
-                             err, sizeof(err));
-    free(data);
-
-    (void) ngx_http_tce_admin_fp(path, &amcf->sh->fp);
-
-    if (rc != 0) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "tce admin: state file \"%V\" not written: %s: "
-                      "removals wait", path, err);
-        goto unlock;
-    }
-
-    /* the zone follows the file */
-
-    for (svc = zone->sh->services; svc; svc = svc->next) {
-        if (svc->removals == 0 || ngx_http_tce_admin_consul_fed(svc)) {
-            continue;
-        }
-
-        ss = ngx_http_tce_admin_edit_service(&st, (char *) svc->name,
-                                             svc->name_len);
-        if (ss
-            && ngx_tce_zone_set(zone, svc, ss->instances, ss->ninstances,
-                                NGX_TCE_SOURCE_STATE, log)
-               == NGX_ERROR)
-        {
-            ngx_log_error(NGX_LOG_ALERT, log, 0,
-                          "tce admin: drained instances of \"%s\" left the "
-                          "state file but the zone could not take the "
-                          "set: they stay, draining", svc->name);
-        }
-    }
-
-unlock:
-
-    ngx_tce_state_free(&st);
-
-    ngx_http_tce_admin_turn_release(amcf);
+    ngx_http_tce_admin_drain_file(job);
+    ngx_http_tce_admin_drain_apply(job);
+    ngx_free(task);
 }
 
 
 /*
- * The number of svc's instances due for removal; with ss, they are
- * removed from it (and logged).
+ * The instances of svc due for removal are added to the job: drained
+ * (no attempt in flight, summed over the workers) or at their
+ * deadline, and at least NGX_HTTP_TCE_ADMIN_DRAIN_SETTLE ms after the
+ * drain began.
  */
-static ngx_uint_t
+static void
 ngx_http_tce_admin_drain_due(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
-    ngx_tce_state_service_t *ss, uint64_t now, ngx_log_t *log)
+    ngx_http_tce_admin_drain_job_t *job, ngx_uint_t max, uint64_t now)
 {
-    int64_t              in_flight;
-    ngx_str_t            name;
-    ngx_uint_t           i, n, due;
-    ngx_atomic_uint_t    generation;
-    ngx_tce_instance_t  *inst, *fi;
+    int64_t                        in_flight;
+    ngx_str_t                      name;
+    ngx_uint_t                     i, n;
+    ngx_atomic_uint_t              generation;
+    ngx_tce_instance_t            *inst;
+    ngx_http_tce_admin_removal_t  *it;
 
     if (ngx_http_tce_admin_consul_fed(svc)
-        || ngx_tce_zone_copy(zone, svc, &inst, &n, &generation, log)
+        || ngx_tce_zone_copy(zone, svc, &inst, &n, &generation, job->log)
            != NGX_OK)
     {
-        return 0;
+        return;
     }
 
     name.data = svc->name;
     name.len = svc->name_len;
 
-    due = 0;
-
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < n && job->nitems < max; i++) {
         if (inst[i].rm_deadline == 0
             || now < inst[i].rm_since + NGX_HTTP_TCE_ADMIN_DRAIN_SETTLE)
         {
@@ -284,38 +272,261 @@ ngx_http_tce_admin_drain_due(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
             continue;
         }
 
-        if (ss == NULL) {
-            due++;
-            continue;
-        }
+        it = &job->items[job->nitems++];
 
-        fi = ngx_http_tce_admin_edit_find(ss, inst[i].id);
-
-        if (fi == NULL || fi->rm_deadline == 0) {
-            continue;
-        }
-
-        (void) ngx_http_tce_admin_edit_remove(ss, inst[i].id);
-        due++;
-
-        if (in_flight > 0) {
-            ngx_log_error(NGX_LOG_WARN, log, 0,
-                          "tce admin: instance \"%s\" of \"%s\" cluster "
-                          "\"%s\" removed at its drain timeout (%uLms) with "
-                          "%L requests in flight", inst[i].id, svc->name,
-                          inst[i].cluster, now - inst[i].rm_since, in_flight);
-
-        } else {
-            ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                          "tce admin: instance \"%s\" of \"%s\" cluster "
-                          "\"%s\" removed, drained in %uLms", inst[i].id,
-                          svc->name, inst[i].cluster, now - inst[i].rm_since);
-        }
+        ngx_memcpy(it->service, svc->name,
+                   ngx_min(svc->name_len, NGX_TCE_SERVICE_LEN - 1));
+        ngx_memcpy(it->id, inst[i].id, NGX_TCE_ID_LEN);
+        ngx_memcpy(it->cluster, inst[i].cluster, NGX_TCE_CLUSTER_LEN);
+        it->svc = svc;
+        it->in_flight = in_flight;
+        it->drained_ms = now - inst[i].rm_since;
+        it->generation = generation;
     }
 
     if (inst) {
         ngx_free(inst);
     }
+}
 
-    return due;
+
+#if (NGX_THREADS)
+
+static void
+ngx_http_tce_admin_drain_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_tce_admin_drain_file(data);
+}
+
+
+static void
+ngx_http_tce_admin_drain_event(ngx_event_t *ev)
+{
+    ngx_thread_task_t  *task = ev->data;
+
+    ngx_http_tce_admin_drain_apply(task->ctx);
+    ngx_free(task);
+}
+
+#endif
+
+
+/*
+ * On a thread (pure C): the state file, if it is still the one last
+ * loaded or written, loses the due instances that still carry their
+ * removal marker, and is written whole.  An instance already gone from
+ * the file counts as removed (the zone follows the file).
+ */
+static void
+ngx_http_tce_admin_drain_file(ngx_http_tce_admin_drain_job_t *job)
+{
+    int                            rc;
+    char                          *data;
+    ngx_uint_t                     i, edited;
+    ngx_tce_instance_t            *fi;
+    ngx_tce_state_service_t       *ss;
+    ngx_http_tce_admin_removal_t  *it;
+
+    if (ngx_http_tce_admin_fp_path(job->path, &job->fp) != NGX_OK
+        || !ngx_http_tce_admin_fp_equal(&job->fp, &job->expect))
+    {
+        job->result = NGX_HTTP_TCE_ADMIN_DRAIN_CHANGED;
+        return;
+    }
+
+    if (ngx_tce_state_load(job->path, &job->st, job->why, sizeof(job->why))
+        != 0)
+    {
+        job->result = NGX_HTTP_TCE_ADMIN_DRAIN_FAILED;
+        return;
+    }
+
+    edited = 0;
+
+    for (i = 0; i < job->nitems; i++) {
+        it = &job->items[i];
+
+        ss = ngx_http_tce_admin_edit_service(&job->st, it->service,
+                                             strlen(it->service));
+        if (ss == NULL) {
+            it->removed = 1;
+            continue;
+        }
+
+        fi = ngx_http_tce_admin_edit_find(ss, it->id);
+
+        if (fi == NULL) {
+            it->removed = 1;
+            continue;
+        }
+
+        if (fi->rm_deadline == 0) {
+            continue;       /* restored in the meantime */
+        }
+
+        (void) ngx_http_tce_admin_edit_remove(ss, it->id);
+        it->removed = 1;
+        edited = 1;
+    }
+
+    job->result = NGX_HTTP_TCE_ADMIN_DRAIN_DONE;
+
+    if (!edited) {
+        return;
+    }
+
+    data = ngx_tce_state_encode(&job->st);
+    if (data == NULL) {
+        (void) snprintf(job->why, sizeof(job->why), "out of memory");
+        job->result = NGX_HTTP_TCE_ADMIN_DRAIN_FAILED;
+        return;
+    }
+
+    rc = ngx_tce_state_write(job->path, data, strlen(data), job->why,
+                             sizeof(job->why));
+    free(data);
+
+    (void) ngx_http_tce_admin_fp_path(job->path, &job->fp);
+
+    if (rc != 0) {
+        job->result = NGX_HTTP_TCE_ADMIN_DRAIN_FAILED;
+        return;
+    }
+
+    job->written = 1;
+}
+
+
+/*
+ * Event loop, the file done: the zone follows it, each removal is
+ * logged and audited, the writers' turn is given back.
+ */
+static void
+ngx_http_tce_admin_drain_apply(ngx_http_tce_admin_drain_job_t *job)
+{
+    ngx_uint_t                       i, j;
+    ngx_log_t                       *log;
+    ngx_tce_zone_t                  *zone;
+    ngx_tce_service_t               *svc;
+    ngx_tce_state_service_t         *ss;
+    ngx_http_tce_admin_removal_t    *it;
+    ngx_http_tce_admin_main_conf_t  *amcf;
+
+    amcf = job->amcf;
+    log = job->log;
+    zone = amcf->tmcf->zone;
+
+    if (job->written || job->result == NGX_HTTP_TCE_ADMIN_DRAIN_FAILED) {
+        amcf->sh->fp = job->fp;
+    }
+
+    switch (job->result) {
+
+    case NGX_HTTP_TCE_ADMIN_DRAIN_CHANGED:
+        if (!amcf->drain_warned) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "tce admin: the state file \"%s\" changed on disk "
+                          "since it was loaded: instances drained for "
+                          "removal stay (draining) until nginx is reloaded",
+                          job->path);
+            amcf->drain_warned = 1;
+        }
+
+        goto done;
+
+    case NGX_HTTP_TCE_ADMIN_DRAIN_FAILED:
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tce admin: state file \"%s\": %s: removals wait",
+                      job->path, job->why);
+        goto done;
+    }
+
+    amcf->drain_warned = 0;
+
+    /* the zone follows the file, once per service */
+
+    for (i = 0; i < job->nitems; i++) {
+        it = &job->items[i];
+        svc = it->svc;
+
+        for (j = 0; j < i; j++) {
+            if (job->items[j].svc == svc) {
+                break;
+            }
+        }
+
+        if (j < i || !it->removed || ngx_http_tce_admin_consul_fed(svc)) {
+            continue;
+        }
+
+        ss = ngx_http_tce_admin_edit_service(&job->st, it->service,
+                                             strlen(it->service));
+
+        if (ss
+            && ngx_tce_zone_set(zone, svc, ss->instances, ss->ninstances,
+                                NGX_TCE_SOURCE_STATE, log)
+               == NGX_ERROR)
+        {
+            ngx_log_error(NGX_LOG_ALERT, log, 0,
+                          "tce admin: drained instances of \"%s\" left the "
+                          "state file but the zone could not take the "
+                          "set: they stay, draining", it->service);
+            it->removed = 0;
+        }
+    }
+
+    for (i = 0; i < job->nitems; i++) {
+        it = &job->items[i];
+
+        if (it->removed) {
+            ngx_http_tce_admin_drain_report(amcf, it, log);
+        }
+    }
+
+done:
+
+    ngx_tce_state_free(&job->st);
+
+    ngx_http_tce_admin_turn_release(amcf);
+}
+
+
+/* the log line and the audit line of one removal */
+static void
+ngx_http_tce_admin_drain_report(ngx_http_tce_admin_main_conf_t *amcf,
+    ngx_http_tce_admin_removal_t *it, ngx_log_t *log)
+{
+    json_t  *line;
+
+    if (it->in_flight > 0) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "tce admin: instance \"%s\" of \"%s\" cluster \"%s\" "
+                      "removed at its drain timeout (%uLms) with %L "
+                      "requests in flight", it->id, it->service, it->cluster,
+                      it->drained_ms, it->in_flight);
+
+    } else {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "tce admin: instance \"%s\" of \"%s\" cluster \"%s\" "
+                      "removed, drained in %uLms", it->id, it->service,
+                      it->cluster, it->drained_ms);
+    }
+
+    line = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I}",
+                     "event", "instance_removed",
+                     "principal", "drain-timer",
+                     "service", it->service,
+                     "cluster", it->cluster,
+                     "instance", it->id,
+                     "reason", it->in_flight > 0 ? "drain_timeout" : "drained",
+                     "drained_ms", (json_int_t) it->drained_ms,
+                     "in_flight", (json_int_t) it->in_flight,
+                     "generation_before", (json_int_t) it->generation);
+
+    if (line == NULL) {
+        (void) ngx_atomic_fetch_add(&amcf->sh->audit_errors, 1);
+        return;
+    }
+
+    ngx_http_tce_admin_audit_system(amcf, line, log);
 }

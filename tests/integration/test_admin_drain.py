@@ -9,6 +9,7 @@ Python servers that take their time and log each request's arrival and
 end by their own clock.
 """
 
+import json
 import os
 import signal
 import threading
@@ -45,8 +46,23 @@ def start(nginx, backend, slow):
     upstreams = ('    upstream api {\n        tce_service %s;\n'
                  '        tce_keepalive 16;\n    }\n' % SERVICE)
     nginx.configure(upstreams=upstreams, state=True,
-                    server_extra=admin_location(token_file))
+                    server_extra=admin_location(token_file,
+                                                audit=audit_path(nginx)))
     nginx.start()
+
+
+def audit_path(nginx):
+    return os.path.join(nginx.dir, 'audit.log')
+
+
+def removals(nginx):
+    """The drain timer's audit lines (the API's own carry a method)."""
+    try:
+        with open(audit_path(nginx)) as f:
+            lines = [json.loads(l) for l in f.read().splitlines()]
+    except FileNotFoundError:
+        return []
+    return [l for l in lines if l.get('event') == 'instance_removed']
 
 
 def long_request(nginx, ms):
@@ -86,6 +102,7 @@ def test_delete_waits_for_the_request_in_flight(nginx, backend, slow):
     ms = int(1500 * SLOW)
     t, out = in_flight_on(nginx, slow, ms)
 
+    t0 = time.time()
     r = call(nginx, 'DELETE', CL + '/instances/s1?timeout=60s', token=TOKEN)
     assert r.status == 202, r
     assert r.json['status'] == 'draining'
@@ -117,6 +134,13 @@ def test_delete_waits_for_the_request_in_flight(nginx, backend, slow):
     assert state_ids(nginx) == {'f1'}
     # only the one request ever reached s1
     assert len(slow.requests()) == 1
+    # the removal is audited, once, by the timer that made it
+    wait_for(lambda: removals(nginx), 3 * SLOW, what='the removal audited')
+    [line] = removals(nginx)
+    assert (line['principal'], line['service'], line['cluster'],
+            line['instance'], line['reason'], line['in_flight']) \
+        == ('drain-timer', SERVICE, 'default', 's1', 'drained', 0)
+    assert line['drained_ms'] >= (end - t0) * 1000 - 100 * SLOW
 
 
 def test_drain_timeout_removes_with_request_in_flight(nginx, backend, slow):
@@ -134,6 +158,10 @@ def test_drain_timeout_removes_with_request_in_flight(nginx, backend, slow):
              2 * SLOW, what='s1 removed at the drain timeout')
     assert t.is_alive(), 'the request ended before the timeout: no test'
     assert state_ids(nginx) == {'f1'}
+    wait_for(lambda: removals(nginx), 3 * SLOW, what='the removal audited')
+    [line] = removals(nginx)
+    assert (line['instance'], line['reason'], line['in_flight']) \
+        == ('s1', 'drain_timeout', 1)
     # the request in flight still finishes, on the instance it started on
     t.join()
     assert out[0].status == 200 and out[0].text.strip() == str(slow.ports[0])
