@@ -10,14 +10,21 @@
  *
  * - the process that changes a set (the Consul watcher's worker, or the
  *   master applying the state file) builds the schedules of the new set
- *   once: in its event loop, in slices of NGX_TCE_SCHED_SLICE entries
- *   (a fraction of a millisecond each, interleaved with its requests),
- *   or at once in the master, which serves no requests;
- * - the result is copied into the zone, in pages (one slab page per
- *   1,024 entries, so that the free space the zone reports is space a
- *   schedule can use), and published with a new generation of the
- *   service; the workers' views point at it, each from its own position
- *   (a pick reads one entry: O(1), nothing copied per worker);
+ *   once: in a worker, on nginx's thread pool, into process memory (a
+ *   few ms of CPU at half a million entries, none of it on the event
+ *   loop; the loop only plans the groups, O(n), and copies the result);
+ *   in the master, which serves no requests, at once.  Without a pool
+ *   to post to (nginx built without threads, an exiting worker, a full
+ *   queue) the build runs on the event loop in slices of
+ *   NGX_TCE_SCHED_SLICE entries (a fraction of a millisecond each,
+ *   interleaved with the worker's requests);
+ * - back on the event loop the result is copied into the zone, in pages
+ *   (one slab page per 1,024 entries, so that the free space the zone
+ *   reports is space a schedule can use: a memcpy of 4 bytes per entry,
+ *   about 0.2 ms at half a million), and published with a new
+ *   generation of the service; the workers' views point at it, each
+ *   from its own position (a pick reads one entry: O(1), nothing copied
+ *   per worker);
  * - meanwhile (a few to a few tens of ms) a worker's new view keeps the
  *   previous schedule, less the instances that left: removals and
  *   address changes apply at once, new instances and new weights when
@@ -25,8 +32,9 @@
  * - a set is freed when the service has moved on and the last view
  *   using it goes (reference count under the zone's lock; views hold
  *   it, not requests, so a long request pins only its own view's);
- * - a newer change cancels a build still running in the same process;
- *   one from elsewhere makes it void (the service's sched_serial).
+ * - a newer change cancels a build still running in the same process
+ *   (one on a thread is left to finish and freed unpublished); one from
+ *   elsewhere makes it void (the service's sched_serial).
  * If the zone cannot hold a schedule, the service is marked LOCAL and
  * each worker builds its own, as before (logged once per change).
  */
@@ -36,6 +44,7 @@
 #include <ngx_event.h>
 
 #include "ngx_tce.h"
+#include "ngx_tce_persist.h"
 #include "ngx_tce_sched_zone.h"
 
 
@@ -64,6 +73,12 @@ typedef struct {
     ngx_uint_t                  cur;        /* group being built */
     ngx_tce_sched_plan_group_t *groups;
     uint32_t                   *weights;    /* all groups' w */
+    ngx_uint_t                  threaded;   /* handed to the thread pool */
+    ngx_uint_t                  orphaned;   /* cancelled while there */
+    volatile ngx_uint_t         done;       /* the thread's last write */
+#if (NGX_THREADS)
+    ngx_thread_task_t           task;
+#endif
 } ngx_tce_sched_job_t;
 
 
@@ -80,10 +95,21 @@ static void ngx_tce_sched_free_locked(ngx_slab_pool_t *pool,
 static void ngx_tce_sched_local_free(ngx_tce_sched_set_t *set);
 static void ngx_tce_sched_slice_handler(ngx_event_t *ev);
 static void ngx_tce_sched_zone_cancel(ngx_tce_service_t *svc);
+static void ngx_tce_sched_job_wait(ngx_tce_sched_job_t *job);
+#if (NGX_THREADS)
+static ngx_int_t ngx_tce_sched_job_post(ngx_tce_sched_job_t *job);
+static void ngx_tce_sched_job_thread(void *data, ngx_log_t *log);
+static void ngx_tce_sched_job_done(ngx_event_t *ev);
+#endif
 
 
-/* builds of this process waiting for their next slice */
+/*
+ * Builds of this process not published yet: on a thread, or waiting for
+ * their next slice (those are the ones not threaded).  Orphans: builds
+ * cancelled while on a thread, freed when the thread is done with them.
+ */
 static ngx_queue_t   ngx_tce_sched_jobs;
+static ngx_queue_t   ngx_tce_sched_orphans;
 static ngx_event_t   ngx_tce_sched_event;
 
 
@@ -114,8 +140,7 @@ void
 ngx_tce_sched_zone_request(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     const ngx_tce_instance_t *inst, ngx_uint_t n, ngx_log_t *log)
 {
-    ngx_queue_t          *q;
-    ngx_tce_sched_job_t  *job, *old;
+    ngx_tce_sched_job_t  *job;
 
     if (n == 0) {
         /* nothing to build; a build of an older set holds svc: cancel */
@@ -153,24 +178,21 @@ ngx_tce_sched_zone_request(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
 
     if (ngx_tce_sched_jobs.next == NULL) {
         ngx_queue_init(&ngx_tce_sched_jobs);
+        ngx_queue_init(&ngx_tce_sched_orphans);
     }
 
     /* a build of an older set of the same service is void: cancel it */
-
-    for (q = ngx_queue_head(&ngx_tce_sched_jobs);
-         q != ngx_queue_sentinel(&ngx_tce_sched_jobs);
-         q = ngx_queue_next(q))
-    {
-        old = ngx_queue_data(q, ngx_tce_sched_job_t, queue);
-
-        if (old->svc == svc) {
-            ngx_queue_remove(q);
-            ngx_tce_sched_job_free(old);
-            break;
-        }
-    }
+    ngx_tce_sched_zone_cancel(svc);
 
     ngx_queue_insert_tail(&ngx_tce_sched_jobs, &job->queue);
+
+#if (NGX_THREADS)
+    if (ngx_tce_sched_job_post(job) == NGX_OK) {
+        return;
+    }
+#endif
+
+    /* no thread to hand it to: in slices on this event loop */
 
     if (!ngx_tce_sched_event.posted) {
         ngx_tce_sched_event.handler = ngx_tce_sched_slice_handler;
@@ -190,24 +212,138 @@ ngx_tce_sched_slice_handler(ngx_event_t *ev)
     ngx_queue_t          *q;
     ngx_tce_sched_job_t  *job;
 
-    if (ngx_tce_sched_jobs.next == NULL
-        || ngx_queue_empty(&ngx_tce_sched_jobs))
-    {
+    if (ngx_tce_sched_jobs.next == NULL) {
         return;
     }
 
-    q = ngx_queue_head(&ngx_tce_sched_jobs);
-    job = ngx_queue_data(q, ngx_tce_sched_job_t, queue);
+    /* the first build left to this loop; threaded ones are skipped */
+
+    job = NULL;
+
+    for (q = ngx_queue_head(&ngx_tce_sched_jobs);
+         q != ngx_queue_sentinel(&ngx_tce_sched_jobs);
+         q = ngx_queue_next(q))
+    {
+        job = ngx_queue_data(q, ngx_tce_sched_job_t, queue);
+
+        if (!job->threaded) {
+            break;
+        }
+
+        job = NULL;
+    }
+
+    if (job == NULL) {
+        return;
+    }
 
     if (ngx_tce_sched_job_run(job, NGX_TCE_SCHED_SLICE) == NGX_OK) {
         ngx_queue_remove(q);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_CORE, job->log, 0,
+                       "tce: schedules of \"%s\" built on the event loop",
+                       job->svc->name);
+
         ngx_tce_sched_job_publish(job);
         ngx_tce_sched_job_free(job);
     }
 
-    if (!ngx_queue_empty(&ngx_tce_sched_jobs)) {
-        ngx_post_event(ev, &ngx_posted_next_events);
+    /* posted again while a build is left to this loop */
+
+    for (q = ngx_queue_head(&ngx_tce_sched_jobs);
+         q != ngx_queue_sentinel(&ngx_tce_sched_jobs);
+         q = ngx_queue_next(q))
+    {
+        job = ngx_queue_data(q, ngx_tce_sched_job_t, queue);
+
+        if (!job->threaded) {
+            ngx_post_event(ev, &ngx_posted_next_events);
+            return;
+        }
     }
+}
+
+
+#if (NGX_THREADS)
+
+static ngx_int_t
+ngx_tce_sched_job_post(ngx_tce_sched_job_t *job)
+{
+    ngx_tce_main_conf_t  *tmcf;
+
+    if (ngx_get_conf(ngx_cycle->conf_ctx, ngx_http_module) == NULL) {
+        return NGX_DECLINED;
+    }
+
+    tmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_tce_module);
+    if (tmcf == NULL) {
+        return NGX_DECLINED;
+    }
+
+    job->task.ctx = job;
+    job->task.handler = ngx_tce_sched_job_thread;
+    job->task.event.handler = ngx_tce_sched_job_done;
+    job->task.event.data = job;
+    job->task.event.log = job->log;
+
+    if (ngx_tce_thread_post(tmcf, &job->task) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    job->threaded = 1;
+
+    return NGX_OK;
+}
+
+
+/* on a thread: the job's own memory only, no nginx call, no zone */
+
+static void
+ngx_tce_sched_job_thread(void *data, ngx_log_t *log)
+{
+    ngx_tce_sched_job_t *job = data;
+
+    (void) ngx_tce_sched_job_run(job, (uint32_t) -1);
+
+    ngx_memory_barrier();
+
+    job->done = 1;
+}
+
+
+/* back on the event loop: published, unless cancelled meanwhile */
+
+static void
+ngx_tce_sched_job_done(ngx_event_t *ev)
+{
+    ngx_tce_sched_job_t *job = ev->data;
+
+    ngx_queue_remove(&job->queue);
+
+    if (!job->orphaned) {
+        ngx_log_debug1(NGX_LOG_DEBUG_CORE, job->log, 0,
+                       "tce: schedules of \"%s\" built on a thread",
+                       job->svc->name);
+
+        ngx_tce_sched_job_publish(job);
+    }
+
+    ngx_tce_sched_job_free(job);
+}
+
+#endif
+
+
+/* a threaded build, by exit_process: the pool has run its tasks by then */
+
+static void
+ngx_tce_sched_job_wait(ngx_tce_sched_job_t *job)
+{
+    while (!job->done) {
+        ngx_sched_yield();
+    }
+
+    ngx_memory_barrier();
 }
 
 
@@ -225,15 +361,35 @@ ngx_tce_sched_zone_exit(ngx_cycle_t *cycle)
         return;
     }
 
-    /* the other workers wait for these: finish them (each a few ms) */
+    /*
+     * The other workers wait for these: finish them (each a few ms).
+     * nginx's thread pool exits before this module (it comes first):
+     * its threads ran every task queued, but the completion events
+     * will not run any more.
+     */
 
     while (!ngx_queue_empty(&ngx_tce_sched_jobs)) {
         q = ngx_queue_head(&ngx_tce_sched_jobs);
         job = ngx_queue_data(q, ngx_tce_sched_job_t, queue);
         ngx_queue_remove(q);
 
-        (void) ngx_tce_sched_job_run(job, (uint32_t) -1);
+        if (job->threaded) {
+            ngx_tce_sched_job_wait(job);
+
+        } else {
+            (void) ngx_tce_sched_job_run(job, (uint32_t) -1);
+        }
+
         ngx_tce_sched_job_publish(job);
+        ngx_tce_sched_job_free(job);
+    }
+
+    while (!ngx_queue_empty(&ngx_tce_sched_orphans)) {
+        q = ngx_queue_head(&ngx_tce_sched_orphans);
+        job = ngx_queue_data(q, ngx_tce_sched_job_t, queue);
+        ngx_queue_remove(q);
+
+        ngx_tce_sched_job_wait(job);
         ngx_tce_sched_job_free(job);
     }
 }
@@ -576,7 +732,16 @@ ngx_tce_sched_zone_cancel(ngx_tce_service_t *svc)
 
         if (old->svc == svc) {
             ngx_queue_remove(q);
-            ngx_tce_sched_job_free(old);
+
+            if (old->threaded) {
+                /* the thread still writes into it: freed when done */
+                old->orphaned = 1;
+                ngx_queue_insert_tail(&ngx_tce_sched_orphans, &old->queue);
+
+            } else {
+                ngx_tce_sched_job_free(old);
+            }
+
             return;
         }
     }

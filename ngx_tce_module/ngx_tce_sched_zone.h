@@ -63,8 +63,9 @@ void ngx_tce_sched_zone_changed_locked(ngx_tce_zone_t *zone,
 /*
  * Builds the schedules of inst[0..n-1], the set just stored (sorted by
  * id), and publishes them in the zone with a new generation.  In a
- * process running its event loop the build runs in slices of well
- * under a millisecond each; elsewhere (the master applying the state
+ * worker the build runs on nginx's thread pool and is published back
+ * on the event loop (without a pool: on the loop, in slices of well
+ * under a millisecond each); elsewhere (the master applying the state
  * file) at once.  A newer change of the service cancels it.  When the
  * zone cannot hold them, the service is marked NGX_TCE_SCHED_LOCAL
  * (logged) and workers build their own.

@@ -80,6 +80,40 @@ def test_change_applies_exact_weights(backend, nginx, consul):
         assert window_is(nginx, {node + 'a': 5, node + 'b': 7})
 
 
+def test_build_runs_on_the_thread_pool(backend, nginx, consul):
+    # a cycle of about 100,000 entries: the watcher's worker builds it
+    # on nginx's thread pool, not on its event loop (the debug log says
+    # where each build ran; nginx of the distribution has --with-debug)
+    rnd = random.Random(3)
+    for i in range(200):
+        consul.register(SERVICE, 'i%03d' % i, '127.0.0.1',
+                        backend.ok4[i % 4], weight=rnd.randint(1, 1000))
+    debug_log = os.path.join(nginx.dir, 'debug.log')
+    nginx.configure(upstreams=UPSTREAM, state=False, workers=2,
+                    location=LOCATION, zone='tce_zone tce 4m;',
+                    main_extra='error_log %s debug;\n' % debug_log,
+                    http_extra='    tce_consul %s wait=2s;\n' % consul.url)
+    nginx.start()
+    wait_for(lambda: nginx.get('/').status == 200, 10 * conftest.SLOW,
+             what='service routed')
+
+    line = 'schedules of "%s" built on a thread' % SERVICE
+
+    def built():
+        return conftest.read_from(debug_log).count(line)
+
+    wait_for(lambda: built() >= 1, 10 * conftest.SLOW,
+             what='first build on a thread')
+    base = built()
+    for k in range(3):
+        consul.set_check('service:i%03d' % k, 'critical')
+        wait_for(lambda: built() >= base + k + 1, 10 * conftest.SLOW,
+                 what='build %d on a thread' % k)
+    assert nginx.get('/').status == 200
+    text = conftest.read_from(debug_log)
+    assert 'built on the event loop' not in text
+
+
 def test_flapping_frees_old_schedules(backend, nginx, consul):
     # 150 instances of weights 1..1000: a cycle of about 75,000 entries
     # (300 KB); the 2 MB zone holds a handful of them: schedules that
