@@ -5,9 +5,8 @@ models of what is registered, the counters) and a random.Random, does
 its change (and undoes it later when it is an outage), and reports
 through run.applied(kind) / run.refused(kind, why) / run.problem(text).
 
-A new kind (a deploy started, promoted or rolled back; a Sentinel
-failover) is one more function decorated with @action(weight): the run
-picks among them at random, from several threads at once.
+A new kind is one more function decorated with @action(weight): the
+run picks among them at random, from several threads at once.
 """
 
 import http.client
@@ -15,7 +14,7 @@ import json
 import threading
 import time
 
-from world import ADMIN_SVC, CONSUL_SVC, FILL_SVC, BackendProc
+from world import ADMIN_SVC, CONSUL_SVC, DEPLOY_SVC, FILL_SVC, BackendProc
 
 ACTIONS = []
 
@@ -168,7 +167,11 @@ def consul_hang(run, rng):
 def consul_kill(run, rng):
     """The Consul agent killed (SIGKILL), started again empty 0.5 to 2 s
     later; it answers empty sets until the instances are registered
-    again (0.3 to 1.5 s later), as agents do."""
+    again (0.3 to 1.5 s later), as agents do.  Not again within 5 s
+    of the last restart: on a loaded machine a restart takes seconds,
+    and kills back to back would leave Consul down the whole run."""
+    if time.monotonic() - getattr(run, 'consul_back', 0) < 5:
+        return
     with run.consul_lock:
         run.consul.kill()
         run.event('consul killed')
@@ -177,6 +180,7 @@ def consul_kill(run, rng):
         # empty until the agents register their services again
         time.sleep(rng.uniform(0.3, 1.5))
         consul_register_all(run)
+        run.consul_back = time.monotonic()
         run.event('consul restarted')
     run.applied('consul_kill')
 
@@ -321,16 +325,144 @@ def scale_in(run, rng):
 
 # ------------------------------------------------------------------- Redis
 
+def redis_master(run):
+    """The Redis process the sentinels name as master (None if none
+    answers)."""
+    ha = run.redis
+    for s in ha.sentinels:
+        try:
+            port = s.master()
+        except (OSError, ValueError, TypeError):
+            continue
+        for node in (ha.master, ha.replica):
+            if node.port == port:
+                return node
+    return None
+
+
+def fleet_master(run, front):
+    fl = (run.status(front) or {}).get('fleet') or {}
+    return (fl.get('sentinel') or {}).get('master')
+
+
+def wait_until(run, cond, timeout, what):
+    """Polls cond until true (True) or the deadline (a problem, False)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            run.problem('%s: not within %d s' % (what, timeout))
+            return False
+        time.sleep(0.05)
+    return True
+
+
 @action(2)
 def redis_kill(run, rng):
-    """redis-server killed (SIGKILL), started again 0.3 to 2 s later."""
+    """The Redis master killed (SIGKILL) and started again 0.3 to 0.8 s
+    later, before the sentinels call it down (1 s): the same master
+    comes back, the nodes reconnect to it."""
     with run.redis_lock:
-        run.redis.kill()
-        run.event('redis killed')
-        time.sleep(rng.uniform(0.3, 2))
-        run.redis.start()
-        run.event('redis restarted')
+        node = redis_master(run)
+        if node is None:
+            return
+        node.kill()
+        run.event('redis master :%d killed' % node.port)
+        time.sleep(rng.uniform(0.3, 0.8))
+        node.start()
+        run.event('redis master :%d restarted' % node.port)
     run.applied('redis_kill')
+
+
+@action(1)
+def sentinel_failover(run, rng):
+    """A Sentinel failover: the master killed, the sentinels elect the
+    replica, both front door nodes follow it (their fleet status names
+    the new master); the old master started again, made a replica of
+    the new one by Sentinel."""
+    ha = run.redis
+    with run.redis_lock:
+        old = redis_master(run)
+        if old is None:
+            return
+        new = ha.replica if old is ha.master else ha.master
+        try:
+            synced = 'master_link_status:up' in new.cmd('INFO',
+                                                        'replication')
+        except OSError:
+            synced = False
+        if not synced:
+            return                      # no replica to elect yet
+        old.kill()
+        t = time.monotonic()
+        run.event('sentinel failover: master :%d killed' % old.port)
+        addr = '127.0.0.1:%d' % new.port
+        ok = wait_until(run, lambda: redis_master(run) is new, 30,
+                        'Sentinel electing :%d' % new.port) \
+            and wait_until(run, lambda: all(fleet_master(run, f) == addr
+                                            for f in (run.front_a,
+                                                      run.front_b)), 15,
+                           'both nodes following %s' % addr)
+        if ok:
+            run.event('sentinel failover: %s master, both nodes follow '
+                      '(%.1f s)' % (addr, time.monotonic() - t))
+        old.start()
+        ok = wait_until(run, lambda: 'connected_slaves:1' in new.cmd(
+            'INFO', 'replication'), 30,
+            ':%d replicating the new master' % old.port) and ok
+    if ok:
+        run.applied('sentinel_failover')
+
+
+# ----------------------------------------------------------------- deploys
+
+DEPLOY_STEPS = ([10, 50, 100], [25, 100], [5, 20, 50, 100])
+
+
+@action(2)
+def deploy(run, rng):
+    """A progressive deploy of either service's canary: started, then
+    promoted or rolled back through the API, paused and resumed, or
+    left to the controller (which promotes it or rolls it back)."""
+    front = run.front_c
+    base = _cluster(DEPLOY_SVC) + '/deploys'
+    st = admin(run, 'deploy_start', 'POST', base,
+               {'steps': rng.choice(DEPLOY_STEPS),
+                'step_seconds': rng.choice((1, 2, 3)),
+                'min_requests': 20}, ok=(201,), front=front)
+    if st != 201:
+        return
+    end = rng.choice(('promote', 'rollback', 'pause', 'controller'))
+    # a deploy may end by itself meanwhile: the action then gets 409
+    if run.stopping.wait(rng.uniform(0.5, 3)):
+        return
+    if end == 'pause':
+        admin(run, 'deploy_pause', 'POST', base + '/current/pause', {},
+              front=front)
+        if run.stopping.wait(rng.uniform(0.3, 1.5)):
+            return
+        admin(run, 'deploy_resume', 'POST', base + '/current/resume', {},
+              front=front)
+        end = rng.choice(('promote', 'rollback', 'controller'))
+    if end != 'controller':
+        admin(run, 'deploy_' + end, 'POST', base + '/current/' + end, {},
+              front=front)
+        return
+
+    def ended():
+        try:
+            s, _, text = front.api('GET', base + '/current')
+        except (OSError, http.client.HTTPException):
+            return None
+        state = json.loads(text).get('state') if s == 200 else None
+        return state if state not in ('running', 'paused') else None
+
+    deadline = time.monotonic() + 30
+    while not run.stopping.is_set() and time.monotonic() < deadline:
+        state = ended()
+        if state:
+            run.applied('deploy_by_controller_' + state)
+            return
+        time.sleep(0.2)
 
 
 # ----------------------------------------------------------- nginx itself
@@ -338,7 +470,7 @@ def redis_kill(run, rng):
 def reload(run, rng):
     """nginx -s reload; returns once the new workers serve and the old
     ones are shutting down (their pids are kept for the classifier)."""
-    front = rng.choice((run.front_a, run.front_b))
+    front = rng.choice(run.fronts)
     with run.proc_lock:
         master = front.proc.pid
         old = run.serving(master)
@@ -397,19 +529,21 @@ def kill_worker(run, rng):
 
 def _fill_register(run, count):
     """count more chaos.fill.api instances registered (dead addresses:
-    nothing routes to them); False if Consul is down."""
-    with run.consul_lock:               # not during a Consul restart
-        with run.fill_lock:
-            start = len(run.fill_model)
-            new = [('fill-%05d' % i, '127.0.0.1:%d' % (20000 + i % 10000))
-                   for i in range(start, start + count)]
-            run.fill_model.update(new)
-        try:
-            for sid, addr in new:
-                run.consul.register(FILL_SVC, sid, addr)
-        except (OSError, http.client.HTTPException) as e:
-            run.problem('fill registration failed: %r' % e)
-            return False
+    nothing routes to them), 10 at a time so that the churn goes on
+    meanwhile; False if Consul is down."""
+    with run.fill_lock:
+        start = len(run.fill_model)
+        new = [('fill-%05d' % i, '127.0.0.1:%d' % (20000 + i % 10000))
+               for i in range(start, start + count)]
+        run.fill_model.update(new)
+    for k in range(0, len(new), 10):
+        with run.consul_lock:           # not during a Consul restart
+            try:
+                for sid, addr in new[k:k + 10]:
+                    run.consul.register(FILL_SVC, sid, addr)
+            except (OSError, http.client.HTTPException) as e:
+                run.problem('fill registration failed: %r' % e)
+                return False
     return True
 
 
@@ -437,6 +571,8 @@ def zone_fill(run, rng, hold=3.0):
     run.fill_active = True
     stored = 1
     for _ in range(100):
+        if run.stopping.is_set():
+            break                       # a loaded machine: not finished
         if not _fill_register(run, 100):
             time.sleep(0.5)
             continue
@@ -462,7 +598,7 @@ def zone_fill(run, rng, hold=3.0):
     run.event('zone held at %s of %s bytes, %d fill instances'
               % (used, size, stored))
     run.applied('zone_fill')
-    time.sleep(hold)
+    run.stopping.wait(hold)
 
     _fill_deregister(run, 1)
     run.event('zone emptied of chaos.fill.api')

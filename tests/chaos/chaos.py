@@ -8,13 +8,17 @@ around it moves, then the proof that no request was dropped.
 
 All on loopback: chaos backends (tests/chaos/backend.py), the Consul
 double in a process of its own, redis-server (tce_redis fleet mode),
-the nginx under test (2 workers, the built module) and a stock nginx
+the nginx under test (2 workers, the built module: nodes A and B in
+one fleet through Redis Sentinel, a master, a replica and three
+sentinels; node C without a fleet, for deploys) and a stock nginx
 proxying to the same backends under the same load.  While the load
 runs, in random order and overlapping: Consul churn every 100 ms
 (registrations, deregistrations, checks flipping), Consul errors, hangs,
 kills; canary weight changes and rollbacks, drains, scale-out and
-scale-in through the admin API; Redis killed and restarted; nginx -s
-reload; a worker killed with SIGKILL (and one of the stock nginx at the
+scale-in through the admin API; deploys started, paused, promoted
+and rolled back (by the API or the controller); the Redis master
+killed and restarted, a Sentinel failover (both nodes must follow);
+nginx -s reload; a worker killed with SIGKILL (and one of the stock nginx at the
 same moment); the zone filled close to its size, then past it.
 
 Pass: every request got its expected answer (the backend's status and
@@ -24,7 +28,9 @@ compared with the stock nginx's under the same kill) and requests on
 keepalive connections an old worker closed at a reload (nginx closes
 idle keepalive connections when it shuts a worker down); no [alert],
 [crit] or [emerg] in the error log but the master's own notice of the
-killed worker; worker memory and zone usage flat, descriptors not
+killed worker; once calm again, every node routes exactly what its
+source holds (state file, Consul): nothing left partly applied by the
+reloads; worker memory and zone usage flat, descriptors not
 growing (bounds printed with the figures).  The last line prints the
 counts.  Exit status 0 on pass.
 """
@@ -49,8 +55,9 @@ sys.path.insert(0, HERE)
 import actions  # noqa: E402
 import world  # noqa: E402
 from load import Load  # noqa: E402
-from world import (ADMIN_SVC, CONSUL_SVC, FILL_SVC, BackendProc,  # noqa
-                   ConsulProc, Front, Redis, Stock, fd_counts, rss_kb,
+from world import (ADMIN_SVC, CONSUL_SVC, DEPLOY_SVC, FILL_SVC,  # noqa
+                   BackendProc,
+                   ConsulProc, Front, RedisHA, Stock, fd_counts, rss_kb,
                    worker_pids, wait_until)
 
 # flatness bounds (README "Reliability")
@@ -175,8 +182,10 @@ class Run:
         r = self.root
         self.consul = ConsulProc(r)
         self.consul.start()
-        self.redis = Redis(r)
+        # the fleet store: a master, a replica and three sentinels
+        self.redis = RedisHA(r)
         self.redis.start()
+        redis_line = self.redis.line('timeout=300ms resync=1s')
 
         # Consul-fed: core0 (prod), core1 (prod, slow), core2 (canary)
         # always registered; x0..x3 churned
@@ -205,10 +214,17 @@ class Run:
         self.fill_model['fill-00000'] = '127.0.0.1:19999'
         actions.consul_register_all(self)
 
-        self.front_a = Front(r, 'tce-a', self.consul.url, self.redis.port,
+        self.front_a = Front(r, 'tce-a', self.consul.url, redis_line,
                              a.zone)
-        self.front_b = Front(r, 'tce-b', None, self.redis.port, a.zone)
-        self.fronts = (self.front_a, self.front_b)
+        self.front_b = Front(r, 'tce-b', None, redis_line, a.zone)
+        self.front_c = Front(r, 'tce-c', None, '', a.zone)
+        self.fronts = (self.front_a, self.front_b, self.front_c)
+        self.front_c.write_conf()
+        self.front_c.write_state({DEPLOY_SVC: {'default': [
+            {'id': iid, 'address': self.admin_model[iid]['addr'],
+             'env': self.admin_model[iid]['env'], 'weight': 2}
+            for iid in ('c1', 'p1', 'p2')]}})
+        self.front_c.start()
         self.front_a.write_conf()
         self.front_a.write_state({})
         self.front_b.write_conf()
@@ -233,6 +249,7 @@ class Run:
         wait_until(routed, 15, 'the registry to be loaded')
         for port, p in ((self.front_a.port, '/c/warm?size=3'),
                         (self.front_b.port, '/a/warm?size=3'),
+                        (self.front_c.port, '/d/warm?size=3'),
                         (self.stock.port, '/c/warm?size=3'),
                         (self.stock.port, '/a/warm?size=3')):
             st, h, body = world.http_call(port, 'GET', p)
@@ -242,7 +259,8 @@ class Run:
 
     def teardown(self):
         for closer in (lambda: self.front_a.stop(),
-                       lambda: self.front_b.stop(), lambda: self.stock.stop(),
+                       lambda: self.front_b.stop(),
+                       lambda: self.front_c.stop(), lambda: self.stock.stop(),
                        lambda: self.consul.stop(), lambda: self.redis.stop()):
             try:
                 closer()
@@ -275,7 +293,7 @@ class Run:
         used, size = self.zone_usage()
         used_b, _ = self.zone_usage(self.front_b)
         ok = failed = 0
-        for load in self.loads[:2]:
+        for load in self.tce_loads():
             c = load.counts()
             ok, failed = ok + c[0], failed + c[1]
         sok, sfailed = self.loads[2].counts() if self.loads else (0, 0)
@@ -352,13 +370,16 @@ class Run:
 
         # the load first: its processes fork before any thread starts.
         # As many clients on the stock nginx as on the two nodes.
+        # node C (deploys) gets a lighter load, counted with the nodes'
         self.loads = [
             Load(self.front_a.port, 'tce-a', ('/c/',), a.procs, a.clients,
                  a.seed),
             Load(self.front_b.port, 'tce-b', ('/a/',), a.procs, a.clients,
                  a.seed + 1),
             Load(self.stock.port, 'stock', ('/c/', '/a/'), 2 * a.procs,
-                 a.clients, a.seed + 2)]
+                 a.clients, a.seed + 2),
+            Load(self.front_c.port, 'tce-c', ('/d/',), 1, a.clients,
+                 a.seed + 3)]
         for load in self.loads:
             load.start()
         self.t0 = time.time()
@@ -408,9 +429,11 @@ class Run:
             self.consul.clear()
         except OSError:
             pass
-        if self.redis.proc is None or self.redis.proc.poll() is not None:
-            self.redis.start()
+        for node in (self.redis.master, self.redis.replica):
+            if node.proc is None or node.proc.poll() is not None:
+                node.start()
         time.sleep(1)
+        self.registry_check()
         self.sample()
         self.failures = []
         for load in self.loads:
@@ -421,6 +444,52 @@ class Run:
         self.sample()
         if self.csv_file:
             self.csv_file.close()
+
+    def registry_check(self):
+        """Calm again, after every reload and change: each node routes
+        exactly what its source holds, nothing partly applied.  Node B:
+        the instances (ids, addresses) of its state file, which the
+        admin API writes before the zone; node A: the Consul double's
+        registered instances whose check is not critical."""
+        def file_sets(front, svc):
+            st = self.status(front) or {}
+            got = {i['id']: i['address'] for i in st.get('services', {})
+                   .get(svc, {}).get('instances', ())}
+            with open(front.state_path) as f:
+                doc = json.load(f)
+            want = {i['id']: i['address'] for cl in doc['services']
+                    .get(svc, {}).get('clusters', {}).values()
+                    for i in cl.get('instances', ())}
+            return got, want
+
+        def a_sets():
+            st = self.status(self.front_a) or {}
+            got = {i['id'].rsplit('/', 1)[-1] for i in st.get(
+                'services', {}).get(CONSUL_SVC, {}).get('instances', ())}
+            want = {sid for sid, x in self.consul_model.items()
+                    if x['registered'] and x['status'] != 'critical'}
+            return got, want
+
+        for name, sets in (
+                ('tce-b', lambda: file_sets(self.front_b, ADMIN_SVC)),
+                ('tce-c', lambda: file_sets(self.front_c, DEPLOY_SVC)),
+                ('tce-a', a_sets)):
+            deadline = time.monotonic() + 15
+            while True:
+                got, want = sets()
+                if got == want:
+                    self.event('%s routes what its source holds (%d '
+                               'instances)' % (name, len(got)))
+                    break
+                if time.monotonic() > deadline:
+                    self.problem('%s routes %s, its source holds %s'
+                                 % (name, sorted(got), sorted(want)))
+                    break
+                time.sleep(0.1)
+
+    def tce_loads(self):
+        """The loads through the front door nodes (not the stock's)."""
+        return [x for i, x in enumerate(self.loads) if i != 2]
 
     def idle_fds(self):
         return {f.name: {'master': fd_counts(f.proc.pid),
@@ -515,7 +584,8 @@ class Run:
             per_target[f['target']][c] += 1
             if c == 'failure':
                 real.append(f)
-        requests = sum(sum(c) for c in self.end_counts[:2])
+        requests = sum(sum(c) for i, c in enumerate(self.end_counts)
+                       if i != 2)
         stock_requests = sum(self.end_counts[2])
         tce_real = [f for f in real if f['target'] != 'stock']
         stock_real = [f for f in real if f['target'] == 'stock']
@@ -552,11 +622,11 @@ class Run:
         if self.overfill:
             p('zone past its size: %d registered, %d kept: %s'
               % self.overfill)
-        for target in ('tce-a', 'tce-b', 'stock'):
+        for target in ('tce-a', 'tce-b', 'tce-c', 'stock'):
             c = per_target[target]
             p('%-5s failed requests by class: %s' % (target, ', '.join(
                 '%s %d' % kv for kv in sorted(c.items())) or 'none'))
-        ktce = sum(v for t in ('tce-a', 'tce-b')
+        ktce = sum(v for t in ('tce-a', 'tce-b', 'tce-c')
                    for k, v in per_target[t].items()
                    if k.startswith('killed'))
         kstock = sum(v for k, v in per_target['stock'].items()

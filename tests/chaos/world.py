@@ -21,12 +21,13 @@ sys.path.insert(0, os.path.join(TESTS, 'doubles'))
 
 from conftest import (MODULE, NGINX_BIN, Nginx, children, free_port,  # noqa
                       proc_alive, read_from, stop_process, try_get)
-from redis_helpers import Redis  # noqa: E402
+from redis_helpers import Redis, RedisHA  # noqa: E402,F401
 
 TOKEN = 'tok-chaos-0123456789abcdef'
 CONSUL_SVC = 'chaos.consul.api'
 ADMIN_SVC = 'chaos.admin.api'
 FILL_SVC = 'chaos.fill.api'
+DEPLOY_SVC = 'chaos.deploy.api'
 
 
 def wait_until(cond, timeout, what):
@@ -179,7 +180,7 @@ FRONT_COMMON = """\
 
     tce_zone tce {zone};
     tce_state {dir}/state.json;
-    tce_redis 127.0.0.1:{redis} timeout=300ms resync=1s;
+    {redis}
     tce_metrics_expire 2s;
 {extra}
     server {{
@@ -235,6 +236,22 @@ FRONT_B = """\
 FRONT_B_LOC = """\
         location /a/ {
             proxy_pass http://admin_up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+"""
+
+# node C: no fleet (deploys are not driven through tce_redis yet), a
+# service of its state file moved by progressive deploys
+FRONT_C = """\
+    upstream deploy_up {{
+        tce_service {dsvc};
+        keepalive 32;
+    }}
+"""
+FRONT_C_LOC = """\
+        location /d/ {
+            proxy_pass http://deploy_up;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }
@@ -348,19 +365,22 @@ def rss_kb(pid, field='RssAnon'):
 class Front(Nginx):
     """The nginx under test (conftest's Nginx, the chaos config)."""
 
-    def __init__(self, root, name, consul_url, redis_port, zone):
+    def __init__(self, root, name, consul_url, redis_line, zone):
         Nginx.__init__(self, os.path.join(root, name))
         self.name = name
         self.consul_url = consul_url
-        self.redis_port = redis_port
+        self.redis_line = redis_line
         self.zone = zone
         with open(os.path.join(self.dir, 'admin.tokens'), 'w') as f:
             f.write('%s chaos\n' % TOKEN)
 
     def write_conf(self):
         """Node A (consul_url given): the Consul-fed service; node B:
-        the API-fed one."""
-        if self.consul_url:
+        the API-fed one; node C (no fleet): the deploys' service."""
+        if self.name == 'tce-c':
+            extra = FRONT_C.format(dsvc=DEPLOY_SVC)
+            loc = FRONT_C_LOC
+        elif self.consul_url:
             extra = FRONT_A.format(dir=self.dir, consul=self.consul_url,
                                    csvc=CONSUL_SVC, fsvc=FILL_SVC)
             loc = FRONT_A_LOC
@@ -368,7 +388,7 @@ class Front(Nginx):
             extra = FRONT_B.format(asvc=ADMIN_SVC)
             loc = FRONT_B_LOC
         self.configure(raw_http=FRONT_COMMON.format(
-            dir=self.dir, zone=self.zone, redis=self.redis_port,
+            dir=self.dir, zone=self.zone, redis=self.redis_line,
             extra=extra, locations=loc, port=self.port))
 
     def signal_reload(self):

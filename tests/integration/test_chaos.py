@@ -3,8 +3,9 @@ The reliability proof, 20 seconds of it in the plain integration pass
 (make chaos runs the same for two minutes, make soak for as long as
 asked; tests/chaos/chaos.py, README "Reliability"): a steady load
 through two front door nodes and a stock nginx while Consul churns,
-fails, hangs and is killed, Redis is killed, the admin API drains,
-scales and moves canary weights, nginx reloads, a worker of each is
+fails, hangs and is killed, the Redis master is killed and Sentinel
+fails over, the admin API drains, scales, moves canary weights and
+runs deploys, nginx reloads, a worker of each is
 killed and the zone is filled past its size.  Every request must get
 the answer its backend gave, but those on a killed worker's connections
 (counted, and compared with the stock nginx's) and those on keepalive
