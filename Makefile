@@ -58,7 +58,7 @@ FUZZ_LIBS     := -ljansson -lcurl -lhiredis -lm
 MODULE      := $(BUILD)/ngx_tce_module.so
 
 .PHONY: module-locked all deps run run-consul test unit integration lint \
-        valgrind bench clean fuzz fuzz-deps chaos soak limits
+        valgrind bench clean fuzz fuzz-deps chaos soak limits nothreads
 
 all: $(MODULE)
 
@@ -118,6 +118,13 @@ unit: $(UNIT_BINS) $(FUZZ_REPLAYS)
 	        tests/fuzz/corpus/$$t || exit 1; \
 	done
 
+# the sources that include nginx compile without thread pools too
+NGX_SRCS    := $(filter-out $(PURE_SRCS),$(MOD_SRCS))
+nothreads: $(BUILD)/nginx/Makefile
+	@$(MAKE) -s -C $(BUILD)/nginx -f objs/Makefile \
+	    -f $(TOP)/tests/nothreads.mk nothreads \
+	    NOTHREADS_SRCS="$(addprefix $(TOP)/,$(NGX_SRCS))"
+
 lint:
 	@sh tests/lint.sh $(MOD_SRCS) $(MOD_HDRS) $(UNIT_SRCS) $(FUZZ_SRCS)
 
@@ -145,6 +152,7 @@ valgrind: $(MODULE)
 # now runs in VALGRIND_JOBS=2 processes, some variants plain only: not
 # yet measured in full (the machine was shared, load 15-20 on 2 cores)
 test: deps lint
+	$(MAKE) nothreads
 	$(MAKE) unit
 	$(MAKE) integration
 	$(MAKE) valgrind

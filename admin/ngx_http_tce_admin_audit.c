@@ -49,6 +49,8 @@ static json_t *ngx_http_tce_admin_audit_line(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, ngx_uint_t status);
 static json_t *ngx_http_tce_admin_audit_sha256(u_char *data, size_t len);
 static void ngx_http_tce_admin_audit_write(ngx_http_tce_admin_audit_task_t *t);
+static ngx_http_tce_admin_audit_task_t *ngx_http_tce_admin_audit_alloc(
+    ngx_log_t *log);
 #if (NGX_THREADS)
 static void ngx_http_tce_admin_audit_thread(void *data, ngx_log_t *log);
 static void ngx_http_tce_admin_audit_event(ngx_event_t *ev);
@@ -134,6 +136,7 @@ ngx_http_tce_admin_audit(ngx_http_request_t *r, ngx_http_tce_admin_ctx_t *ctx,
 #if (NGX_THREADS)
     ngx_thread_pool_t                *tp;
     ngx_thread_task_t                *task;
+    ngx_http_tce_admin_audit_task_t  *own;
 #endif
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_tce_admin_api_module);
@@ -198,19 +201,17 @@ ngx_http_tce_admin_audit(ngx_http_request_t *r, ngx_http_tce_admin_ctx_t *ctx,
     if (tp && !ngx_exiting) {
         if (done == NULL) {
             /* nobody waits and the request may go: a task of its own */
-            task = ngx_calloc(sizeof(ngx_thread_task_t)
-                              + sizeof(ngx_http_tce_admin_audit_task_t),
-                              r->connection->log);
-            if (task == NULL) {
+            own = ngx_http_tce_admin_audit_alloc(r->connection->log);
+            if (own == NULL) {
                 ngx_http_tce_admin_audit_write(t);
                 ngx_http_tce_admin_audit_done(t, r->connection->log);
                 return NGX_OK;
             }
 
-            task->ctx = task + 1;
-            ngx_memcpy(task->ctx, t, sizeof(ngx_http_tce_admin_audit_task_t));
-            t = task->ctx;
+            ngx_memcpy(own, t, sizeof(ngx_http_tce_admin_audit_task_t));
+            t = own;
             t->own = 1;
+            task = (ngx_thread_task_t *) t - 1;
         }
 
         task->handler = ngx_http_tce_admin_audit_thread;
@@ -245,9 +246,9 @@ ngx_http_tce_admin_audit_system(ngx_http_tce_admin_main_conf_t *amcf,
     char                             *text;
     ngx_tm_t                          tm;
     ngx_time_t                       *tp;
-    ngx_thread_task_t                *task;
     ngx_http_tce_admin_audit_task_t  *t;
 #if (NGX_THREADS)
+    ngx_thread_task_t                *task;
     ngx_thread_pool_t                *pool;
 #endif
 
@@ -272,11 +273,9 @@ ngx_http_tce_admin_audit_system(ngx_http_tce_admin_main_conf_t *amcf,
 
     json_decref(line);
 
-    task = text ? ngx_calloc(sizeof(ngx_thread_task_t)
-                             + sizeof(ngx_http_tce_admin_audit_task_t), log)
-                : NULL;
+    t = text ? ngx_http_tce_admin_audit_alloc(log) : NULL;
 
-    if (task == NULL) {
+    if (t == NULL) {
         free(text);
         (void) ngx_atomic_fetch_add(&amcf->sh->audit_errors, 1);
         ngx_log_error(NGX_LOG_ALERT, log, 0,
@@ -285,8 +284,6 @@ ngx_http_tce_admin_audit_system(ngx_http_tce_admin_main_conf_t *amcf,
         return;
     }
 
-    task->ctx = task + 1;
-    t = task->ctx;
     t->sh = amcf->sh;
     t->file = amcf->audit;
     t->line = text;
@@ -308,6 +305,7 @@ ngx_http_tce_admin_audit_system(ngx_http_tce_admin_main_conf_t *amcf,
                                &ngx_http_tce_admin_audit_pool);
 
     if (pool && !ngx_exiting) {
+        task = (ngx_thread_task_t *) t - 1;
         task->handler = ngx_http_tce_admin_audit_thread;
         task->event.handler = ngx_http_tce_admin_audit_event;
         task->event.data = task;
@@ -419,6 +417,32 @@ ngx_http_tce_admin_audit_sha256(u_char *data, size_t len)
 }
 
 
+/*
+ * A task of its own, zeroed, freed by ngx_http_tce_admin_audit_done():
+ * with thread pools, right after the ngx_thread_task_t that posts it.
+ * NULL: no memory.
+ */
+static ngx_http_tce_admin_audit_task_t *
+ngx_http_tce_admin_audit_alloc(ngx_log_t *log)
+{
+#if (NGX_THREADS)
+    ngx_thread_task_t  *task;
+
+    task = ngx_calloc(sizeof(ngx_thread_task_t)
+                      + sizeof(ngx_http_tce_admin_audit_task_t), log);
+    if (task == NULL) {
+        return NULL;
+    }
+
+    task->ctx = task + 1;
+
+    return task->ctx;
+#else
+    return ngx_calloc(sizeof(ngx_http_tce_admin_audit_task_t), log);
+#endif
+}
+
+
 /* any thread: appends the line in one write, then fsyncs */
 static void
 ngx_http_tce_admin_audit_write(ngx_http_tce_admin_audit_task_t *t)
@@ -499,8 +523,12 @@ ngx_http_tce_admin_audit_done(ngx_http_tce_admin_audit_task_t *t,
     done = t->done;
 
     if (t->own) {
+#if (NGX_THREADS)
         /* the task of its own: t lives right after it */
         ngx_free((ngx_thread_task_t *) t - 1);
+#else
+        ngx_free(t);
+#endif
     }
 
     if (done) {

@@ -43,6 +43,13 @@
 #define NGX_HTTP_TCE_ADMIN_DRAIN_TICK    100    /* ms */
 #define NGX_HTTP_TCE_ADMIN_DRAIN_SETTLE  200    /* ms */
 
+/* a job is allocated after the thread task that posts it, if any */
+#if (NGX_THREADS)
+#define NGX_HTTP_TCE_ADMIN_DRAIN_HEAD    sizeof(ngx_thread_task_t)
+#else
+#define NGX_HTTP_TCE_ADMIN_DRAIN_HEAD    0
+#endif
+
 #define NGX_HTTP_TCE_ADMIN_DRAIN_DONE     0
 #define NGX_HTTP_TCE_ADMIN_DRAIN_CHANGED  1     /* edited by hand */
 #define NGX_HTTP_TCE_ADMIN_DRAIN_FAILED   2
@@ -160,9 +167,12 @@ ngx_http_tce_admin_drain_run(ngx_http_tce_admin_main_conf_t *amcf,
     ngx_str_t                      *path;
     ngx_uint_t                      pending;
     ngx_tce_zone_t                 *zone;
+    u_char                         *mem;
     ngx_tce_service_t              *svc;
-    ngx_thread_task_t              *task;
     ngx_http_tce_admin_drain_job_t *job;
+#if (NGX_THREADS)
+    ngx_thread_task_t              *task;
+#endif
 
     zone = amcf->tmcf->zone;
     path = &amcf->tmcf->state_path;
@@ -177,16 +187,18 @@ ngx_http_tce_admin_drain_run(ngx_http_tce_admin_main_conf_t *amcf,
         return;
     }
 
-    size = sizeof(ngx_thread_task_t) + sizeof(ngx_http_tce_admin_drain_job_t)
+    size = NGX_HTTP_TCE_ADMIN_DRAIN_HEAD
+           + sizeof(ngx_http_tce_admin_drain_job_t)
            + pending * sizeof(ngx_http_tce_admin_removal_t) + path->len + 1;
 
-    task = ngx_calloc(size, log);
-    if (task == NULL) {
+    mem = ngx_calloc(size, log);
+    if (mem == NULL) {
         ngx_http_tce_admin_turn_release(amcf);
         return;
     }
 
-    job = (ngx_http_tce_admin_drain_job_t *) (task + 1);
+    job = (ngx_http_tce_admin_drain_job_t *)
+              (mem + NGX_HTTP_TCE_ADMIN_DRAIN_HEAD);
     job->amcf = amcf;
     job->log = log;
     job->items = (ngx_http_tce_admin_removal_t *) (job + 1);
@@ -203,13 +215,14 @@ ngx_http_tce_admin_drain_run(ngx_http_tce_admin_main_conf_t *amcf,
     }
 
     if (job->nitems == 0) {
-        ngx_free(task);
+        ngx_free(mem);
         ngx_http_tce_admin_turn_release(amcf);
         return;
     }
 
 #if (NGX_THREADS)
 
+    task = (ngx_thread_task_t *) mem;
     task->ctx = job;
     task->handler = ngx_http_tce_admin_drain_thread;
     task->event.handler = ngx_http_tce_admin_drain_event;
@@ -224,7 +237,7 @@ ngx_http_tce_admin_drain_run(ngx_http_tce_admin_main_conf_t *amcf,
 
     ngx_http_tce_admin_drain_file(job);
     ngx_http_tce_admin_drain_apply(job);
-    ngx_free(task);
+    ngx_free(mem);
 }
 
 
