@@ -1,15 +1,29 @@
 """
-Progressive deploys (issue 11), first slice: the API's checks, a
-healthy canary promoted step by step, a canary answering 5xx rolled
-back by the error gate (weight 0, new epoch: prod only afterwards),
-manual pause/resume/rollback.  The backends are real: prod on the
-fixture's stock nginx, the failing canary on its 500 port.
+Progressive deploys (issue 11): the API's checks, a healthy canary
+promoted step by step, a canary answering 5xx rolled back by the error
+gate (weight 0, new epoch: prod only afterwards), one 3 times slower
+rolled back by the latency gate, too little traffic (inconclusive, then
+failed), manual pause/resume/rollback, a reload and a SIGKILL of the
+controlling worker in the middle of a deploy (it goes on at its step),
+a healthy canary with prod's own 1% of 5xx not rolled back.  The
+backends are real: the fixture's stock nginx, or Python HTTP servers
+whose delay and errors the test chooses (their own counts are the
+oracle of what was answered).
 """
 
+import http.server
+import os
+import random
+import re
+import signal
 import threading
+import time
+
+import pytest
 
 from admin_helpers import TOKEN, start_admin
-from conftest import SERVICE, SLOW, instance, wait_for, http_get
+from conftest import (SERVICE, SLOW, VALGRIND, instance, wait_for,
+                      http_get, read_from)
 import admin_helpers
 
 DEPLOYS = '/api/v1/services/%s/clusters/default/deploys' % SERVICE
@@ -127,3 +141,196 @@ def test_failing_canary_rolled_back(nginx, backend):
                            'owned': True}
     for _ in range(10):
         assert http_get(nginx.port, '/').status == 200
+
+
+class Versions:
+    """One loopback HTTP/1.1 server per instance: name -> (delay in ms,
+    share of 500 answers).  Each counts what it answered."""
+
+    def __init__(self, spec, seed=1):
+        self.counts = {}
+        self.lock = threading.Lock()
+        self.servers = {}
+        owner = self
+        for name, (delay_ms, errors) in spec.items():
+            rnd = random.Random('%s-%d' % (name, seed))
+
+            class Handler(http.server.BaseHTTPRequestHandler):
+                protocol_version = 'HTTP/1.1'
+                me, delay, err, rng = name, delay_ms, errors, rnd
+
+                def do_GET(self):
+                    time.sleep(self.delay / 1000.0)
+                    with owner.lock:
+                        bad = self.rng.random() < self.err
+                        c = owner.counts.setdefault(self.me, [0, 0])
+                        c[0] += 1
+                        c[1] += bad
+                    body = b'%s\n' % self.me.encode()
+                    self.send_response(500 if bad else 200)
+                    self.send_header('Content-Length', str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+
+                def log_message(self, *args):
+                    pass
+
+            srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+            srv.daemon_threads = True
+            threading.Thread(target=srv.serve_forever, daemon=True).start()
+            self.servers[name] = srv
+
+    def addr(self, name):
+        return '127.0.0.1:%d' % self.servers[name].server_address[1]
+
+    def stop(self):
+        for srv in self.servers.values():
+            srv.shutdown()
+            srv.server_close()
+
+
+@pytest.fixture
+def versions():
+    made = []
+
+    def make(spec, seed=1):
+        v = Versions(spec, seed)
+        made.append(v)
+        return v
+
+    yield make
+    for v in made:
+        v.stop()
+
+
+def start_versions(nginx, v):
+    start_admin(nginx, None, services={SERVICE: {'default': [
+        instance('p1', v.addr('prod'), env='prod'),
+        instance('c1', v.addr('canary'), env='canary')]}})
+
+
+def post(nginx, body):
+    r = call(nginx, 'POST', DEPLOYS, body=body, token=TOKEN)
+    assert r.status == 201, r
+    return r.json
+
+
+def ended(nginx):
+    d = current(nginx)
+    return d['state'] not in ('running', 'paused') and d
+
+
+def test_slow_canary_rolled_back(nginx, versions):
+    # prod answers in 20 ms, the canary in 60 ms: 3 times prod's p99
+    v = versions({'prod': (20, 0), 'canary': (60, 0)})
+    start_versions(nginx, v)
+    post(nginx, {'steps': [20, 50, 100], 'step_seconds': 30,
+                 'min_requests': 20})
+    d = with_load(nginx, lambda: wait_for(lambda: ended(nginx), 20 * SLOW,
+                                          what='the rollback'))
+    assert d['state'] == 'rolled_back', d
+    assert d['failed_gate'] == 'p99_vs_prod', d
+    f = d['steps'][d['step']]['figures']
+    assert f['canary_p99_ms'] > 1.5 * f['prod_p99_ms'], f
+    assert d['canary']['weight_bp'] == 0 and d['canary']['epoch'] == 1
+    # the errors gates did not fire: nothing failed
+    assert f['canary_errors'] == 0 and f['prod_errors'] == 0, f
+    for _ in range(5):
+        assert http_get(nginx.port, '/').text == 'prod\n'
+
+
+def test_too_little_traffic_inconclusive_then_failed(nginx, backend):
+    start(nginx, backend, backend.ok4[1])
+    post(nginx, {'steps': [50, 100], 'step_seconds': 1,
+                 'inconclusive_seconds': 3 * SLOW, 'min_requests': 1000})
+    t0 = time.time()
+    # a trickle: a few requests, far from 1000 at 50%
+    for _ in range(5):
+        http_get(nginx.port, '/')
+    d = wait_for(lambda: current(nginx)['steps'][0]['verdict']
+                 == 'inconclusive' and current(nginx), 10 * SLOW,
+                 what='the step to be inconclusive')
+    assert d['state'] == 'running' and d['canary']['weight_bp'] == 5000, d
+    d = wait_for(lambda: ended(nginx), 10 * SLOW, what='the deploy to fail')
+    assert time.time() - t0 >= 3 * SLOW - 0.5, d
+    assert d['state'] == 'failed' and d['failed_gate'] == 'min_requests', d
+    assert 'canary requests of the 1000 needed' in d['reason'], d
+    assert d['canary']['weight_bp'] == 0 and d['canary']['epoch'] == 1, d
+    ports = {int(http_get(nginx.port, '/').text) for _ in range(10)}
+    assert ports == {backend.ok4[0]}
+
+
+def wait_step(nginx, step, what):
+    return wait_for(lambda: current(nginx)['step'] >= step
+                    and current(nginx), 20 * SLOW, what=what)
+
+
+def test_reload_in_the_middle_resumes_at_its_step(nginx, backend):
+    start(nginx, backend, backend.ok4[1])
+    post(nginx, {'steps': [10, 30, 60, 100], 'step_seconds': 1.5,
+                 'min_requests': 10})
+
+    def run():
+        d = wait_step(nginx, 1, 'the second step')
+        assert d['steps'][0]['verdict'] == 'passed'
+        nginx.reload(timeout=10 * SLOW)
+        after = current(nginx)
+        # not started over: the same deploy, at its step or beyond
+        assert after['id'] == d['id'] and after['step'] >= d['step'], after
+        assert after['state'] == 'running', after
+        # the policy in effect is the deploy's (not the state file's 0)
+        r = call(nginx, 'GET', DEPLOYS[:-len('deploys')] + 'canary')
+        assert r.json['canary']['weight_bp'] in \
+            [round(s['weight'] * 100) for s in after['steps'][d['step']:]], \
+            (r, after)
+        return wait_for(lambda: ended(nginx), 30 * SLOW,
+                        what='the deploy to end')
+
+    d = with_load(nginx, run)
+    assert d['state'] == 'promoted', d
+    assert [s['verdict'] for s in d['steps']] == ['passed'] * 4, d
+
+
+def controller(nginx):
+    m = re.findall(r'worker (\d+) controls deploys', read_from(nginx.error_log))
+    return int(m[-1]) if m else None
+
+
+def test_sigkill_of_the_controller_another_takes_over(nginx, backend):
+    start(nginx, backend, backend.ok4[1])
+    post(nginx, {'steps': [10, 30, 60, 100], 'step_seconds': 1.5,
+                 'min_requests': 10})
+
+    def run():
+        d = wait_step(nginx, 1, 'the second step')
+        pid = controller(nginx)
+        assert pid in nginx.workers(), (pid, nginx.workers())
+        nginx.allowed_log.add('exited on signal 9')
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: controller(nginx) not in (None, pid), 10 * SLOW,
+                 what='another worker to control the deploys')
+        after = current(nginx)
+        assert after['id'] == d['id'] and after['step'] >= d['step'], after
+        return wait_for(lambda: ended(nginx), 30 * SLOW,
+                        what='the deploy to end')
+
+    d = with_load(nginx, run)
+    assert d['state'] == 'promoted', d
+    assert [s['verdict'] for s in d['steps']] == ['passed'] * 4, d
+
+
+def test_noisy_healthy_canary_not_rolled_back(nginx, versions):
+    # 1% of 5xx on both sides, same speed: promoted on every run
+    v = versions({'prod': (2, 0.01), 'canary': (2, 0.01)})
+    start_versions(nginx, v)
+    for run in range(1 if VALGRIND else 3):
+        post(nginx, {'steps': [20, 50, 100], 'step_seconds': 2,
+                     'min_requests': 50})
+        d = with_load(nginx, lambda: wait_for(lambda: ended(nginx),
+                                              30 * SLOW,
+                                              what='the deploy to end'))
+        assert d['state'] == 'promoted', (run, d, v.counts)
+    # the noise was there, on both sides
+    assert v.counts['canary'][1] > 0 and v.counts['prod'][1] > 0, v.counts
+
+
