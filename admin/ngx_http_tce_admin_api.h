@@ -11,6 +11,7 @@
  *                                written on the thread pool
  *   ngx_http_tce_admin_audit.c   the audit log (tce_admin_audit)
  *   ngx_http_tce_admin_fleet.c   canary writes to Redis (tce_redis)
+ *   ngx_http_tce_admin_fleet_inst.c  instance overrides to Redis
  *   ngx_http_tce_admin_input.c   body and token checks (pure C)
  *   ngx_http_tce_admin_instance.c  an instance: read, overrides, add,
  *                                remove (drain first)
@@ -251,6 +252,47 @@ ngx_int_t ngx_http_tce_admin_canary_show(ngx_http_request_t *r,
 ngx_int_t ngx_http_tce_admin_fleet_canary(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx,
     const ngx_http_tce_admin_canary_req_t *req);
+
+#define NGX_HTTP_TCE_ADMIN_FLEET_CANARY    0
+#define NGX_HTTP_TCE_ADMIN_FLEET_OVERRIDE  1
+
+/*
+ * Runs a fleet write: EVAL script with KEYS <prefix><hash>, <prefix>rev,
+ * <prefix>version and ARGV field, the service, If-Match's revision (""
+ * for none), args[0..nargs-1] (at most 8), the channel.  The script
+ * answers {1, rev, version, value}, {0, rev} (If-Match refused) or
+ * {2, text} (the stored value is bad).  kind (and id, an instance's)
+ * say how the value is applied and answered.  Returns as
+ * ngx_http_tce_admin_fleet_canary() does.
+ */
+ngx_int_t ngx_http_tce_admin_fleet_send(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx, ngx_uint_t kind, const char *id,
+    const char *script, const char *hash, ngx_str_t *field, ngx_str_t *args,
+    ngx_uint_t nargs);
+
+/* answers 503 redis_unavailable with err, counted in the status */
+ngx_int_t ngx_http_tce_admin_fleet_unavailable(ngx_http_request_t *r,
+    const char *err);
+
+struct ngx_http_tce_admin_patch_req_s;    /* _inst_input.h */
+
+/*
+ * A PATCH of an instance's overrides through the fleet store
+ * (ngx_http_tce_admin_fleet_inst.c); req as parsed.  Returns as
+ * ngx_http_tce_admin_fleet_canary() does.
+ */
+ngx_int_t ngx_http_tce_admin_fleet_override(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx, const char *id,
+    const struct ngx_http_tce_admin_patch_req_s *req);
+
+/* the accepted override (value: its JSON, "" when cleared) in the zone */
+ngx_int_t ngx_http_tce_admin_fleet_inst_apply(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx, const char *id, const char *value,
+    size_t len);
+
+/* answers 200 with the instance as it is now, ETag its fleet revision */
+ngx_int_t ngx_http_tce_admin_fleet_inst_show(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx, const char *id);
 
 /*
  * tce_admin_audit <path>: the file is opened by the master (as nginx's

@@ -362,7 +362,10 @@ ngx_http_tce_admin_desired_answer(ngx_http_request_t *r,
         inst = NULL;
     }
 
-    if (ngx_http_tce_admin_etag(r, generation) != NGX_OK) {
+    if (ngx_http_tce_admin_etag(r, ngx_http_tce_admin_inst_tag(r, ctx->svc,
+                                                               generation))
+        != NGX_OK)
+    {
         goto failed;
     }
 

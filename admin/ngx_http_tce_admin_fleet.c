@@ -1,8 +1,10 @@
 /*
- * The admin API's canary writes with tce_redis: the fleet store.
+ * The admin API's writes with tce_redis: the fleet store.  Canary
+ * policies here, instance overrides in ngx_http_tce_admin_fleet_inst.c;
+ * both go through ngx_http_tce_admin_fleet_send() below.
  *
  * The write is one Lua script in Redis: it checks If-Match against the
- * service's fleet revision, merges the request into the stored policy
+ * service's fleet revision, merges the request into the stored value
  * (so two nodes racing never lose an update), stores it, bumps the
  * revision and the fleet version, and publishes the version on
  * <prefix>events; all or nothing.  The answer comes once Redis has
@@ -34,6 +36,8 @@
 typedef struct {
     ngx_http_request_t         *r;           /* NULL: request gone */
     ngx_pool_cleanup_t         *cln;
+    ngx_uint_t                  kind;        /* NGX_HTTP_TCE_ADMIN_FLEET_* */
+    char                        id[NGX_TCE_ID_LEN];  /* an override's */
 
     /* the accepted write, kept while WAIT is answered */
     uint64_t                    rev;
@@ -55,8 +59,6 @@ static ngx_int_t ngx_http_tce_admin_fleet_apply(ngx_http_request_t *r,
 static void ngx_http_tce_admin_fleet_finalize(ngx_http_request_t *r,
     ngx_int_t status);
 static void ngx_http_tce_admin_fleet_gone(void *data);
-static ngx_int_t ngx_http_tce_admin_fleet_unavailable(ngx_http_request_t *r,
-    const char *err);
 
 
 /*
@@ -105,11 +107,57 @@ ngx_int_t
 ngx_http_tce_admin_fleet_canary(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, const ngx_http_tce_admin_canary_req_t *req)
 {
+    u_char      *p;
+    ngx_str_t    field, args[4];
+    ngx_uint_t   i;
+
+    field.len = ctx->svc->name_len + 1 + ctx->cluster.len;
+    field.data = ngx_pnalloc(r->pool, field.len);
+    if (field.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(field.data, "%*s/%V", ctx->svc->name_len, ctx->svc->name,
+                &ctx->cluster);
+
+    ngx_str_set(&args[0], "set");
+
+    if (req == NULL) {
+        ngx_str_set(&args[0], "del");
+    }
+
+    for (i = 1; i < 4; i++) {
+        args[i].data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (args[i].data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    p = ngx_sprintf(args[1].data, "%D", req ? req->weight : -1);
+    args[1].len = p - args[1].data;
+    p = ngx_sprintf(args[2].data, "%d", req ? req->fallback : -1);
+    args[2].len = p - args[2].data;
+    p = ngx_sprintf(args[3].data, "%d", req ? req->rollback : 0);
+    args[3].len = p - args[3].data;
+
+    return ngx_http_tce_admin_fleet_send(r, ctx,
+                                         NGX_HTTP_TCE_ADMIN_FLEET_CANARY,
+                                         NULL,
+                                         ngx_http_tce_admin_fleet_script,
+                                         "canary", &field, args, 4);
+}
+
+
+ngx_int_t
+ngx_http_tce_admin_fleet_send(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx, ngx_uint_t kind, const char *id,
+    const char *script, const char *hash, ngx_str_t *field, ngx_str_t *args,
+    ngx_uint_t nargs)
+{
     int                                n;
-    u_char                            *p;
     size_t                             len[16];
     uint64_t                           rev;
-    ngx_str_t                          keys[3], field, im, num[3];
+    ngx_str_t                          keys[3], im;
     ngx_uint_t                         i;
     const char                        *argv[16];
     ngx_table_elt_t                   *h;
@@ -118,9 +166,11 @@ ngx_http_tce_admin_fleet_canary(ngx_http_request_t *r,
     ngx_tce_redis_main_conf_t         *rmcf;
     ngx_http_tce_admin_fleet_write_t  *w;
 
-    static const char                 *names[] = {
-        "canary", "rev", "version"
-    };
+    const char                        *names[3];
+
+    names[0] = hash;
+    names[1] = "rev";
+    names[2] = "version";
 
     rmcf = ngx_http_get_module_main_conf(r, ngx_tce_redis_module);
     rctx = rmcf->ctx;
@@ -166,34 +216,11 @@ ngx_http_tce_admin_fleet_canary(ngx_http_request_t *r,
         ngx_sprintf(keys[i].data, "%V%s", &rmcf->prefix, names[i]);
     }
 
-    field.len = ctx->svc->name_len + 1 + ctx->cluster.len;
-    field.data = ngx_pnalloc(r->pool, field.len);
-    if (field.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_sprintf(field.data, "%*s/%V", ctx->svc->name_len, ctx->svc->name,
-                &ctx->cluster);
-
-    for (i = 0; i < 3; i++) {
-        num[i].data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-        if (num[i].data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    p = ngx_sprintf(num[0].data, "%D", req ? req->weight : -1);
-    num[0].len = p - num[0].data;
-    p = ngx_sprintf(num[1].data, "%d", req ? req->fallback : -1);
-    num[1].len = p - num[1].data;
-    p = ngx_sprintf(num[2].data, "%d", req ? req->rollback : 0);
-    num[2].len = p - num[2].data;
-
     n = 0;
     argv[n] = "EVAL";
     len[n++] = 4;
-    argv[n] = ngx_http_tce_admin_fleet_script;
-    len[n++] = sizeof(ngx_http_tce_admin_fleet_script) - 1;
+    argv[n] = script;
+    len[n++] = ngx_strlen(script);
     argv[n] = "3";
     len[n++] = 1;
 
@@ -202,18 +229,16 @@ ngx_http_tce_admin_fleet_canary(ngx_http_request_t *r,
         len[n++] = keys[i].len;
     }
 
-    argv[n] = (char *) field.data;
-    len[n++] = field.len;
+    argv[n] = (char *) field->data;
+    len[n++] = field->len;
     argv[n] = (char *) ctx->svc->name;
     len[n++] = ctx->svc->name_len;
     argv[n] = im.len ? (char *) im.data : "";
     len[n++] = im.len;
-    argv[n] = req ? "set" : "del";
-    len[n++] = 3;
 
-    for (i = 0; i < 3; i++) {
-        argv[n] = (char *) num[i].data;
-        len[n++] = num[i].len;
+    for (i = 0; i < nargs && n < 15; i++) {
+        argv[n] = (char *) args[i].data;
+        len[n++] = args[i].len;
     }
 
     argv[n] = (char *) rmcf->channel.data;
@@ -233,6 +258,12 @@ ngx_http_tce_admin_fleet_canary(ngx_http_request_t *r,
 
     w->r = r;
     w->cln = cln;
+    w->kind = kind;
+    w->id[0] = '\0';
+
+    if (id) {
+        (void) ngx_cpystrn((u_char *) w->id, (u_char *) id, NGX_TCE_ID_LEN);
+    }
 
     if (ngx_tce_redis_command(&rctx->cmd, ngx_http_tce_admin_fleet_reply, w,
                               n, argv, len)
@@ -382,6 +413,7 @@ ngx_http_tce_admin_fleet_answer(ngx_http_request_t *r, redisReply *reply,
     ngx_tce_redis_sh_t         *sh;
     ngx_tce_main_conf_t        *tmcf;
     ngx_tce_canary_policy_t     pol;
+    ngx_tce_fleet_override_t    ov;
     ngx_tce_redis_main_conf_t  *rmcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
@@ -439,6 +471,14 @@ ngx_http_tce_admin_fleet_answer(ngx_http_request_t *r, redisReply *reply,
         break;
 
     case 2:
+        if (w->kind == NGX_HTTP_TCE_ADMIN_FLEET_OVERRIDE) {
+            return ngx_http_tce_admin_error(r, NGX_HTTP_CONFLICT,
+                       "fleet_override_invalid",
+                       "the override stored in Redis for this instance is "
+                       "not an override object: fix or delete it there; "
+                       "nothing changed");
+        }
+
         return ngx_http_tce_admin_error(r, NGX_HTTP_CONFLICT,
                    "fleet_policy_invalid",
                    "the policy stored in Redis for this cluster is not a "
@@ -464,7 +504,12 @@ ngx_http_tce_admin_fleet_answer(ngx_http_request_t *r, redisReply *reply,
     ngx_memcpy(w->pol, reply->element[3]->str, w->len);
     w->pol[w->len] = '\0';
 
-    if (w->len && ngx_tce_canary_parse_json(w->pol, &pol, NULL, 0) != 0) {
+    if (w->len
+        && (w->kind == NGX_HTTP_TCE_ADMIN_FLEET_CANARY
+            ? ngx_tce_canary_parse_json(w->pol, &pol, NULL, 0)
+            : ngx_tce_fleet_override_parse(w->pol, w->len, &ov, NULL, 0))
+           != 0)
+    {
         goto bad;
     }
 
@@ -512,7 +557,18 @@ ngx_http_tce_admin_fleet_apply(ngx_http_request_t *r,
     rmcf = ngx_http_get_module_main_conf(r, ngx_tce_redis_module);
     sh = ngx_tce_redis_sh(tmcf->zone);
 
-    if (w->len == 0) {
+    if (w->kind == NGX_HTTP_TCE_ADMIN_FLEET_OVERRIDE) {
+        if (ngx_http_tce_admin_fleet_inst_apply(r, ctx, w->id, w->pol,
+                                                w->len)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "tce admin: fleet override stored, but this "
+                          "node's zone is full: it applies at the next "
+                          "resync");
+        }
+
+    } else if (w->len == 0) {
         (void) ngx_tce_zone_policy_set(tmcf->zone, ctx->svc, &ctx->cluster,
                                        NULL, r->connection->log);
 
@@ -541,14 +597,17 @@ ngx_http_tce_admin_fleet_apply(ngx_http_request_t *r,
                                     NULL);
 
     ngx_log_error(level, r->connection->log, 0,
-                  "tce admin: %V canary of \"%s\" cluster \"%V\" by \"%V\" "
+                  "tce admin: %V %s%s%s of \"%s\" cluster \"%V\" by \"%V\" "
                   "(fleet version %L, revision %uL)%s",
-                  &r->method_name, ctx->svc->name, &ctx->cluster,
-                  &ctx->principal, w->version, w->rev,
+                  &r->method_name, w->id[0] ? "instance \"" : "canary",
+                  w->id, w->id[0] ? "\"" : "", ctx->svc->name,
+                  &ctx->cluster, &ctx->principal, w->version, w->rev,
                   ok ? "" : ": not acknowledged by the replicas");
 
     if (ok) {
-        return ngx_http_tce_admin_canary_show(r, ctx, NGX_HTTP_OK);
+        return (w->kind == NGX_HTTP_TCE_ADMIN_FLEET_OVERRIDE)
+               ? ngx_http_tce_admin_fleet_inst_show(r, ctx, w->id)
+               : ngx_http_tce_admin_canary_show(r, ctx, NGX_HTTP_OK);
     }
 
     (void) ngx_atomic_fetch_add(&sh->not_replicated, 1);
@@ -574,7 +633,7 @@ ngx_http_tce_admin_fleet_apply(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_tce_admin_fleet_unavailable(ngx_http_request_t *r, const char *err)
 {
     u_char               text[NGX_HTTP_TCE_ADMIN_TEXT_LEN];

@@ -64,6 +64,14 @@ ngx_int_t ngx_http_tce_admin_inst_write(ngx_http_request_t *r,
     const ngx_http_tce_admin_patch_req_t *req, uint64_t timeout,
     const ngx_tce_instance_t *inst);
 
+/*
+ * The ETag of a service's instances: generation, or with tce_redis the
+ * service's fleet revision (If-Match of a PATCH is checked in Redis
+ * against it; the other writes check it on this node).
+ */
+ngx_atomic_uint_t ngx_http_tce_admin_inst_tag(ngx_http_request_t *r,
+    ngx_tce_service_t *svc, ngx_atomic_uint_t generation);
+
 /* the wall clock in ms, as removals count (Unix time) */
 uint64_t ngx_http_tce_admin_now_ms(void);
 

@@ -21,7 +21,7 @@
 
 
 /* a PATCH of an instance's overrides: -1 not given, 0 clear, else set */
-typedef struct {
+typedef struct ngx_http_tce_admin_patch_req_s {
     int                       weight;       /* 1..1000 */
     int                       drain;
     int                       down;

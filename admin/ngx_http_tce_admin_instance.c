@@ -267,7 +267,10 @@ ngx_http_tce_admin_inst_show(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_tce_admin_etag(r, generation) != NGX_OK) {
+    if (ngx_http_tce_admin_etag(r, ngx_http_tce_admin_inst_tag(r, ctx->svc,
+                                                               generation))
+        != NGX_OK)
+    {
         json_decref(root);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -341,7 +344,10 @@ ngx_http_tce_admin_inst_list(ngx_http_request_t *r,
         inst = NULL;
     }
 
-    if (ngx_http_tce_admin_etag(r, generation) != NGX_OK) {
+    if (ngx_http_tce_admin_etag(r, ngx_http_tce_admin_inst_tag(r, ctx->svc,
+                                                               generation))
+        != NGX_OK)
+    {
         goto failed;
     }
 
@@ -373,6 +379,7 @@ ngx_http_tce_admin_inst_patch(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, u_char *body, size_t len)
 {
     ngx_int_t                        rc;
+    ngx_tce_main_conf_t             *tmcf;
     ngx_http_tce_admin_err_t         err;
     ngx_http_tce_admin_patch_req_t   req;
     char                             id[NGX_TCE_ID_LEN];
@@ -388,7 +395,25 @@ ngx_http_tce_admin_inst_patch(ngx_http_request_t *r,
         return rc == NGX_DONE ? NGX_OK : rc;
     }
 
+    tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
+
+    if (tmcf->fleet) {
+        return ngx_http_tce_admin_fleet_override(r, ctx, id, &req);
+    }
+
     return ngx_http_tce_admin_inst_write(r, ctx, id, &req, 0, NULL);
+}
+
+
+ngx_atomic_uint_t
+ngx_http_tce_admin_inst_tag(ngx_http_request_t *r, ngx_tce_service_t *svc,
+    ngx_atomic_uint_t generation)
+{
+    ngx_tce_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
+
+    return tmcf->fleet ? (ngx_atomic_uint_t) svc->fleet_rev : generation;
 }
 
 

@@ -553,7 +553,11 @@ ngx_http_tce_admin_service(ngx_http_request_t *r,
         inst = NULL;
     }
 
-    if (ngx_http_tce_admin_etag(r, generation) != NGX_OK) {
+    /* with tce_redis: the fleet revision, as the writes check it */
+    if (ngx_http_tce_admin_etag(r, ngx_http_tce_admin_inst_tag(r, ctx->svc,
+                                                               generation))
+        != NGX_OK)
+    {
         json_decref(root);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

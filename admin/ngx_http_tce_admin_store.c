@@ -23,6 +23,7 @@
 
 #include "ngx_http_tce_admin_api.h"
 #include "ngx_http_tce_admin_store.h"
+#include "ngx_http_tce_admin_inst.h"
 
 
 #define NGX_HTTP_TCE_ADMIN_STORE_WAIT   1      /* ms between tries */
@@ -289,6 +290,7 @@ ngx_http_tce_admin_change_start(ngx_http_tce_admin_run_t *run)
     u_char                     text[NGX_HTTP_TCE_ADMIN_TEXT_LEN];
     ngx_int_t                  rc;
     ngx_table_elt_t           *h;
+    ngx_atomic_uint_t          tag;
     ngx_http_request_t        *r;
     ngx_http_tce_admin_ctx_t  *ctx;
 
@@ -296,17 +298,21 @@ ngx_http_tce_admin_change_start(ngx_http_tce_admin_run_t *run)
     r = run->r;
     ctx = run->ctx;
 
-    /* If-Match against the service's generation, under the turn */
+    /*
+     * If-Match against the service's generation (with tce_redis its
+     * fleet revision, the instances' ETag then), under the turn
+     */
     h = r->headers_in.if_match;
+    tag = ngx_http_tce_admin_inst_tag(r, ctx->svc, ctx->svc->generation);
 
     if (h && !ngx_http_tce_admin_if_match((char *) h->value.data,
-                                          h->value.len,
-                                          ctx->svc->generation))
+                                          h->value.len, tag))
     {
         ngx_snprintf(text, sizeof(text) - 1,
-                     "If-Match does not match the service's generation "
+                     "If-Match does not match the service's %s "
                      "(ETag \"%uA\"): read it again and retry%Z",
-                     ctx->svc->generation);
+                     tag == ctx->svc->generation ? "generation"
+                                                 : "fleet revision", tag);
         rc = ngx_http_tce_admin_error(r, NGX_HTTP_PRECONDITION_FAILED,
                                       "precondition_failed", (char *) text);
         ngx_http_tce_admin_change_finish(run, rc, 0);

@@ -33,6 +33,7 @@ typedef struct ngx_tce_policy_s   ngx_tce_policy_t;   /* ngx_tce_policy.c */
 typedef struct ngx_tce_sched_set_s  ngx_tce_sched_set_t;  /* sched_zone */
 typedef struct ngx_tce_override_s  ngx_tce_override_t;    /* override.c */
 typedef struct ngx_tce_applied_s  ngx_tce_applied_t;      /* applied.c */
+struct ngx_tce_fleet_override_s;                          /* fleet.h */
 
 struct ngx_tce_service_s {
     ngx_tce_service_t          *next;        /* list of the live ones */
@@ -101,6 +102,10 @@ typedef struct {
 
     /* the fleet store's status (ngx_tce_redis.h), NULL: none yet */
     void                       *redis;
+    ngx_uint_t                  fleet_overrides;  /* tce_redis: the
+                                                overrides tables are the
+                                                fleet's, laid over every
+                                                source (set per cycle) */
 
     /* the API diff's outcomes (ngx_tce_diff_mirror.h), NULL: none yet */
     void                       *diff;
@@ -272,6 +277,22 @@ ngx_int_t ngx_tce_override_apply_state(ngx_tce_zone_t *zone,
 ngx_int_t ngx_tce_override_service_set(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, const ngx_tce_state_service_t *ss,
     ngx_log_t *log);
+
+/*
+ * The fleet's overrides (tce_redis) of one service: its table becomes
+ * the entries of ov[0..n-1] naming the service, laid over the set
+ * served now.  Returns NGX_OK, or NGX_ERROR when the zone is full.
+ */
+ngx_int_t ngx_tce_override_fleet_set(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, const struct ngx_tce_fleet_override_s *ov,
+    size_t n, ngx_log_t *log);
+
+/*
+ * One instance's override in the service's table (tce_redis: a write
+ * of this node): set, or removed when o has none.  NGX_OK/NGX_ERROR.
+ */
+ngx_int_t ngx_tce_override_one(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    const struct ngx_tce_fleet_override_s *o, ngx_log_t *log);
 
 /*
  * Sets the op_* fields of inst[0..n-1] (sorted by id) from the

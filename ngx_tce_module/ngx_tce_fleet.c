@@ -165,6 +165,133 @@ ngx_tce_fleet_add_policy(ngx_tce_fleet_t *f, const char *field, size_t flen,
 
 
 int
+ngx_tce_fleet_override_parse(const char *value, size_t vlen,
+    ngx_tce_fleet_override_t *o, char *why, size_t whylen)
+{
+    json_t       *root, *v;
+    const char   *key;
+    json_int_t    w;
+    json_error_t  jerr;
+
+    root = json_loadb(value, vlen, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (root == NULL || !json_is_object(root)) {
+        snprintf(why, whylen, "not a JSON object");
+        json_decref(root);
+        return -1;
+    }
+
+    o->weight = 0;
+    o->drain = 0;
+    o->down = 0;
+
+    json_object_foreach(root, key, v) {
+        if (strcmp(key, "weight") == 0) {
+            w = json_is_integer(v) ? json_integer_value(v) : -1;
+
+            if (w < 0 || w > 1000) {
+                snprintf(why, whylen, "weight is not an integer 0..1000");
+                goto failed;
+            }
+
+            o->weight = (uint16_t) w;
+
+        } else if (strcmp(key, "drain") == 0 || strcmp(key, "down") == 0) {
+            if (!json_is_boolean(v)) {
+                snprintf(why, whylen, "%s is not a boolean", key);
+                goto failed;
+            }
+
+            if (key[1] == 'r') {
+                o->drain = json_is_true(v);
+
+            } else {
+                o->down = json_is_true(v);
+            }
+
+        } else {
+            snprintf(why, whylen, "unknown key (weight, drain, down)");
+            goto failed;
+        }
+    }
+
+    json_decref(root);
+
+    return 0;
+
+failed:
+
+    json_decref(root);
+
+    return -1;
+}
+
+
+int
+ngx_tce_fleet_add_override(ngx_tce_fleet_t *f, const char *field,
+    size_t flen, const char *value, size_t vlen, char *err, size_t errlen)
+{
+    char                       why[128];
+    const char                *slash;
+    size_t                     slen, ilen;
+    ngx_tce_fleet_override_t   o, *p;
+
+    slash = memchr(field, '/', flen);
+
+    if (slash == NULL) {
+        ngx_tce_fleet_err(err, errlen, field, flen,
+                          "not \"<service>/<instance id>\"");
+        return -1;
+    }
+
+    slen = slash - field;
+    ilen = flen - slen - 1;
+
+    if (!ngx_tce_service_name_valid(field, slen)
+        || slen >= NGX_TCE_SERVICE_LEN)
+    {
+        ngx_tce_fleet_err(err, errlen, field, flen, "bad service name");
+        return -1;
+    }
+
+    if (!ngx_tce_id_valid(slash + 1, ilen) || ilen >= NGX_TCE_ID_LEN) {
+        ngx_tce_fleet_err(err, errlen, field, flen, "bad instance id");
+        return -1;
+    }
+
+    if (vlen > NGX_TCE_FLEET_VALUE_MAX
+        || ngx_tce_fleet_override_parse(value, vlen, &o, why, sizeof(why))
+           != 0)
+    {
+        ngx_tce_fleet_err(err, errlen, field, flen,
+                          vlen > NGX_TCE_FLEET_VALUE_MAX
+                          ? "override value too long" : why);
+        return -1;
+    }
+
+    if (ngx_tce_fleet_grow((void **) &f->overrides, &f->noverrides_cap,
+                           f->noverrides, sizeof(ngx_tce_fleet_override_t))
+        != 0)
+    {
+        ngx_tce_fleet_err(err, errlen, field, flen,
+                          "too many overrides or out of memory");
+        return -1;
+    }
+
+    p = &f->overrides[f->noverrides++];
+
+    memset(p, 0, sizeof(ngx_tce_fleet_override_t));
+    memcpy(p->service, field, slen);
+    memcpy(p->id, slash + 1, ilen);
+    p->weight = o.weight;
+    p->drain = o.drain;
+    p->down = o.down;
+
+    return 0;
+}
+
+
+int
 ngx_tce_fleet_add_rev(ngx_tce_fleet_t *f, const char *service, size_t slen,
     const char *value, size_t vlen, char *err, size_t errlen)
 {
@@ -223,17 +350,21 @@ ngx_tce_fleet_rev(const ngx_tce_fleet_t *f, const char *service, size_t len)
 char *
 ngx_tce_fleet_encode(const ngx_tce_fleet_t *f)
 {
-    char    *text, *pol, field[NGX_TCE_SERVICE_LEN + NGX_TCE_CLUSTER_LEN + 2];
+    char    *text, *pol, field[NGX_TCE_SERVICE_LEN + NGX_TCE_ID_LEN + 2];
     size_t   i;
-    json_t  *root, *pols, *revs, *pj;
+    json_t  *root, *pols, *revs, *ovs, *pj;
+
+    const ngx_tce_fleet_override_t  *o;
 
     root = json_object();
     pols = json_object();
     revs = json_object();
+    ovs = json_object();
 
     /* set_new takes the reference whatever happens, root NULL too */
     if (json_object_set_new(root, "policies", pols) != 0
         || json_object_set_new(root, "revs", revs) != 0
+        || json_object_set_new(root, "overrides", ovs) != 0
         || json_object_set_new(root, "version",
                                json_integer((json_int_t) f->version))
            != 0)
@@ -267,6 +398,22 @@ ngx_tce_fleet_encode(const ngx_tce_fleet_t *f)
         }
     }
 
+    for (i = 0; i < f->noverrides; i++) {
+        o = &f->overrides[i];
+
+        snprintf(field, sizeof(field), "%s/%s", o->service, o->id);
+
+        if (json_object_set_new(ovs, field,
+                                json_pack("{s:i, s:b, s:b}",
+                                          "weight", (int) o->weight,
+                                          "drain", (int) o->drain,
+                                          "down", (int) o->down))
+            != 0)
+        {
+            goto failed;
+        }
+    }
+
     text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(root);
 
@@ -286,7 +433,7 @@ ngx_tce_fleet_decode(const char *text, size_t len, ngx_tce_fleet_t *f,
 {
     char         *pol, num[32];
     size_t        plen;
-    json_t       *root, *pols, *revs, *v, *pj;
+    json_t       *root, *pols, *revs, *ovs, *v, *pj;
     const char   *key;
     json_error_t  jerr;
 
@@ -301,12 +448,16 @@ ngx_tce_fleet_decode(const char *text, size_t len, ngx_tce_fleet_t *f,
     v = json_object_get(root, "version");
     pols = json_object_get(root, "policies");
     revs = json_object_get(root, "revs");
+    ovs = json_object_get(root, "overrides");
 
     if (!json_is_object(root) || !json_is_integer(v)
         || json_integer_value(v) < 0 || !json_is_object(pols)
-        || !json_is_object(revs) || json_object_size(root) != 3)
+        || !json_is_object(revs)
+        || (ovs != NULL && !json_is_object(ovs))
+        || json_object_size(root) != (ovs ? 4 : 3))
     {
-        snprintf(err, errlen, "not {\"version\", \"policies\", \"revs\"}");
+        snprintf(err, errlen, "not {\"version\", \"policies\", \"revs\", "
+                 "\"overrides\"}");
         goto failed;
     }
 
@@ -356,6 +507,26 @@ ngx_tce_fleet_decode(const char *text, size_t len, ngx_tce_fleet_t *f,
         }
     }
 
+    json_object_foreach(ovs, key, pj) {
+        pol = json_is_object(pj) ? json_dumps(pj, JSON_COMPACT) : NULL;
+
+        if (pol == NULL) {
+            ngx_tce_fleet_err(err, errlen, key, strlen(key),
+                              "not an object");
+            goto failed;
+        }
+
+        if (ngx_tce_fleet_add_override(f, key, strlen(key), pol,
+                                       strlen(pol), err, errlen)
+            != 0)
+        {
+            free(pol);
+            goto failed;
+        }
+
+        free(pol);
+    }
+
     json_decref(root);
 
     return 0;
@@ -374,6 +545,7 @@ ngx_tce_fleet_free(ngx_tce_fleet_t *f)
 {
     free(f->policies);
     free(f->revs);
+    free(f->overrides);
     memset(f, 0, sizeof(ngx_tce_fleet_t));
 }
 

@@ -7,7 +7,13 @@
  *
  *   P canary    hash  "<service>/<cluster>" -> a policy object
  *                     {"epoch":0,"fallback":true,"weight_bp":2500}
- *   P rev       hash  "<service>" -> its revision (the API's ETag)
+ *   P override  hash  "<service>/<instance id>" -> the operator's
+ *                     override of one instance
+ *                     {"down":false,"drain":true,"weight":0}
+ *                     (weight 0: none; an entry with nothing set is
+ *                     deleted, not stored)
+ *   P rev       hash  "<service>" -> its revision (the API's ETag),
+ *                     bumped by a write of its policies or overrides
  *   P version   string, the fleet version: +1 on every write
  *   P events    pub/sub channel: the new version after each write
  *
@@ -43,6 +49,15 @@ typedef struct {
 } ngx_tce_fleet_rev_t;
 
 
+typedef struct ngx_tce_fleet_override_s {
+    char                      service[NGX_TCE_SERVICE_LEN];
+    char                      id[NGX_TCE_ID_LEN];
+    uint16_t                  weight;       /* 0: none, else 1..1000 */
+    uint8_t                   drain;
+    uint8_t                   down;
+} ngx_tce_fleet_override_t;
+
+
 typedef struct {
     uint64_t                  version;
     ngx_tce_fleet_policy_t   *policies;
@@ -51,6 +66,9 @@ typedef struct {
     ngx_tce_fleet_rev_t      *revs;
     size_t                    nrevs;
     size_t                    nrevs_cap;
+    ngx_tce_fleet_override_t *overrides;
+    size_t                    noverrides;
+    size_t                    noverrides_cap;
 } ngx_tce_fleet_t;
 
 
@@ -68,6 +86,22 @@ int ngx_tce_fleet_uint(const char *s, size_t len, uint64_t *v);
 int ngx_tce_fleet_add_policy(ngx_tce_fleet_t *f, const char *field,
     size_t flen, const char *value, size_t vlen, char *err, size_t errlen);
 
+/*
+ * Parses an override's stored JSON value (vlen bytes): an object with
+ * "weight" (0..1000), "drain" and "down" (booleans), each optional,
+ * nothing else.  Returns 0 with *o's weight, drain and down set, or -1
+ * with why (printable).
+ */
+int ngx_tce_fleet_override_parse(const char *value, size_t vlen,
+    ngx_tce_fleet_override_t *o, char *why, size_t whylen);
+
+/*
+ * Adds the override of field "<service>/<instance id>" from its stored
+ * JSON value.  Returns 0, or -1 with err and nothing added.
+ */
+int ngx_tce_fleet_add_override(ngx_tce_fleet_t *f, const char *field,
+    size_t flen, const char *value, size_t vlen, char *err, size_t errlen);
+
 /* adds a service's revision; 0, or -1 with err */
 int ngx_tce_fleet_add_rev(ngx_tce_fleet_t *f, const char *service,
     size_t slen, const char *value, size_t vlen, char *err, size_t errlen);
@@ -78,14 +112,16 @@ uint64_t ngx_tce_fleet_rev(const ngx_tce_fleet_t *f, const char *service,
 
 /*
  * The snapshot as the cache file's JSON text:
- *   {"version": V, "policies": {"<svc>/<cl>": {...}}, "revs": {...}}
+ *   {"version": V, "policies": {"<svc>/<cl>": {...}}, "revs": {...},
+ *    "overrides": {"<svc>/<id>": {...}}}
  * Returns a malloc'd string (free it), NULL when out of memory.
  */
 char *ngx_tce_fleet_encode(const ngx_tce_fleet_t *f);
 
 /*
  * Reads the cache file's text (len bytes) into an empty *f with the
- * same checks as a snapshot from Redis.  Returns 0, or -1 with err and
+ * same checks as a snapshot from Redis ("overrides" may be absent: a
+ * cache written before they were shared).  Returns 0, or -1 with err and
  * *f empty.
  */
 int ngx_tce_fleet_decode(const char *text, size_t len, ngx_tce_fleet_t *f,

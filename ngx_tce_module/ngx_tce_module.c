@@ -580,6 +580,9 @@ ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
 
     ctx = (ngx_tce_zone_ctx_t *) zone;
 
+    /* with tce_redis the overrides are the fleet's, not the file's */
+    zone->sh->fleet_overrides = tmcf->fleet;
+
     if (tmcf->state_path.len == 0) {
         return NGX_OK;
     }
@@ -627,7 +630,9 @@ ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
     }
 
     /* the instance sets stored below get the overrides laid over */
-    if (ngx_tce_override_apply_state(zone, &ctx->state, log) != NGX_OK) {
+    if (!tmcf->fleet
+        && ngx_tce_override_apply_state(zone, &ctx->state, log) != NGX_OK)
+    {
         goto full;
     }
 

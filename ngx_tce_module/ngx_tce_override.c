@@ -8,6 +8,10 @@
  * watcher's sets carry none: ngx_tce_zone_set() lays the table over
  * every set it stores, so a discovery update never wipes them, and a
  * reload that changes the table lays it over the set being served.
+ *
+ * With tce_redis the table is the fleet's instead (the zone's
+ * fleet_overrides is set): the state file's overrides are not applied,
+ * and the table is laid over every source, the state file's included.
  */
 
 #include <ngx_config.h>
@@ -15,6 +19,7 @@
 
 #include "ngx_tce.h"
 #include "ngx_tce_state.h"
+#include "ngx_tce_fleet.h"
 
 
 struct ngx_tce_override_s {
@@ -31,6 +36,9 @@ struct ngx_tce_override_s {
 
 static ngx_int_t ngx_tce_override_set(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, const ngx_tce_state_service_t *ss,
+    ngx_log_t *log);
+static ngx_int_t ngx_tce_override_table_set(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, ngx_tce_override_t *table, size_t n,
     ngx_log_t *log);
 static ngx_int_t ngx_tce_override_reapply(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, ngx_log_t *log);
@@ -102,8 +110,8 @@ static ngx_int_t
 ngx_tce_override_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     const ngx_tce_state_service_t *ss, ngx_log_t *log)
 {
-    size_t                     i, n, size;
-    ngx_tce_override_t        *table, *copy, *old;
+    size_t                     i, n;
+    ngx_tce_override_t        *table;
     const ngx_tce_instance_t  *inst;
 
     n = 0;
@@ -114,10 +122,8 @@ ngx_tce_override_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         n += (inst->op_weight || inst->op_drain || inst->op_down);
     }
 
-    size = n * sizeof(ngx_tce_override_t);
-
     if (n) {
-        table = ngx_alloc(size, log);
+        table = ngx_alloc(n * sizeof(ngx_tce_override_t), log);
         if (table == NULL) {
             return NGX_ERROR;
         }
@@ -137,7 +143,136 @@ ngx_tce_override_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
                 n++;
             }
         }
+    }
 
+    return ngx_tce_override_table_set(zone, svc, table, n, log);
+}
+
+
+ngx_int_t
+ngx_tce_override_fleet_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    const ngx_tce_fleet_override_t *ov, size_t nov, ngx_log_t *log)
+{
+    size_t               i, n;
+    ngx_tce_override_t  *table;
+
+    n = 0;
+    table = NULL;
+
+    for (i = 0; i < nov; i++) {
+        n += (ngx_strlen(ov[i].service) == svc->name_len
+              && ngx_memcmp(ov[i].service, svc->name, svc->name_len) == 0
+              && (ov[i].weight || ov[i].drain || ov[i].down));
+    }
+
+    if (n) {
+        table = ngx_alloc(n * sizeof(ngx_tce_override_t), log);
+        if (table == NULL) {
+            return NGX_ERROR;
+        }
+
+        n = 0;
+
+        for (i = 0; i < nov; i++) {
+            if (ngx_strlen(ov[i].service) != svc->name_len
+                || ngx_memcmp(ov[i].service, svc->name, svc->name_len) != 0
+                || !(ov[i].weight || ov[i].drain || ov[i].down))
+            {
+                continue;
+            }
+
+            ngx_memzero(&table[n], sizeof(ngx_tce_override_t));
+            (void) ngx_cpystrn((u_char *) table[n].id, (u_char *) ov[i].id,
+                               NGX_TCE_ID_LEN);
+            table[n].weight = ov[i].weight;
+            table[n].drain = ov[i].drain;
+            table[n].down = ov[i].down;
+            n++;
+        }
+    }
+
+    return ngx_tce_override_table_set(zone, svc, table, n, log);
+}
+
+
+ngx_int_t
+ngx_tce_override_one(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    const ngx_tce_fleet_override_t *o, ngx_log_t *log)
+{
+    size_t               i, n;
+    ngx_uint_t           set;
+    ngx_tce_override_t  *table;
+
+    set = (o->weight || o->drain || o->down);
+
+    /* the table as it is, plus one */
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    n = svc->noverrides;
+
+    table = ngx_alloc((n + 1) * sizeof(ngx_tce_override_t), log);
+
+    if (table == NULL) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    if (n) {
+        ngx_memcpy(table, svc->overrides, n * sizeof(ngx_tce_override_t));
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    for (i = 0; i < n; i++) {
+        if (ngx_strcmp(table[i].id, o->id) == 0) {
+            break;
+        }
+    }
+
+    if (i == n) {
+        if (!set) {
+            ngx_free(table);
+            return NGX_OK;
+        }
+
+        ngx_memzero(&table[n], sizeof(ngx_tce_override_t));
+        (void) ngx_cpystrn((u_char *) table[n].id, (u_char *) o->id,
+                           NGX_TCE_ID_LEN);
+        n++;
+    }
+
+    if (set) {
+        table[i].weight = o->weight;
+        table[i].drain = o->drain;
+        table[i].down = o->down;
+
+    } else {
+        ngx_memmove(&table[i], &table[i + 1],
+                    (n - i - 1) * sizeof(ngx_tce_override_t));
+        n--;
+    }
+
+    if (n == 0) {
+        ngx_free(table);
+        table = NULL;
+    }
+
+    return ngx_tce_override_table_set(zone, svc, table, n, log);
+}
+
+
+/* the table of svc becomes table[0..n-1] (ngx_alloc'd: freed here) */
+
+static ngx_int_t
+ngx_tce_override_table_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    ngx_tce_override_t *table, size_t n, ngx_log_t *log)
+{
+    size_t               size;
+    ngx_tce_override_t  *copy, *old;
+
+    size = n * sizeof(ngx_tce_override_t);
+
+    if (n) {
         ngx_qsort(table, n, sizeof(ngx_tce_override_t),
                   ngx_tce_override_cmp);
     }
@@ -219,7 +354,9 @@ ngx_tce_override_reapply(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
 
     source = svc->source;
 
-    if (source == NGX_TCE_SOURCE_STATE || svc->ninstances == 0) {
+    if ((source == NGX_TCE_SOURCE_STATE && !zone->sh->fleet_overrides)
+        || svc->ninstances == 0)
+    {
         return NGX_OK;
     }
 
@@ -237,10 +374,14 @@ ngx_tce_override_reapply(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
 
     if (rc == NGX_OK) {
         ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "tce: service \"%s\": the state file's overrides (%ui) "
+                      "tce: service \"%s\": the %s overrides (%ui) "
                       "applied on top of the instances from %s",
-                      svc->name, svc->noverrides,
-                      source == NGX_TCE_SOURCE_CONSUL ? "Consul" : "nowhere");
+                      svc->name,
+                      zone->sh->fleet_overrides ? "fleet's" : "state file's",
+                      svc->noverrides,
+                      source == NGX_TCE_SOURCE_CONSUL ? "Consul"
+                      : source == NGX_TCE_SOURCE_STATE ? "the state file"
+                      : "nowhere");
     }
 
     return rc == NGX_ERROR ? NGX_ERROR : NGX_OK;
@@ -262,7 +403,7 @@ ngx_tce_override_unmatched(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     u_char               first[NGX_TCE_ID_LEN];
     u_char               ids[NGX_TCE_OVERRIDE_NAMES * (NGX_TCE_ID_LEN + 4)];
 
-    if (svc->source == NGX_TCE_SOURCE_STATE) {
+    if (svc->source == NGX_TCE_SOURCE_STATE && !zone->sh->fleet_overrides) {
         return;                 /* the file's own instances: they match */
     }
 

@@ -54,10 +54,11 @@ static ngx_int_t ngx_tce_redis_key(ngx_tce_redis_ctx_t *ctx,
     const char *name, ngx_str_t *key);
 
 
-/* one consistent read of the fleet: version, policies, revisions */
+/* one consistent read: version, policies, revisions, overrides */
 static const char  ngx_tce_redis_read_script[] =
     "return {redis.call('GET', KEYS[1]) or '0', "
-    "redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3])}";
+    "redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), "
+    "redis.call('HGETALL', KEYS[4])}";
 
 
 ngx_tce_redis_sh_t *
@@ -398,7 +399,7 @@ ngx_tce_redis_push(ngx_tce_redis_conn_t *rc, redisReply *reply)
     uint64_t     version;
     redisReply  *kind, *payload;
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4) {
         return NGX_ERROR;
     }
 
@@ -558,10 +559,10 @@ ngx_tce_redis_check_reply(ngx_tce_redis_conn_t *rc, redisReply *reply,
 static void
 ngx_tce_redis_pull(ngx_tce_redis_ctx_t *ctx)
 {
-    size_t       len[6];
-    ngx_str_t    keys[3];
+    size_t       len[7];
+    ngx_str_t    keys[4];
     ngx_uint_t   i;
-    const char  *argv[6];
+    const char  *argv[7];
 
     if (!ctx->owner) {
         return;
@@ -578,7 +579,8 @@ ngx_tce_redis_pull(ngx_tce_redis_ctx_t *ctx)
 
     if (ngx_tce_redis_key(ctx, "version", &keys[0]) != NGX_OK
         || ngx_tce_redis_key(ctx, "canary", &keys[1]) != NGX_OK
-        || ngx_tce_redis_key(ctx, "rev", &keys[2]) != NGX_OK)
+        || ngx_tce_redis_key(ctx, "rev", &keys[2]) != NGX_OK
+        || ngx_tce_redis_key(ctx, "override", &keys[3]) != NGX_OK)
     {
         goto done;
     }
@@ -587,15 +589,15 @@ ngx_tce_redis_pull(ngx_tce_redis_ctx_t *ctx)
     len[0] = 4;
     argv[1] = ngx_tce_redis_read_script;
     len[1] = sizeof(ngx_tce_redis_read_script) - 1;
-    argv[2] = "3";
+    argv[2] = "4";
     len[2] = 1;
 
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < 4; i++) {
         argv[3 + i] = (char *) keys[i].data;
         len[3 + i] = keys[i].len;
     }
 
-    if (ngx_tce_redis_command(&ctx->cmd, ngx_tce_redis_pull_reply, ctx, 6,
+    if (ngx_tce_redis_command(&ctx->cmd, ngx_tce_redis_pull_reply, ctx, 7,
                               argv, len)
         == NGX_OK)
     {
@@ -607,7 +609,7 @@ ngx_tce_redis_pull(ngx_tce_redis_ctx_t *ctx)
 
 done:
 
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < 4; i++) {
         if (keys[i].data) {
             ngx_free(keys[i].data);
         }
@@ -675,8 +677,9 @@ ngx_tce_redis_pull_reply(ngx_tce_redis_conn_t *rc, redisReply *reply,
 
     if (f.version != sh->version) {
         ngx_log_error(NGX_LOG_INFO, ctx->log, 0,
-                      "tce redis: fleet version %uL applied (%uz policies)",
-                      f.version, f.npolicies);
+                      "tce redis: fleet version %uL applied (%uz policies, "
+                      "%uz overrides)", f.version, f.npolicies,
+                      f.noverrides);
     }
 
     sh->version = f.version;
@@ -696,13 +699,16 @@ ngx_tce_redis_pull_reply(ngx_tce_redis_conn_t *rc, redisReply *reply,
 }
 
 
-/* {version, [field, value, ...], [service, rev, ...]}, all checked */
+/*
+ * {version, [field, value, ...], [service, rev, ...], [field, value,
+ * ...]}, all checked
+ */
 static ngx_int_t
 ngx_tce_redis_snapshot(redisReply *reply, ngx_tce_fleet_t *f, char *err,
     size_t errlen)
 {
     size_t       i;
-    redisReply  *v, *pols, *revs, *k, *e;
+    redisReply  *v, *pols, *revs, *ovs, *k, *e;
 
     ngx_memzero(f, sizeof(ngx_tce_fleet_t));
 
@@ -712,7 +718,7 @@ ngx_tce_redis_snapshot(redisReply *reply, ngx_tce_fleet_t *f, char *err,
         return NGX_ERROR;
     }
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4) {
         ngx_cpystrn((u_char *) err, (u_char *) "not the read script's "
                     "answer", errlen);
         return NGX_ERROR;
@@ -721,6 +727,7 @@ ngx_tce_redis_snapshot(redisReply *reply, ngx_tce_fleet_t *f, char *err,
     v = reply->element[0];
     pols = reply->element[1];
     revs = reply->element[2];
+    ovs = reply->element[3];
 
     if (v->type != REDIS_REPLY_STRING
         || ngx_tce_fleet_uint(v->str, v->len, &f->version) != 0)
@@ -731,10 +738,11 @@ ngx_tce_redis_snapshot(redisReply *reply, ngx_tce_fleet_t *f, char *err,
     }
 
     if (pols->type != REDIS_REPLY_ARRAY || pols->elements % 2
-        || revs->type != REDIS_REPLY_ARRAY || revs->elements % 2)
+        || revs->type != REDIS_REPLY_ARRAY || revs->elements % 2
+        || ovs->type != REDIS_REPLY_ARRAY || ovs->elements % 2)
     {
-        ngx_cpystrn((u_char *) err, (u_char *) "the canary and rev keys "
-                    "must be hashes", errlen);
+        ngx_cpystrn((u_char *) err, (u_char *) "the canary, rev and "
+                    "override keys must be hashes", errlen);
         return NGX_ERROR;
     }
 
@@ -758,6 +766,19 @@ ngx_tce_redis_snapshot(redisReply *reply, ngx_tce_fleet_t *f, char *err,
         if (k->type != REDIS_REPLY_STRING || e->type != REDIS_REPLY_STRING
             || ngx_tce_fleet_add_rev(f, k->str, k->len, e->str, e->len, err,
                                      errlen)
+               != 0)
+        {
+            goto failed;
+        }
+    }
+
+    for (i = 0; i < ovs->elements; i += 2) {
+        k = ovs->element[i];
+        e = ovs->element[i + 1];
+
+        if (k->type != REDIS_REPLY_STRING || e->type != REDIS_REPLY_STRING
+            || ngx_tce_fleet_add_override(f, k->str, k->len, e->str, e->len,
+                                          err, errlen)
                != 0)
         {
             goto failed;
@@ -826,8 +847,12 @@ ngx_tce_redis_apply(ngx_tce_zone_t *zone, const ngx_tce_fleet_t *f,
             n++;
         }
 
-        if (ngx_tce_policy_apply_fleet(zone, svc, names, pols, n, rev, log)
-            != NGX_OK)
+        if (ngx_tce_override_fleet_set(zone, svc, f->overrides,
+                                       f->noverrides, log)
+            != NGX_OK
+            || ngx_tce_policy_apply_fleet(zone, svc, names, pols, n, rev,
+                                          log)
+               != NGX_OK)
         {
             rc = NGX_ERROR;
         }

@@ -220,8 +220,11 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    /* the operator's overrides apply on top of discovery's sets */
-    if (source != NGX_TCE_SOURCE_STATE) {
+    /*
+     * the operator's overrides apply on top of discovery's sets; the
+     * fleet's (tce_redis) on top of every set, the state file's too
+     */
+    if (source != NGX_TCE_SOURCE_STATE || zone->sh->fleet_overrides) {
         ngx_tce_override_merge_locked(svc, sorted, n);
     }
 

@@ -21,6 +21,7 @@ static void test_rev_checks(void **state);
 static void test_cache_round_trip(void **state);
 static void test_cache_refused(void **state);
 static void test_if_match(void **state);
+static void test_override_checks(void **state);
 
 
 #define ADD(f, k, v, err)                                                    \
@@ -149,6 +150,9 @@ test_cache_round_trip(void **state)
         snprintf(key, sizeof(key), "svc%d.web.api", i);
         assert_int_equal(ngx_tce_fleet_add_rev(&f, key, strlen(key), "7", 1,
                                                err, sizeof(err)), 0);
+        snprintf(key, sizeof(key), "svc%d.web.api/i-%d", i % 5, i);
+        assert_int_equal(ngx_tce_fleet_add_override(&f, key, strlen(key),
+                             "{\"drain\":true}", 14, err, sizeof(err)), 0);
     }
 
     text = ngx_tce_fleet_encode(&f);
@@ -159,6 +163,8 @@ test_cache_round_trip(void **state)
     assert_true(g.version == f.version);
     assert_int_equal(g.npolicies, 40);
     assert_int_equal(g.nrevs, 40);
+    assert_int_equal(g.noverrides, 40);
+    assert_int_equal(g.overrides[0].drain, 1);
 
     /* the same text again: nothing lost or changed on the way */
     again = ngx_tce_fleet_encode(&g);
@@ -191,6 +197,9 @@ test_cache_refused(void **state)
         "{\"version\":1,\"policies\":{},\"revs\":{\"a.b.c\":\"1\"}}",
         "{\"version\":1,\"policies\":{},\"revs\":{\"A.b.c\":1}}",
         "{\"version\":1,\"version\":2,\"policies\":{},\"revs\":{}}",
+        "{\"version\":1,\"policies\":{},\"revs\":{},\"overrides\":[]}",
+        "{\"version\":1,\"policies\":{},\"revs\":{},"
+        "\"overrides\":{\"a.b.c/i\":{\"drain\":1}}}",
     };
 
     (void) state;
@@ -202,7 +211,66 @@ test_cache_refused(void **state)
         assert_true(err[0] != '\0');
         assert_null(f.policies);
         assert_int_equal(f.npolicies, 0);
+        assert_null(f.overrides);
     }
+
+    /* a cache written before overrides were shared */
+    assert_int_equal(ngx_tce_fleet_decode("{\"version\":3,\"policies\":{},"
+                                          "\"revs\":{}}", 37, &f, err,
+                                          sizeof(err)), 0);
+    assert_int_equal(f.noverrides, 0);
+    ngx_tce_fleet_free(&f);
+}
+
+
+/* an override in Redis: "<service>/<id>" -> a small, strict object */
+static void
+test_override_checks(void **state)
+{
+    size_t           i;
+    char             err[256];
+    ngx_tce_fleet_t  f;
+
+    static const char  *bad[][2] = {
+        { "a.b.c", "{}" },
+        { "A.b.c/i", "{}" },
+        { "a.b.c/", "{}" },
+        { "a.b.c/i d", "{}" },
+        { "a.b.c/i", "[]" },
+        { "a.b.c/i", "{\"weight\":1001}" },
+        { "a.b.c/i", "{\"weight\":-1}" },
+        { "a.b.c/i", "{\"weight\":1.5}" },
+        { "a.b.c/i", "{\"drain\":\"yes\"}" },
+        { "a.b.c/i", "{\"down\":null}" },
+        { "a.b.c/i", "{\"drained\":true}" },
+        { "a.b.c/i", "{\"drain\":true,\"drain\":false}" },
+        { "a.b.c/i", "not json" },
+    };
+
+    (void) state;
+
+    memset(&f, 0, sizeof(f));
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(ngx_tce_fleet_add_override(&f, bad[i][0],
+                             strlen(bad[i][0]), bad[i][1], strlen(bad[i][1]),
+                             err, sizeof(err)), -1);
+        assert_true(err[0] != '\0');
+        assert_int_equal(f.noverrides, 0);
+    }
+
+    assert_int_equal(ngx_tce_fleet_add_override(&f, "a.b.c/i-1", 9,
+                         "{\"down\":true,\"drain\":false,\"weight\":7}", 38,
+                         err, sizeof(err)), 0);
+    assert_int_equal(f.noverrides, 1);
+    assert_string_equal(f.overrides[0].service, "a.b.c");
+    assert_string_equal(f.overrides[0].id, "i-1");
+    assert_int_equal(f.overrides[0].weight, 7);
+    assert_int_equal(f.overrides[0].drain, 0);
+    assert_int_equal(f.overrides[0].down, 1);
+
+    ngx_tce_fleet_free(&f);
 }
 
 
@@ -235,6 +303,7 @@ main(void)
         cmocka_unit_test(test_cache_round_trip),
         cmocka_unit_test(test_cache_refused),
         cmocka_unit_test(test_if_match),
+        cmocka_unit_test(test_override_checks),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
