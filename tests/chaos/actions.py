@@ -121,8 +121,7 @@ def consul_register_all(run):
                                 inst['weight'], inst['status'])
     with run.fill_lock:
         fill = sorted(run.fill_model.items())
-    for sid, addr in fill:
-        run.consul.register(FILL_SVC, sid, addr)
+    run.consul.register_many(FILL_SVC, fill)
 
 
 @action(3)
@@ -529,21 +528,19 @@ def kill_worker(run, rng):
 
 def _fill_register(run, count):
     """count more chaos.fill.api instances registered (dead addresses:
-    nothing routes to them), 10 at a time so that the churn goes on
-    meanwhile; False if Consul is down."""
+    nothing routes to them) in one call to the double; False if Consul
+    is down."""
     with run.fill_lock:
         start = len(run.fill_model)
         new = [('fill-%05d' % i, '127.0.0.1:%d' % (20000 + i % 10000))
                for i in range(start, start + count)]
         run.fill_model.update(new)
-    for k in range(0, len(new), 10):
-        with run.consul_lock:           # not during a Consul restart
-            try:
-                for sid, addr in new[k:k + 10]:
-                    run.consul.register(FILL_SVC, sid, addr)
-            except (OSError, http.client.HTTPException) as e:
-                run.problem('fill registration failed: %r' % e)
-                return False
+    with run.consul_lock:               # not during a Consul restart
+        try:
+            run.consul.register_many(FILL_SVC, new)
+        except (OSError, http.client.HTTPException) as e:
+            run.problem('fill registration failed: %r' % e)
+            return False
     return True
 
 

@@ -132,10 +132,21 @@ class ConsulProc:
             self.proc.stdout.close()
             self.log.close()
 
-    def call(self, method, path, body=None):
+    def call(self, method, path, body=None, timeout=5):
         """Returns the status; raises OSError when the double is down."""
-        status, _, _ = http_call(self.port, method, path, body, timeout=5)
+        status, _, _ = http_call(self.port, method, path, body,
+                                 timeout=timeout)
         return status
+
+    def register_many(self, name, pairs):
+        """(id, address) pairs of one service registered in one call
+        (the zone fill: hundreds at once)."""
+        entries = []
+        for sid, addr in pairs:
+            host, port = addr.rsplit(':', 1)
+            entries.append([name, sid, host, int(port), []])
+        return self.call('POST', '/_double/register_many',
+                         {'entries': entries}, timeout=30)
 
     def register(self, name, sid, addr, env='prod', weight=1,
                  status='passing'):
@@ -147,7 +158,8 @@ class ConsulProc:
             'Check': {'TTL': '30s', 'Status': status}})
 
     def deregister(self, sid):
-        return self.call('PUT', '/v1/agent/service/deregister/' + sid)
+        return self.call('PUT', '/v1/agent/service/deregister/' + sid,
+                         timeout=30)
 
     def check(self, sid, status):
         verb = {'passing': 'pass', 'warning': 'warn',

@@ -126,6 +126,8 @@ POST /_double/restart    state lost: registry empty, index back to 1,
                          blocked requests dropped without answer
 POST /_double/leader     {"known": false}  X-Consul-Knownleader: false
 POST /_double/reset_counts
+POST /_double/register_many  {"entries": [[name, id, address, port,
+                         [tag...]], ...]}  register_many() (setups)
 GET  /_double/state      {"index", "counts": {path: n},
                           "open": {service: n}, "last_token",
                           "faults": n, "hung": n,
@@ -1322,6 +1324,9 @@ class _Handler(BaseHTTPRequestHandler):
             d.known_leader(body.get("known", True))
         elif op == "reset_counts":
             d.reset_counts()
+        elif op == "register_many":
+            d.register_many([(n, i, a, int(p), t)
+                             for n, i, a, p, t in body["entries"]])
         else:
             raise ApiError(404, "unknown control operation")
         return self._send(200, d.state())
