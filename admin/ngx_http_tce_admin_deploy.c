@@ -20,6 +20,7 @@
 
 #include "ngx_http_tce_admin_api.h"
 #include "ngx_http_tce_admin_inst.h"
+#include "ngx_http_tce_admin_webhook.h"
 #include "ngx_tce_text.h"
 
 
@@ -229,6 +230,11 @@ ngx_http_tce_admin_deploy_start(ngx_http_request_t *r,
 
     ngx_http_tce_admin_deploy_persist(amcf, r->connection->log);
     (void) ngx_http_tce_admin_audit(r, ctx, NGX_HTTP_CREATED, NULL);
+    ngx_http_tce_admin_webhook_deploy(copy.state
+                                      == NGX_HTTP_TCE_ADMIN_DEPLOY_PROMOTED
+                                      ? "deploy_promoted" : "deploy_started",
+                                      &copy, &ctx->principal,
+                                      r->connection->log);
 
     return ngx_http_tce_admin_deploy_send(r, NGX_HTTP_CREATED, &copy);
 }
@@ -442,6 +448,12 @@ ngx_http_tce_admin_deploy_action(ngx_http_request_t *r,
 
     ngx_http_tce_admin_deploy_persist(amcf, r->connection->log);
     (void) ngx_http_tce_admin_audit(r, ctx, NGX_HTTP_OK, NULL);
+    ngx_http_tce_admin_webhook_deploy(
+        copy.state == NGX_HTTP_TCE_ADMIN_DEPLOY_PAUSED ? "deploy_paused"
+        : copy.state == NGX_HTTP_TCE_ADMIN_DEPLOY_PROMOTED ? "deploy_promoted"
+        : copy.state == NGX_HTTP_TCE_ADMIN_DEPLOY_ROLLED_BACK
+          ? "deploy_rolled_back" : "deploy_resumed",
+        &copy, &ctx->principal, r->connection->log);
 
     return ngx_http_tce_admin_deploy_send(r, NGX_HTTP_OK, &copy);
 }

@@ -38,6 +38,7 @@
 
 #include "ngx_http_tce_admin_api.h"
 #include "ngx_http_tce_admin_inst.h"
+#include "ngx_http_tce_admin_webhook.h"
 #include "ngx_http_tce_metrics.h"
 #include "ngx_tce_diff.h"
 
@@ -399,6 +400,10 @@ ngx_http_tce_admin_deploy_look(ngx_http_tce_admin_main_conf_t *amcf,
     }
 
     if (dc.requests < d.conf.min_requests) {
+        if (step->verdict != NGX_HTTP_TCE_ADMIN_STEP_INCONCLUSIVE) {
+            event = "deploy_inconclusive";
+        }
+
         step->verdict = NGX_HTTP_TCE_ADMIN_STEP_INCONCLUSIVE;
 
         if (elapsed < d.conf.inconclusive_ms) {
@@ -611,6 +616,7 @@ ngx_http_tce_admin_deploy_event(ngx_http_tce_admin_main_conf_t *amcf,
     }
 
     ngx_http_tce_admin_audit_system(amcf, line, log);
+    ngx_http_tce_admin_webhook_deploy(event, d, NULL, log);
 }
 
 

@@ -19,6 +19,7 @@
 #include "ngx_tce_persist.h"
 #include "ngx_tce_redis.h"
 #include "ngx_http_tce_admin_api.h"
+#include "ngx_http_tce_admin_webhook.h"
 
 
 /* an escaped string: up to 4 bytes per byte of the longest one */
@@ -142,7 +143,7 @@ static json_t *
 ngx_http_tce_admin_status_json(ngx_tce_zone_t *zone, ngx_log_t *log)
 {
     char                key[NGX_HTTP_TCE_ADMIN_STR_LEN];
-    json_t             *root, *zj, *services;
+    json_t             *root, *zj, *services, *wj;
     ngx_tce_service_t  *svc;
 
     root = json_object();
@@ -197,10 +198,13 @@ ngx_http_tce_admin_status_json(ngx_tce_zone_t *zone, ngx_log_t *log)
         }
     }
 
+    wj = ngx_http_tce_admin_webhook_json();
+
     if (ngx_http_tce_admin_persist_json(zone, root) != NGX_OK
         || (zone->sh->redis
             && json_object_set_new(root, "fleet", ngx_tce_redis_json(zone))
-               != 0))
+               != 0)
+        || (wj && json_object_set_new(root, "deploy_webhook", wj) != 0))
     {
         goto failed;
     }

@@ -23,6 +23,7 @@
 #include "ngx_tce_persist.h"
 #include "ngx_tce_redis.h"
 #include "ngx_tce_diff.h"
+#include "ngx_http_tce_admin_webhook.h"
 
 
 #define NGX_HTTP_TCE_METRICS_TICK_MIN  200       /* ms */
@@ -560,6 +561,8 @@ ngx_http_tce_metrics_handler(ngx_http_request_t *r)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ngx_http_tce_admin_webhook_prom(&s.webhook);
 
     s.zone_name = (char *) ngx_pnalloc(r->pool,
                                     mmcf->zone->shm_zone->shm.name.len + 1);

@@ -69,6 +69,8 @@ static int ngx_tce_prom_json_persist(const ngx_tce_prom_snapshot_t *s,
     json_t *root);
 static void ngx_tce_prom_process(const ngx_tce_prom_snapshot_t *s,
     ngx_tce_buf_t *b, unsigned format);
+static void ngx_tce_prom_webhook(const ngx_tce_prom_snapshot_t *s,
+    ngx_tce_buf_t *b, unsigned format);
 static void ngx_tce_prom_fleet(const ngx_tce_prom_snapshot_t *s,
     ngx_tce_buf_t *b, unsigned format);
 static int ngx_tce_prom_json(const ngx_tce_prom_snapshot_t *s,
@@ -386,6 +388,7 @@ ngx_tce_prom_render(const ngx_tce_prom_snapshot_t *s, unsigned format,
     ngx_tce_prom_fleet(s, b, format);
     ngx_tce_prom_scale(s, b, format);
     ngx_tce_prom_diff(s, b, format);
+    ngx_tce_prom_webhook(s, b, format);
     ngx_tce_prom_process(s, b, format);
 
     if (format == NGX_TCE_PROM_OPENMETRICS) {
@@ -932,6 +935,71 @@ ngx_tce_prom_fleet(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b,
                                   (unsigned long long) v);
         ngx_tce_prom_end(&f);
     }
+}
+
+
+/* the deploy webhook: only with tce_deploy_webhook */
+
+static void
+ngx_tce_prom_webhook(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b,
+    unsigned format)
+{
+    unsigned                       k;
+    ngx_tce_prom_family_t          f;
+    const ngx_tce_prom_webhook_t  *w;
+
+    static const char  *results[] = {
+        "delivered", "dropped", "abandoned"
+    };
+
+    w = &s->webhook;
+
+    if (!w->present) {
+        return;
+    }
+
+    ngx_tce_prom_begin(&f, b, format, "tce_deploy_webhook_events_total",
+                       NGX_TCE_PROM_COUNTER,
+                       "Deploy events out of the webhook's queue: "
+                       "delivered (2xx), dropped (queue full), abandoned "
+                       "(retries exhausted).");
+
+    for (k = 0; k < 3; k++) {
+        ngx_tce_prom_sample(&f, "");
+        ngx_tce_prom_label(b, "result", results[k], 1);
+        (void) ngx_tce_buf_printf(b, "} %llu\n", (unsigned long long)
+                                  (k == 0 ? w->delivered
+                                   : k == 1 ? w->dropped : w->abandoned));
+    }
+
+    ngx_tce_prom_end(&f);
+
+    ngx_tce_prom_begin(&f, b, format,
+                       "tce_deploy_webhook_attempt_failures_total",
+                       NGX_TCE_PROM_COUNTER,
+                       "Webhook POSTs that failed (no answer, timeout, "
+                       "status not 2xx).");
+    f.samples++;
+    (void) ngx_tce_buf_printf(b, "%s %llu\n", f.name,
+                              (unsigned long long) w->failures);
+    ngx_tce_prom_end(&f);
+
+    ngx_tce_prom_begin(&f, b, format, "tce_deploy_webhook_queue_events",
+                       NGX_TCE_PROM_GAUGE,
+                       "Deploy events waiting to be delivered.");
+    f.samples++;
+    (void) ngx_tce_buf_printf(b, "%s %llu\n", f.name,
+                              (unsigned long long) w->queue);
+    ngx_tce_prom_end(&f);
+
+    ngx_tce_prom_begin(&f, b, format,
+                       "tce_deploy_webhook_last_success_timestamp_seconds",
+                       NGX_TCE_PROM_GAUGE,
+                       "Unix time of the last event delivered, 0 if none.");
+    f.samples++;
+    (void) ngx_tce_buf_printf(b, "%s %llu\n", f.name,
+                              (unsigned long long) w->last_success);
+    ngx_tce_prom_end(&f);
 }
 
 

@@ -134,6 +134,19 @@ typedef struct {
 } ngx_tce_prom_diff_t;
 
 
+/* the deploy webhook (tce_deploy_webhook), present 0 without it */
+typedef struct {
+    int                       present;
+    uint64_t                  queue;         /* events waiting */
+    uint64_t                  queued;
+    uint64_t                  delivered;
+    uint64_t                  dropped;       /* the queue was full */
+    uint64_t                  abandoned;     /* retries exhausted */
+    uint64_t                  failures;      /* failed attempts */
+    uint64_t                  last_success;  /* unix time, 0: never */
+} ngx_tce_prom_webhook_t;
+
+
 typedef struct {
     ngx_tce_prom_group_t     *groups;
     size_t                    ngroups;
@@ -148,6 +161,7 @@ typedef struct {
     size_t                    nscale;
     ngx_tce_prom_diff_t      *diff;
     size_t                    ndiff;
+    ngx_tce_prom_webhook_t    webhook;
 
     const char               *zone_name;
     uint64_t                  zone_size;

@@ -35,7 +35,7 @@ def admin_location(token_file=None, read_auth=None, extra='', audit=None):
 
 def start_admin(nginx, backend, tokens=True, read_auth=None, canary=None,
                 state=True, services=None, audit=None,
-                zone='tce_zone tce 1m;', server_extra=''):
+                zone='tce_zone tce 1m;', server_extra='', http_extra=''):
     """nginx with the admin API on /api/ and demo.web.api in the state
     file: prod on ok4[0], ok4[1]; canary on ok4[2].  audit: the path of
     a tce_admin_audit log."""
@@ -58,6 +58,7 @@ def start_admin(nginx, backend, tokens=True, read_auth=None, canary=None,
     upstreams = '    upstream api {\n        tce_service %s;\n%s    }\n' % (
         SERVICE, '        tce_canary %s;\n' % canary if canary else '')
     nginx.configure(upstreams=upstreams, state=state, zone=zone,
+                    http_extra=http_extra,
                     server_extra=admin_location(token_file, read_auth,
                                                 audit=audit)
                     + server_extra)
