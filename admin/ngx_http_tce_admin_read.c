@@ -2,12 +2,14 @@
  * The admin API's reads:
  *
  *   GET v1/services          every service: clusters, envs, instance
- *                            counts, generation, source
+ *                            counts, generation, source, discovery's
+ *                            status and staleness
  *   GET v1/services/<psm>    per cluster and env the instances, with
  *                            each value's origin (discovery or operator
  *                            override), the canary policy, discovery's
  *                            status and staleness
- *   GET v1/status            the zone's usage, the Consul watcher, the
+ *   GET v1/status            the zone's usage, the Consul watcher and
+ *                            discovery summed over the services, the
  *                            generation each worker applied per
  *                            service, the API's writes
  *
@@ -34,6 +36,7 @@ static json_t *ngx_http_tce_admin_discovery(ngx_tce_zone_t *zone,
 static json_t *ngx_http_tce_admin_cluster_obj(json_t *clusters,
     const char *name);
 static const char *ngx_http_tce_admin_source(ngx_tce_service_t *svc);
+static json_t *ngx_http_tce_admin_disc_summary(ngx_tce_zone_t *zone);
 static json_t *ngx_http_tce_admin_writes(ngx_http_request_t *r);
 static json_t *ngx_http_tce_admin_applied(ngx_tce_zone_t *zone);
 static json_t *ngx_http_tce_admin_applied_one(ngx_tce_zone_t *zone,
@@ -157,7 +160,10 @@ ngx_http_tce_admin_summary(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         || json_object_set_new(sj, "source",
                                json_string(ngx_http_tce_admin_source(svc)))
            != 0
-        || json_object_set_new(sj, "instances", json_integer(n)) != 0)
+        || json_object_set_new(sj, "instances", json_integer(n)) != 0
+        || json_object_set_new(sj, "discovery",
+                               ngx_http_tce_admin_discovery(zone, svc))
+           != 0)
     {
         goto failed;
     }
@@ -623,6 +629,9 @@ ngx_http_tce_admin_status_v1(ngx_http_request_t *r)
         || json_object_set_new(cj, "heartbeat_age_ms",
                                owner ? json_integer(age) : json_null())
            != 0
+        || json_object_set_new(root, "discovery",
+                               ngx_http_tce_admin_disc_summary(zone))
+           != 0
         || json_object_set_new(root, "pid", json_integer(ngx_pid)) != 0
         || json_object_set_new(root, "writes",
                                ngx_http_tce_admin_writes(r))
@@ -640,6 +649,70 @@ ngx_http_tce_admin_status_v1(ngx_http_request_t *r)
     }
 
     return ngx_http_tce_admin_send(r, NGX_HTTP_OK, root);
+}
+
+
+/*
+ * Consul discovery summed over the services watched: how many, how
+ * many in sync (their last answer good) and failing, the largest
+ * staleness (of those answered once), the newest good and failed
+ * answers, and whether Consul
+ * is reachable: the newest answer over all of them was a good one
+ * (null while no service is watched: no Consul, or not yet asked).
+ */
+static json_t *
+ngx_http_tce_admin_disc_summary(ngx_tce_zone_t *zone)
+{
+    time_t              now, success, failure, oldest;
+    ngx_uint_t          watched, failing;
+    ngx_tce_service_t  *svc;
+
+    now = ngx_time();
+    watched = 0;
+    failing = 0;
+    success = 0;
+    failure = 0;
+    oldest = 0;
+
+    /* the error texts are written under the mutex */
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (svc = zone->sh->services; svc; svc = svc->next) {
+        if (!svc->disc_watched) {
+            continue;
+        }
+
+        watched++;
+
+        if (svc->disc_error[0] != '\0') {
+            failing++;
+        }
+
+        success = ngx_max(success, svc->disc_success);
+        failure = ngx_max(failure, svc->disc_failure);
+
+        if (svc->disc_success
+            && (oldest == 0 || svc->disc_success < oldest))
+        {
+            oldest = svc->disc_success;
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return json_pack("{s:I, s:I, s:I, s:o, s:o, s:o, s:o}",
+                     "services_watched", (json_int_t) watched,
+                     "in_sync", (json_int_t) (watched - failing),
+                     "failing", (json_int_t) failing,
+                     "max_staleness_seconds",
+                     oldest ? json_integer(now - oldest) : json_null(),
+                     "last_success",
+                     success ? json_integer(success) : json_null(),
+                     "last_failure",
+                     failure ? json_integer(failure) : json_null(),
+                     "consul_reachable",
+                     watched && (success || failure)
+                     ? json_boolean(success >= failure) : json_null());
 }
 
 

@@ -183,37 +183,88 @@
 
   /* ------------------------------------------------------- overview */
 
-  function card(label, value) {
-    var c = el('div', 'card');
-    c.appendChild(el('span', null, label));
-    c.appendChild(el('b', null, value));
-    return c;
+  /*
+   * The cards of the front door's status, keyed: made once, their texts
+   * updated in place.  Each shows the figures of GET v1/status as they
+   * are (zone pages, counts, seconds), a share computed from two of them
+   * at most; a part the answer lacks is not shown.
+   */
+  function makeCard(c) {
+    var d = el('div', 'card');
+    var b = el('b');
+    var small = el('small');
+    d.dataset.card = c.key;
+    add(d, el('span', null, c.label), b, small);
+    return { root: d, value: b, more: small };
+  }
+
+  function updateCard(v, c) {
+    setText(v.value, c.value);
+    setText(v.more, c.more || '');
+    setClass(v.root, 'card' + (c.bad ? ' bad' : ''));
+  }
+
+  function reachable(d) {
+    if (d.consul_reachable === null) {
+      return d.services_watched ? 'no answer yet' : 'no service watched';
+    }
+    return d.consul_reachable ? 'reachable' : 'unreachable';
+  }
+
+  function statusCards(s) {
+    var cards = [];
+    var z = s.zone, w = s.consul_watch, d = s.discovery, f = s.fleet;
+    if (z) {
+      cards.push({ key: 'zone', label: 'Zone "' + z.name + '"',
+        value: z.pages_used + ' of ' + z.pages + ' pages used ('
+               + fmt(z.pages_used * 100 / Math.max(1, z.pages), 1) + '%)',
+        more: z.services + ' services, ' + z.size + ' bytes' });
+    }
+    if (d) {
+      cards.push({ key: 'consul', label: 'Consul', value: reachable(d),
+        bad: d.consul_reachable === false || d.failing > 0,
+        more: d.services_watched + ' services watched, ' + d.in_sync
+              + ' in sync, ' + d.failing + ' failing, stalest '
+              + fmt(d.max_staleness_seconds) + ' s' });
+    }
+    if (w) {
+      cards.push({ key: 'watcher', label: 'Consul watcher',
+        value: w.owner_pid ? 'worker ' + w.owner_pid : 'none',
+        more: w.owner_pid ? 'heartbeat ' + fmt(w.heartbeat_age_ms)
+                            + ' ms ago' : '' });
+    }
+    cards.push(f ? { key: 'fleet', label: 'Redis fleet', value: f.state,
+                     bad: f.state !== 'up',
+                     more: 'fleet version ' + fmt(f.fleet_version)
+                           + ', last sync ' + fmt(f.last_sync_age_s)
+                           + ' s ago'
+                           + (f.sentinel && f.sentinel.master
+                              ? ', master ' + f.sentinel.master : '')
+                           + (f.last_error ? ', last error: '
+                              + f.last_error : '') }
+                 : { key: 'fleet', label: 'Redis fleet',
+                     value: 'none (no tce_redis)' });
+    if (s.pid) {
+      cards.push({ key: 'pid', label: 'Answered by worker',
+                   value: String(s.pid) });
+    }
+    return cards;
   }
 
   function renderStatus(s) {
-    var o = $('overview');
-    var cards = [];
-    if (s.zone) {
-      cards.push(card('Zone "' + s.zone.name + '"',
-        fmt(s.zone.pages_used * 100 / Math.max(1, s.zone.pages), 1)
-        + '% used, ' + s.zone.services + ' services'));
-    }
-    if (s.consul_watch) {
-      cards.push(card('Consul watch', s.consul_watch.owner_pid
-        ? 'worker ' + s.consul_watch.owner_pid + ', heartbeat '
-          + fmt(s.consul_watch.heartbeat_age_ms) + ' ms ago'
-        : 'not watching'));
-    }
-    if (s.redis) {
-      cards.push(card('Redis', (s.redis.state || '?')
-        + (s.redis.fleet_version !== undefined
-           ? ', fleet version ' + s.redis.fleet_version : '')));
-    }
-    if (s.pid) { cards.push(card('Answered by worker', String(s.pid))); }
-    o.replaceChildren.apply(o, cards);
+    keyed($('overview'), statusCards(s), function (c) { return c.key; },
+          makeCard, updateCard);
   }
 
   /* ------------------------------------------------------ services */
+
+  /* a watched service's discovery, as the list answers it */
+  function staleness(s) {
+    var d = s.discovery;
+    if (!d || !d.watched) { return ''; }
+    return (d.in_sync ? 'in sync' : 'not in sync') + ', staleness '
+           + fmt(d.staleness_seconds) + ' s';
+  }
 
   function serviceMeta(s) {
     var parts = [s.instances + ' instances', 'source ' + s.source,
@@ -233,11 +284,13 @@
     var head = el('div', 'head');
     var name = el('span', 'name', psm);
     var meta = el('span', 'meta');
+    var disc = el('span', 'disc');
     var body = el('div', 'body hidden');
-    add(head, name, meta);
+    add(head, name, meta, disc);
     add(d, head, body);
     d.dataset.psm = psm;
-    var row = { root: d, meta: meta, body: body, detail: null };
+    var row = { root: d, meta: meta, disc: disc, body: body,
+                detail: null };
     head.addEventListener('click', function () {
       expanded[psm] = !expanded[psm];
       body.classList.toggle('hidden', !expanded[psm]);
@@ -258,6 +311,12 @@
       }
       seen[s.name] = true;
       setText(r.meta, serviceMeta(s));
+      setText(r.disc, staleness(s));
+      var stale = !!s.discovery && s.discovery.watched
+                  && !s.discovery.in_sync;
+      if (r.disc.classList.contains('stale') !== stale) {
+        r.disc.classList.toggle('stale', stale);
+      }
       var hide = !!filter && s.name.indexOf(filter) < 0;
       if (r.root.classList.contains('hidden') !== hide) {
         r.root.classList.toggle('hidden', hide);

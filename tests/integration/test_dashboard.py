@@ -23,6 +23,7 @@ import pytest
 
 from admin_helpers import TOKEN, admin_location, call, start_admin
 from conftest import SERVICE, SLOW, VALGRIND, instance, wait_for
+from redis_helpers import redis  # noqa: F401 (fixture)
 
 
 TOP = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..')
@@ -165,6 +166,7 @@ def click(d, css):
 
 
 def open_page(d, nginx):
+    d.get('about:blank')            # the last test's page stops polling
     d.get_log('browser')            # drop what earlier tests left
     d.get_log('performance')
     d.get('http://127.0.0.1:%d/api/' % nginx.port)
@@ -478,3 +480,105 @@ def wait_polls(d, n):
     start = polls(d)
     wait_for(lambda: polls(d) >= start + n, 10 * n * SLOW,
              what='%d polls' % n)
+
+
+# ------------------------------------------------- discovery and fleet
+
+@pytest.fixture
+def consul():
+    sys.path.insert(0, os.path.join(TOP, 'tests', 'doubles'))
+    from consul_double import ConsulDouble
+    d = ConsulDouble(jitter=False).start()
+    yield d
+    d.stop()
+
+
+def api_json(nginx, path):
+    r = call(nginx, 'GET', '/api/v1/' + path)
+    assert r.status == 200, r
+    return r.json
+
+
+def shows(d, css, expected):
+    """The element's text equals expected(), read again at each try:
+    the API's figures move (seconds, pages) while the page polls."""
+    last = {}
+
+    def same():
+        last['page'], last['api'] = text(d, css), expected()
+        return last['page'] == last['api']
+    try:
+        wait_for(same, 10 * SLOW, what=css)
+    except BaseException:
+        print('page %r, API %r' % (last.get('page'), last.get('api')))
+        raise
+
+
+@browser_only
+def test_status_panel_shows_what_the_api_returns(nginx, backend, browser,
+                                                 redis, consul):
+    d = browser
+    token_file = os.path.join(nginx.dir, 'admin.tokens')
+    with open(token_file, 'w') as f:
+        f.write('%s  deployer\n' % TOKEN)
+    redis.start()
+    nginx.write_state({})
+    nginx.configure(
+        state=True, server_extra=admin_location(token_file) + METRICS,
+        http_extra='    tce_consul %s wait=1s;\n    tce_redis 127.0.0.1:%d '
+        'timeout=%dms resync=1s;\n' % (consul.url, redis.port, 2000 * SLOW))
+    nginx.start()
+    consul.register(SERVICE, 'api-1', '127.0.0.1', backend.ok4[0])
+    wait_for(lambda: api_json(nginx, 'status')['discovery']
+             ['consul_reachable'] and (api_json(nginx, 'status').get(
+                 'fleet') or {}).get('state') == 'up', 10 * SLOW,
+             what='Consul answered and the fleet up')
+    open_page(d, nginx)
+
+    def zone():
+        z = api_json(nginx, 'status')['zone']
+        return '%d of %d pages used (%.1f%%)' % (
+            z['pages_used'], z['pages'], z['pages_used'] * 100 / z['pages'])
+    shows(d, '[data-card="zone"] b', zone)
+    shows(d, '[data-card="consul"] b', lambda: {
+        True: 'reachable', False: 'unreachable'}[
+            api_json(nginx, 'status')['discovery']['consul_reachable']])
+
+    def watched():
+        x = api_json(nginx, 'status')['discovery']
+        return ('%d services watched, %d in sync, %d failing, stalest %d s'
+                % (x['services_watched'], x['in_sync'], x['failing'],
+                   x['max_staleness_seconds']))
+    shows(d, '[data-card="consul"] small', watched)
+    assert text(d, '[data-card="consul"] small').startswith(
+        '1 services watched, 1 in sync, 0 failing')
+    shows(d, '[data-card="fleet"] b',
+          lambda: api_json(nginx, 'status')['fleet']['state'])
+    fleet = api_json(nginx, 'status')['fleet']
+    assert 'fleet version %d' % fleet['fleet_version'] in \
+        text(d, '[data-card="fleet"] small')
+
+    # staleness per service: the list's own figure
+    row = '.svc[data-psm="%s"] .disc' % SERVICE
+
+    def listed():
+        s = [x for x in api_json(nginx, 'services')['services']
+             if x['name'] == SERVICE][0]['discovery']
+        return '%s, staleness %d s' % (
+            'in sync' if s['in_sync'] else 'not in sync',
+            s['staleness_seconds'])
+    shows(d, row, listed)
+    shot(d, 'dashboard-status.png')
+
+    # Consul answering 500: unreachable and not in sync, as the API says
+    consul.add_fault('status', count=100000, status=500)
+    wait_for(lambda: api_json(nginx, 'status')['discovery']
+             ['consul_reachable'] is False, 10 * SLOW,
+             what='Consul unreachable in the API')
+    shows(d, '[data-card="consul"] b', lambda: {
+        True: 'reachable', False: 'unreachable'}[
+            api_json(nginx, 'status')['discovery']['consul_reachable']])
+    shows(d, row, listed)
+    assert text(d, row).startswith('not in sync')
+    errors = [e for e in d.get_log('browser') if e['level'] == 'SEVERE']
+    assert not errors, errors
