@@ -53,6 +53,8 @@ Edit $run/state.json, then
 and the routing follows, without dropping a request.
 
 Dashboard: http://127.0.0.1:8080/api/dashboard/
+A deploy walk-through (bad canary rolled back, good one promoted):
+  $top/conf/deploy-demo.sh $run
 Admin token of this run (writes need it): $token
 
 MSG
