@@ -41,6 +41,13 @@
     (8 * ngx_pagesize + sizeof(ngx_http_tce_admin_shctx_t))
 
 
+/* a service held until the request ends (its pool's cleanup) */
+typedef struct {
+    ngx_tce_zone_t             *zone;
+    ngx_tce_service_t          *svc;
+} ngx_http_tce_admin_held_t;
+
+
 static void *ngx_http_tce_admin_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_tce_admin_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_tce_admin_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -743,9 +750,10 @@ static ngx_int_t
 ngx_http_tce_admin_hold(ngx_http_request_t *r, ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc)
 {
-    ngx_pool_cleanup_t  *cln;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_tce_admin_held_t  *held;
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_tce_admin_held_t));
     if (cln == NULL) {
         return NGX_ERROR;
     }
@@ -754,8 +762,10 @@ ngx_http_tce_admin_hold(ngx_http_request_t *r, ngx_tce_zone_t *zone,
         return NGX_DECLINED;
     }
 
+    held = cln->data;
+    held->zone = zone;
+    held->svc = svc;
     cln->handler = ngx_http_tce_admin_release;
-    cln->data = svc;
 
     return NGX_OK;
 }
@@ -764,7 +774,9 @@ ngx_http_tce_admin_hold(ngx_http_request_t *r, ngx_tce_zone_t *zone,
 static void
 ngx_http_tce_admin_release(void *data)
 {
-    ngx_tce_zone_release(data);
+    ngx_http_tce_admin_held_t *held = data;
+
+    ngx_tce_zone_release(held->zone, held->svc);
 }
 
 

@@ -115,7 +115,7 @@ ngx_http_tce_upstream_byname(ngx_http_request_t *r,
     bn = ngx_calloc(sizeof(ngx_http_tce_upstream_byname_t),
                     r->connection->log);
     if (bn == NULL) {
-        ngx_tce_zone_release(svc);
+        ngx_tce_zone_release(ucf->zone, svc);
         return NULL;
     }
 
@@ -188,7 +188,7 @@ ngx_http_tce_upstream_byname_drop(ngx_http_tce_upstream_byname_t *bn)
         bn->conf.view = NULL;
     }
 
-    ngx_tce_zone_release(bn->conf.service);
+    ngx_tce_zone_release(bn->conf.zone, bn->conf.service);
 
     ngx_http_tce_upstream_byname_done(bn);
 }

@@ -333,7 +333,7 @@ ngx_uint_t ngx_tce_zone_applied_copy(ngx_tce_zone_t *zone,
  * absent).  ngx_tce_zone_release() drops the hold.
  */
 ngx_int_t ngx_tce_zone_hold(ngx_tce_zone_t *zone, ngx_tce_service_t *svc);
-void ngx_tce_zone_release(ngx_tce_service_t *svc);
+void ngx_tce_zone_release(ngx_tce_zone_t *zone, ngx_tce_service_t *svc);
 
 /* svc is named by the configuration: never reclaimed (master) */
 void ngx_tce_zone_pin(ngx_tce_service_t *svc);

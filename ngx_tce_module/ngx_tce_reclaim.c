@@ -40,8 +40,20 @@ typedef struct {
 } ngx_tce_reclaim_slot_t;
 
 
+/* a process's holds on one service, so that a dead one's are undone */
+typedef struct ngx_tce_reclaim_hold_s  ngx_tce_reclaim_hold_t;
+
+struct ngx_tce_reclaim_hold_s {
+    ngx_tce_reclaim_hold_t     *next;
+    ngx_pid_t                   pid;
+    ngx_tce_service_t          *svc;
+    ngx_uint_t                  count;
+};
+
+
 typedef struct {
     ngx_atomic_uint_t           epoch;       /* fits svc->retired */
+    ngx_tce_reclaim_hold_t     *holders;     /* by process and service */
     ngx_tce_service_t          *limbo;       /* unlinked, not freed yet */
     ngx_uint_t                  full;        /* a worker found no slot */
     ngx_tce_reclaim_slot_t      slot[NGX_TCE_RECLAIM_SLOTS];
@@ -57,12 +69,24 @@ static void ngx_tce_reclaim_unlink_locked(ngx_tce_zone_t *zone,
 static void ngx_tce_reclaim_free_locked(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc);
 static ngx_uint_t ngx_tce_reclaim_alive(ngx_pid_t pid);
+static void ngx_tce_reclaim_dead_holds_locked(ngx_tce_zone_t *zone,
+    ngx_tce_reclaim_sh_t *rs, ngx_log_t *log);
 
 
+/*
+ * A hold is counted in the service and, per process, in a record of the
+ * reclaim state: the watcher's tick gives back the holds of a process
+ * that died without releasing them (SIGKILL, a crash).  A hold whose
+ * record could not be allocated is counted in the service only.
+ */
 ngx_int_t
 ngx_tce_zone_hold(ngx_tce_zone_t *zone, ngx_tce_service_t *svc)
 {
-    ngx_int_t  rc;
+    ngx_int_t                rc;
+    ngx_tce_reclaim_sh_t    *rs;
+    ngx_tce_reclaim_hold_t  *h;
+
+    rs = ngx_tce_reclaim_sh(zone);
 
     /* under the lock: the watcher unlinks only what no one holds */
     ngx_shmtx_lock(&zone->shpool->mutex);
@@ -73,6 +97,25 @@ ngx_tce_zone_hold(ngx_tce_zone_t *zone, ngx_tce_service_t *svc)
     } else {
         (void) ngx_atomic_fetch_add(&svc->holds, 1);
         rc = NGX_OK;
+
+        for (h = rs ? rs->holders : NULL; h; h = h->next) {
+            if (h->pid == ngx_pid && h->svc == svc) {
+                h->count++;
+                break;
+            }
+        }
+
+        if (h == NULL && rs) {
+            h = ngx_slab_alloc_locked(zone->shpool,
+                                      sizeof(ngx_tce_reclaim_hold_t));
+            if (h) {
+                h->pid = ngx_pid;
+                h->svc = svc;
+                h->count = 1;
+                h->next = rs->holders;
+                rs->holders = h;
+            }
+        }
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -82,9 +125,65 @@ ngx_tce_zone_hold(ngx_tce_zone_t *zone, ngx_tce_service_t *svc)
 
 
 void
-ngx_tce_zone_release(ngx_tce_service_t *svc)
+ngx_tce_zone_release(ngx_tce_zone_t *zone, ngx_tce_service_t *svc)
 {
+    ngx_tce_reclaim_sh_t     *rs;
+    ngx_tce_reclaim_hold_t  **link, *h;
+
+    rs = zone->sh->reclaim;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (link = rs ? &rs->holders : NULL; link && *link;
+         link = &(*link)->next)
+    {
+        h = *link;
+
+        if (h->pid == ngx_pid && h->svc == svc) {
+            if (--h->count == 0) {
+                *link = h->next;
+                ngx_slab_free_locked(zone->shpool, h);
+            }
+
+            break;
+        }
+    }
+
     (void) ngx_atomic_fetch_add(&svc->holds, (ngx_atomic_int_t) -1);
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+/* the holds of processes gone without releasing them: given back */
+
+static void
+ngx_tce_reclaim_dead_holds_locked(ngx_tce_zone_t *zone,
+    ngx_tce_reclaim_sh_t *rs, ngx_log_t *log)
+{
+    ngx_tce_reclaim_hold_t  **link, *h;
+
+    link = &rs->holders;
+
+    while (*link) {
+        h = *link;
+
+        if (h->pid == ngx_pid || ngx_tce_reclaim_alive(h->pid)) {
+            link = &h->next;
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "tce zone \"%V\": %ui hold(s) of service \"%s\" by "
+                      "process %P, gone, given back",
+                      &zone->shm_zone->shm.name, h->count, h->svc->name,
+                      h->pid);
+
+        (void) ngx_atomic_fetch_add(&h->svc->holds,
+                                    - (ngx_atomic_int_t) h->count);
+        *link = h->next;
+        ngx_slab_free_locked(zone->shpool, h);
+    }
 }
 
 
@@ -117,6 +216,14 @@ ngx_tce_reclaim_tick(ngx_tce_zone_t *zone, ngx_uint_t owner, ngx_log_t *log)
 
     if (!owner) {
         return;
+    }
+
+    /* holds of dead processes first: their services may go now */
+
+    if (rs->holders) {
+        ngx_shmtx_lock(&zone->shpool->mutex);
+        ngx_tce_reclaim_dead_holds_locked(zone, rs, log);
+        ngx_shmtx_unlock(&zone->shpool->mutex);
     }
 
     /* candidates: checked without the lock first, most services are not */

@@ -8,6 +8,7 @@ metrics), and the services that left are reclaimed.
 """
 
 import os
+import signal
 import sys
 
 import pytest
@@ -120,6 +121,36 @@ def test_reclaimed_counts_in_metrics(backend, nginx, consul):
                     tags=['edge'])
     wait_for(lambda: answer(nginx, 'gone.soon.api') == backend.ok4[1],
              10 * SLOW, what='gone.soon.api routed again')
+
+
+def test_killed_workers_hold_given_back(backend, nginx, consul):
+    # a worker's tce_service $var entry holds its service; a worker
+    # killed by SIGKILL never releases it: the watcher gives its holds
+    # back once it is gone, and the service is reclaimed
+    nginx.configure(
+        upstreams=UPSTREAMS, state=False, zone='tce_zone tce 1m;',
+        location='            add_header X-Worker $pid always;\n',
+        http_extra='    tce_consul %s wait=1s;\n'
+                   '    tce_consul_services tag=edge;\n'
+                   '    tce_consul_allow_empty on;\n' % consul.url)
+    nginx.start()
+    nginx.allowed_log.add('exited on signal 9')
+    consul.register('held.then.killed', 'h-1', '127.0.0.1', backend.ok4[0],
+                    tags=['edge'])
+    wait_for(lambda: answer(nginx, 'held.then.killed') == backend.ok4[0],
+             10 * SLOW, what='held.then.killed routed')
+    r = nginx.get('/', headers={'X-Service': 'held.then.killed'})
+    assert r.status == 200
+    pid = int(r.headers['X-Worker'])
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: pid not in nginx.workers() and len(nginx.workers())
+             == 2, 10 * SLOW, what='worker %d replaced' % pid)
+    consul.deregister('h-1')
+    # left the catalog, emptied, held only by the dead worker: reclaimed
+    wait_for(lambda: zone_status(nginx)['services_reclaimed'] == 1,
+             20 * SLOW, what='the service held by a killed worker reclaimed')
+    assert 'held.then.killed' not in nginx.status()['services']
+    assert 'given back' in read_from(nginx.error_log)
 
 
 def frag_state(nginx, backend, names, big=0):
