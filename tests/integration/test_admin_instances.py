@@ -38,15 +38,19 @@ def file_instances(nginx):
 def settled(nginx):
     """The snapshot once the service's generation stops moving: an
     instance write bumps it, and so does the publication of the new
-    set's schedules a little later (built on the writer's loop)."""
-    last = [None]
+    set's schedules a little later (built on the thread pool): the same
+    generation three reads in a row."""
+    last = [None, 0]
 
     def same():
         snap = snapshot(nginx)
         gen = snap[0]['generation']
         if gen == last[0]:
-            return snap
-        last[0] = gen
+            last[1] += 1
+            if last[1] >= 2:
+                return snap
+            return None
+        last[0], last[1] = gen, 0
         return None
 
     return wait_for(same, 5 * SLOW, interval=0.1 * SLOW,
@@ -385,6 +389,9 @@ def test_removal_in_state_file_completes_at_start(nginx, backend):
     ]}})
     wait_for(lambda: set(file_instances(nginx)) == {'p1'}, 5 * SLOW,
              what='p2 removed from the state file')
+    # the zone follows the file once its write is through (thread pool)
+    wait_for(lambda: call(nginx, 'GET', inst_path('p2')).status == 404,
+             5 * SLOW, what='p2 gone from the API')
     check_error(call(nginx, 'GET', inst_path('p2')), 404)
     assert set(ports_seen(nginx, 10)) == {backend.ok4[0]}
 
