@@ -22,6 +22,7 @@
 #include "ngx_http_tce_admin_inst.h"
 #include "ngx_http_tce_admin_webhook.h"
 #include "ngx_tce_text.h"
+#include "ngx_tce_diff.h"
 
 
 static ngx_int_t ngx_http_tce_admin_deploy_start(ngx_http_request_t *r,
@@ -302,10 +303,18 @@ ngx_http_tce_admin_deploy_list(ngx_http_request_t *r,
 }
 
 
+/*
+ * The latest deploy, with "diff": the cluster's API diff as GET
+ * .../diff answers it (cumulative: match ratio, counts, the last
+ * mismatches), null when no tce_diff location proxies to the service.
+ */
 static ngx_int_t
 ngx_http_tce_admin_deploy_current(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx)
 {
+    json_t                          *root, *diff;
+    ngx_str_t                        service;
+    ngx_uint_t                       declined;
     ngx_http_tce_admin_deploy_t     *d, copy;
     ngx_http_tce_admin_main_conf_t  *amcf;
 
@@ -325,7 +334,42 @@ ngx_http_tce_admin_deploy_current(ngx_http_request_t *r,
                                         "this cluster has no deploy");
     }
 
-    return ngx_http_tce_admin_deploy_send(r, NGX_HTTP_OK, &copy);
+    root = ngx_http_tce_admin_deploy_json(&copy);
+    if (root == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    service.data = (u_char *) ctx->svc->name;
+    service.len = ctx->svc->name_len;
+
+    diff = ngx_tce_diff_json(&service, &ctx->cluster, &declined);
+
+    if (diff == NULL && !declined) {
+        json_decref(root);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (diff
+        && (json_object_set_new(diff, "service",
+                                ngx_http_tce_admin_jstr(ctx->svc->name,
+                                                        ctx->svc->name_len))
+            != 0
+            || json_object_set_new(diff, "cluster",
+                                   ngx_http_tce_admin_jstr(
+                                       ctx->cluster.data, ctx->cluster.len))
+               != 0))
+    {
+        json_decref(diff);
+        json_decref(root);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (json_object_set_new(root, "diff", diff ? diff : json_null()) != 0) {
+        json_decref(root);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_tce_admin_send(r, NGX_HTTP_OK, root);
 }
 
 

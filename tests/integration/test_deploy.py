@@ -334,3 +334,69 @@ def test_noisy_healthy_canary_not_rolled_back(nginx, versions):
     assert v.counts['canary'][1] > 0 and v.counts['prod'][1] > 0, v.counts
 
 
+
+DIFF_LOCATION = """\
+        location /item/ {
+            proxy_pass http://api;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            tce_diff sample=100 name=items;
+        }
+"""
+
+
+def item_load(nginx, stop):
+    i = 0
+    while not stop.is_set():
+        i += 1
+        try:
+            http_get(nginx.port, '/item/%d' % (i % 10), timeout=5)
+        except OSError:
+            pass
+
+
+def test_api_diff_gate_rolls_back(nginx):
+    # the canary answers another body on 2 routes of 10: the API diff
+    # (tce_diff, with a second prod to set noise aside) catches it
+    from test_diff import Backends
+
+    def answer(name, method, path):
+        total = '99' if name == 'canary' and path in (
+            '/item/3', '/item/7') else '12.5'
+        body = ('{"path": "%s", "total": %s}' % (path, total)).encode()
+        return 200, [('Content-Type', 'application/json')], body
+
+    b = Backends(('prod1', 'prod2', 'canary'), answer)
+    try:
+        start_admin(nginx, None, server_extra=DIFF_LOCATION,
+                    services={SERVICE: {'default': [
+                        instance('p1', b.addr('prod1'), env='prod'),
+                        instance('p2', b.addr('prod2'), env='prod'),
+                        instance('c1', b.addr('canary'), env='canary')]}})
+        post(nginx, {'steps': [10, 50, 100], 'step_seconds': 30,
+                     'min_requests': 20})
+        stop = threading.Event()
+        ts = [threading.Thread(target=item_load, args=(nginx, stop),
+                               daemon=True) for _ in range(3)]
+        for t in ts:
+            t.start()
+        try:
+            d = wait_for(lambda: ended(nginx), 20 * SLOW,
+                         what='the rollback')
+        finally:
+            stop.set()
+            for t in ts:
+                t.join(10)
+    finally:
+        b.stop()
+    assert d['state'] == 'rolled_back', d
+    assert d['failed_gate'] == 'diff_match_ratio', d
+    f = d['steps'][0]['figures']
+    assert f['diff_mismatch'] > 0 and f['diff_match_ratio'] < 0.99, f
+    assert f['canary_errors'] == 0, f
+    # the oracle: the canary's answers differ on /item/3 and /item/7 only
+    diff = d['diff']
+    assert diff['mismatch'] > 0 and diff['match_ratio'] < 1, diff
+    assert {m['request'].split()[1] for m in diff['last_mismatches']} \
+        <= {'/item/3', '/item/7'}, diff
+    assert d['canary']['weight_bp'] == 0 and d['canary']['epoch'] == 1
