@@ -14,7 +14,8 @@
  * reopens it after a rotation); the workers append to it with
  * O_APPEND, each line in one write(2), and fsync it, on nginx's thread
  * pool: the event loop only builds the line.  A refused request writes
- * nothing.
+ * nothing.  With tce_redis the line is also added to the fleet's stream
+ * <prefix>audit (ngx_tce_module/ngx_tce_redis_audit.c).
  */
 
 #include <ngx_config.h>
@@ -26,6 +27,7 @@
 #endif
 
 #include "ngx_http_tce_admin_api.h"
+#include "ngx_tce_redis.h"
 
 
 #define NGX_HTTP_TCE_ADMIN_AUDIT_ERR_LEN  160
@@ -158,6 +160,10 @@ ngx_http_tce_admin_audit(ngx_http_request_t *r, ngx_http_tce_admin_ctx_t *ctx,
         return NGX_ERROR;
     }
 
+    /* with tce_redis the fleet's stream has it too */
+    ngx_tce_redis_audit((ngx_cycle_t *) ngx_cycle, text, ngx_strlen(text),
+                        r->connection->log);
+
 #if (NGX_THREADS)
     task = ngx_thread_task_alloc(r->pool,
                                  sizeof(ngx_http_tce_admin_audit_task_t));
@@ -272,6 +278,11 @@ ngx_http_tce_admin_audit_system(ngx_http_tce_admin_main_conf_t *amcf,
     }
 
     json_decref(line);
+
+    if (text) {
+        ngx_tce_redis_audit((ngx_cycle_t *) ngx_cycle, text,
+                            ngx_strlen(text), log);
+    }
 
     t = text ? ngx_http_tce_admin_audit_alloc(log) : NULL;
 

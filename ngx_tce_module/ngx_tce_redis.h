@@ -19,7 +19,9 @@
  *                            applying the fleet's policy to the zone
  *   ngx_tce_redis_sentinel.c the master's address from Redis Sentinel
  *                            (asked, then +switch-master followed)
- *   ngx_tce_redis_write.c    a policy write from any worker (Lua)
+ *   admin/ngx_http_tce_admin_fleet*.c  a policy or override write
+ *                            from any worker (Lua)
+ *   ngx_tce_redis_audit.c    audit lines to the <prefix>audit stream
  *   ngx_tce_fleet.c          the fleet's data in C (pure: unit tests)
  *
  * Connections per nginx instance: the elected worker (the syncer) holds
@@ -56,6 +58,7 @@
 #define NGX_TCE_REDIS_MAX_REPLY    (8 * 1024 * 1024)  /* buffered bytes */
 #define NGX_TCE_REDIS_HOST_LEN     (NGX_SOCKADDR_STRLEN + 1)
 #define NGX_TCE_REDIS_NAME_MAX     128      /* a Sentinel master name */
+#define NGX_TCE_REDIS_PREFIX_MAX   64       /* prefix= */
 
 /* connection states (also the syncer's, in the zone) */
 #define NGX_TCE_REDIS_DOWN         0
@@ -99,6 +102,8 @@ typedef struct {
     ngx_array_t                *sentinels;   /* ngx_tce_redis_addr_t */
     ngx_str_t                   master_name; /* NUL-terminated or empty */
     ngx_int_t                   replicas;    /* WAIT for them; 0: not */
+    ngx_int_t                   audit_maxlen; /* <prefix>audit, ~; 0: no
+                                                 stream */
     struct ngx_tce_persist_s   *persist;     /* the cache's writer */
     ngx_tce_zone_t             *zone;
     ngx_tce_main_conf_t        *tmcf;
@@ -126,6 +131,8 @@ typedef struct {
     ngx_atomic_t                writes;       /* accepted, any worker */
     ngx_atomic_t                write_errors; /* 503s, any worker */
     ngx_atomic_t                conflicts;    /* If-Match refused */
+    ngx_atomic_t                audit_added;  /* XADDs answered */
+    ngx_atomic_t                audit_errors; /* XADDs failed */
     u_char                      last_error[NGX_TCE_REDIS_ERR_LEN];
 
     /* with Sentinel: the master, under the zone's mutex */
@@ -275,6 +282,20 @@ json_t *ngx_tce_redis_sentinel_json(ngx_tce_zone_t *zone,
     ngx_tce_redis_sh_t *sh);
 
 
+/* ngx_tce_redis_audit.c */
+
+/*
+ * Appends an audit line (JSON text, len bytes, no newline) to the
+ * stream <prefix>audit (XADD ... MAXLEN ~ audit_maxlen * line <text>)
+ * on this worker's command connection, without waiting: a failure is
+ * logged and counted (audit_errors), not retried (the audit file, when
+ * configured, has the line).  Nothing without tce_redis or with
+ * audit_maxlen=0.
+ */
+void ngx_tce_redis_audit(ngx_cycle_t *cycle, const char *line, size_t len,
+    ngx_log_t *log);
+
+
 /* ngx_tce_redis_sync.c */
 
 /* starts the election timer of this worker; NGX_OK or NGX_ERROR */
@@ -287,7 +308,8 @@ void ngx_tce_redis_sync_exit(ngx_tce_redis_main_conf_t *rmcf);
 /*
  * Applies a fleet snapshot to the zone: every service it names gets
  * its clusters' policies, every other policy is cleared (with tce_redis
- * the fleet is the store of canary policies).  With force 0 a service
+ * the fleet is the store of canary policies), and every service's
+ * overrides table becomes the fleet's entries for it.  With force 0 a service
  * whose fleet revision in the zone is newer than the snapshot's is left
  * alone (a write of this node applied before the snapshot was read).
  * Returns NGX_OK or NGX_ERROR (zone full, logged).

@@ -18,7 +18,6 @@
 
 
 #define NGX_TCE_REDIS_PASSWORD_MAX  512
-#define NGX_TCE_REDIS_PREFIX_MAX    64
 
 
 typedef struct {
@@ -117,6 +116,7 @@ ngx_tce_redis_create_main_conf(ngx_conf_t *cf)
     rmcf->timeout = NGX_CONF_UNSET_MSEC;
     rmcf->resync = NGX_CONF_UNSET_MSEC;
     rmcf->replicas = NGX_CONF_UNSET;
+    rmcf->audit_maxlen = NGX_CONF_UNSET;
 
     return rmcf;
 }
@@ -140,6 +140,7 @@ ngx_tce_redis_init_main_conf(ngx_conf_t *cf, void *conf)
 
     /* with Sentinel, a write is answered once a replica has it */
     ngx_conf_init_value(rmcf->replicas, rmcf->sentinels ? 1 : 0);
+    ngx_conf_init_value(rmcf->audit_maxlen, 10000);
 
     if (rmcf->prefix.data == NULL) {
         ngx_str_set(&rmcf->prefix, "tce:");
@@ -331,6 +332,17 @@ ngx_tce_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (ngx_strncmp(value[i].data, "replicas=", 9) == 0) {
             rmcf->replicas = ngx_atoi(v.data, v.len);
             if (rmcf->replicas == NGX_ERROR || rmcf->replicas > 64) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "audit_maxlen=", 13) == 0) {
+            rmcf->audit_maxlen = ngx_atoi(v.data, v.len);
+            if (rmcf->audit_maxlen == NGX_ERROR
+                || rmcf->audit_maxlen > 100000000)
+            {
                 goto invalid;
             }
 

@@ -942,6 +942,12 @@ ngx_tce_redis_json(ngx_tce_zone_t *zone)
     if (o == NULL
         || json_object_set_new(o, "writes_not_replicated",
                                json_integer(sh->not_replicated))
+           != 0
+        || json_object_set_new(o, "audit_stream_added",
+                               json_integer(sh->audit_added))
+           != 0
+        || json_object_set_new(o, "audit_stream_errors",
+                               json_integer(sh->audit_errors))
            != 0)
     {
         json_decref(o);

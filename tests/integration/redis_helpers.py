@@ -285,7 +285,8 @@ def fleet_services(backend):
     ]}}
 
 
-def start_node(node, backend, redis_line, workers=2, state=True):
+def start_node(node, backend, redis_line, workers=2, state=True,
+               audit=None):
     """nginx with the admin API and `tce_redis ...;` in http{}."""
     token_file = os.path.join(node.dir, 'admin.tokens')
     with open(token_file, 'w') as f:
@@ -296,7 +297,7 @@ def start_node(node, backend, redis_line, workers=2, state=True):
                  '        tce_canary key=$arg_user;\n    }\n' % SERVICE)
     node.configure(upstreams=upstreams, state=state, workers=workers,
                    http_extra='    %s\n' % redis_line,
-                   server_extra=admin_location(token_file)
+                   server_extra=admin_location(token_file, audit=audit)
                    + METRICS_LOCATION)
     node.nworkers = workers
     node.start()

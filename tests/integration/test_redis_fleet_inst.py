@@ -15,7 +15,7 @@ import os
 
 from conftest import SERVICE, SLOW, wait_for
 from admin_helpers import TOKEN, call, check_error
-from redis_helpers import (fleet_status, measure, nginx_b, redis,
+from redis_helpers import (fleet_status, measure, nginx_b, redis, start_node,
                            wait_fleet_up)
 from test_redis_fleet import two_nodes
 
@@ -169,3 +169,28 @@ def test_overrides_survive_redis_restart_and_reload(nginx, nginx_b,
     assert patch(nginx_b, 'p2', {'drain': True}).status == 200
     wait_for(lambda: p1 in ports(nginx, 30) and avoids(nginx, p2, 30), 5,
              what='A to follow B\'s writes')
+
+
+def test_audit_lines_go_to_the_redis_stream(nginx, backend, redis):
+    """Every audit line is also in the stream tce:audit (XADD MAXLEN ~),
+    read back with XRANGE from the real redis-server."""
+    redis.start()
+    audit = os.path.join(nginx.dir, 'audit.log')
+    start_node(nginx, backend, 'tce_redis 127.0.0.1:%d timeout=%dms '
+               'audit_maxlen=1000;' % (redis.port, 2000 * SLOW), audit=audit)
+    wait_fleet_up(nginx)
+    assert patch(nginx, 'p1', {'drain': True}).status == 200
+    assert call(nginx, 'PUT', '/api/v1/services/%s/clusters/default/canary'
+                % SERVICE, {'weight': 10}, token=TOKEN).status == 200
+
+    def stream():
+        return [dict(zip(e[1][0::2], e[1][1::2]))['line']
+                for e in redis.cmd('XRANGE', 'tce:audit', '-', '+')]
+    wait_for(lambda: len(stream()) == 2, 5, what='two entries in the stream')
+    lines = [json.loads(x) for x in stream()]
+    assert [(x['method'], x['status']) for x in lines] == [('PATCH', 200),
+                                                           ('PUT', 200)]
+    wait_for(lambda: os.path.exists(audit)
+             and len(open(audit).read().splitlines()) == 2, 5,
+             what='the audit file')
+    assert [json.loads(x) for x in open(audit).read().splitlines()] == lines
