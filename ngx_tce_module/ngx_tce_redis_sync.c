@@ -399,7 +399,7 @@ ngx_tce_redis_push(ngx_tce_redis_conn_t *rc, redisReply *reply)
     uint64_t     version;
     redisReply  *kind, *payload;
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4) {
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
         return NGX_ERROR;
     }
 
