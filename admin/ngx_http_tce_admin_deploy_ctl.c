@@ -175,7 +175,8 @@ ngx_http_tce_admin_deploy_policy_locked(ngx_http_tce_admin_main_conf_t *amcf,
         pol.epoch++;
     }
 
-    if (ngx_tce_zone_policy_set(zone, svc, &cluster, &pol, log)
+    if (ngx_tce_zone_policy_set(zone, svc, &cluster, &pol,
+                                NGX_TCE_POLICY_DEPLOY, log)
         == NGX_ERROR)
     {
         return NGX_ERROR;

@@ -570,11 +570,12 @@ ngx_http_tce_admin_fleet_apply(ngx_http_request_t *r,
 
     } else if (w->len == 0) {
         (void) ngx_tce_zone_policy_set(tmcf->zone, ctx->svc, &ctx->cluster,
-                                       NULL, r->connection->log);
+                                       NULL, 0, r->connection->log);
 
     } else if (ngx_tce_canary_parse_json(w->pol, &pol, NULL, 0) != 0
                || ngx_tce_zone_policy_set(tmcf->zone, ctx->svc,
                                           &ctx->cluster, &pol,
+                                          NGX_TCE_POLICY_FLEET,
                                           r->connection->log)
                   == NGX_ERROR)
     {

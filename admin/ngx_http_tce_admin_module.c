@@ -20,6 +20,7 @@
 #include "ngx_tce_redis.h"
 #include "ngx_http_tce_admin_api.h"
 #include "ngx_http_tce_admin_webhook.h"
+#include "ngx_http_tce_upstream.h"
 
 
 /* an escaped string: up to 4 bytes per byte of the longest one */
@@ -31,6 +32,8 @@ static char *ngx_http_tce_admin_status(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t ngx_http_tce_admin_status_handler(ngx_http_request_t *r);
 static json_t *ngx_http_tce_admin_status_json(ngx_tce_zone_t *zone,
     ngx_log_t *log);
+static json_t *ngx_http_tce_admin_policies_json(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, ngx_log_t *log);
 static json_t *ngx_http_tce_admin_service_json(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, ngx_log_t *log);
 static json_t *ngx_http_tce_admin_instance_json(ngx_tce_instance_t *inst);
@@ -247,6 +250,10 @@ ngx_http_tce_admin_service_json(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         || json_object_set_new(sj, "generation", json_integer(generation))
            != 0
         || json_object_set_new(sj, "updated", json_integer(svc->updated))
+           != 0
+        || json_object_set_new(sj, "canary",
+                               ngx_http_tce_admin_policies_json(zone, svc,
+                                                                log))
            != 0)
     {
         goto failed;
@@ -276,6 +283,66 @@ failed:
     }
 
     return NULL;
+}
+
+
+/*
+ * The canary policy in effect per cluster: {"<cluster>": {"weight_bp",
+ * "epoch", "fallback", "source"}}, source "nginx.conf", "state",
+ * "admin" or "fleet".
+ */
+static json_t *
+ngx_http_tce_admin_policies_json(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, ngx_log_t *log)
+{
+    char                     key[NGX_HTTP_TCE_ADMIN_STR_LEN];
+    json_t                  *obj;
+    ngx_uint_t               i;
+    ngx_pool_t              *pool;
+    ngx_array_t              a;
+    ngx_tce_policy_entry_t  *e;
+
+    pool = ngx_create_pool(1024, log);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    obj = NULL;
+
+    if (ngx_array_init(&a, pool, 4, sizeof(ngx_tce_policy_entry_t))
+        != NGX_OK
+        || ngx_http_tce_upstream_policy_effective(zone, svc, &a, log)
+           != NGX_OK)
+    {
+        goto done;
+    }
+
+    obj = json_object();
+    e = a.elts;
+
+    for (i = 0; obj && i < a.nelts; i++) {
+        (void) ngx_tce_text_escape(key, sizeof(key), (char *) e[i].cluster,
+                                   ngx_strlen(e[i].cluster));
+
+        if (json_object_set_new(obj, key,
+                json_pack("{s:I, s:I, s:b, s:s}",
+                          "weight_bp", (json_int_t) e[i].canary.weight,
+                          "epoch", (json_int_t) e[i].canary.epoch,
+                          "fallback", (int) e[i].canary.fallback,
+                          "source",
+                          ngx_tce_policy_source_name(e[i].source)))
+            != 0)
+        {
+            json_decref(obj);
+            obj = NULL;
+        }
+    }
+
+done:
+
+    ngx_destroy_pool(pool);
+
+    return obj;
 }
 
 

@@ -334,7 +334,7 @@ ngx_http_tce_admin_canary_zone(ngx_http_request_t *r, void *data)
 
     if (ngx_tce_zone_policy_set(tmcf->zone, cr->ctx->svc, &cr->ctx->cluster,
                                 cr->put ? &cr->next : NULL,
-                                r->connection->log)
+                                NGX_TCE_POLICY_ADMIN, r->connection->log)
         == NGX_ERROR)
     {
         return NGX_ERROR;

@@ -557,7 +557,9 @@ ngx_http_tce_metrics_handler(ngx_http_request_t *r)
         || ngx_tce_redis_prom(mmcf->zone, &s, r->pool) != NGX_OK
         || ngx_http_tce_metrics_scale_snapshot(mmcf->zone, &s, r->pool)
            != NGX_OK
-        || ngx_tce_diff_prom(mmcf->zone, &s, r->pool) != NGX_OK)
+        || ngx_tce_diff_prom(mmcf->zone, &s, r->pool) != NGX_OK
+        || ngx_http_tce_upstream_policy_prom(mmcf->zone, &s, r->pool)
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -20,6 +20,7 @@
 #include "ngx_tce.h"
 #include "ngx_tce_sched_zone.h"
 #include "ngx_tce_sched_ramp.h"
+#include "ngx_tce_prom.h"
 
 
 /* tce_keepalive: an upstream's idle connections, per worker */
@@ -279,6 +280,24 @@ ngx_str_t *ngx_http_tce_upstream_log_name(ngx_str_t *out, u_char *buf,
  */
 ngx_str_t *ngx_http_tce_upstream_log_left_out(ngx_str_t *out, u_char *buf,
     ngx_uint_t n);
+
+/* clusters of a service whose policy is listed (status, metrics) */
+#define NGX_HTTP_TCE_UPSTREAM_POLICIES  64
+
+/*
+ * ngx_http_tce_upstream_policy.c: appends to out (of
+ * ngx_tce_policy_entry_t) the canary policy in effect for each cluster
+ * of the service (of its instances, of the zone's policies, of the
+ * upstreams naming it with a static cluster=) and where it comes from:
+ * the zone's policy if one is set, otherwise nginx.conf's tce_canary
+ * (source NGX_TCE_POLICY_CONF).  Returns NGX_OK or NGX_ERROR.
+ */
+ngx_int_t ngx_http_tce_upstream_policy_effective(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, ngx_array_t *out, ngx_log_t *log);
+
+/* the same for every service, as the snapshot's canary gauges */
+ngx_int_t ngx_http_tce_upstream_policy_prom(ngx_tce_zone_t *zone,
+    ngx_tce_prom_snapshot_t *s, ngx_pool_t *pool);
 
 /* ngx_http_tce_upstream_canary.c: directives, view, decision */
 char *ngx_http_tce_upstream_canary(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -27,6 +27,13 @@
 
 #define NGX_TCE_DISC_ERR_LEN    160
 
+/* who set a canary policy of the zone (none: nginx.conf's tce_canary) */
+#define NGX_TCE_POLICY_CONF     0
+#define NGX_TCE_POLICY_STATE    1       /* the state file, at a reload */
+#define NGX_TCE_POLICY_ADMIN    2       /* the admin API */
+#define NGX_TCE_POLICY_FLEET    3       /* the fleet (tce_redis) */
+#define NGX_TCE_POLICY_DEPLOY   4       /* a progressive deploy */
+
 
 typedef struct ngx_tce_service_s  ngx_tce_service_t;
 typedef struct ngx_tce_policy_s   ngx_tce_policy_t;   /* ngx_tce_policy.c */
@@ -204,15 +211,34 @@ ngx_int_t ngx_tce_zone_copy(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
 
 /*
  * Sets (policy not NULL) or clears (NULL: nginx.conf's default applies)
- * the canary policy of a service's cluster, and bumps the service's
- * generation so that every worker's view picks it up at its next
- * request.  Returns NGX_OK, NGX_DECLINED when nothing changed
+ * the canary policy of a service's cluster, recording who set it
+ * (source: NGX_TCE_POLICY_*, even when the policy is unchanged), and
+ * bumps the service's generation so that every worker's view picks it
+ * up at its next request.  Returns NGX_OK, NGX_DECLINED when nothing changed
  * (generation kept), or NGX_ERROR when the zone is full, changing
  * nothing.
  */
 ngx_int_t ngx_tce_zone_policy_set(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, ngx_str_t *cluster,
-    const ngx_tce_canary_policy_t *policy, ngx_log_t *log);
+    const ngx_tce_canary_policy_t *policy, ngx_uint_t source,
+    ngx_log_t *log);
+
+/* a policy of the zone as listed for the status and the metrics */
+typedef struct {
+    u_char                      cluster[NGX_TCE_CLUSTER_LEN];
+    ngx_tce_canary_policy_t     canary;
+    ngx_uint_t                  source;      /* NGX_TCE_POLICY_* */
+} ngx_tce_policy_entry_t;
+
+/*
+ * Copies the policies set in the zone for the service's clusters, at
+ * most max, into out[] (under the zone's lock).  Returns how many.
+ */
+ngx_uint_t ngx_tce_zone_policy_list(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, ngx_tce_policy_entry_t *out, ngx_uint_t max);
+
+/* "nginx.conf", "state", "admin", "fleet" or "deploy" */
+const char *ngx_tce_policy_source_name(ngx_uint_t source);
 
 /* 1 if some cluster of svc has a canary policy set in the zone */
 ngx_uint_t ngx_tce_policy_any(ngx_tce_service_t *svc);

@@ -19,6 +19,7 @@ struct ngx_tce_policy_s {
     ngx_tce_policy_t           *next;
     ngx_tce_canary_policy_t     canary;
     ngx_uint_t                  set;        /* 0: cleared */
+    ngx_uint_t                  source;     /* NGX_TCE_POLICY_* */
     size_t                      cluster_len;
     u_char                      cluster[NGX_TCE_CLUSTER_LEN];
 };
@@ -48,7 +49,7 @@ ngx_tce_policy_find(ngx_tce_service_t *svc, ngx_str_t *cluster)
 ngx_int_t
 ngx_tce_zone_policy_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     ngx_str_t *cluster, const ngx_tce_canary_policy_t *policy,
-    ngx_log_t *log)
+    ngx_uint_t source, ngx_log_t *log)
 {
     ngx_tce_policy_t  *p;
 
@@ -75,6 +76,8 @@ ngx_tce_zone_policy_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         && p->canary.epoch == policy->epoch
         && p->canary.fallback == policy->fallback)
     {
+        /* the same policy, now said by this writer: no new generation */
+        p->source = source;
         ngx_shmtx_unlock(&zone->shpool->mutex);
         return NGX_DECLINED;
     }
@@ -101,6 +104,7 @@ ngx_tce_zone_policy_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
 
     p->canary = *policy;
     p->set = 1;
+    p->source = source;
 
 changed:
 
@@ -143,6 +147,57 @@ ngx_tce_policy_free_locked(ngx_tce_zone_t *zone, ngx_tce_service_t *svc)
     }
 
     svc->policies = NULL;
+}
+
+
+ngx_uint_t
+ngx_tce_zone_policy_list(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    ngx_tce_policy_entry_t *out, ngx_uint_t max)
+{
+    ngx_uint_t         n;
+    ngx_tce_policy_t  *p;
+
+    if (svc->policies == NULL) {
+        return 0;
+    }
+
+    n = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (p = svc->policies; p && n < max; p = p->next) {
+        if (!p->set) {
+            continue;
+        }
+
+        ngx_memcpy(out[n].cluster, p->cluster, p->cluster_len);
+        out[n].cluster[p->cluster_len] = '\0';
+        out[n].canary = p->canary;
+        out[n].source = p->source;
+        n++;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return n;
+}
+
+
+const char *
+ngx_tce_policy_source_name(ngx_uint_t source)
+{
+    switch (source) {
+    case NGX_TCE_POLICY_STATE:
+        return "state";
+    case NGX_TCE_POLICY_ADMIN:
+        return "admin";
+    case NGX_TCE_POLICY_FLEET:
+        return "fleet";
+    case NGX_TCE_POLICY_DEPLOY:
+        return "deploy";
+    default:
+        return "nginx.conf";
+    }
 }
 
 
@@ -205,7 +260,7 @@ ngx_tce_policy_apply_state(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         if (!keep) {
             name.data = p->cluster;
             name.len = p->cluster_len;
-            (void) ngx_tce_zone_policy_set(zone, svc, &name, NULL, log);
+            (void) ngx_tce_zone_policy_set(zone, svc, &name, NULL, 0, log);
         }
     }
 
@@ -222,7 +277,8 @@ ngx_tce_policy_apply_state(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         name.data = (u_char *) cl->cluster;
         name.len = ngx_strlen(cl->cluster);
 
-        if (ngx_tce_zone_policy_set(zone, svc, &name, &pol, log)
+        if (ngx_tce_zone_policy_set(zone, svc, &name, &pol,
+                                    NGX_TCE_POLICY_STATE, log)
             == NGX_ERROR)
         {
             return NGX_ERROR;
@@ -262,12 +318,13 @@ ngx_tce_policy_apply_fleet(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         if (!keep) {
             name.data = p->cluster;
             name.len = p->cluster_len;
-            (void) ngx_tce_zone_policy_set(zone, svc, &name, NULL, log);
+            (void) ngx_tce_zone_policy_set(zone, svc, &name, NULL, 0, log);
         }
     }
 
     for (i = 0; i < n; i++) {
-        if (ngx_tce_zone_policy_set(zone, svc, &cluster[i], &policy[i], log)
+        if (ngx_tce_zone_policy_set(zone, svc, &cluster[i], &policy[i],
+                                    NGX_TCE_POLICY_FLEET, log)
             == NGX_ERROR)
         {
             return NGX_ERROR;

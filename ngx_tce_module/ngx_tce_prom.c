@@ -61,6 +61,8 @@ static void ngx_tce_prom_discovery(const ngx_tce_prom_snapshot_t *s,
     ngx_tce_buf_t *b, unsigned format);
 static void ngx_tce_prom_diff(const ngx_tce_prom_snapshot_t *s,
     ngx_tce_buf_t *b, unsigned format);
+static void ngx_tce_prom_canary(const ngx_tce_prom_snapshot_t *s,
+    ngx_tce_buf_t *b, unsigned format);
 static void ngx_tce_prom_scale(const ngx_tce_prom_snapshot_t *s,
     ngx_tce_buf_t *b, unsigned format);
 static void ngx_tce_prom_persist(const ngx_tce_prom_snapshot_t *s,
@@ -389,6 +391,7 @@ ngx_tce_prom_render(const ngx_tce_prom_snapshot_t *s, unsigned format,
     ngx_tce_prom_scale(s, b, format);
     ngx_tce_prom_diff(s, b, format);
     ngx_tce_prom_webhook(s, b, format);
+    ngx_tce_prom_canary(s, b, format);
     ngx_tce_prom_process(s, b, format);
 
     if (format == NGX_TCE_PROM_OPENMETRICS) {
@@ -396,6 +399,48 @@ ngx_tce_prom_render(const ngx_tce_prom_snapshot_t *s, unsigned format,
     }
 
     return b->failed ? -1 : 0;
+}
+
+
+/* the canary policy in effect, per service and cluster */
+static void
+ngx_tce_prom_canary(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b,
+    unsigned format)
+{
+    size_t                        i;
+    ngx_tce_prom_family_t         f;
+    const ngx_tce_prom_canary_t  *c;
+
+    ngx_tce_prom_begin(&f, b, format, "tce_canary_weight_basis_points",
+                       NGX_TCE_PROM_GAUGE,
+                       "Canary share of the cluster's requests in basis "
+                       "points (0..10000), as routed now.");
+
+    for (i = 0; i < s->ncanary; i++) {
+        c = &s->canary[i];
+        ngx_tce_prom_sample(&f, "");
+        ngx_tce_prom_label(b, "service", c->service, 1);
+        ngx_tce_prom_label(b, "cluster", c->cluster, 0);
+        (void) ngx_tce_buf_printf(b, "} %u\n", (unsigned) c->weight);
+    }
+
+    ngx_tce_prom_end(&f);
+
+    ngx_tce_prom_begin(&f, b, format, "tce_canary_epoch",
+                       NGX_TCE_PROM_GAUGE,
+                       "Epoch of the cluster's canary policy (a rollback "
+                       "makes a new one).");
+
+    for (i = 0; i < s->ncanary; i++) {
+        c = &s->canary[i];
+        ngx_tce_prom_sample(&f, "");
+        ngx_tce_prom_label(b, "service", c->service, 1);
+        ngx_tce_prom_label(b, "cluster", c->cluster, 0);
+        (void) ngx_tce_buf_printf(b, "} %llu\n",
+                                  (unsigned long long) c->epoch);
+    }
+
+    ngx_tce_prom_end(&f);
 }
 
 
@@ -1258,6 +1303,23 @@ ngx_tce_prom_json(const ngx_tce_prom_snapshot_t *s, ngx_tce_buf_t *b)
                       "cluster", s->scale[i].cluster,
                       "env", s->scale[i].env,
                       "desired_instances", (json_int_t) s->scale[i].desired);
+
+        if (o == NULL || json_array_append_new(list, o) != 0) {
+            goto failed;
+        }
+    }
+
+    list = json_array();
+    if (list == NULL || json_object_set_new(root, "canary", list) != 0) {
+        goto failed;
+    }
+
+    for (i = 0; i < s->ncanary; i++) {
+        o = json_pack("{s:s, s:s, s:I, s:I}",
+                      "service", s->canary[i].service,
+                      "cluster", s->canary[i].cluster,
+                      "weight_basis_points", (json_int_t) s->canary[i].weight,
+                      "epoch", (json_int_t) s->canary[i].epoch);
 
         if (o == NULL || json_array_append_new(list, o) != 0) {
             goto failed;

@@ -147,6 +147,15 @@ typedef struct {
 } ngx_tce_prom_webhook_t;
 
 
+/* the canary policy in effect of a service's cluster */
+typedef struct {
+    const char               *service;
+    const char               *cluster;
+    uint32_t                  weight;        /* basis points */
+    uint64_t                  epoch;
+} ngx_tce_prom_canary_t;
+
+
 typedef struct {
     ngx_tce_prom_group_t     *groups;
     size_t                    ngroups;
@@ -162,6 +171,8 @@ typedef struct {
     ngx_tce_prom_diff_t      *diff;
     size_t                    ndiff;
     ngx_tce_prom_webhook_t    webhook;
+    ngx_tce_prom_canary_t    *canary;
+    size_t                    ncanary;
 
     const char               *zone_name;
     uint64_t                  zone_size;
