@@ -170,6 +170,7 @@ bench: deps $(MODULE)
 	$(PYTHON) bench/rebuild_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
 	$(PYTHON) bench/admin_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
 	$(PYTHON) bench/diff_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
+	$(PYTHON) bench/deploy_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
 	$(PYTHON) bench/slowstart_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
 
 # tests/chaos/: CHAOS_SECONDS of load through two front door nodes and
