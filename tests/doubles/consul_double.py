@@ -531,9 +531,16 @@ class Registry:
 
     def health_service(self, name, tags, passing):
         out = []
+        # the checks of a (node, service id), the node's own under id "",
+        # in the sorted order: one pass, not one per instance
+        by_owner = {}
+        for (n, _), c in self._sorted(self.checks):
+            by_owner.setdefault((n, c["ServiceID"]), []).append(c)
         for node, svc in self.instances(name, tags):
-            checks = [c for (n, _), c in self._sorted(self.checks)
-                      if n == node and c["ServiceID"] in ("", svc["ID"])]
+            # the order of the (node, CheckID) keys, as before
+            checks = sorted(by_owner.get((node, ""), []) +
+                            by_owner.get((node, svc["ID"]), []),
+                            key=lambda c: c["CheckID"])
             if passing and any(c["Status"] != "passing" for c in checks):
                 continue
             # Go leaves a Port of 0 out (omitempty)
@@ -1005,7 +1012,8 @@ class _Handler(BaseHTTPRequestHandler):
         # Consul wraps its API in a gzip handler (no minimum size)
         gzipped = "gzip" in (self.headers.get("Accept-Encoding") or "")
         if gzipped:
-            body = gzip.compress(body)
+            # Go's gzip.DefaultCompression (level 6), not Python's 9
+            body = gzip.compress(body, compresslevel=6)
             with d.cond:
                 d.gzipped += 1
         self.send_response(status)
