@@ -3,8 +3,8 @@ Progressive deploys (issue 11): the API's checks, a healthy canary
 promoted step by step, a canary answering 5xx rolled back by the error
 gate (weight 0, new epoch: prod only afterwards), one 3 times slower
 rolled back by the latency gate, too little traffic (inconclusive, then
-failed), manual pause/resume/rollback, a reload and a SIGKILL of the
-controlling worker in the middle of a deploy (it goes on at its step),
+failed), manual pause/resume/rollback, a reload, a restart and a SIGKILL of
+the controlling worker in the middle of a deploy (it goes on at its step),
 a healthy canary with prod's own 1% of 5xx not rolled back.  The
 backends are real: the fixture's stock nginx, or Python HTTP servers
 whose delay and errors the test chooses (their own counts are the
@@ -12,6 +12,7 @@ oracle of what was answered).
 """
 
 import http.server
+import json
 import os
 import random
 import re
@@ -289,6 +290,46 @@ def test_reload_in_the_middle_resumes_at_its_step(nginx, backend):
     d = with_load(nginx, run)
     assert d['state'] == 'promoted', d
     assert [s['verdict'] for s in d['steps']] == ['passed'] * 4, d
+
+
+def test_restart_in_the_middle_resumes_at_its_step(nginx, backend):
+    # a full stop and start: the deploy is read back from the deploys
+    # file and goes on at the step the file says, with its policy
+    start(nginx, backend, backend.ok4[1])
+    post(nginx, {'steps': [10, 30, 60, 100], 'step_seconds': 3,
+                 'min_requests': 10})
+
+    def run():
+        d = wait_step(nginx, 1, 'the second step')
+        assert d['steps'][0]['verdict'] == 'passed', d
+        errors = nginx.stop()
+        assert not errors, errors
+        nginx.proc = None
+        # the oracle: the record on disk while nginx is down
+        with open(nginx.state_path + '.deploys') as f:
+            saved = [x for x in json.load(f)['deploys']
+                     if x['id'] == d['id']]
+        assert len(saved) == 1 and saved[0]['state'] == 'running', saved
+        assert saved[0]['step'] >= d['step'], (saved, d)
+        nginx.start()
+        after = current(nginx)
+        # the same deploy at the file's step, not started over
+        assert after['id'] == d['id'] and after['state'] == 'running', \
+            after
+        assert after['step'] == saved[0]['step'], (after, saved)
+        assert after['steps'][0]['verdict'] == 'passed', after
+        # the policy in effect is that step's (not the state file's 0)
+        r = call(nginx, 'GET', DEPLOYS[:-len('deploys')] + 'canary')
+        assert r.json['canary']['weight_bp'] == \
+            round(after['steps'][after['step']]['weight'] * 100), (r, after)
+        return wait_for(lambda: ended(nginx), 40 * SLOW,
+                        what='the deploy to end')
+
+    d = with_load(nginx, run)
+    assert d['state'] == 'promoted', d
+    assert [s['verdict'] for s in d['steps']] == ['passed'] * 4, d
+    ports = {int(http_get(nginx.port, '/').text) for _ in range(10)}
+    assert ports == {backend.ok4[1]}
 
 
 def controller(nginx):
