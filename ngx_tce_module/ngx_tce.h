@@ -19,6 +19,7 @@
 #include "ngx_tce_types.h"
 #include "ngx_tce_instance.h"
 #include "ngx_tce_canary.h"
+#include "ngx_tce_change.h"
 
 
 #define NGX_TCE_SOURCE_NONE     0       /* named by nginx.conf only */
@@ -178,6 +179,15 @@ ngx_tce_service_t *ngx_tce_zone_service(ngx_tce_zone_t *zone, u_char *name,
 ngx_int_t ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     const ngx_tce_instance_t *inst, ngx_uint_t n, ngx_uint_t source,
     ngx_log_t *log);
+
+/*
+ * The same, and when the set changed (NGX_OK) how, in *change (not
+ * touched otherwise), with the generations before and after: for the
+ * log line of a change.
+ */
+ngx_int_t ngx_tce_zone_set_change(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, const ngx_tce_instance_t *inst, ngx_uint_t n,
+    ngx_uint_t source, ngx_tce_change_t *change, ngx_log_t *log);
 
 /*
  * Reserves the room ngx_tce_zone_set() would need to store the state

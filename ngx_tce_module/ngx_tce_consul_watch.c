@@ -596,10 +596,14 @@ ngx_int_t
 ngx_tce_consul_health(ngx_tce_consul_watch_t *w, ngx_tce_consul_health_t *hp,
     char *err, size_t errlen)
 {
+    size_t                    len;
     ngx_int_t                 rc;
+    ngx_uint_t                n;
+    ngx_tce_change_t          change;
     ngx_tce_service_t        *svc;
     ngx_tce_consul_ctx_t     *ctx;
     ngx_tce_consul_health_t   h;
+    char                      text[NGX_TCE_CHANGE_TEXT_LEN];
 
     ctx = w->ctx;
     svc = w->svc;
@@ -632,8 +636,11 @@ ngx_tce_consul_health(ngx_tce_consul_watch_t *w, ngx_tce_consul_health_t *hp,
         return NGX_DECLINED;
     }
 
-    rc = ngx_tce_zone_set(ctx->cmcf->zone, svc, h.instances, h.ninstances,
-                          NGX_TCE_SOURCE_CONSUL, ctx->log);
+    rc = ngx_tce_zone_set_change(ctx->cmcf->zone, svc, h.instances,
+                                 h.ninstances, NGX_TCE_SOURCE_CONSUL,
+                                 &change, ctx->log);
+
+    n = h.ninstances;
 
     ngx_tce_consul_health_free(&h);
 
@@ -645,10 +652,13 @@ ngx_tce_consul_health(ngx_tce_consul_watch_t *w, ngx_tce_consul_health_t *hp,
     }
 
     if (rc == NGX_OK) {
-        ngx_log_error(NGX_LOG_INFO, ctx->log, 0,
-                      "tce consul: service \"%s\": %ui instance(s), "
-                      "generation %uA", svc->name, svc->ninstances,
-                      svc->generation);
+        len = ngx_tce_change_text(text, sizeof(text), &change);
+
+        ngx_log_error(NGX_LOG_NOTICE, ctx->log, 0,
+                      "tce consul: service \"%s\" generation %uL -> %uL: "
+                      "%*s%s%ui instance%s in all", svc->name,
+                      change.gen_before, change.gen_after, len, text,
+                      len ? "; " : "", n, n == 1 ? "" : "s");
 
         ngx_tce_consul_snapshot_later(ctx);
     }

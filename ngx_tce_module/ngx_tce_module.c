@@ -18,6 +18,7 @@
 #include "ngx_tce_persist.h"
 #include "ngx_tce_consul.h"
 #include "ngx_tce_closest.h"
+#include "ngx_tce_reload_log.h"
 
 
 #define NGX_TCE_ZONE_MIN_SIZE  (64 * 1024)
@@ -490,6 +491,7 @@ ngx_tce_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_uint_t              i;
     ngx_slab_pool_t        *shpool;
     ngx_tce_zone_ctx_t     *ctx;
+    ngx_tce_reload_log_t   *rl;
     ngx_tce_service_ref_t  *ref;
 
     ctx = shm_zone->data;
@@ -525,9 +527,16 @@ ngx_tce_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         shpool->log_nomem = 0;
     }
 
+    rl = NULL;
+
     /* a reload: the zone holds what is served now */
-    if (octx && ngx_tce_state_guard(ctx, shm_zone->shm.log) != NGX_OK) {
-        return NGX_ERROR;
+    if (octx) {
+        if (ngx_tce_state_guard(ctx, shm_zone->shm.log) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        /* what each service holds now, for the lines of its changes */
+        rl = ngx_tce_reload_log_before(&ctx->zone, shm_zone->shm.log);
     }
 
     if (ngx_tce_apply_state(&ctx->zone, ctx->tmcf, shm_zone->shm.log)
@@ -536,8 +545,11 @@ ngx_tce_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                                      shm_zone->shm.log)
            != NGX_OK)
     {
+        ngx_tce_reload_log_free(rl);
         return NGX_ERROR;
     }
+
+    ngx_tce_reload_log_after(rl, &ctx->zone, shm_zone->shm.log);
 
     ref = ctx->tmcf->refs.elts;
 

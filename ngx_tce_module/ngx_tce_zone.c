@@ -199,9 +199,19 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     const ngx_tce_instance_t *inst, ngx_uint_t n, ngx_uint_t source,
     ngx_log_t *log)
 {
+    return ngx_tce_zone_set_change(zone, svc, inst, n, source, NULL, log);
+}
+
+
+ngx_int_t
+ngx_tce_zone_set_change(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    const ngx_tce_instance_t *inst, ngx_uint_t n, ngx_uint_t source,
+    ngx_tce_change_t *change, ngx_log_t *log)
+{
     size_t                size;
     ngx_uint_t            i, removals, nold;
     ngx_time_t           *tp;
+    ngx_atomic_uint_t     generation;
     ngx_tce_instance_t   *sorted, *cur, **copy, **old;
 
     size = n * sizeof(ngx_tce_instance_t);
@@ -257,8 +267,6 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     ngx_tce_ramp_stamp(cur, nold, sorted, n,
                        (uint64_t) tp->sec * 1000 + tp->msec);
 
-    ngx_free(cur);
-
     copy = NULL;
 
     if (n) {
@@ -266,6 +274,7 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
 
         if (copy == NULL) {
             ngx_shmtx_unlock(&zone->shpool->mutex);
+            ngx_free(cur);
             ngx_free(sorted);
             (void) ngx_atomic_fetch_add(&zone->sh->writes_refused, 1);
 
@@ -295,7 +304,7 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     svc->removals = removals;
     svc->source = source;
     svc->updated = ngx_time();
-    svc->generation++;
+    generation = svc->generation++;
 
     ngx_tce_sched_zone_changed_locked(zone, svc);
 
@@ -304,6 +313,16 @@ ngx_tce_zone_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (change) {
+        (void) ngx_tce_change_diff(cur, nold, sorted, n, change);
+        change->gen_before = generation;
+        change->gen_after = generation + 1;
+    }
+
+    if (cur) {
+        ngx_free(cur);
+    }
 
     /* the new set's schedules, built once for every worker */
     ngx_tce_sched_zone_request(zone, svc, sorted, n, log);
