@@ -281,6 +281,14 @@ ngx_str_t *ngx_http_tce_upstream_log_name(ngx_str_t *out, u_char *buf,
 ngx_str_t *ngx_http_tce_upstream_log_left_out(ngx_str_t *out, u_char *buf,
     ngx_uint_t n);
 
+/*
+ * Logs that every instance of the request's service, cluster and env
+ * failed or was tried (level ERR), or, other not NGX_ERROR, that env
+ * other serves instead (WARN): names escaped, rate-limited as above.
+ */
+void ngx_http_tce_upstream_log_tried(ngx_http_tce_upstream_peer_data_t *pd,
+    ngx_log_t *log, ngx_int_t other);
+
 /* clusters of a service whose policy is listed (status, metrics) */
 #define NGX_HTTP_TCE_UPSTREAM_POLICIES  64
 

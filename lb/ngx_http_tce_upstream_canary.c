@@ -485,11 +485,8 @@ ngx_http_tce_upstream_canary_fallback(ngx_http_tce_upstream_peer_data_t *pd)
 
     other = 1 - pd->env;
 
-    ngx_log_error(NGX_LOG_WARN, pd->request->connection->log, 0,
-                  "tce: every instance of service \"%V\" cluster \"%V\" "
-                  "env %s failed or was tried, env %s serves",
-                  &pd->conf->service_name, &pd->cluster_name,
-                  ngx_tce_env_name(pd->env), ngx_tce_env_name(other));
+    ngx_http_tce_upstream_log_tried(pd, pd->request->connection->log,
+                                    (ngx_int_t) other);
 
     pd->spare = 0;
     pd->env = other;

@@ -1,6 +1,7 @@
 /*
  * Error-log lines about names a request chose (tce_service $var,
- * cluster=$var): the names are escaped to printable ASCII and cut,
+ * cluster=$var), and the per-request lines naming a service (every
+ * instance tried): the names are escaped to printable ASCII and cut,
  * and the lines are rate-limited per upstream and worker, so that a
  * client sending made-up names can neither forge log lines nor flood
  * the log.
@@ -71,4 +72,35 @@ ngx_http_tce_upstream_log_left_out(ngx_str_t *out, u_char *buf,
                : (size_t) (ngx_sprintf(buf, " (%ui like it left out)", n)
                            - buf);
     return out;
+}
+
+
+void
+ngx_http_tce_upstream_log_tried(ngx_http_tce_upstream_peer_data_t *pd,
+    ngx_log_t *log, ngx_int_t other)
+{
+    u_char      num[NGX_INT_T_LEN + 32];
+    u_char      svc[NGX_HTTP_TCE_UPSTREAM_NAME_LEN];
+    u_char      cl[NGX_HTTP_TCE_UPSTREAM_NAME_LEN];
+    ngx_str_t   esvc, ecl, more;
+    ngx_uint_t  left_out, level;
+
+    /* a request chooses the names (tce_service $var, cluster=$var) */
+    if (!ngx_http_tce_upstream_log_allow(pd->conf->log_limit, &left_out)) {
+        return;
+    }
+
+    level = (other == NGX_ERROR) ? NGX_LOG_ERR : NGX_LOG_WARN;
+
+    ngx_log_error(level, log, 0,
+                  "tce: every instance of service \"%V\" cluster \"%V\" "
+                  "env %s failed or was tried%s%s%s%V",
+                  ngx_http_tce_upstream_log_name(&esvc, svc,
+                                                 &pd->conf->service_name),
+                  ngx_http_tce_upstream_log_name(&ecl, cl, &pd->cluster_name),
+                  ngx_tce_env_name(pd->env),
+                  other == NGX_ERROR ? "" : ", env ",
+                  other == NGX_ERROR ? "" : ngx_tce_env_name(other),
+                  other == NGX_ERROR ? "" : " serves",
+                  ngx_http_tce_upstream_log_left_out(&more, num, left_out));
 }

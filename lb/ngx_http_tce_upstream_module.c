@@ -699,11 +699,7 @@ ngx_http_tce_upstream_get_peer(ngx_peer_connection_t *pc, void *data)
     }
 
     if (peer == NULL) {
-        ngx_log_error(NGX_LOG_ERR, pc->log, 0,
-                      "tce: every instance of service \"%V\" cluster "
-                      "\"%V\" env %s failed or was tried",
-                      &pd->conf->service_name, &pd->cluster_name,
-                      ngx_tce_env_name(pd->env));
+        ngx_http_tce_upstream_log_tried(pd, pc->log, NGX_ERROR);
         pc->name = &pd->conf->service_name;
         return NGX_BUSY;
     }
