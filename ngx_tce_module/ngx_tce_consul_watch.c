@@ -46,6 +46,8 @@ static ngx_tce_consul_watch_t *ngx_tce_consul_watch_add(
     ngx_tce_consul_ctx_t *ctx, ngx_tce_service_t *svc);
 static ngx_tce_consul_watch_t *ngx_tce_consul_watch_find(
     ngx_tce_consul_ctx_t *ctx, ngx_tce_service_t *svc);
+static ngx_int_t ngx_tce_consul_adopt(ngx_tce_consul_ctx_t *ctx,
+    ngx_tce_service_t *svc);
 static int ngx_tce_consul_watch_cmp(const void *one, const void *two);
 static int ngx_tce_consul_watch_key(const void *key, const void *elt);
 static void ngx_tce_consul_watch_free(ngx_tce_consul_watch_t *w);
@@ -274,6 +276,19 @@ ngx_tce_consul_start(ngx_tce_consul_ctx_t *ctx)
             ngx_tce_consul_stop(ctx, 0);
             return NGX_ERROR;
         }
+    }
+
+    /*
+     * Catalog mode: the services an earlier watcher (before a takeover
+     * or a reload) watched for the catalog are watched again, so that
+     * one which left the catalog meanwhile is found gone by the first
+     * catalog answer instead of keeping its last set for good.
+     */
+    if (cmcf->catalog
+        && ngx_tce_consul_adopt(ctx, cmcf->zone->sh->services) != NGX_OK)
+    {
+        ngx_tce_consul_stop(ctx, 0);
+        return NGX_ERROR;
     }
 
     nservices = ctx->nwatches;
@@ -661,6 +676,30 @@ ngx_tce_consul_health(ngx_tce_consul_watch_t *w, ngx_tce_consul_health_t *hp,
                       len ? "; " : "", n, n == 1 ? "" : "s");
 
         ngx_tce_consul_snapshot_later(ctx);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the zone's services an earlier watcher watched: watched again */
+
+static ngx_int_t
+ngx_tce_consul_adopt(ngx_tce_consul_ctx_t *ctx, ngx_tce_service_t *svc)
+{
+    for ( /* void */ ; svc; svc = svc->next) {
+        /* nginx.conf's names have their watch already */
+        if (!svc->disc_watched
+            || ngx_tce_consul_named(ctx->cmcf, svc->name, svc->name_len)
+            || ngx_tce_service_state_only(ctx->cmcf->tmcf, svc->name,
+                                          svc->name_len))
+        {
+            continue;
+        }
+
+        if (ngx_tce_consul_watch_add(ctx, svc) == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;

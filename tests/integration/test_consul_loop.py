@@ -122,7 +122,9 @@ def request_gaps(port, seconds):
 
 
 def applied(nginx):
-    return len(re.findall(r'service "%s": 10000 instance\(s\)'
+    # the watcher's notice of each change it applied
+    return len(re.findall(r'service "%s" (?:generation \d+ -> \d+|new, '
+                          r'generation \d+): .*; 10000 instances in all'
                           % re.escape(SERVICE), read_from(nginx.error_log)))
 
 

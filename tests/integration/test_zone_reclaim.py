@@ -153,6 +153,46 @@ def test_killed_workers_hold_given_back(backend, nginx, consul):
     assert 'given back' in read_from(nginx.error_log)
 
 
+@pytest.mark.parametrize('how', ['takeover', 'reload'])
+def test_service_gone_while_nobody_watched_found_gone(backend, nginx, consul,
+                                                     how):
+    # catalog mode: a service leaves the catalog while no worker watches
+    # (the watcher stopped, then killed; or between the old workers and
+    # the new ones of a reload): the next watcher's first catalog answer
+    # finds it gone (emptied under tce_consul_allow_empty) instead of
+    # serving its deregistered instance for good
+    from test_consul import owner_pid
+    nginx.configure(
+        upstreams=UPSTREAMS, state=False, zone='tce_zone tce 1m;',
+        http_extra='    tce_consul %s wait=1s;\n'
+                   '    tce_consul_services tag=edge;\n'
+                   '    tce_consul_allow_empty on;\n' % consul.url)
+    nginx.start()
+    nginx.allowed_log.add('exited on signal 9')
+    consul.register('gone.while.away', 'g-1', '127.0.0.1', backend.ok4[0],
+                    tags=['edge'])
+    wait_for(lambda: answer(nginx, 'gone.while.away') == backend.ok4[0],
+             10 * SLOW, what='gone.while.away routed')
+    pid = owner_pid(nginx)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        consul.deregister('g-1')
+        if how == 'reload':
+            # the stopped worker cannot exit: new workers, then the kill
+            old = nginx.workers()
+            nginx.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: len(nginx.workers() - old) == 2, 10 * SLOW,
+                     what='the reload\'s workers')
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: owner_pid(nginx) not in (None, pid), 10 * SLOW,
+             what='another watcher')
+    wait_for(lambda: answer(nginx, 'gone.while.away') == 503, 10 * SLOW,
+             what='gone.while.away emptied')
+    assert 'gone.while.away" left the catalog' in read_from(nginx.error_log)
+
+
 def frag_state(nginx, backend, names, big=0):
     from conftest import instance
     services = {}
