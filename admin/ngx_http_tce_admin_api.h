@@ -12,6 +12,7 @@
  *   ngx_http_tce_admin_audit.c   the audit log (tce_admin_audit)
  *   ngx_http_tce_admin_fleet.c   canary writes to Redis (tce_redis)
  *   ngx_http_tce_admin_fleet_inst.c  instance overrides to Redis
+ *   ngx_http_tce_admin_fleet_set.c   instance sets to Redis
  *   ngx_http_tce_admin_input.c   body and token checks (pure C)
  *   ngx_http_tce_admin_instance.c  an instance: read, overrides, add,
  *                                remove (drain first)

@@ -12,7 +12,9 @@
  * answer says what was added, updated, kept, and what is draining with
  * its requests in flight.  One change of the admin store (the state
  * file written on the thread pool, then the zone, then the audit
- * line): every worker takes the whole set at its next request.
+ * line): every worker takes the whole set at its next request.  With
+ * tce_redis the same edit is made to the service's set in the fleet
+ * store (ngx_http_tce_admin_fleet_set.c), and every node takes it.
  */
 
 #include <ngx_config.h>
@@ -20,6 +22,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_tce_admin_api.h"
+#include "ngx_http_tce_admin_fleet_set.h"
 #include "ngx_http_tce_admin_inst.h"
 #include "ngx_http_tce_admin_inst_edit.h"
 #include "ngx_http_tce_admin_inst_input.h"
@@ -47,6 +50,7 @@ typedef struct {
 static ngx_int_t ngx_http_tce_admin_desired_put(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, int env, u_char *body, size_t len);
 static void ngx_http_tce_admin_desired_cleanup(void *data);
+static void ngx_http_tce_admin_desired_reset(void *data);
 static ngx_int_t ngx_http_tce_admin_desired_prepare(ngx_http_request_t *r,
     void *data);
 static int ngx_http_tce_admin_desired_edit(ngx_tce_state_t *st, void *data,
@@ -95,6 +99,7 @@ ngx_http_tce_admin_desired_put(ngx_http_request_t *r,
     size_t                          i;
     ngx_int_t                       rc;
     ngx_pool_cleanup_t             *cln;
+    ngx_tce_main_conf_t            *tmcf;
     ngx_http_tce_admin_err_t        err;
     ngx_http_tce_admin_desired_t   *dr;
 
@@ -137,6 +142,14 @@ ngx_http_tce_admin_desired_put(ngx_http_request_t *r,
     dr->change.answer = ngx_http_tce_admin_desired_done;
     dr->change.data = dr;
     dr->change.state = &dr->state;
+    dr->change.reset = ngx_http_tce_admin_desired_reset;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
+
+    /* with tce_redis the fleet keeps the set */
+    if (tmcf->fleet) {
+        return ngx_http_tce_admin_fleet_change(r, ctx, &dr->change);
+    }
 
     return ngx_http_tce_admin_store_change(r, ctx, &dr->change);
 }
@@ -151,6 +164,18 @@ ngx_http_tce_admin_desired_cleanup(void *data)
     free(dr->out);
     dr->want = NULL;
     dr->out = NULL;
+}
+
+
+/* the edit runs again (tce_redis: a newer set): its outcomes go */
+static void
+ngx_http_tce_admin_desired_reset(void *data)
+{
+    ngx_http_tce_admin_desired_t *dr = data;
+
+    free(dr->out);
+    dr->out = NULL;
+    dr->nout = 0;
 }
 
 

@@ -26,6 +26,22 @@
  * restart nothing is in flight and the removals complete at the first
  * tick.  A state file edited by hand since it was loaded is not
  * overwritten: removals wait for a reload.
+ *
+ * With tce_redis, a service whose set is the fleet's (svc->fleet_set)
+ * is drained fleet-wide: the marker is in the fleet's set, so every
+ * node stops routing to the instance.  Who removes: any node, the
+ * first whose syncer worker finds the instance due, with the due rule
+ * above except that NGX_HTTP_TCE_ADMIN_DRAIN_FLEET ms must have passed
+ * since the drain began (every node has the marker by then: a fleet
+ * change reaches every node in well under 100 ms) and the count in
+ * flight is this node's.  The removal is a fleet change
+ * (ngx_http_tce_admin_fleet_set.c): the set read from Redis loses the
+ * instances that still carry that same removal, written only if nobody
+ * wrote the service in between, so it happens once, and a node that
+ * dies leaves it to the others (no owner to wait for).  Requests that
+ * another node still has in flight to the instance finish: a removal
+ * only stops new requests, every worker's view keeps what its requests
+ * use.
  */
 
 #include <ngx_config.h>
@@ -34,6 +50,7 @@
 
 #include "ngx_http_tce_admin_api.h"
 #include "ngx_http_tce_admin_edit.h"
+#include "ngx_http_tce_admin_fleet_set.h"
 #include "ngx_http_tce_admin_inst.h"
 #include "ngx_http_tce_admin_inst_edit.h"
 #include "ngx_http_tce_metrics.h"
@@ -42,6 +59,7 @@
 
 #define NGX_HTTP_TCE_ADMIN_DRAIN_TICK    100    /* ms */
 #define NGX_HTTP_TCE_ADMIN_DRAIN_SETTLE  200    /* ms */
+#define NGX_HTTP_TCE_ADMIN_DRAIN_FLEET   1000   /* ms, fleet-wide */
 
 /* a job is allocated after the thread task that posts it, if any */
 #if (NGX_THREADS)
@@ -64,6 +82,7 @@ typedef struct {
     int64_t                         in_flight;
     uint64_t                        drained_ms;
     ngx_atomic_uint_t               generation;
+    uint64_t                        since;      /* rm_since */
     ngx_uint_t                      removed;    /* left the file */
 } ngx_http_tce_admin_removal_t;
 
@@ -91,7 +110,7 @@ static void ngx_http_tce_admin_drain_run(ngx_http_tce_admin_main_conf_t *amcf,
     ngx_log_t *log);
 static void ngx_http_tce_admin_drain_due(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, ngx_http_tce_admin_drain_job_t *job,
-    ngx_uint_t max, uint64_t now);
+    ngx_uint_t max, uint64_t settle, uint64_t now);
 #if (NGX_THREADS)
 static void ngx_http_tce_admin_drain_thread(void *data, ngx_log_t *log);
 static void ngx_http_tce_admin_drain_event(ngx_event_t *ev);
@@ -103,6 +122,12 @@ static void ngx_http_tce_admin_drain_apply(
 static void ngx_http_tce_admin_drain_report(
     ngx_http_tce_admin_main_conf_t *amcf, ngx_http_tce_admin_removal_t *it,
     ngx_log_t *log);
+static void ngx_http_tce_admin_drain_fleet(
+    ngx_http_tce_admin_main_conf_t *amcf, ngx_log_t *log);
+static int ngx_http_tce_admin_drain_fleet_edit(ngx_tce_state_t *st,
+    void *data, ngx_uint_t *status, ngx_http_tce_admin_err_t *err);
+static void ngx_http_tce_admin_drain_fleet_done(
+    ngx_http_tce_admin_fset_t *fs);
 
 ngx_int_t
 ngx_http_tce_admin_drain_init_process(ngx_cycle_t *cycle)
@@ -121,7 +146,7 @@ ngx_http_tce_admin_drain_init_process(ngx_cycle_t *cycle)
                                                ngx_http_tce_admin_api_module);
 
     if (amcf == NULL || amcf->shm_zone == NULL || amcf->sh == NULL
-        || amcf->tmcf->state_path.len == 0)
+        || (amcf->tmcf->state_path.len == 0 && !amcf->tmcf->fleet))
     {
         return NGX_OK;
     }
@@ -180,10 +205,20 @@ ngx_http_tce_admin_drain_run(ngx_http_tce_admin_main_conf_t *amcf,
     pending = 0;
 
     for (svc = zone->sh->services; svc; svc = svc->next) {
+        if (amcf->tmcf->fleet && svc->fleet_set) {
+            continue;
+        }
+
         pending += svc->removals;
     }
 
-    if (pending == 0 || !ngx_http_tce_admin_turn_try(amcf, log)) {
+    if (amcf->tmcf->fleet) {
+        ngx_http_tce_admin_drain_fleet(amcf, log);
+    }
+
+    if (pending == 0 || path->len == 0
+        || !ngx_http_tce_admin_turn_try(amcf, log))
+    {
         return;
     }
 
@@ -209,8 +244,12 @@ ngx_http_tce_admin_drain_run(ngx_http_tce_admin_main_conf_t *amcf,
     now = ngx_http_tce_admin_now_ms();
 
     for (svc = zone->sh->services; svc; svc = svc->next) {
-        if (svc->removals && job->nitems < pending) {
-            ngx_http_tce_admin_drain_due(zone, svc, job, pending, now);
+        if (svc->removals && job->nitems < pending
+            && !(amcf->tmcf->fleet && svc->fleet_set))
+        {
+            ngx_http_tce_admin_drain_due(zone, svc, job, pending,
+                                         NGX_HTTP_TCE_ADMIN_DRAIN_SETTLE,
+                                         now);
         }
     }
 
@@ -244,12 +283,12 @@ ngx_http_tce_admin_drain_run(ngx_http_tce_admin_main_conf_t *amcf,
 /*
  * The instances of svc due for removal are added to the job: drained
  * (no attempt in flight, summed over the workers) or at their
- * deadline, and at least NGX_HTTP_TCE_ADMIN_DRAIN_SETTLE ms after the
- * drain began.
+ * deadline, and at least settle ms after the drain began.
  */
 static void
 ngx_http_tce_admin_drain_due(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
-    ngx_http_tce_admin_drain_job_t *job, ngx_uint_t max, uint64_t now)
+    ngx_http_tce_admin_drain_job_t *job, ngx_uint_t max, uint64_t settle,
+    uint64_t now)
 {
     int64_t                        in_flight;
     ngx_str_t                      name;
@@ -269,9 +308,7 @@ ngx_http_tce_admin_drain_due(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     name.len = svc->name_len;
 
     for (i = 0; i < n && job->nitems < max; i++) {
-        if (inst[i].rm_deadline == 0
-            || now < inst[i].rm_since + NGX_HTTP_TCE_ADMIN_DRAIN_SETTLE)
-        {
+        if (inst[i].rm_deadline == 0 || now < inst[i].rm_since + settle) {
             continue;
         }
 
@@ -295,6 +332,7 @@ ngx_http_tce_admin_drain_due(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         it->in_flight = in_flight;
         it->drained_ms = now - inst[i].rm_since;
         it->generation = generation;
+        it->since = inst[i].rm_since;
     }
 
     if (inst) {
@@ -542,4 +580,198 @@ ngx_http_tce_admin_drain_report(ngx_http_tce_admin_main_conf_t *amcf,
     }
 
     ngx_http_tce_admin_audit_system(amcf, line, log);
+}
+
+
+/*
+ * tce_redis: the removals of the services whose set is the fleet's, by
+ * this node's syncer worker, one service at a time (the writers' turn
+ * held until Redis has answered).
+ */
+static void
+ngx_http_tce_admin_drain_fleet(ngx_http_tce_admin_main_conf_t *amcf,
+    ngx_log_t *log)
+{
+    size_t                           size;
+    uint64_t                         now;
+    ngx_uint_t                       pending;
+    ngx_tce_zone_t                  *zone;
+    ngx_tce_service_t               *svc;
+    ngx_tce_redis_main_conf_t       *rmcf;
+    ngx_http_tce_admin_fset_t       *fs;
+    ngx_http_tce_admin_drain_job_t  *job;
+
+    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_tce_redis_module);
+
+    if (rmcf == NULL || rmcf->ctx == NULL || !rmcf->ctx->owner) {
+        return;
+    }
+
+    zone = amcf->tmcf->zone;
+
+    for (svc = zone->sh->services; svc; svc = svc->next) {
+        if (svc->fleet_set && svc->removals) {
+            break;
+        }
+    }
+
+    if (svc == NULL || !ngx_http_tce_admin_turn_try(amcf, log)) {
+        return;
+    }
+
+    now = ngx_http_tce_admin_now_ms();
+
+    for ( /* void */ ; svc; svc = svc->next) {
+        pending = svc->removals;
+
+        if (!svc->fleet_set || pending == 0) {
+            continue;
+        }
+
+        size = sizeof(ngx_http_tce_admin_drain_job_t)
+               + pending * sizeof(ngx_http_tce_admin_removal_t);
+
+        job = ngx_calloc(size, log);
+        if (job == NULL) {
+            break;
+        }
+
+        job->amcf = amcf;
+        job->log = log;
+        job->items = (ngx_http_tce_admin_removal_t *) (job + 1);
+
+        ngx_http_tce_admin_drain_due(zone, svc, job, pending,
+                                     NGX_HTTP_TCE_ADMIN_DRAIN_FLEET, now);
+
+        if (job->nitems == 0) {
+            ngx_free(job);
+            continue;
+        }
+
+        fs = ngx_http_tce_admin_fset_create(rmcf, svc, log);
+        if (fs == NULL) {
+            ngx_free(job);
+            break;
+        }
+
+        fs->edit = ngx_http_tce_admin_drain_fleet_edit;
+        fs->done = ngx_http_tce_admin_drain_fleet_done;
+        fs->data = job;
+
+        if (ngx_http_tce_admin_fset_run(fs) != NGX_OK) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "tce admin: drained instances of \"%s\" wait for "
+                          "the fleet store: %s", svc->name, fs->why);
+            ngx_http_tce_admin_fset_free(fs);
+            ngx_free(job);
+            break;
+        }
+
+        /* the turn goes back with the answer */
+        return;
+    }
+
+    ngx_http_tce_admin_turn_release(amcf);
+}
+
+
+/* pure: the set loses the due instances still under the same removal */
+static int
+ngx_http_tce_admin_drain_fleet_edit(ngx_tce_state_t *st, void *data,
+    ngx_uint_t *status, ngx_http_tce_admin_err_t *err)
+{
+    ngx_http_tce_admin_drain_job_t *job = data;
+
+    ngx_uint_t                     i, edited;
+    ngx_tce_instance_t            *fi;
+    ngx_tce_state_service_t       *ss;
+    ngx_http_tce_admin_removal_t  *it;
+
+    edited = 0;
+
+    for (i = 0; i < job->nitems; i++) {
+        it = &job->items[i];
+        it->removed = 0;
+
+        ss = ngx_http_tce_admin_edit_service(st, it->service,
+                                             strlen(it->service));
+        fi = ss ? ngx_http_tce_admin_edit_find(ss, it->id) : NULL;
+
+        /* gone already, kept (POST), or drained again since */
+        if (fi == NULL || fi->rm_deadline == 0 || fi->rm_since != it->since)
+        {
+            continue;
+        }
+
+        (void) ngx_http_tce_admin_edit_remove(ss, it->id);
+        it->removed = 1;
+        edited = 1;
+    }
+
+    if (edited) {
+        return 0;
+    }
+
+    /* another node removed them: nothing to write */
+    *status = 0;
+    err->code = "nothing";
+    err->text[0] = '\0';
+
+    return -1;
+}
+
+
+static void
+ngx_http_tce_admin_drain_fleet_done(ngx_http_tce_admin_fset_t *fs)
+{
+    ngx_http_tce_admin_drain_job_t *job = fs->data;
+
+    ngx_uint_t                 i;
+    ngx_tce_state_service_t   *ss;
+
+    switch (fs->result) {
+
+    case NGX_HTTP_TCE_ADMIN_FSET_OK:
+    case NGX_HTTP_TCE_ADMIN_FSET_UNREPLICATED:
+        ss = fs->st.services;
+
+        if (ss
+            && ngx_tce_zone_set(fs->zone, fs->svc, ss->instances,
+                                ss->ninstances, NGX_TCE_SOURCE_STATE,
+                                job->log)
+               == NGX_ERROR)
+        {
+            ngx_log_error(NGX_LOG_ERR, job->log, 0,
+                          "tce admin: drained instances of \"%s\" left the "
+                          "fleet's set, but this node's zone is full: it "
+                          "applies at the next resync", fs->svc->name);
+        }
+
+        fs->svc->fleet_set = 1;
+        ngx_tce_policy_fleet_rev(fs->zone, fs->svc, fs->rev);
+
+        for (i = 0; i < job->nitems; i++) {
+            if (job->items[i].removed) {
+                ngx_http_tce_admin_drain_report(job->amcf, &job->items[i],
+                                                job->log);
+            }
+        }
+
+        break;
+
+    case NGX_HTTP_TCE_ADMIN_FSET_REFUSED:
+        break;
+
+    default:
+        ngx_log_error(NGX_LOG_WARN, job->log, 0,
+                      "tce admin: drained instances of \"%s\" wait for the "
+                      "fleet store: %s", fs->svc->name, fs->why);
+        break;
+    }
+
+    ngx_http_tce_admin_turn_release(job->amcf);
+
+    ngx_http_tce_admin_fset_free(fs);
+    ngx_free(job);
 }

@@ -13,6 +13,8 @@
  * Consul added or removed here, a PATCH of one being removed); on a
  * thread, edit changes the state file (pure C); apply gives the zone
  * the service's new set, or for a service Consul feeds its overrides.
+ * With tce_redis, POST and DELETE edit the service's set in the fleet
+ * store instead (ngx_http_tce_admin_fleet_set.c), the same edit.
  */
 
 #include <ngx_config.h>
@@ -21,6 +23,7 @@
 
 #include "ngx_http_tce_admin_api.h"
 #include "ngx_http_tce_admin_edit.h"
+#include "ngx_http_tce_admin_fleet_set.h"
 #include "ngx_http_tce_admin_inst.h"
 #include "ngx_http_tce_admin_inst_edit.h"
 #include "ngx_http_tce_admin_inst_input.h"
@@ -87,6 +90,7 @@ ngx_http_tce_admin_inst_write(ngx_http_request_t *r,
     const ngx_http_tce_admin_patch_req_t *req, uint64_t timeout,
     const ngx_tce_instance_t *inst)
 {
+    ngx_tce_main_conf_t            *tmcf;
     ngx_http_tce_admin_inst_run_t  *ir;
 
     ir = ngx_pcalloc(r->pool, sizeof(ngx_http_tce_admin_inst_run_t));
@@ -119,6 +123,13 @@ ngx_http_tce_admin_inst_write(ngx_http_request_t *r,
     ir->change.state = &ir->state;
     ir->change.status = (r->method == NGX_HTTP_DELETE) ? NGX_HTTP_ACCEPTED
                                                        : 0;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
+
+    /* with tce_redis the fleet keeps the set (a PATCH went there before) */
+    if (tmcf->fleet) {
+        return ngx_http_tce_admin_fleet_change(r, ctx, &ir->change);
+    }
 
     return ngx_http_tce_admin_store_change(r, ctx, &ir->change);
 }

@@ -59,6 +59,13 @@ typedef struct {
 
     /* the answer's status for the audit line (0: 200); edit may set it */
     ngx_uint_t        status;
+
+    /*
+     * May be NULL.  With tce_redis the edit may run again on a newer
+     * set (another node wrote the service meanwhile): reset first frees
+     * what the previous edit allocated.
+     */
+    void        (*reset)(void *data);
 } ngx_http_tce_admin_change_t;
 
 

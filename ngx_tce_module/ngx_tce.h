@@ -65,6 +65,9 @@ struct ngx_tce_service_s {
     ngx_uint_t                  noverrides;
     uint64_t                    fleet_rev;   /* tce_redis: the fleet's
                                                 revision of its policies */
+    ngx_uint_t                  fleet_set;   /* tce_redis: its instance
+                                                set is the fleet's (P
+                                                inst), not the file's */
 
     /* the weighted schedules of the set (ngx_tce_sched_zone.h) */
     ngx_tce_sched_set_t        *sched;       /* NULL: not (yet) built */

@@ -292,6 +292,136 @@ ngx_tce_fleet_add_override(ngx_tce_fleet_t *f, const char *field,
 
 
 int
+ngx_tce_fleet_set_decode(const char *service, size_t slen, const char *value,
+    size_t vlen, ngx_tce_state_t *st, char *why, size_t whylen)
+{
+    size_t                    i;
+    ngx_tce_state_service_t  *ss;
+
+    if (ngx_tce_state_decode(value, vlen, st, why, whylen) != 0) {
+        return -1;
+    }
+
+    ss = st->services;
+
+    if (st->nservices != 1 || strlen(ss->name) != slen
+        || memcmp(ss->name, service, slen) != 0)
+    {
+        snprintf(why, whylen, "not a state document of this one service");
+        goto failed;
+    }
+
+    for (i = 0; i < ss->nclusters; i++) {
+        if (ss->clusters[i].canary != NULL) {
+            snprintf(why, whylen, "a canary object (the fleet's policies "
+                     "are in the canary hash)");
+            goto failed;
+        }
+    }
+
+    for (i = 0; i < ss->ninstances; i++) {
+        ss->instances[i].op_weight = 0;
+        ss->instances[i].op_drain = 0;
+        ss->instances[i].op_down = 0;
+    }
+
+    return 0;
+
+failed:
+
+    ngx_tce_state_free(st);
+
+    return -1;
+}
+
+
+char *
+ngx_tce_fleet_set_encode(ngx_tce_state_t *st)
+{
+    char     *text, *compact;
+    size_t    i, j;
+    json_t   *doc;
+
+    ngx_tce_state_service_t  *ss;
+
+    for (i = 0; i < st->nservices; i++) {
+        ss = &st->services[i];
+
+        for (j = 0; j < ss->nclusters; j++) {
+            free(ss->clusters[j].canary);
+            ss->clusters[j].canary = NULL;
+        }
+
+        for (j = 0; j < ss->ninstances; j++) {
+            ss->instances[j].op_weight = 0;
+            ss->instances[j].op_drain = 0;
+            ss->instances[j].op_down = 0;
+        }
+    }
+
+    text = ngx_tce_state_encode(st);
+    if (text == NULL) {
+        return NULL;
+    }
+
+    doc = json_loads(text, 0, NULL);
+    free(text);
+
+    if (doc == NULL) {
+        return NULL;
+    }
+
+    compact = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(doc);
+
+    return compact;
+}
+
+
+int
+ngx_tce_fleet_add_set(ngx_tce_fleet_t *f, const char *field, size_t flen,
+    const char *value, size_t vlen, char *err, size_t errlen)
+{
+    char                  why[256];
+    ngx_tce_state_t       st;
+    ngx_tce_fleet_set_t  *p;
+
+    if (!ngx_tce_service_name_valid(field, flen)
+        || flen >= NGX_TCE_SERVICE_LEN)
+    {
+        ngx_tce_fleet_err(err, errlen, field, flen, "bad service name");
+        return -1;
+    }
+
+    if (ngx_tce_fleet_set_decode(field, flen, value, vlen, &st, why,
+                                 sizeof(why))
+        != 0)
+    {
+        ngx_tce_fleet_err(err, errlen, field, flen, why);
+        return -1;
+    }
+
+    if (ngx_tce_fleet_grow((void **) &f->sets, &f->nsets_cap, f->nsets,
+                           sizeof(ngx_tce_fleet_set_t))
+        != 0)
+    {
+        ngx_tce_state_free(&st);
+        ngx_tce_fleet_err(err, errlen, field, flen,
+                          "too many instance sets or out of memory");
+        return -1;
+    }
+
+    p = &f->sets[f->nsets++];
+
+    memset(p, 0, sizeof(ngx_tce_fleet_set_t));
+    memcpy(p->service, field, flen);
+    p->st = st;
+
+    return 0;
+}
+
+
+int
 ngx_tce_fleet_add_rev(ngx_tce_fleet_t *f, const char *service, size_t slen,
     const char *value, size_t vlen, char *err, size_t errlen)
 {
@@ -352,7 +482,7 @@ ngx_tce_fleet_encode(const ngx_tce_fleet_t *f)
 {
     char    *text, *pol, field[NGX_TCE_SERVICE_LEN + NGX_TCE_ID_LEN + 2];
     size_t   i;
-    json_t  *root, *pols, *revs, *ovs, *pj;
+    json_t  *root, *pols, *revs, *ovs, *sets, *pj;
 
     const ngx_tce_fleet_override_t  *o;
 
@@ -360,11 +490,13 @@ ngx_tce_fleet_encode(const ngx_tce_fleet_t *f)
     pols = json_object();
     revs = json_object();
     ovs = json_object();
+    sets = json_object();
 
     /* set_new takes the reference whatever happens, root NULL too */
     if (json_object_set_new(root, "policies", pols) != 0
         || json_object_set_new(root, "revs", revs) != 0
         || json_object_set_new(root, "overrides", ovs) != 0
+        || json_object_set_new(root, "sets", sets) != 0
         || json_object_set_new(root, "version",
                                json_integer((json_int_t) f->version))
            != 0)
@@ -414,6 +546,21 @@ ngx_tce_fleet_encode(const ngx_tce_fleet_t *f)
         }
     }
 
+    for (i = 0; i < f->nsets; i++) {
+        /* already checked: encoded again as it was read */
+        text = ngx_tce_state_encode(&f->sets[i].st);
+        if (text == NULL) {
+            goto failed;
+        }
+
+        pj = json_loads(text, 0, NULL);
+        free(text);
+
+        if (json_object_set_new(sets, f->sets[i].service, pj) != 0) {
+            goto failed;
+        }
+    }
+
     text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(root);
 
@@ -433,7 +580,7 @@ ngx_tce_fleet_decode(const char *text, size_t len, ngx_tce_fleet_t *f,
 {
     char         *pol, num[32];
     size_t        plen;
-    json_t       *root, *pols, *revs, *ovs, *v, *pj;
+    json_t       *root, *pols, *revs, *ovs, *sets, *v, *pj;
     const char   *key;
     json_error_t  jerr;
 
@@ -449,15 +596,17 @@ ngx_tce_fleet_decode(const char *text, size_t len, ngx_tce_fleet_t *f,
     pols = json_object_get(root, "policies");
     revs = json_object_get(root, "revs");
     ovs = json_object_get(root, "overrides");
+    sets = json_object_get(root, "sets");
 
     if (!json_is_object(root) || !json_is_integer(v)
         || json_integer_value(v) < 0 || !json_is_object(pols)
         || !json_is_object(revs)
         || (ovs != NULL && !json_is_object(ovs))
-        || json_object_size(root) != (ovs ? 4 : 3))
+        || (sets != NULL && !json_is_object(sets))
+        || json_object_size(root) != 3u + (ovs != NULL) + (sets != NULL))
     {
         snprintf(err, errlen, "not {\"version\", \"policies\", \"revs\", "
-                 "\"overrides\"}");
+                 "\"overrides\", \"sets\"}");
         goto failed;
     }
 
@@ -527,6 +676,26 @@ ngx_tce_fleet_decode(const char *text, size_t len, ngx_tce_fleet_t *f,
         free(pol);
     }
 
+    json_object_foreach(sets, key, pj) {
+        pol = json_is_object(pj) ? json_dumps(pj, JSON_COMPACT) : NULL;
+
+        if (pol == NULL) {
+            ngx_tce_fleet_err(err, errlen, key, strlen(key),
+                              "not an object");
+            goto failed;
+        }
+
+        if (ngx_tce_fleet_add_set(f, key, strlen(key), pol, strlen(pol),
+                                  err, errlen)
+            != 0)
+        {
+            free(pol);
+            goto failed;
+        }
+
+        free(pol);
+    }
+
     json_decref(root);
 
     return 0;
@@ -543,9 +712,16 @@ failed:
 void
 ngx_tce_fleet_free(ngx_tce_fleet_t *f)
 {
+    size_t  i;
+
+    for (i = 0; i < f->nsets; i++) {
+        ngx_tce_state_free(&f->sets[i].st);
+    }
+
     free(f->policies);
     free(f->revs);
     free(f->overrides);
+    free(f->sets);
     memset(f, 0, sizeof(ngx_tce_fleet_t));
 }
 

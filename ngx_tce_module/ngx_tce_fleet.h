@@ -14,6 +14,12 @@
  *                     deleted, not stored)
  *   P rev       hash  "<service>" -> its revision (the API's ETag),
  *                     bumped by a write of its policies or overrides
+ *   P inst      hash  "<service>" -> the service's instance set as
+ *                     written through the admin API (POST, DELETE, PUT
+ *                     of an env's set): a state document of that one
+ *                     service (ngx_tce_state.h), without overrides or
+ *                     canary objects; a service without an entry keeps
+ *                     the set of each node's state file
  *   P version   string, the fleet version: +1 on every write
  *   P events    pub/sub channel: the new version after each write
  *
@@ -30,6 +36,7 @@
 
 #include "ngx_tce_types.h"
 #include "ngx_tce_canary.h"
+#include "ngx_tce_state.h"
 
 
 #define NGX_TCE_FLEET_MAX        100000   /* entries of one kind */
@@ -58,6 +65,13 @@ typedef struct ngx_tce_fleet_override_s {
 } ngx_tce_fleet_override_t;
 
 
+/* a service's instance set: st holds that one service */
+typedef struct {
+    char                      service[NGX_TCE_SERVICE_LEN];
+    ngx_tce_state_t           st;
+} ngx_tce_fleet_set_t;
+
+
 typedef struct {
     uint64_t                  version;
     ngx_tce_fleet_policy_t   *policies;
@@ -69,6 +83,9 @@ typedef struct {
     ngx_tce_fleet_override_t *overrides;
     size_t                    noverrides;
     size_t                    noverrides_cap;
+    ngx_tce_fleet_set_t      *sets;
+    size_t                    nsets;
+    size_t                    nsets_cap;
 } ngx_tce_fleet_t;
 
 
@@ -102,6 +119,33 @@ int ngx_tce_fleet_override_parse(const char *value, size_t vlen,
 int ngx_tce_fleet_add_override(ngx_tce_fleet_t *f, const char *field,
     size_t flen, const char *value, size_t vlen, char *err, size_t errlen);
 
+/*
+ * Decodes a service's instance set as stored in P inst: a state
+ * document holding that one service (named service, slen bytes) and no
+ * canary object; overrides in it are dropped (the fleet's are in P
+ * override).  Returns 0 and *st, or -1 with why (printable) and *st
+ * empty.
+ */
+int ngx_tce_fleet_set_decode(const char *service, size_t slen,
+    const char *value, size_t vlen, ngx_tce_state_t *st, char *why,
+    size_t whylen);
+
+/*
+ * The stored form of st's service (st holds one service): compact JSON
+ * of a state document, keys sorted, overrides and canary objects left
+ * out (st is changed so: its instances lose their overrides, its
+ * clusters their canary).  Returns a malloc'd string, NULL when out of
+ * memory.
+ */
+char *ngx_tce_fleet_set_encode(ngx_tce_state_t *st);
+
+/*
+ * Adds the instance set of field "<service>" from its stored value.
+ * Returns 0, or -1 with err and nothing added.
+ */
+int ngx_tce_fleet_add_set(ngx_tce_fleet_t *f, const char *field,
+    size_t flen, const char *value, size_t vlen, char *err, size_t errlen);
+
 /* adds a service's revision; 0, or -1 with err */
 int ngx_tce_fleet_add_rev(ngx_tce_fleet_t *f, const char *service,
     size_t slen, const char *value, size_t vlen, char *err, size_t errlen);
@@ -113,16 +157,16 @@ uint64_t ngx_tce_fleet_rev(const ngx_tce_fleet_t *f, const char *service,
 /*
  * The snapshot as the cache file's JSON text:
  *   {"version": V, "policies": {"<svc>/<cl>": {...}}, "revs": {...},
- *    "overrides": {"<svc>/<id>": {...}}}
+ *    "overrides": {"<svc>/<id>": {...}}, "sets": {"<svc>": {...}}}
  * Returns a malloc'd string (free it), NULL when out of memory.
  */
 char *ngx_tce_fleet_encode(const ngx_tce_fleet_t *f);
 
 /*
  * Reads the cache file's text (len bytes) into an empty *f with the
- * same checks as a snapshot from Redis ("overrides" may be absent: a
- * cache written before they were shared).  Returns 0, or -1 with err and
- * *f empty.
+ * same checks as a snapshot from Redis ("overrides" and "sets" may be
+ * absent: a cache written before they were shared).  Returns 0, or -1
+ * with err and *f empty.
  */
 int ngx_tce_fleet_decode(const char *text, size_t len, ngx_tce_fleet_t *f,
     char *err, size_t errlen);

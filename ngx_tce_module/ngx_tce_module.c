@@ -628,8 +628,9 @@ ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
          * Consul owns the instances (the file may be its snapshot) unless
          * nginx.conf says discovery=state
          */
-        if (svc->source == NGX_TCE_SOURCE_CONSUL
-            && !ngx_tce_service_state_only(tmcf, svc->name, svc->name_len))
+        if ((svc->source == NGX_TCE_SOURCE_CONSUL
+             && !ngx_tce_service_state_only(tmcf, svc->name, svc->name_len))
+            || (tmcf->fleet && svc->fleet_set))
         {
             continue;
         }
@@ -655,8 +656,10 @@ ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
         ngx_tce_zone_unreserve(zone, res[i], ss[i].ninstances);
         res[i] = NULL;
 
+        /* with tce_redis a set written through the API is the fleet's */
         if ((svc->source != NGX_TCE_SOURCE_CONSUL
              || ngx_tce_service_state_only(tmcf, svc->name, svc->name_len))
+            && !(tmcf->fleet && svc->fleet_set)
             && ngx_tce_zone_set(zone, svc, ss[i].instances,
                                 ss[i].ninstances, NGX_TCE_SOURCE_STATE, log)
                == NGX_ERROR)
@@ -676,7 +679,9 @@ ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
     ngx_free(res);
 
     for (svc = zone->sh->services; svc; svc = svc->next) {
-        if (svc->source != NGX_TCE_SOURCE_STATE) {
+        if (svc->source != NGX_TCE_SOURCE_STATE
+            || (tmcf->fleet && svc->fleet_set))
+        {
             continue;
         }
 
@@ -742,7 +747,9 @@ ngx_tce_state_guard(ngx_tce_zone_ctx_t *ctx, ngx_log_t *log)
     for (svc = ctx->zone.sh->services; svc; svc = svc->next) {
         ninst = svc->ninstances;
 
-        if (svc->source != NGX_TCE_SOURCE_STATE || ninst == 0) {
+        if (svc->source != NGX_TCE_SOURCE_STATE || ninst == 0
+            || (tmcf->fleet && svc->fleet_set))
+        {
             continue;
         }
 

@@ -19,8 +19,8 @@
  *                            applying the fleet's policy to the zone
  *   ngx_tce_redis_sentinel.c the master's address from Redis Sentinel
  *                            (asked, then +switch-master followed)
- *   admin/ngx_http_tce_admin_fleet*.c  a policy or override write
- *                            from any worker (Lua)
+ *   admin/ngx_http_tce_admin_fleet*.c  a policy, override or
+ *                            instance set write from any worker (Lua)
  *   ngx_tce_redis_audit.c    audit lines to the <prefix>audit stream
  *   ngx_tce_fleet.c          the fleet's data in C (pure: unit tests)
  *

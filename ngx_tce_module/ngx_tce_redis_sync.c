@@ -52,13 +52,15 @@ static ngx_int_t ngx_tce_redis_snapshot(redisReply *reply,
 static void ngx_tce_redis_error(ngx_tce_redis_ctx_t *ctx, const char *err);
 static ngx_int_t ngx_tce_redis_key(ngx_tce_redis_ctx_t *ctx,
     const char *name, ngx_str_t *key);
+static ngx_int_t ngx_tce_redis_apply_set(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, const ngx_tce_fleet_t *f, ngx_log_t *log);
 
 
-/* one consistent read: version, policies, revisions, overrides */
+/* one consistent read: version, policies, revisions, overrides, sets */
 static const char  ngx_tce_redis_read_script[] =
     "return {redis.call('GET', KEYS[1]) or '0', "
     "redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), "
-    "redis.call('HGETALL', KEYS[4])}";
+    "redis.call('HGETALL', KEYS[4]), redis.call('HGETALL', KEYS[5])}";
 
 
 ngx_tce_redis_sh_t *
@@ -559,10 +561,10 @@ ngx_tce_redis_check_reply(ngx_tce_redis_conn_t *rc, redisReply *reply,
 static void
 ngx_tce_redis_pull(ngx_tce_redis_ctx_t *ctx)
 {
-    size_t       len[7];
-    ngx_str_t    keys[4];
+    size_t       len[8];
+    ngx_str_t    keys[5];
     ngx_uint_t   i;
-    const char  *argv[7];
+    const char  *argv[8];
 
     if (!ctx->owner) {
         return;
@@ -580,7 +582,8 @@ ngx_tce_redis_pull(ngx_tce_redis_ctx_t *ctx)
     if (ngx_tce_redis_key(ctx, "version", &keys[0]) != NGX_OK
         || ngx_tce_redis_key(ctx, "canary", &keys[1]) != NGX_OK
         || ngx_tce_redis_key(ctx, "rev", &keys[2]) != NGX_OK
-        || ngx_tce_redis_key(ctx, "override", &keys[3]) != NGX_OK)
+        || ngx_tce_redis_key(ctx, "override", &keys[3]) != NGX_OK
+        || ngx_tce_redis_key(ctx, "inst", &keys[4]) != NGX_OK)
     {
         goto done;
     }
@@ -589,15 +592,15 @@ ngx_tce_redis_pull(ngx_tce_redis_ctx_t *ctx)
     len[0] = 4;
     argv[1] = ngx_tce_redis_read_script;
     len[1] = sizeof(ngx_tce_redis_read_script) - 1;
-    argv[2] = "4";
+    argv[2] = "5";
     len[2] = 1;
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
         argv[3 + i] = (char *) keys[i].data;
         len[3 + i] = keys[i].len;
     }
 
-    if (ngx_tce_redis_command(&ctx->cmd, ngx_tce_redis_pull_reply, ctx, 7,
+    if (ngx_tce_redis_command(&ctx->cmd, ngx_tce_redis_pull_reply, ctx, 8,
                               argv, len)
         == NGX_OK)
     {
@@ -609,7 +612,7 @@ ngx_tce_redis_pull(ngx_tce_redis_ctx_t *ctx)
 
 done:
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
         if (keys[i].data) {
             ngx_free(keys[i].data);
         }
@@ -678,8 +681,8 @@ ngx_tce_redis_pull_reply(ngx_tce_redis_conn_t *rc, redisReply *reply,
     if (f.version != sh->version) {
         ngx_log_error(NGX_LOG_INFO, ctx->log, 0,
                       "tce redis: fleet version %uL applied (%uz policies, "
-                      "%uz overrides)", f.version, f.npolicies,
-                      f.noverrides);
+                      "%uz overrides, %uz instance sets)", f.version,
+                      f.npolicies, f.noverrides, f.nsets);
     }
 
     sh->version = f.version;
@@ -701,14 +704,14 @@ ngx_tce_redis_pull_reply(ngx_tce_redis_conn_t *rc, redisReply *reply,
 
 /*
  * {version, [field, value, ...], [service, rev, ...], [field, value,
- * ...]}, all checked
+ * ...], [service, set, ...]}, all checked
  */
 static ngx_int_t
 ngx_tce_redis_snapshot(redisReply *reply, ngx_tce_fleet_t *f, char *err,
     size_t errlen)
 {
     size_t       i;
-    redisReply  *v, *pols, *revs, *ovs, *k, *e;
+    redisReply  *v, *pols, *revs, *ovs, *sets, *k, *e;
 
     ngx_memzero(f, sizeof(ngx_tce_fleet_t));
 
@@ -718,7 +721,7 @@ ngx_tce_redis_snapshot(redisReply *reply, ngx_tce_fleet_t *f, char *err,
         return NGX_ERROR;
     }
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4) {
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 5) {
         ngx_cpystrn((u_char *) err, (u_char *) "not the read script's "
                     "answer", errlen);
         return NGX_ERROR;
@@ -728,6 +731,7 @@ ngx_tce_redis_snapshot(redisReply *reply, ngx_tce_fleet_t *f, char *err,
     pols = reply->element[1];
     revs = reply->element[2];
     ovs = reply->element[3];
+    sets = reply->element[4];
 
     if (v->type != REDIS_REPLY_STRING
         || ngx_tce_fleet_uint(v->str, v->len, &f->version) != 0)
@@ -739,10 +743,11 @@ ngx_tce_redis_snapshot(redisReply *reply, ngx_tce_fleet_t *f, char *err,
 
     if (pols->type != REDIS_REPLY_ARRAY || pols->elements % 2
         || revs->type != REDIS_REPLY_ARRAY || revs->elements % 2
-        || ovs->type != REDIS_REPLY_ARRAY || ovs->elements % 2)
+        || ovs->type != REDIS_REPLY_ARRAY || ovs->elements % 2
+        || sets->type != REDIS_REPLY_ARRAY || sets->elements % 2)
     {
-        ngx_cpystrn((u_char *) err, (u_char *) "the canary, rev and "
-                    "override keys must be hashes", errlen);
+        ngx_cpystrn((u_char *) err, (u_char *) "the canary, rev, override "
+                    "and inst keys must be hashes", errlen);
         return NGX_ERROR;
     }
 
@@ -779,6 +784,19 @@ ngx_tce_redis_snapshot(redisReply *reply, ngx_tce_fleet_t *f, char *err,
         if (k->type != REDIS_REPLY_STRING || e->type != REDIS_REPLY_STRING
             || ngx_tce_fleet_add_override(f, k->str, k->len, e->str, e->len,
                                           err, errlen)
+               != 0)
+        {
+            goto failed;
+        }
+    }
+
+    for (i = 0; i < sets->elements; i += 2) {
+        k = sets->element[i];
+        e = sets->element[i + 1];
+
+        if (k->type != REDIS_REPLY_STRING || e->type != REDIS_REPLY_STRING
+            || ngx_tce_fleet_add_set(f, k->str, k->len, e->str, e->len, err,
+                                     errlen)
                != 0)
         {
             goto failed;
@@ -850,6 +868,7 @@ ngx_tce_redis_apply(ngx_tce_zone_t *zone, const ngx_tce_fleet_t *f,
         if (ngx_tce_override_fleet_set(zone, svc, f->overrides,
                                        f->noverrides, log)
             != NGX_OK
+            || ngx_tce_redis_apply_set(zone, svc, f, log) != NGX_OK
             || ngx_tce_policy_apply_fleet(zone, svc, names, pols, n, rev,
                                           log)
                != NGX_OK)
@@ -869,6 +888,52 @@ done:
     }
 
     return rc;
+}
+
+
+/*
+ * The fleet's instance set of svc, if the fleet has one: stored in the
+ * zone as the state file's would be (the overrides table laid over),
+ * and the service marked as the fleet's, so that a reload does not
+ * bring the state file's set back.  A service Consul feeds is left to
+ * Consul.
+ */
+static ngx_int_t
+ngx_tce_redis_apply_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    const ngx_tce_fleet_t *f, ngx_log_t *log)
+{
+    size_t                    i;
+    ngx_tce_state_service_t  *ss;
+
+    if (svc->source == NGX_TCE_SOURCE_CONSUL) {
+        return NGX_OK;
+    }
+
+    for (i = 0; i < f->nsets; i++) {
+        if (ngx_strlen(f->sets[i].service) == svc->name_len
+            && ngx_memcmp(f->sets[i].service, svc->name, svc->name_len)
+               == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == f->nsets) {
+        return NGX_OK;
+    }
+
+    ss = f->sets[i].st.services;
+
+    if (ngx_tce_zone_set(zone, svc, ss->instances, ss->ninstances,
+                         NGX_TCE_SOURCE_STATE, log)
+        == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    svc->fleet_set = 1;
+
+    return NGX_OK;
 }
 
 

@@ -385,7 +385,7 @@ def _subscriber_goes_silent(cmd, st):
     if name == b'PING':
         return b'' if st.get('sub') else b'+PONG\r\n'
     if name == b'EVAL':
-        return b'*4\r\n$1\r\n0\r\n*0\r\n*0\r\n*0\r\n'
+        return b'*5\r\n$1\r\n0\r\n*0\r\n*0\r\n*0\r\n*0\r\n'
     return b'$-1\r\n'
 
 

@@ -22,6 +22,7 @@ static void test_cache_round_trip(void **state);
 static void test_cache_refused(void **state);
 static void test_if_match(void **state);
 static void test_override_checks(void **state);
+static void test_set_checks(void **state);
 
 
 #define ADD(f, k, v, err)                                                    \
@@ -293,6 +294,82 @@ test_if_match(void **state)
 }
 
 
+#define SET_OK                                                               \
+    "{\"version\":1,\"services\":{\"a.b.c\":{\"clusters\":{\"default\":"       \
+    "{\"instances\":[{\"id\":\"p1\",\"address\":\"127.0.0.1:1\","          \
+    "\"override\":{\"drain\":true},"                                       \
+    "\"removing\":{\"since\":5,\"deadline\":9}}]}}}}}"
+
+
+static void
+test_set_checks(void **state)
+{
+    char             err[256], *text, *again;
+    ngx_tce_fleet_t  f, g;
+
+    static const char  *bad[] = {
+        "{",
+        "[]",
+        "{\"version\":1,\"services\":{}}",
+        "{\"version\":1,\"services\":{\"x.y.z\":{}}}",
+        "{\"version\":1,\"services\":{\"a.b.c\":{},\"x.y.z\":{}}}",
+        "{\"version\":1,\"services\":{\"a.b.c\":{\"clusters\":"
+        "{\"default\":{\"canary\":{\"weight\":10}}}}}}",
+        NULL
+    };
+    const char  **b;
+
+    (void) state;
+
+    memset(&f, 0, sizeof(f));
+
+    for (b = bad; *b; b++) {
+        assert_int_equal(ngx_tce_fleet_add_set(&f, "a.b.c", 5, *b,
+                                               strlen(*b), err, sizeof(err)),
+                         -1);
+        assert_non_null(strstr(err, "a.b.c"));
+        assert_int_equal(f.nsets, 0);
+    }
+
+    assert_int_equal(ngx_tce_fleet_add_set(&f, "bad name", 8, SET_OK,
+                                           strlen(SET_OK), err, sizeof(err)),
+                     -1);
+
+    /* the override is dropped (the fleet's are in P override) */
+    assert_int_equal(ngx_tce_fleet_add_set(&f, "a.b.c", 5, SET_OK,
+                                           strlen(SET_OK), err, sizeof(err)),
+                     0);
+    assert_int_equal(f.nsets, 1);
+    assert_int_equal(f.sets[0].st.services[0].ninstances, 1);
+    assert_int_equal(f.sets[0].st.services[0].instances[0].op_drain, 0);
+    assert_true(f.sets[0].st.services[0].instances[0].rm_deadline == 9);
+
+    /* the stored form reads back the same */
+    text = ngx_tce_fleet_set_encode(&f.sets[0].st);
+    assert_non_null(text);
+    assert_null(strstr(text, "override"));
+    assert_int_equal(ngx_tce_fleet_add_set(&f, "a.b.c", 5, text,
+                                           strlen(text), err, sizeof(err)),
+                     0);
+    again = ngx_tce_fleet_set_encode(&f.sets[1].st);
+    assert_string_equal(text, again);
+    free(text);
+    free(again);
+
+    /* and the cache file keeps the sets (one per service) */
+    text = ngx_tce_fleet_encode(&f);
+    assert_non_null(text);
+    assert_int_equal(ngx_tce_fleet_decode(text, strlen(text), &g, err,
+                                          sizeof(err)), 0);
+    assert_int_equal(g.nsets, 1);
+    assert_true(g.sets[0].st.services[0].instances[0].rm_since == 5);
+    free(text);
+
+    ngx_tce_fleet_free(&f);
+    ngx_tce_fleet_free(&g);
+}
+
+
 int
 main(void)
 {
@@ -304,6 +381,7 @@ main(void)
         cmocka_unit_test(test_cache_refused),
         cmocka_unit_test(test_if_match),
         cmocka_unit_test(test_override_checks),
+        cmocka_unit_test(test_set_checks),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
