@@ -172,6 +172,7 @@ bench: deps $(MODULE)
 	$(PYTHON) bench/diff_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
 	$(PYTHON) bench/deploy_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
 	$(PYTHON) bench/slowstart_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
+	$(PYTHON) bench/fleet_bench.py --nginx $(NGINX_BIN) --module $(TOP)/$(MODULE)
 
 # tests/chaos/: CHAOS_SECONDS of load through two front door nodes and
 # a stock nginx while Consul, Redis, the admin API, reloads and kills
