@@ -163,6 +163,9 @@ ngx_http_tce_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     mmcf->enabled = 1;
     mmcf->zone = tmcf->zone;
 
+    /* the zone's sizing counts the series (ngx_tce_zone_advice()) */
+    tmcf->metrics = 1;
+
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_tce_metrics_handler;
 

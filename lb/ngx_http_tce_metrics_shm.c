@@ -51,7 +51,9 @@ static char *ngx_http_tce_metrics_pstr(ngx_pool_t *pool, u_char *s,
 ngx_http_tce_metrics_sh_t *
 ngx_http_tce_metrics_init_zone(ngx_tce_zone_t *zone, ngx_log_t *log)
 {
+    u_char                     *advice;
     ngx_http_tce_metrics_sh_t  *sh;
+    u_char                      buf[256];
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -70,9 +72,11 @@ ngx_http_tce_metrics_init_zone(ngx_tce_zone_t *zone, ngx_log_t *log)
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     if (sh == NULL) {
+        advice = ngx_tce_zone_advice(zone, buf, buf + sizeof(buf));
+
         ngx_log_error(NGX_LOG_EMERG, log, 0,
-                      "tce metrics: zone \"%V\" is full",
-                      &zone->shm_zone->shm.name);
+                      "tce metrics: zone \"%V\" is full%*s",
+                      &zone->shm_zone->shm.name, advice - buf, buf);
     }
 
     return sh;

@@ -151,6 +151,7 @@ typedef struct {
 
 typedef struct {
     ngx_tce_zone_t             *zone;        /* NULL: no tce_zone */
+    ngx_uint_t                  metrics;     /* tce_metrics somewhere */
     ngx_str_t                   state_path;
     ngx_flag_t                  state_allow_empty;
     ngx_array_t                 refs;        /* ngx_tce_service_ref_t */
@@ -401,6 +402,16 @@ void ngx_tce_reclaim_exit(ngx_tce_zone_t *zone);
  */
 ngx_int_t ngx_tce_add_service_ref(ngx_conf_t *cf, ngx_str_t *name,
     ngx_str_t *cluster, ngx_uint_t state_only, ngx_tce_service_t **service);
+
+/*
+ * Writes into p..last what the zone's registry needs, for a "too
+ * small" error: ": the zone has 64 KB; its 8 services and 1600
+ * instances need about 2650 KB (their metric series included) and a
+ * reload that changes them all needs more: set "tce_zone tce 3456k;"
+ * or larger", from the state file, nginx.conf's services and whether
+ * tce_metrics is on (ngx_tce_zone_size.h).  Returns the end.
+ */
+u_char *ngx_tce_zone_advice(ngx_tce_zone_t *zone, u_char *p, u_char *last);
 
 /* 1 when a tce_service names the service with discovery=state */
 ngx_uint_t ngx_tce_service_state_only(ngx_tce_main_conf_t *tmcf,

@@ -19,6 +19,7 @@
 #include "ngx_tce_consul.h"
 #include "ngx_tce_closest.h"
 #include "ngx_tce_reload_log.h"
+#include "ngx_tce_zone_size.h"
 
 
 #define NGX_TCE_ZONE_MIN_SIZE  (64 * 1024)
@@ -33,6 +34,7 @@
 typedef struct {
     ngx_tce_zone_t        zone;
     ngx_tce_main_conf_t  *tmcf;
+    ngx_cycle_t          *cycle;     /* the one configured: its workers */
     ngx_tce_state_t       state;     /* parsed at configuration time */
     ngx_uint_t            loaded;    /* tce_state given and file present */
     ngx_uint_t            missing;   /* tce_state given, no such file */
@@ -476,6 +478,7 @@ ngx_tce_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ctx->zone.shm_zone = shm_zone;
     ctx->tmcf = tmcf;
+    ctx->cycle = cf->cycle;
     tmcf->zone = &ctx->zone;
 
     return NGX_CONF_OK;
@@ -487,12 +490,14 @@ ngx_tce_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_tce_zone_ctx_t *octx = data;
 
+    u_char                 *p;
     size_t                  len;
     ngx_uint_t              i;
     ngx_slab_pool_t        *shpool;
     ngx_tce_zone_ctx_t     *ctx;
     ngx_tce_reload_log_t   *rl;
     ngx_tce_service_ref_t  *ref;
+    u_char                  buf[256];
 
     ctx = shm_zone->data;
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
@@ -557,9 +562,12 @@ ngx_tce_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         *ref[i].service = ngx_tce_zone_service(&ctx->zone, ref[i].name.data,
                                                ref[i].name.len, 1);
         if (*ref[i].service == NULL) {
+            p = ngx_tce_zone_advice(&ctx->zone, buf, buf + sizeof(buf));
+
             ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
                           "tce zone \"%V\" is too small for the services "
-                          "of the configuration", &shm_zone->shm.name);
+                          "of the configuration%*s", &shm_zone->shm.name,
+                          p - buf, buf);
             return NGX_ERROR;
         }
 
@@ -583,12 +591,14 @@ static ngx_int_t
 ngx_tce_apply_state(ngx_tce_zone_t *zone, ngx_tce_main_conf_t *tmcf,
     ngx_log_t *log)
 {
+    u_char                   *p;
     ngx_int_t                 rc;
     ngx_uint_t                i, found, n;
     ngx_tce_service_t        *svc, **svcs;
     ngx_tce_instance_t     ***res;
     ngx_tce_zone_ctx_t       *ctx;
     ngx_tce_state_service_t  *ss;
+    u_char                    buf[256];
 
     ctx = (ngx_tce_zone_ctx_t *) zone;
 
@@ -710,10 +720,64 @@ full:
 
     ngx_free(res);
 
+    p = ngx_tce_zone_advice(zone, buf, buf + sizeof(buf));
+
     ngx_log_error(NGX_LOG_EMERG, log, 0,
-                  "tce zone \"%V\" is too small for tce_state \"%V\"",
-                  &zone->shm_zone->shm.name, &tmcf->state_path);
+                  "tce zone \"%V\" is too small for tce_state \"%V\"%*s",
+                  &zone->shm_zone->shm.name, &tmcf->state_path, p - buf,
+                  buf);
     return NGX_ERROR;
+}
+
+
+u_char *
+ngx_tce_zone_advice(ngx_tce_zone_t *zone, u_char *p, u_char *last)
+{
+    size_t                  more, workers;
+    ngx_uint_t              i;
+    ngx_core_conf_t        *ccf;
+    ngx_tce_state_t        *st;
+    ngx_tce_zone_ctx_t     *ctx;
+    ngx_tce_main_conf_t    *tmcf;
+    ngx_tce_zone_size_t     zs;
+    ngx_tce_service_ref_t  *ref;
+
+    ctx = (ngx_tce_zone_ctx_t *) zone;
+    tmcf = ctx->tmcf;
+    st = ctx->loaded ? &ctx->state : NULL;
+
+    /* services nginx.conf names that the file does not have */
+    more = 0;
+    ref = tmcf->refs.elts;
+
+    for (i = 0; i < tmcf->refs.nelts; i++) {
+        if (st == NULL || st->nservices == 0
+            || bsearch(ref[i].name.data, st->services, st->nservices,
+                       sizeof(ngx_tce_state_service_t),
+                       ngx_tce_state_service_cmp)
+               == NULL)
+        {
+            more++;
+        }
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(ctx->cycle->conf_ctx,
+                                           ngx_core_module);
+    workers = (ccf && ccf->worker_processes > 0) ? ccf->worker_processes : 1;
+
+    ngx_tce_zone_size(st, more, tmcf->metrics != 0, workers, &zs);
+
+    return ngx_slprintf(p, last, ": the zone has %uz KB; its %uz service%s "
+                        "and %uz instance%s need about %uz KB%s and a "
+                        "reload that changes them all needs more: set "
+                        "\"tce_zone %V %uzk;\" or larger",
+                        zone->shm_zone->shm.size / 1024,
+                        zs.services, zs.services == 1 ? "" : "s",
+                        zs.instances, zs.instances == 1 ? "" : "s",
+                        (zs.need + 1023) / 1024,
+                        tmcf->metrics ? " (their metric series included)"
+                                      : "",
+                        &zone->shm_zone->shm.name, zs.advised / 1024);
 }
 
 
