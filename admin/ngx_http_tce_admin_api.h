@@ -22,6 +22,7 @@
  *   ngx_http_tce_admin_deploy.c  progressive deploys: the routes
  *   ngx_http_tce_admin_deploy_ctl.c  their controller, their file
  *   ngx_http_tce_admin_deploy_input.c  their pure parts
+ *   ngx_http_tce_admin_deploy_fleet.c  the controller's lease in Redis
  */
 
 #ifndef _NGX_HTTP_TCE_ADMIN_API_H_INCLUDED_
@@ -41,6 +42,7 @@
 
 
 #define NGX_HTTP_TCE_ADMIN_BODY_MAX  (64 * 1024)
+#define NGX_HTTP_TCE_ADMIN_LEASE_LEN 128    /* "<hostname>:<pid>" */
 
 
 typedef struct {
@@ -57,6 +59,16 @@ typedef struct {
     time_t                      mtime;
     long                        mtime_ns;
 } ngx_http_tce_admin_fp_t;
+
+
+/* a deploy's canary policy waiting to be written to the fleet */
+typedef struct {
+    char                        service[NGX_TCE_SERVICE_LEN];
+    char                        cluster[NGX_TCE_CLUSTER_LEN];
+    uint32_t                    weight_bp;
+    uint32_t                    fallback;
+    uint64_t                    epoch;
+} ngx_http_tce_admin_fpol_t;
 
 
 typedef struct {
@@ -84,6 +96,18 @@ typedef struct {
     ngx_atomic_t                deploy_heartbeat;  /* ngx_current_msec */
     uint64_t                    deploy_next_id;
     ngx_http_tce_admin_deploy_t deploys[NGX_HTTP_TCE_ADMIN_DEPLOYS];
+
+    /* with tce_redis: the fleet's deploy lease (_deploy_fleet.c); the
+     * node drives deploys while ngx_current_msec is before until */
+    ngx_atomic_t                deploy_lease_until;
+    ngx_atomic_t                deploy_lease_taken;  /* times taken */
+    ngx_atomic_t                deploy_lease_synced; /* records read since
+                                                        it was taken */
+    ngx_atomic_t                deploy_fleet_dirty;  /* records to write */
+    ngx_uint_t                  deploy_npolicies;    /* to write, queued */
+    ngx_http_tce_admin_fpol_t   deploy_policies[NGX_HTTP_TCE_ADMIN_DEPLOYS];
+    u_char                      deploy_lease_holder[
+                                    NGX_HTTP_TCE_ADMIN_LEASE_LEN];
 } ngx_http_tce_admin_shctx_t;
 
 
@@ -370,6 +394,46 @@ ngx_int_t ngx_http_tce_admin_deploy_init_zone(
 
 /* starts the controller's election timer of every worker */
 ngx_int_t ngx_http_tce_admin_deploy_init_process(ngx_cycle_t *cycle);
+
+/*
+ * With tce_redis, renews or takes the fleet's deploy lease (a command
+ * sent, not waited for) and returns 1 while this node holds it, 0
+ * otherwise.  Without tce_redis: 1.  The controlling worker's tick.
+ */
+ngx_uint_t ngx_http_tce_admin_deploy_lease(
+    ngx_http_tce_admin_main_conf_t *amcf, ngx_log_t *log);
+
+/* 1 when this node drives deploys: without tce_redis, or holding the
+ * lease with the fleet's records read */
+ngx_uint_t ngx_http_tce_admin_deploy_fleet_drives(
+    ngx_http_tce_admin_main_conf_t *amcf);
+
+/* with tce_redis: the holder writes the records and the queued policies
+ * to Redis when they changed (the controlling worker's tick) */
+void ngx_http_tce_admin_deploy_fleet_flush(
+    ngx_http_tce_admin_main_conf_t *amcf, ngx_log_t *log);
+
+/* with tce_redis: queues d's policy for the fleet (zone mutex held) */
+void ngx_http_tce_admin_deploy_fleet_policy_locked(
+    ngx_http_tce_admin_main_conf_t *amcf, ngx_http_tce_admin_deploy_t *d);
+
+/*
+ * A deploy write's check: NGX_DECLINED when this node drives deploys,
+ * else the 409 not_deploy_controller naming the holder is sent and
+ * what sending it returned is returned.
+ */
+ngx_int_t ngx_http_tce_admin_deploy_fleet_check(ngx_http_request_t *r);
+
+/*
+ * The records as the deploys file holds them (JSON, malloc()ed: free()
+ * it), *len set.  NULL: no memory, logged.
+ */
+char *ngx_http_tce_admin_deploy_dump(ngx_http_tce_admin_main_conf_t *amcf,
+    size_t *len, ngx_log_t *log);
+
+/* the status's "deploy_lease" object; NULL without tce_redis or memory */
+json_t *ngx_http_tce_admin_deploy_lease_json(
+    ngx_http_tce_admin_main_conf_t *amcf);
 
 /* asks for the deploys file to be written (thread pool) */
 void ngx_http_tce_admin_deploy_persist(ngx_http_tce_admin_main_conf_t *amcf,

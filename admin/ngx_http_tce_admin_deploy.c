@@ -104,6 +104,7 @@ ngx_http_tce_admin_deploy_start(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, u_char *body, size_t len)
 {
     uint64_t                           now;
+    ngx_int_t                          rc;
     ngx_uint_t                         i;
     ngx_tce_main_conf_t               *tmcf;
     ngx_http_tce_admin_err_t           err;
@@ -124,9 +125,12 @@ ngx_http_tce_admin_deploy_start(ngx_http_request_t *r,
     }
 
     if (tmcf->fleet) {
-        return ngx_http_tce_admin_error(r, NGX_HTTP_CONFLICT, "fleet",
-                                        "deploys are not driven through "
-                                        "the fleet store (tce_redis) yet");
+        /* another node drives deploys: a 409 naming it */
+        rc = ngx_http_tce_admin_deploy_fleet_check(r);
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
     }
 
     now = ngx_http_tce_admin_now_ms();
@@ -400,6 +404,15 @@ ngx_http_tce_admin_deploy_action(ngx_http_request_t *r,
                                             "unknown_field",
                                             "body: must be {} (an action "
                                             "takes no field)");
+        }
+    }
+
+    if (amcf->tmcf->fleet) {
+        /* another node drives deploys: a 409 naming it */
+        rc = ngx_http_tce_admin_deploy_fleet_check(r);
+
+        if (rc != NGX_DECLINED) {
+            return rc;
         }
     }
 

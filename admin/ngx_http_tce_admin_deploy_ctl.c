@@ -30,6 +30,10 @@
  * starts a fresh window).  The canary policies a deploy set are set
  * again after the state file's at every start and reload, until an
  * API canary write takes the cluster over.
+ *
+ * With tce_redis only the node holding the fleet's deploy lease drives
+ * deploys, and its records and policies are also in Redis
+ * (ngx_http_tce_admin_deploy_fleet.c).
  */
 
 #include <ngx_config.h>
@@ -128,6 +132,11 @@ ngx_http_tce_admin_deploy_init_zone(ngx_http_tce_admin_main_conf_t *amcf,
             /* a restart's counters start again from 0: a new window */
             d->base_valid = 0;
 
+            if (amcf->tmcf->fleet) {
+                /* the fleet's canary hash has them */
+                continue;
+            }
+
             (void) ngx_http_tce_admin_deploy_policy_locked(amcf, d,
                                                            d->weight_bp, 0,
                                                            log);
@@ -186,6 +195,8 @@ ngx_http_tce_admin_deploy_policy_locked(ngx_http_tce_admin_main_conf_t *amcf,
     d->epoch = pol.epoch;
     d->fallback = pol.fallback;
     d->owns = 1;
+
+    ngx_http_tce_admin_deploy_fleet_policy_locked(amcf, d);
 
     return NGX_OK;
 }
@@ -278,8 +289,11 @@ ngx_http_tce_admin_deploy_tick(ngx_event_t *ev)
     if (owner == ngx_pid) {
         sh->deploy_heartbeat = now;
 
-        g = ngx_alloc(NGX_HTTP_TCE_ADMIN_DEPLOY_GROUPS * sizeof(*g),
-                      ev->log);
+        /* with tce_redis, only the node holding the lease drives */
+        g = ngx_http_tce_admin_deploy_lease(amcf, ev->log)
+            ? ngx_alloc(NGX_HTTP_TCE_ADMIN_DEPLOY_GROUPS * sizeof(*g),
+                        ev->log)
+            : NULL;
 
         for (i = 0; g && i < NGX_HTTP_TCE_ADMIN_DEPLOYS; i++) {
             if (sh->deploys[i].id
@@ -292,6 +306,8 @@ ngx_http_tce_admin_deploy_tick(ngx_event_t *ev)
         if (g) {
             ngx_free(g);
         }
+
+        ngx_http_tce_admin_deploy_fleet_flush(amcf, ev->log);
     }
 
     ngx_add_timer(ev, NGX_HTTP_TCE_ADMIN_DEPLOY_TICK);
@@ -628,6 +644,36 @@ ngx_http_tce_admin_deploy_persist(ngx_http_tce_admin_main_conf_t *amcf,
     if (amcf->deploys) {
         ngx_tce_persist_write(amcf->deploys, log);
     }
+
+    if (amcf->tmcf->fleet) {
+        /* the controlling worker writes them to the fleet at its tick */
+        amcf->sh->deploy_fleet_dirty = 1;
+    }
+}
+
+
+char *
+ngx_http_tce_admin_deploy_dump(ngx_http_tce_admin_main_conf_t *amcf,
+    size_t *len, ngx_log_t *log)
+{
+    char   *text, err[NGX_HTTP_TCE_ADMIN_TEXT_LEN];
+    void   *job;
+
+    job = ngx_http_tce_admin_deploy_collect(amcf, log);
+    if (job == NULL) {
+        return NULL;
+    }
+
+    text = ngx_http_tce_admin_deploy_encode(job, len, err, sizeof(err));
+
+    ngx_http_tce_admin_deploy_free(job);
+
+    if (text == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "tce admin: deploy records not encoded: %s", err);
+    }
+
+    return text;
 }
 
 

@@ -585,13 +585,14 @@ failed:
 ngx_int_t
 ngx_http_tce_admin_status_v1(ngx_http_request_t *r)
 {
-    json_t               *root, *zj, *cj;
-    size_t                total, used;
-    ngx_pid_t             owner;
-    ngx_msec_int_t        age;
-    ngx_slab_pool_t      *shpool;
-    ngx_tce_zone_t       *zone;
-    ngx_tce_main_conf_t  *tmcf;
+    json_t                          *root, *zj, *cj, *lj;
+    size_t                           total, used;
+    ngx_pid_t                        owner;
+    ngx_msec_int_t                   age;
+    ngx_slab_pool_t                 *shpool;
+    ngx_tce_zone_t                  *zone;
+    ngx_tce_main_conf_t             *tmcf;
+    ngx_http_tce_admin_main_conf_t  *amcf;
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
     zone = tmcf->zone;
@@ -605,11 +606,17 @@ ngx_http_tce_admin_status_v1(ngx_http_request_t *r)
     owner = (ngx_pid_t) zone->sh->consul_owner;
     age = (ngx_msec_int_t) (ngx_current_msec - zone->sh->consul_heartbeat);
 
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_tce_admin_api_module);
+
+    /* with tce_redis: which node drives deploys */
+    lj = ngx_http_tce_admin_deploy_lease_json(amcf);
+
     root = json_object();
     zj = json_object();
     cj = json_object();
 
     if (root == NULL
+        || (lj && json_object_set_new(root, "deploy_lease", lj) != 0)
         || json_object_set_new(root, "zone", zj) != 0
         || json_object_set_new(root, "consul_watch", cj) != 0
         || json_object_set_new(zj, "name",

@@ -1,0 +1,891 @@
+/*
+ * Deploys in the fleet (tce_redis): one node of the fleet drives them
+ * at a time, and their records and policies are in Redis, so that the
+ * node taking over goes on at the step the deploy was in.
+ *
+ * The lease.  The key <prefix>deploy_lease holds the holder's name,
+ * "<hostname>:<master pid>", with an expiry of
+ * NGX_HTTP_TCE_ADMIN_LEASE_TTL ms.  At every tick the worker
+ * controlling deploys on a node (the election in the tce_admin zone,
+ * ngx_http_tce_admin_deploy_ctl.c) sends one Lua script: the holder
+ * renews its expiry (PEXPIRE); when the key is gone (its holder stopped
+ * renewing) SET NX PX takes it; otherwise the answer names the holder.
+ * The name is the node's, not the worker's, so a new controlling
+ * worker of the same node (a reload, a crash) renews the lease at once.
+ * A node drives deploys only while its lease is valid here: until the
+ * time the renewing command was sent plus
+ * NGX_HTTP_TCE_ADMIN_LEASE_VALID (less than the TTL, which Redis counts
+ * from the command's arrival), so the lease has ended here before
+ * another node can take it.  Redis unreachable: no renewal, the node
+ * stops driving when its validity ends.
+ *
+ * The records.  The holder writes the zone's deploy records (the
+ * deploys file's JSON) to <prefix>deploys, bumping
+ * <prefix>deploys_version, and the canary policies its deploys set to
+ * the fleet's canary hash (as an admin write does: the service's
+ * revision, the fleet version, published), in one script that writes
+ * only while the lease is the writer's.  Every change goes through the
+ * controlling worker at its tick (the routes mark the records dirty and
+ * queue their policies), so the writes reach Redis in order.  The other
+ * nodes read the records at every tick when their version moved (their
+ * API answers show the deploy; writes there answer 409 naming the
+ * holder); a node that takes the lease reads them before it drives, and
+ * goes on at their step in a fresh window (the counters are a node's).
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_tce_admin_api.h"
+#include "ngx_tce_redis.h"
+
+
+#define NGX_HTTP_TCE_ADMIN_LEASE_TTL    3000   /* ms, in Redis */
+#define NGX_HTTP_TCE_ADMIN_LEASE_VALID  2000   /* ms, here */
+#define NGX_HTTP_TCE_ADMIN_FLEET_ARGS   (12 + 3 * NGX_HTTP_TCE_ADMIN_DEPLOYS)
+
+
+static void ngx_http_tce_admin_deploy_lease_reply(ngx_tce_redis_conn_t *rc,
+    redisReply *reply, const char *err, void *data);
+static void ngx_http_tce_admin_deploy_lease_holder(
+    ngx_http_tce_admin_main_conf_t *amcf, const char *name, size_t len);
+static void ngx_http_tce_admin_deploy_read(
+    ngx_http_tce_admin_main_conf_t *amcf, ngx_tce_redis_main_conf_t *rmcf,
+    ngx_log_t *log);
+static void ngx_http_tce_admin_deploy_read_reply(ngx_tce_redis_conn_t *rc,
+    redisReply *reply, const char *err, void *data);
+static ngx_int_t ngx_http_tce_admin_deploy_import(
+    ngx_http_tce_admin_main_conf_t *amcf, const char *text, size_t len,
+    ngx_log_t *log);
+static void ngx_http_tce_admin_deploy_push(
+    ngx_http_tce_admin_main_conf_t *amcf, ngx_tce_redis_main_conf_t *rmcf,
+    ngx_log_t *log);
+static void ngx_http_tce_admin_deploy_push_reply(ngx_tce_redis_conn_t *rc,
+    redisReply *reply, const char *err, void *data);
+static u_char *ngx_http_tce_admin_deploy_key(u_char *p,
+    ngx_tce_redis_main_conf_t *rmcf, const char *name);
+static ngx_uint_t ngx_http_tce_admin_lease_valid(
+    ngx_http_tce_admin_shctx_t *sh);
+
+
+/*
+ * KEYS: the lease.  ARGV: this node's name, the TTL (ms).  Returns
+ * {1, name} renewed, {2, name} taken, {0, holder} held by another.
+ */
+static const char  ngx_http_tce_admin_deploy_lease_script[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v == ARGV[1] then\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "  return {1, v}\n"
+    "end\n"
+    "if not v and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX',\n"
+    "                        ARGV[2]) then\n"
+    "  return {2, ARGV[1]}\n"
+    "end\n"
+    "return {0, v or ''}\n";
+
+
+/*
+ * KEYS: the records, their version.  ARGV: the version this worker
+ * has.  Returns {version} when it is that one, else {version, records}
+ * ("" when none); version 0: nothing stored yet.
+ */
+static const char  ngx_http_tce_admin_deploy_read_script[] =
+    "local v = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
+    "if tostring(v) == ARGV[1] then return {v} end\n"
+    "return {v, redis.call('GET', KEYS[1]) or ''}\n";
+
+
+/*
+ * KEYS: the lease, the records, their version, the canary hash, the rev
+ * hash, the fleet version.  ARGV: this node's name, the records, the
+ * channel, then per policy: field, service, policy.  Only the lease's
+ * holder writes: {0, holder} otherwise.  A policy that changed bumps
+ * its service's revision and the fleet version, published as an admin
+ * write's.  Returns {1, the records' version}.
+ */
+static const char  ngx_http_tce_admin_deploy_push_script[] =
+    "local h = redis.call('GET', KEYS[1])\n"
+    "if h ~= ARGV[1] then return {0, h or ''} end\n"
+    "redis.call('SET', KEYS[2], ARGV[2])\n"
+    "local dv = redis.call('INCR', KEYS[3])\n"
+    "local changed = false\n"
+    "for i = 4, #ARGV, 3 do\n"
+    "  if redis.call('HGET', KEYS[4], ARGV[i]) ~= ARGV[i + 2] then\n"
+    "    redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 2])\n"
+    "    redis.call('HINCRBY', KEYS[5], ARGV[i + 1], 1)\n"
+    "    changed = true\n"
+    "  end\n"
+    "end\n"
+    "if changed then\n"
+    "  local v = redis.call('INCR', KEYS[6])\n"
+    "  redis.call('PUBLISH', ARGV[3], tostring(v))\n"
+    "end\n"
+    "return {1, dv}\n";
+
+
+/* this worker's: commands in flight, who we are, the records' version */
+static ngx_uint_t  ngx_http_tce_admin_lease_busy;
+static ngx_msec_t  ngx_http_tce_admin_lease_sent;
+static ngx_uint_t  ngx_http_tce_admin_lease_failing;
+static ngx_uint_t  ngx_http_tce_admin_read_busy;
+static ngx_uint_t  ngx_http_tce_admin_push_busy;
+static uint64_t    ngx_http_tce_admin_records_version;
+static size_t      ngx_http_tce_admin_lease_me_len;
+static u_char      ngx_http_tce_admin_lease_me[NGX_HTTP_TCE_ADMIN_LEASE_LEN];
+
+
+ngx_uint_t
+ngx_http_tce_admin_deploy_lease(ngx_http_tce_admin_main_conf_t *amcf,
+    ngx_log_t *log)
+{
+    u_char                       key[NGX_TCE_REDIS_PREFIX_MAX + 16];
+    u_char                       ttl[NGX_INT_T_LEN];
+    size_t                       argl[6];
+    ngx_pid_t                    master;
+    ngx_uint_t                   held;
+    const char                  *argv[6];
+    ngx_tce_redis_main_conf_t   *rmcf;
+    ngx_http_tce_admin_shctx_t  *sh;
+
+    if (!amcf->tmcf->fleet) {
+        return 1;
+    }
+
+    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_tce_redis_module);
+
+    if (rmcf == NULL || !rmcf->enabled || rmcf->ctx == NULL) {
+        return 0;
+    }
+
+    sh = amcf->sh;
+
+    if (ngx_http_tce_admin_lease_me_len == 0) {
+        /* the master's pid: the node, across its workers and reloads */
+        master = (ngx_process == NGX_PROCESS_WORKER) ? getppid() : ngx_pid;
+
+        ngx_http_tce_admin_lease_me_len =
+            ngx_snprintf(ngx_http_tce_admin_lease_me,
+                         NGX_HTTP_TCE_ADMIN_LEASE_LEN - 1, "%V:%P",
+                         &ngx_cycle->hostname, master)
+            - ngx_http_tce_admin_lease_me;
+    }
+
+    if (!ngx_http_tce_admin_lease_busy) {
+        argv[0] = "EVAL";
+        argl[0] = 4;
+        argv[1] = ngx_http_tce_admin_deploy_lease_script;
+        argl[1] = sizeof(ngx_http_tce_admin_deploy_lease_script) - 1;
+        argv[2] = "1";
+        argl[2] = 1;
+        argv[3] = (char *) key;
+        (void) ngx_http_tce_admin_deploy_key(key, rmcf, "deploy_lease");
+        argl[3] = ngx_strlen(key);
+        argv[4] = (char *) ngx_http_tce_admin_lease_me;
+        argl[4] = ngx_http_tce_admin_lease_me_len;
+        argv[5] = (char *) ttl;
+        argl[5] = ngx_sprintf(ttl, "%d", NGX_HTTP_TCE_ADMIN_LEASE_TTL)
+                  - ttl;
+
+        ngx_http_tce_admin_lease_sent = ngx_current_msec;
+
+        if (ngx_tce_redis_command(&rmcf->ctx->cmd,
+                                  ngx_http_tce_admin_deploy_lease_reply,
+                                  amcf, 6, argv, argl)
+            == NGX_OK)
+        {
+            ngx_http_tce_admin_lease_busy = 1;
+
+        } else if (!ngx_http_tce_admin_lease_failing) {
+            ngx_http_tce_admin_lease_failing = 1;
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "tce admin: the deploy lease cannot be renewed: "
+                          "%s", rmcf->ctx->cmd.err[0]
+                                ? (char *) rmcf->ctx->cmd.err
+                                : "not connected");
+        }
+    }
+
+    held = ngx_http_tce_admin_lease_valid(sh);
+
+    /* the others follow the records; a new holder reads them first */
+    if (!held || !sh->deploy_lease_synced) {
+        ngx_http_tce_admin_deploy_read(amcf, rmcf, log);
+    }
+
+    return held && sh->deploy_lease_synced;
+}
+
+
+void
+ngx_http_tce_admin_deploy_fleet_flush(ngx_http_tce_admin_main_conf_t *amcf,
+    ngx_log_t *log)
+{
+    ngx_tce_redis_main_conf_t  *rmcf;
+
+    if (!amcf->tmcf->fleet || !ngx_http_tce_admin_deploy_fleet_drives(amcf)
+        || !amcf->sh->deploy_fleet_dirty || ngx_http_tce_admin_push_busy)
+    {
+        return;
+    }
+
+    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_tce_redis_module);
+
+    if (rmcf == NULL || !rmcf->enabled || rmcf->ctx == NULL) {
+        return;
+    }
+
+    ngx_http_tce_admin_deploy_push(amcf, rmcf, log);
+}
+
+
+ngx_uint_t
+ngx_http_tce_admin_deploy_fleet_drives(ngx_http_tce_admin_main_conf_t *amcf)
+{
+    ngx_http_tce_admin_shctx_t  *sh;
+
+    if (!amcf->tmcf->fleet) {
+        return 1;
+    }
+
+    sh = amcf->sh;
+
+    return ngx_http_tce_admin_lease_valid(sh)
+           && sh->deploy_lease_synced;
+}
+
+
+void
+ngx_http_tce_admin_deploy_fleet_policy_locked(
+    ngx_http_tce_admin_main_conf_t *amcf, ngx_http_tce_admin_deploy_t *d)
+{
+    ngx_uint_t                   i, n;
+    ngx_http_tce_admin_fpol_t   *p;
+    ngx_http_tce_admin_shctx_t  *sh;
+
+    if (!amcf->tmcf->fleet) {
+        return;
+    }
+
+    sh = amcf->sh;
+    n = sh->deploy_npolicies;
+
+    for (i = 0; i < n; i++) {
+        p = &sh->deploy_policies[i];
+
+        if (ngx_strcmp(p->service, d->service) == 0
+            && ngx_strcmp(p->cluster, d->cluster) == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == NGX_HTTP_TCE_ADMIN_DEPLOYS) {
+        /* as many clusters as records queued: the oldest gives way */
+        ngx_memmove(&sh->deploy_policies[0], &sh->deploy_policies[1],
+                    (n - 1) * sizeof(ngx_http_tce_admin_fpol_t));
+        i = n - 1;
+
+    } else if (i == n) {
+        sh->deploy_npolicies = n + 1;
+    }
+
+    p = &sh->deploy_policies[i];
+
+    (void) ngx_cpystrn((u_char *) p->service, (u_char *) d->service,
+                       sizeof(p->service));
+    (void) ngx_cpystrn((u_char *) p->cluster, (u_char *) d->cluster,
+                       sizeof(p->cluster));
+    p->weight_bp = d->weight_bp;
+    p->epoch = d->epoch;
+    p->fallback = d->fallback;
+}
+
+
+ngx_int_t
+ngx_http_tce_admin_deploy_fleet_check(ngx_http_request_t *r)
+{
+    u_char                          *text, *last;
+    u_char                           holder[NGX_HTTP_TCE_ADMIN_LEASE_LEN];
+    ngx_http_tce_admin_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_tce_admin_api_module);
+
+    if (ngx_http_tce_admin_deploy_fleet_drives(amcf)) {
+        return NGX_DECLINED;
+    }
+
+    ngx_shmtx_lock(&amcf->shpool->mutex);
+    ngx_memcpy(holder, amcf->sh->deploy_lease_holder, sizeof(holder));
+    ngx_shmtx_unlock(&amcf->shpool->mutex);
+
+    text = ngx_pnalloc(r->pool, 256);
+    if (text == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    last = ngx_snprintf(text, 255, "deploys are driven by the node holding "
+                        "the fleet's deploy lease (%s), not by this one: "
+                        "send it there", holder[0] ? (char *) holder
+                                                   : "none yet");
+    *last = '\0';
+
+    return ngx_http_tce_admin_error(r, NGX_HTTP_CONFLICT,
+                                    "not_deploy_controller", (char *) text);
+}
+
+
+static void
+ngx_http_tce_admin_deploy_lease_reply(ngx_tce_redis_conn_t *rc,
+    redisReply *reply, const char *err, void *data)
+{
+    ngx_http_tce_admin_main_conf_t *amcf = data;
+
+    ngx_uint_t                   held;
+    redisReply                  *e0, *e1;
+    ngx_http_tce_admin_shctx_t  *sh;
+
+    e0 = NULL;
+    e1 = NULL;
+    ngx_http_tce_admin_lease_busy = 0;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    sh = amcf->sh;
+    held = ngx_http_tce_admin_lease_valid(sh);
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 2
+        || (e0 = reply->element[0])->type != REDIS_REPLY_INTEGER
+        || (e1 = reply->element[1])->type != REDIS_REPLY_STRING)
+    {
+        if (reply) {
+            err = (reply->type == REDIS_REPLY_ERROR) ? reply->str
+                                                     : "unexpected answer";
+        }
+
+        if (!ngx_http_tce_admin_lease_failing) {
+            ngx_http_tce_admin_lease_failing = 1;
+            ngx_log_error(NGX_LOG_WARN, rc->log, 0,
+                          "tce admin: the deploy lease cannot be renewed: "
+                          "%s%s", err ? err : "unknown error",
+                          held ? " (deploys stop when it ends here)" : "");
+        }
+
+        return;
+    }
+
+    ngx_http_tce_admin_lease_failing = 0;
+
+    if (e0->integer == 1 || e0->integer == 2) {
+        if (e0->integer == 2 || !held) {
+            /* taken afresh: the records are read before driving */
+            sh->deploy_lease_synced = 0;
+        }
+
+        sh->deploy_lease_until = ngx_http_tce_admin_lease_sent
+                                 + NGX_HTTP_TCE_ADMIN_LEASE_VALID;
+
+        if (!held) {
+            (void) ngx_atomic_fetch_add(&sh->deploy_lease_taken, 1);
+            ngx_http_tce_admin_deploy_lease_holder(amcf, e1->str, e1->len);
+
+            ngx_log_error(NGX_LOG_NOTICE, rc->log, 0,
+                          "tce admin: node \"%*s\" holds the deploy lease: "
+                          "this node drives deploys",
+                          (size_t) ngx_http_tce_admin_lease_me_len,
+                          ngx_http_tce_admin_lease_me);
+        }
+
+        return;
+    }
+
+    sh->deploy_lease_until = 0;
+    sh->deploy_lease_synced = 0;
+    ngx_http_tce_admin_deploy_lease_holder(amcf, e1->str, e1->len);
+
+    if (held) {
+        ngx_log_error(NGX_LOG_WARN, rc->log, 0,
+                      "tce admin: the deploy lease is held by another "
+                      "node: this node stops driving deploys");
+    }
+}
+
+
+/* notes the holder's name, made printable, for the status */
+static void
+ngx_http_tce_admin_deploy_lease_holder(ngx_http_tce_admin_main_conf_t *amcf,
+    const char *name, size_t len)
+{
+    size_t   i;
+    u_char  *p;
+
+    ngx_shmtx_lock(&amcf->shpool->mutex);
+
+    p = amcf->sh->deploy_lease_holder;
+
+    for (i = 0; i < len && i < NGX_HTTP_TCE_ADMIN_LEASE_LEN - 1; i++) {
+        p[i] = (name[i] >= 0x20 && name[i] < 0x7f) ? name[i] : '?';
+    }
+
+    p[i] = '\0';
+
+    ngx_shmtx_unlock(&amcf->shpool->mutex);
+}
+
+
+/* asks Redis for the records if their version moved */
+static void
+ngx_http_tce_admin_deploy_read(ngx_http_tce_admin_main_conf_t *amcf,
+    ngx_tce_redis_main_conf_t *rmcf, ngx_log_t *log)
+{
+    u_char       k1[NGX_TCE_REDIS_PREFIX_MAX + 16];
+    u_char       k2[NGX_TCE_REDIS_PREFIX_MAX + 24];
+    u_char       ver[NGX_INT64_LEN];
+    size_t       argl[6];
+    const char  *argv[6];
+
+    if (ngx_http_tce_admin_read_busy) {
+        return;
+    }
+
+    argv[0] = "EVAL";
+    argl[0] = 4;
+    argv[1] = ngx_http_tce_admin_deploy_read_script;
+    argl[1] = sizeof(ngx_http_tce_admin_deploy_read_script) - 1;
+    argv[2] = "2";
+    argl[2] = 1;
+    argv[3] = (char *) k1;
+    (void) ngx_http_tce_admin_deploy_key(k1, rmcf, "deploys");
+    argl[3] = ngx_strlen(k1);
+    argv[4] = (char *) k2;
+    (void) ngx_http_tce_admin_deploy_key(k2, rmcf, "deploys_version");
+    argl[4] = ngx_strlen(k2);
+    argv[5] = (char *) ver;
+    argl[5] = ngx_sprintf(ver, "%uL", ngx_http_tce_admin_records_version)
+              - ver;
+
+    if (ngx_tce_redis_command(&rmcf->ctx->cmd,
+                              ngx_http_tce_admin_deploy_read_reply, amcf,
+                              6, argv, argl)
+        == NGX_OK)
+    {
+        ngx_http_tce_admin_read_busy = 1;
+    }
+}
+
+
+static void
+ngx_http_tce_admin_deploy_read_reply(ngx_tce_redis_conn_t *rc,
+    redisReply *reply, const char *err, void *data)
+{
+    ngx_http_tce_admin_main_conf_t *amcf = data;
+
+    uint64_t                     version;
+    redisReply                  *e;
+    ngx_http_tce_admin_shctx_t  *sh;
+
+    ngx_http_tce_admin_read_busy = 0;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    sh = amcf->sh;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements < 1 || reply->elements > 2
+        || reply->element[0]->type != REDIS_REPLY_INTEGER
+        || reply->element[0]->integer < 0
+        || (reply->elements == 2
+            && reply->element[1]->type != REDIS_REPLY_STRING))
+    {
+        if (reply) {
+            err = (reply->type == REDIS_REPLY_ERROR) ? reply->str
+                                                     : "unexpected answer";
+        }
+
+        /* the lease's own warning says Redis is failing: debug only */
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rc->log, 0,
+                       "tce admin: deploy records not read: %s",
+                       err ? err : "unknown error");
+        return;
+    }
+
+    version = (uint64_t) reply->element[0]->integer;
+    e = reply->elements == 2 ? reply->element[1] : NULL;
+
+    if (e && e->len
+        && ngx_http_tce_admin_deploy_import(amcf, e->str, e->len, rc->log)
+           != NGX_OK)
+    {
+        return;
+    }
+
+    ngx_http_tce_admin_records_version = version;
+
+    if (ngx_http_tce_admin_lease_valid(sh)
+        && !sh->deploy_lease_synced)
+    {
+        sh->deploy_lease_synced = 1;
+
+        /* the first holder of the fleet writes what this node has */
+        sh->deploy_fleet_dirty = 1;
+
+        ngx_log_error(NGX_LOG_NOTICE, rc->log, 0,
+                      "tce admin: deploy records read from the fleet "
+                      "(version %uL): this node goes on with them",
+                      version);
+
+        ngx_http_tce_admin_deploy_fleet_flush(amcf, rc->log);
+    }
+}
+
+
+/* the records from Redis replace the zone's (the deploys file's JSON) */
+static ngx_int_t
+ngx_http_tce_admin_deploy_import(ngx_http_tce_admin_main_conf_t *amcf,
+    const char *text, size_t len, ngx_log_t *log)
+{
+    char                          err[NGX_HTTP_TCE_ADMIN_TEXT_LEN];
+    size_t                        i, n, k;
+    json_t                       *root, *list, *next;
+    uint64_t                      next_id;
+    json_error_t                  jerr;
+    ngx_http_tce_admin_deploy_t  *recs;
+
+    root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    list = json_object_get(root, "deploys");
+    next = json_object_get(root, "next_id");
+
+    if (root == NULL || !json_is_array(list) || !json_is_integer(next)
+        || json_integer_value(next) < 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tce admin: the fleet's deploy records not read: %s",
+                      root ? "not a deploys object" : jerr.text);
+        json_decref(root);
+        return NGX_ERROR;
+    }
+
+    recs = ngx_alloc(NGX_HTTP_TCE_ADMIN_DEPLOYS * sizeof(*recs), log);
+    if (recs == NULL) {
+        json_decref(root);
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(recs, NGX_HTTP_TCE_ADMIN_DEPLOYS * sizeof(*recs));
+
+    next_id = (uint64_t) json_integer_value(next);
+    n = json_array_size(list);
+    k = 0;
+
+    for (i = 0; i < n && k < NGX_HTTP_TCE_ADMIN_DEPLOYS; i++) {
+        if (ngx_http_tce_admin_deploy_decode(json_array_get(list, i),
+                                             &recs[k], err, sizeof(err))
+            != 0)
+        {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "tce admin: the fleet's deploy %uz left out: %s",
+                          i, err);
+            ngx_memzero(&recs[k], sizeof(*recs));
+            continue;
+        }
+
+        /* a fresh window: the counters noted were another node's */
+        recs[k].base_valid = 0;
+        recs[k].rev = 1;
+
+        if (recs[k].id > next_id) {
+            next_id = recs[k].id;
+        }
+
+        k++;
+    }
+
+    json_decref(root);
+
+    ngx_shmtx_lock(&amcf->shpool->mutex);
+
+    for (i = 0; i < NGX_HTTP_TCE_ADMIN_DEPLOYS; i++) {
+        /* rev goes on from the zone's: a look in flight is refused */
+        if (recs[i].id) {
+            recs[i].rev = amcf->sh->deploys[i].rev + 1;
+        }
+    }
+
+    ngx_memcpy(amcf->sh->deploys, recs, sizeof(amcf->sh->deploys));
+
+    if (next_id > amcf->sh->deploy_next_id) {
+        amcf->sh->deploy_next_id = next_id;
+    }
+
+    ngx_shmtx_unlock(&amcf->shpool->mutex);
+
+    ngx_free(recs);
+
+    /* this node's deploys file follows (not Redis: it came from there) */
+    if (amcf->deploys) {
+        ngx_tce_persist_write(amcf->deploys, log);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the holder's write: the records and the queued policies */
+static void
+ngx_http_tce_admin_deploy_push(ngx_http_tce_admin_main_conf_t *amcf,
+    ngx_tce_redis_main_conf_t *rmcf, ngx_log_t *log)
+{
+    int                          argc;
+    char                        *text;
+    u_char                      *p, *buf;
+    size_t                       len, *argl;
+    ngx_uint_t                   i, n;
+    const char                 **argv;
+    ngx_http_tce_admin_fpol_t    pols[NGX_HTTP_TCE_ADMIN_DEPLOYS];
+    ngx_http_tce_admin_shctx_t  *sh;
+
+    sh = amcf->sh;
+
+    text = ngx_http_tce_admin_deploy_dump(amcf, &len, log);
+    if (text == NULL) {
+        return;
+    }
+
+    argv = ngx_alloc(NGX_HTTP_TCE_ADMIN_FLEET_ARGS * (sizeof(char *)
+                                                     + sizeof(size_t)),
+                     log);
+    buf = ngx_alloc(NGX_HTTP_TCE_ADMIN_DEPLOYS
+                    * (NGX_TCE_SERVICE_LEN + NGX_TCE_CLUSTER_LEN + 128)
+                    + 6 * (NGX_TCE_REDIS_PREFIX_MAX + 24), log);
+
+    if (argv == NULL || buf == NULL) {
+        ngx_free(argv);
+        ngx_free(buf);
+        free(text);
+        return;
+    }
+
+    argl = (size_t *) &argv[NGX_HTTP_TCE_ADMIN_FLEET_ARGS];
+
+    ngx_shmtx_lock(&amcf->shpool->mutex);
+
+    n = sh->deploy_npolicies;
+    ngx_memcpy(pols, sh->deploy_policies, n * sizeof(pols[0]));
+    sh->deploy_npolicies = 0;
+    sh->deploy_fleet_dirty = 0;
+
+    ngx_shmtx_unlock(&amcf->shpool->mutex);
+
+    argv[0] = "EVAL";
+    argv[1] = ngx_http_tce_admin_deploy_push_script;
+    argl[1] = sizeof(ngx_http_tce_admin_deploy_push_script) - 1;
+    argv[2] = "6";
+
+    p = buf;
+    argv[3] = (char *) p;
+    p = ngx_http_tce_admin_deploy_key(p, rmcf, "deploy_lease");
+    argv[4] = (char *) p;
+    p = ngx_http_tce_admin_deploy_key(p, rmcf, "deploys");
+    argv[5] = (char *) p;
+    p = ngx_http_tce_admin_deploy_key(p, rmcf, "deploys_version");
+    argv[6] = (char *) p;
+    p = ngx_http_tce_admin_deploy_key(p, rmcf, "canary");
+    argv[7] = (char *) p;
+    p = ngx_http_tce_admin_deploy_key(p, rmcf, "rev");
+    argv[8] = (char *) p;
+    p = ngx_http_tce_admin_deploy_key(p, rmcf, "version");
+
+    for (i = 3; i < 9; i++) {
+        argl[i] = ngx_strlen(argv[i]);
+    }
+
+    argv[9] = (char *) ngx_http_tce_admin_lease_me;
+    argl[9] = ngx_http_tce_admin_lease_me_len;
+    argv[10] = text;
+    argl[10] = len;
+    argv[11] = (char *) rmcf->channel.data;
+    argl[11] = rmcf->channel.len;
+
+    argc = 12;
+
+    for (i = 0; i < n; i++) {
+        argv[argc] = (char *) p;
+        p = ngx_sprintf(p, "%s/%s", pols[i].service, pols[i].cluster);
+        argl[argc] = p - (u_char *) argv[argc];
+        argc++;
+
+        argv[argc] = pols[i].service;
+        argl[argc] = ngx_strlen(pols[i].service);
+        argc++;
+
+        /* as the fleet's canary write stores it */
+        argv[argc] = (char *) p;
+        p = ngx_sprintf(p, "{\"epoch\":%uL,\"fallback\":%s,"
+                        "\"weight_bp\":%uD}", pols[i].epoch,
+                        pols[i].fallback ? "true" : "false",
+                        pols[i].weight_bp);
+        argl[argc] = p - (u_char *) argv[argc];
+        argc++;
+    }
+
+    argl[0] = 4;
+    argl[2] = 1;
+
+    /* the keys' texts are NUL-terminated: ngx_strlen above */
+
+    if (ngx_tce_redis_command(&rmcf->ctx->cmd,
+                              ngx_http_tce_admin_deploy_push_reply, amcf,
+                              argc, argv, argl)
+        == NGX_OK)
+    {
+        ngx_http_tce_admin_push_busy = 1;
+
+    } else {
+        /* not queued: again at the next tick, policies included */
+        ngx_shmtx_lock(&amcf->shpool->mutex);
+        sh->deploy_fleet_dirty = 1;
+
+        for (i = 0; i < n; i++) {
+            if (sh->deploy_npolicies < NGX_HTTP_TCE_ADMIN_DEPLOYS) {
+                sh->deploy_policies[sh->deploy_npolicies++] = pols[i];
+            }
+        }
+
+        ngx_shmtx_unlock(&amcf->shpool->mutex);
+    }
+
+    ngx_free(argv);
+    ngx_free(buf);
+    free(text);
+}
+
+
+static void
+ngx_http_tce_admin_deploy_push_reply(ngx_tce_redis_conn_t *rc,
+    redisReply *reply, const char *err, void *data)
+{
+    ngx_http_tce_admin_main_conf_t *amcf = data;
+
+    redisReply  *e0, *e1;
+
+    ngx_http_tce_admin_push_busy = 0;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_INTEGER)
+    {
+        if (reply) {
+            err = (reply->type == REDIS_REPLY_ERROR) ? reply->str
+                                                     : "unexpected answer";
+        }
+
+        /* the records go again at the next tick (policies are lost) */
+        amcf->sh->deploy_fleet_dirty = 1;
+
+        ngx_log_error(NGX_LOG_WARN, rc->log, 0,
+                      "tce admin: deploy records not written to the "
+                      "fleet: %s", err ? err : "unknown error");
+        return;
+    }
+
+    e0 = reply->element[0];
+    e1 = reply->element[1];
+
+    if (e0->integer == 1 && e1->type == REDIS_REPLY_INTEGER) {
+        ngx_http_tce_admin_records_version = (uint64_t) e1->integer;
+        return;
+    }
+
+    /* another node holds the lease: stop driving */
+    amcf->sh->deploy_lease_until = 0;
+    amcf->sh->deploy_lease_synced = 0;
+
+    ngx_log_error(NGX_LOG_WARN, rc->log, 0,
+                  "tce admin: deploy records not written to the fleet: "
+                  "the deploy lease is held by another node; this node "
+                  "stops driving deploys");
+}
+
+
+/*
+ * 1 while the lease is valid here.  0 in until means not held: another
+ * worker's ngx_current_msec may be older than the one that wrote until
+ * (it is cached per turn of a worker's loop), so "until = now" would
+ * read as held there for a while.
+ */
+static ngx_uint_t
+ngx_http_tce_admin_lease_valid(ngx_http_tce_admin_shctx_t *sh)
+{
+    ngx_msec_t  until;
+
+    until = sh->deploy_lease_until;
+
+    return until != 0 && (ngx_msec_int_t) (until - ngx_current_msec) > 0;
+}
+
+
+/* <prefix><name>, NUL-terminated; returns the byte after the NUL */
+static u_char *
+ngx_http_tce_admin_deploy_key(u_char *p, ngx_tce_redis_main_conf_t *rmcf,
+    const char *name)
+{
+    return ngx_sprintf(p, "%V%s%Z", &rmcf->prefix, name);
+}
+
+
+json_t *
+ngx_http_tce_admin_deploy_lease_json(ngx_http_tce_admin_main_conf_t *amcf)
+{
+    u_char                       holder[NGX_HTTP_TCE_ADMIN_LEASE_LEN];
+    json_t                      *j;
+    ngx_msec_int_t               left;
+    ngx_http_tce_admin_shctx_t  *sh;
+
+    if (!amcf->tmcf->fleet || amcf->sh == NULL) {
+        return NULL;
+    }
+
+    sh = amcf->sh;
+    left = ngx_http_tce_admin_lease_valid(sh)
+           ? (ngx_msec_int_t) (sh->deploy_lease_until - ngx_current_msec)
+           : 0;
+
+    ngx_shmtx_lock(&amcf->shpool->mutex);
+    ngx_memcpy(holder, sh->deploy_lease_holder, sizeof(holder));
+    ngx_shmtx_unlock(&amcf->shpool->mutex);
+
+    j = json_object();
+
+    if (j == NULL
+        || json_object_set_new(j, "held", json_boolean(left > 0)) != 0
+        || json_object_set_new(j, "valid_ms",
+                               json_integer(left > 0 ? left : 0)) != 0
+        || json_object_set_new(j, "holder",
+                               holder[0] ? json_string((char *) holder)
+                                         : json_null()) != 0
+        || json_object_set_new(j, "taken",
+                               json_integer(sh->deploy_lease_taken)) != 0
+        || json_object_set_new(j, "drives",
+                               json_boolean(
+                                   ngx_http_tce_admin_deploy_fleet_drives(
+                                       amcf)))
+           != 0)
+    {
+        json_decref(j);
+        return NULL;
+    }
+
+    return j;
+}
