@@ -7,7 +7,8 @@ a SIGKILL of the holder's whole node hands it to the other once it has
 expired in Redis, not before.  A deploy's records and policies are in
 Redis: the other node's API shows the deploy, routes by its step's
 weight, refuses deploy writes naming the holder, and goes on at the
-deploy's step when it takes over.
+deploy's step when it takes over; a node restarted without its own
+deploys file gets the deploy back from Redis, at its step.
 """
 
 import json
@@ -217,3 +218,67 @@ def test_a_deploy_goes_on_at_its_step_on_the_node_taking_over(
     ports = {int(http_get(b.port, '/?user=u%d' % u).text)
              for u in range(10)}
     assert ports == {backend.ok4[2]}, ports
+
+
+def test_a_restart_of_the_fleet_resumes_from_redis(nginx, backend, redis):
+    # one node, stopped in the middle of a deploy, its own deploys file
+    # removed: it comes back with the deploy from Redis, at its step
+    redis.start()
+    start_node(nginx, backend, 'tce_redis 127.0.0.1:%d timeout=%dms '
+               'resync=1s;' % (redis.port, 2000 * SLOW))
+    wait_fleet_up(nginx)
+    wait_for(lambda: lease(nginx)['drives'], 10 * SLOW,
+             what='the node to drive deploys')
+    r = call(nginx, 'POST', DEPLOYS, token=TOKEN,
+             body={'steps': [10, 30, 60, 100], 'step_seconds': 3,
+                   'min_requests': 10})
+    assert r.status == 201, r
+
+    stop = threading.Event()
+
+    def run():
+        ts = [threading.Thread(target=load, args=(nginx, stop),
+                               daemon=True) for _ in range(2)]
+        for t in ts:
+            t.start()
+        return ts
+
+    ts = run()
+    try:
+        d = wait_for(lambda: current(nginx)['step'] >= 1 and current(nginx),
+                     20 * SLOW, what='the second step')
+    finally:
+        stop.set()
+        for t in ts:
+            t.join(10)
+    errors = nginx.stop()
+    assert not errors, errors
+    nginx.proc = None
+    os.remove(nginx.state_path + '.deploys')
+    # the oracle: the records in Redis while the node is down
+    saved = [x for x in json.loads(redis.cmd('GET', 'tce:deploys'))
+             ['deploys'] if x['id'] == d['id']]
+    assert len(saved) == 1 and saved[0]['step'] >= d['step'], (saved, d)
+
+    nginx.start()
+    stop.clear()
+    ts = run()
+    try:
+        # its old lease (the previous master's name) expires first
+        wait_for(lambda: lease(nginx)['drives'], (3 + 5) * SLOW,
+                 what='the restarted node to drive deploys')
+        after = current(nginx)
+        assert after['id'] == d['id'] and after['state'] == 'running', \
+            after
+        assert after['step'] == saved[0]['step'], (after, saved)
+        r = call(nginx, 'GET', DEPLOYS[:-len('deploys')] + 'canary')
+        assert r.json['canary']['weight_bp'] == \
+            round(after['steps'][after['step']]['weight'] * 100), (r, after)
+        end = wait_for(lambda: (lambda x: x['state'] != 'running' and x)(
+            current(nginx)), 40 * SLOW, what='the deploy to end')
+    finally:
+        stop.set()
+        for t in ts:
+            t.join(10)
+    assert end['state'] == 'promoted', end
+    assert [s['verdict'] for s in end['steps']] == ['passed'] * 4, end
