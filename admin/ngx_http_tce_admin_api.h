@@ -39,6 +39,7 @@
 #include "ngx_http_tce_admin_input.h"
 #include "ngx_http_tce_admin_deploy.h"
 #include "ngx_tce_persist.h"
+#include "ngx_http_tce_metrics.h"
 
 
 #define NGX_HTTP_TCE_ADMIN_BODY_MAX  (64 * 1024)
@@ -430,6 +431,35 @@ ngx_int_t ngx_http_tce_admin_deploy_fleet_check(ngx_http_request_t *r);
  */
 char *ngx_http_tce_admin_deploy_dump(ngx_http_tce_admin_main_conf_t *amcf,
     size_t *len, ngx_log_t *log);
+
+/*
+ * The cumulative counters of a deploy's canary and prod (this node's
+ * metric series of its cluster) and of the API diff, into the three
+ * outputs; g is room for NGX_HTTP_TCE_ADMIN_DEPLOY_GROUPS groups.
+ * Returns NGX_OK.
+ */
+ngx_int_t ngx_http_tce_admin_deploy_counters(ngx_http_tce_admin_deploy_t *d,
+    ngx_http_tce_metrics_group_copy_t *g, ngx_tce_judge_sample_t *canary,
+    ngx_tce_judge_sample_t *prod, ngx_tce_judge_diff_t *diff);
+
+/*
+ * With tce_redis, on a node that does not drive: sends this node's
+ * requests of record i's step since it first saw that step to Redis
+ * (<prefix>deploy_counters:<id>:<node>, 3 s).  Not waited for.
+ */
+void ngx_http_tce_admin_deploy_fleet_share(
+    ngx_http_tce_admin_main_conf_t *amcf, ngx_uint_t i,
+    ngx_http_tce_metrics_group_copy_t *g, ngx_log_t *log);
+
+/* with tce_redis, on the holder: asks for the other nodes' counters of
+ * every running deploy (kept in this worker for the next look) */
+void ngx_http_tce_admin_deploy_fleet_gather(
+    ngx_http_tce_admin_main_conf_t *amcf, ngx_log_t *log);
+
+/* adds the other nodes' requests of d's step, when fresh, to a look's */
+void ngx_http_tce_admin_deploy_fleet_add(ngx_http_tce_admin_deploy_t *d,
+    ngx_tce_judge_sample_t *canary, ngx_tce_judge_sample_t *prod,
+    ngx_tce_judge_diff_t *diff);
 
 /* the status's "deploy_lease" object; NULL without tce_redis or memory */
 json_t *ngx_http_tce_admin_deploy_lease_json(

@@ -62,10 +62,6 @@ static void ngx_http_tce_admin_deploy_tick(ngx_event_t *ev);
 static void ngx_http_tce_admin_deploy_look(
     ngx_http_tce_admin_main_conf_t *amcf, ngx_uint_t i,
     ngx_http_tce_metrics_group_copy_t *g, ngx_log_t *log);
-static ngx_int_t ngx_http_tce_admin_deploy_counters(
-    ngx_http_tce_admin_deploy_t *d, ngx_http_tce_metrics_group_copy_t *g,
-    ngx_tce_judge_sample_t *canary, ngx_tce_judge_sample_t *prod,
-    ngx_tce_judge_diff_t *diff);
 static ngx_uint_t ngx_http_tce_admin_deploy_sub(ngx_tce_judge_sample_t *out,
     const ngx_tce_judge_sample_t *now, const ngx_tce_judge_sample_t *base);
 static void ngx_http_tce_admin_deploy_event(
@@ -245,7 +241,7 @@ ngx_http_tce_admin_deploy_tick(ngx_event_t *ev)
     ngx_http_tce_admin_main_conf_t *amcf = ev->data;
 
     ngx_pid_t                           owner;
-    ngx_uint_t                          i;
+    ngx_uint_t                          i, drive;
     ngx_msec_t                          now;
     ngx_msec_int_t                      age;
     ngx_http_tce_admin_shctx_t         *sh;
@@ -289,22 +285,33 @@ ngx_http_tce_admin_deploy_tick(ngx_event_t *ev)
     if (owner == ngx_pid) {
         sh->deploy_heartbeat = now;
 
-        /* with tce_redis, only the node holding the lease drives */
-        g = ngx_http_tce_admin_deploy_lease(amcf, ev->log)
-            ? ngx_alloc(NGX_HTTP_TCE_ADMIN_DEPLOY_GROUPS * sizeof(*g),
-                        ev->log)
-            : NULL;
+        /* with tce_redis, only the node holding the lease drives; the
+         * others send it their counters of the running deploys */
+        drive = ngx_http_tce_admin_deploy_lease(amcf, ev->log);
+
+        g = ngx_alloc(NGX_HTTP_TCE_ADMIN_DEPLOY_GROUPS * sizeof(*g),
+                      ev->log);
 
         for (i = 0; g && i < NGX_HTTP_TCE_ADMIN_DEPLOYS; i++) {
             if (sh->deploys[i].id
                 && sh->deploys[i].state == NGX_HTTP_TCE_ADMIN_DEPLOY_RUNNING)
             {
-                ngx_http_tce_admin_deploy_look(amcf, i, g, ev->log);
+                if (drive) {
+                    ngx_http_tce_admin_deploy_look(amcf, i, g, ev->log);
+
+                } else {
+                    ngx_http_tce_admin_deploy_fleet_share(amcf, i, g,
+                                                          ev->log);
+                }
             }
         }
 
         if (g) {
             ngx_free(g);
+        }
+
+        if (drive) {
+            ngx_http_tce_admin_deploy_fleet_gather(amcf, ev->log);
         }
 
         ngx_http_tce_admin_deploy_fleet_flush(amcf, ev->log);
@@ -376,6 +383,9 @@ ngx_http_tce_admin_deploy_look(ngx_http_tce_admin_main_conf_t *amcf,
     dd.mismatch = diff.mismatch - d.base_diff.mismatch;
     dd.error = diff.error - d.base_diff.error;
     dd.have = diff.have;
+
+    /* with tce_redis: the other nodes' requests of this step too */
+    ngx_http_tce_admin_deploy_fleet_add(&d, &dc, &dp, &dd);
 
     alpha = ngx_tce_judge_alpha_look(d.conf.gates.alpha, d.conf.step_ms,
                                      NGX_HTTP_TCE_ADMIN_DEPLOY_TICK);
@@ -518,8 +528,7 @@ write:
 }
 
 
-/* the cumulative counters of the deploy's canary and prod, and diff's */
-static ngx_int_t
+ngx_int_t
 ngx_http_tce_admin_deploy_counters(ngx_http_tce_admin_deploy_t *d,
     ngx_http_tce_metrics_group_copy_t *g, ngx_tce_judge_sample_t *canary,
     ngx_tce_judge_sample_t *prod, ngx_tce_judge_diff_t *diff)

@@ -31,6 +31,15 @@
  * API answers show the deploy; writes there answer 409 naming the
  * holder); a node that takes the lease reads them before it drives, and
  * goes on at their step in a fresh window (the counters are a node's).
+ *
+ * The judge's sample.  Every node that does not drive sends, at each
+ * tick, its own requests of each running deploy's step since it first
+ * saw that step (canary and prod: requests, 5xx, the duration
+ * histogram; the API diff's outcomes) to <prefix>deploy_counters:<id>:
+ * <node> (expiring after 3 s) and names itself in <prefix>deploy_nodes:
+ * <id>; the holder reads the others' at each tick and adds those of the
+ * deploy's current step to its own window's at its next look, so the
+ * gates judge the fleet's traffic, not one node's.
  */
 
 #include <ngx_config.h>
@@ -44,6 +53,33 @@
 #define NGX_HTTP_TCE_ADMIN_LEASE_TTL    3000   /* ms, in Redis */
 #define NGX_HTTP_TCE_ADMIN_LEASE_VALID  2000   /* ms, here */
 #define NGX_HTTP_TCE_ADMIN_FLEET_ARGS   (12 + 3 * NGX_HTTP_TCE_ADMIN_DEPLOYS)
+
+/* a node's counters of a step: step, 2 x (requests, 5xx, buckets), diff */
+#define NGX_HTTP_TCE_ADMIN_SHARE_NUMS   (1 + 2 * (2 + NGX_TCE_HIST_NBUCKETS) \
+                                         + 4)
+#define NGX_HTTP_TCE_ADMIN_SHARE_LEN    (NGX_HTTP_TCE_ADMIN_SHARE_NUMS * 22)
+
+
+/* this node's counters when it first saw a deploy's step (not driving) */
+typedef struct {
+    uint64_t                    id;
+    ngx_uint_t                  step;
+    ngx_tce_judge_sample_t      canary;
+    ngx_tce_judge_sample_t      prod;
+    ngx_tce_judge_diff_t        diff;
+} ngx_http_tce_admin_fbase_t;
+
+
+/* the holder's: the other nodes' requests of a deploy's step, summed */
+typedef struct {
+    uint64_t                    id;
+    ngx_uint_t                  step;
+    ngx_uint_t                  nodes;
+    ngx_msec_t                  got;
+    ngx_tce_judge_sample_t      canary;
+    ngx_tce_judge_sample_t      prod;
+    ngx_tce_judge_diff_t        diff;
+} ngx_http_tce_admin_others_t;
 
 
 static void ngx_http_tce_admin_deploy_lease_reply(ngx_tce_redis_conn_t *rc,
@@ -67,6 +103,10 @@ static u_char *ngx_http_tce_admin_deploy_key(u_char *p,
     ngx_tce_redis_main_conf_t *rmcf, const char *name);
 static ngx_uint_t ngx_http_tce_admin_lease_valid(
     ngx_http_tce_admin_shctx_t *sh);
+static void ngx_http_tce_admin_deploy_share_reply(ngx_tce_redis_conn_t *rc,
+    redisReply *reply, const char *err, void *data);
+static void ngx_http_tce_admin_deploy_gather_reply(ngx_tce_redis_conn_t *rc,
+    redisReply *reply, const char *err, void *data);
 
 
 /*
@@ -125,6 +165,34 @@ static const char  ngx_http_tce_admin_deploy_push_script[] =
     "return {1, dv}\n";
 
 
+/*
+ * KEYS: this node's counters of a deploy, the deploy's set of nodes.
+ * ARGV: this node's name, the counters, their TTL (ms).
+ */
+static const char  ngx_http_tce_admin_deploy_share_script[] =
+    "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\n"
+    "redis.call('SADD', KEYS[2], ARGV[1])\n"
+    "redis.call('PEXPIRE', KEYS[2], 600000)\n"
+    "return 1\n";
+
+
+/*
+ * KEYS: a deploy's set of nodes.  ARGV: the prefix of their counters'
+ * keys, this node's name.  Returns the other nodes' counters; a node
+ * whose counters expired leaves the set.
+ */
+static const char  ngx_http_tce_admin_deploy_gather_script[] =
+    "local out = {}\n"
+    "for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  if n ~= ARGV[2] then\n"
+    "    local v = redis.call('GET', ARGV[1] .. n)\n"
+    "    if v then out[#out + 1] = v\n"
+    "    else redis.call('SREM', KEYS[1], n) end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+
 /* this worker's: commands in flight, who we are, the records' version */
 static ngx_uint_t  ngx_http_tce_admin_lease_busy;
 static ngx_msec_t  ngx_http_tce_admin_lease_sent;
@@ -134,6 +202,12 @@ static ngx_uint_t  ngx_http_tce_admin_push_busy;
 static uint64_t    ngx_http_tce_admin_records_version;
 static size_t      ngx_http_tce_admin_lease_me_len;
 static u_char      ngx_http_tce_admin_lease_me[NGX_HTTP_TCE_ADMIN_LEASE_LEN];
+static ngx_uint_t  ngx_http_tce_admin_gather_busy;
+
+static ngx_http_tce_admin_fbase_t
+    ngx_http_tce_admin_fbases[NGX_HTTP_TCE_ADMIN_DEPLOYS];
+static ngx_http_tce_admin_others_t
+    ngx_http_tce_admin_others[NGX_HTTP_TCE_ADMIN_DEPLOYS];
 
 
 ngx_uint_t
@@ -842,6 +916,338 @@ ngx_http_tce_admin_deploy_key(u_char *p, ngx_tce_redis_main_conf_t *rmcf,
     const char *name)
 {
     return ngx_sprintf(p, "%V%s%Z", &rmcf->prefix, name);
+}
+
+
+/* ---- the other nodes' requests: each sends its own, the holder sums ---- */
+
+
+void
+ngx_http_tce_admin_deploy_fleet_share(ngx_http_tce_admin_main_conf_t *amcf,
+    ngx_uint_t i, ngx_http_tce_metrics_group_copy_t *g, ngx_log_t *log)
+{
+    u_char                        *p, *text;
+    u_char                         key[NGX_TCE_REDIS_PREFIX_MAX
+                                       + NGX_HTTP_TCE_ADMIN_LEASE_LEN + 64];
+    u_char                         set[NGX_TCE_REDIS_PREFIX_MAX + 64];
+    size_t                         argl[8];
+    ngx_uint_t                     k, b;
+    const char                    *argv[8];
+    ngx_tce_judge_diff_t           diff;
+    ngx_tce_judge_sample_t         canary, prod, s[2];
+    ngx_tce_redis_main_conf_t     *rmcf;
+    ngx_http_tce_admin_deploy_t   *d;
+    ngx_http_tce_admin_fbase_t    *base;
+    const ngx_tce_judge_sample_t  *bs;
+
+    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_tce_redis_module);
+
+    if (!amcf->tmcf->fleet || rmcf == NULL || !rmcf->enabled
+        || rmcf->ctx == NULL || ngx_http_tce_admin_lease_me_len == 0)
+    {
+        return;
+    }
+
+    d = ngx_alloc(sizeof(ngx_http_tce_admin_deploy_t), log);
+    text = ngx_alloc(NGX_HTTP_TCE_ADMIN_SHARE_LEN, log);
+
+    if (d == NULL || text == NULL) {
+        ngx_free(d);
+        ngx_free(text);
+        return;
+    }
+
+    ngx_shmtx_lock(&amcf->shpool->mutex);
+    *d = amcf->sh->deploys[i];
+    ngx_shmtx_unlock(&amcf->shpool->mutex);
+
+    (void) ngx_http_tce_admin_deploy_counters(d, g, &canary, &prod, &diff);
+
+    /* this node's counters when it first saw the step: its base */
+    base = NULL;
+
+    for (k = 0; k < NGX_HTTP_TCE_ADMIN_DEPLOYS; k++) {
+        if (ngx_http_tce_admin_fbases[k].id == d->id) {
+            base = &ngx_http_tce_admin_fbases[k];
+            break;
+        }
+
+        if (base == NULL || ngx_http_tce_admin_fbases[k].id < base->id) {
+            base = &ngx_http_tce_admin_fbases[k];
+        }
+    }
+
+    if (base->id != d->id || base->step != d->step
+        || canary.requests < base->canary.requests
+        || prod.requests < base->prod.requests
+        || canary.errors < base->canary.errors
+        || prod.errors < base->prod.errors)
+    {
+        base->id = d->id;
+        base->step = d->step;
+        base->canary = canary;
+        base->prod = prod;
+        base->diff = diff;
+    }
+
+    s[0] = canary;
+    s[1] = prod;
+
+    p = ngx_sprintf(text, "%uD", d->step);
+
+    for (k = 0; k < 2; k++) {
+        bs = k ? &base->prod : &base->canary;
+
+        p = ngx_sprintf(p, " %uL %uL", s[k].requests - bs->requests,
+                        s[k].errors - bs->errors);
+
+        for (b = 0; b < NGX_TCE_HIST_NBUCKETS; b++) {
+            p = ngx_sprintf(p, " %uL", s[k].bucket[b] >= bs->bucket[b]
+                                       ? s[k].bucket[b] - bs->bucket[b]
+                                       : 0);
+        }
+    }
+
+    p = ngx_sprintf(p, " %uL %uL %uL %ui",
+                    diff.match >= base->diff.match
+                    ? diff.match - base->diff.match : 0,
+                    diff.mismatch >= base->diff.mismatch
+                    ? diff.mismatch - base->diff.mismatch : 0,
+                    diff.error >= base->diff.error
+                    ? diff.error - base->diff.error : 0,
+                    (ngx_uint_t) diff.have);
+
+    argv[0] = "EVAL";
+    argl[0] = 4;
+    argv[1] = ngx_http_tce_admin_deploy_share_script;
+    argl[1] = sizeof(ngx_http_tce_admin_deploy_share_script) - 1;
+    argv[2] = "2";
+    argl[2] = 1;
+    argv[3] = (char *) key;
+    argl[3] = ngx_sprintf(key, "%Vdeploy_counters:%uL:%*s", &rmcf->prefix,
+                          d->id, ngx_http_tce_admin_lease_me_len,
+                          ngx_http_tce_admin_lease_me)
+              - key;
+    argv[4] = (char *) set;
+    argl[4] = ngx_sprintf(set, "%Vdeploy_nodes:%uL", &rmcf->prefix, d->id)
+              - set;
+    argv[5] = (char *) ngx_http_tce_admin_lease_me;
+    argl[5] = ngx_http_tce_admin_lease_me_len;
+    argv[6] = (char *) text;
+    argl[6] = p - text;
+    argv[7] = "3000";
+    argl[7] = 4;
+
+    (void) ngx_tce_redis_command(&rmcf->ctx->cmd,
+                                 ngx_http_tce_admin_deploy_share_reply, NULL,
+                                 8, argv, argl);
+
+    ngx_free(d);
+    ngx_free(text);
+}
+
+
+static void
+ngx_http_tce_admin_deploy_share_reply(ngx_tce_redis_conn_t *rc,
+    redisReply *reply, const char *err, void *data)
+{
+    /* a lost share is replaced by the next tick's; the lease warns */
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rc->log, 0,
+                       "tce admin: deploy counters not shared: %s",
+                       reply->str);
+    }
+}
+
+
+void
+ngx_http_tce_admin_deploy_fleet_gather(ngx_http_tce_admin_main_conf_t *amcf,
+    ngx_log_t *log)
+{
+    u_char                      set[NGX_TCE_REDIS_PREFIX_MAX + 64];
+    u_char                      pfx[NGX_TCE_REDIS_PREFIX_MAX + 64];
+    size_t                      argl[6];
+    uint64_t                    id;
+    ngx_uint_t                  i;
+    const char                 *argv[6];
+    ngx_tce_redis_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_tce_redis_module);
+
+    if (!amcf->tmcf->fleet || rmcf == NULL || !rmcf->enabled
+        || rmcf->ctx == NULL || ngx_http_tce_admin_gather_busy)
+    {
+        return;
+    }
+
+    for (i = 0; i < NGX_HTTP_TCE_ADMIN_DEPLOYS; i++) {
+        if (amcf->sh->deploys[i].state != NGX_HTTP_TCE_ADMIN_DEPLOY_RUNNING) {
+            continue;
+        }
+
+        id = amcf->sh->deploys[i].id;
+
+        argv[0] = "EVAL";
+        argl[0] = 4;
+        argv[1] = ngx_http_tce_admin_deploy_gather_script;
+        argl[1] = sizeof(ngx_http_tce_admin_deploy_gather_script) - 1;
+        argv[2] = "1";
+        argl[2] = 1;
+        argv[3] = (char *) set;
+        argl[3] = ngx_sprintf(set, "%Vdeploy_nodes:%uL", &rmcf->prefix, id)
+                  - set;
+        argv[4] = (char *) pfx;
+        argl[4] = ngx_sprintf(pfx, "%Vdeploy_counters:%uL:", &rmcf->prefix,
+                              id)
+                  - pfx;
+        argv[5] = (char *) ngx_http_tce_admin_lease_me;
+        argl[5] = ngx_http_tce_admin_lease_me_len;
+
+        if (ngx_tce_redis_command(&rmcf->ctx->cmd,
+                                  ngx_http_tce_admin_deploy_gather_reply,
+                                  (void *) (uintptr_t) id, 6, argv, argl)
+            == NGX_OK)
+        {
+            ngx_http_tce_admin_gather_busy++;
+        }
+    }
+}
+
+
+/* the other nodes' counters of one deploy: their sum for its step */
+static void
+ngx_http_tce_admin_deploy_gather_reply(ngx_tce_redis_conn_t *rc,
+    redisReply *reply, const char *err, void *data)
+{
+    char                         *p, *end;
+    uint64_t                      id, *x, v[NGX_HTTP_TCE_ADMIN_SHARE_NUMS];
+    ngx_uint_t                    i, k, n, step;
+    ngx_tce_judge_sample_t       *s;
+    ngx_http_tce_admin_others_t  *o, *slot;
+
+    id = (uint64_t) (uintptr_t) data;
+
+    if (ngx_http_tce_admin_gather_busy) {
+        ngx_http_tce_admin_gather_busy--;
+    }
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+
+    slot = NULL;
+
+    for (i = 0; i < NGX_HTTP_TCE_ADMIN_DEPLOYS; i++) {
+        o = &ngx_http_tce_admin_others[i];
+
+        if (o->id == id) {
+            slot = o;
+            break;
+        }
+
+        if (slot == NULL || o->got < slot->got) {
+            slot = o;
+        }
+    }
+
+    ngx_memzero(slot, sizeof(ngx_http_tce_admin_others_t));
+    slot->id = id;
+    slot->got = ngx_current_msec;
+    slot->step = (ngx_uint_t) -1;
+
+    for (i = 0; i < reply->elements; i++) {
+        if (reply->element[i]->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+
+        /* "<step> <canary: requests errors buckets> <prod: ...> <diff>" */
+        p = reply->element[i]->str;
+        n = 0;
+
+        while (n < NGX_HTTP_TCE_ADMIN_SHARE_NUMS) {
+            errno = 0;
+            v[n] = strtoull(p, &end, 10);
+
+            if (end == p || errno) {
+                break;
+            }
+
+            n++;
+            p = end;
+        }
+
+        if (n != NGX_HTTP_TCE_ADMIN_SHARE_NUMS) {
+            continue;
+        }
+
+        step = (ngx_uint_t) v[0];
+
+        if (slot->step != (ngx_uint_t) -1 && slot->step != step) {
+            /* nodes on different steps: the holder's step decides, at
+             * the add; keep the first one met, skip the other */
+            continue;
+        }
+
+        slot->step = step;
+        slot->nodes++;
+
+        for (k = 0; k < 2; k++) {
+            s = k ? &slot->prod : &slot->canary;
+            x = &v[1 + k * (2 + NGX_TCE_HIST_NBUCKETS)];
+
+            s->requests += x[0];
+            s->errors += x[1];
+
+            for (n = 0; n < NGX_TCE_HIST_NBUCKETS; n++) {
+                s->bucket[n] += x[2 + n];
+            }
+        }
+
+        n = 1 + 2 * (2 + NGX_TCE_HIST_NBUCKETS);
+        slot->diff.match += v[n];
+        slot->diff.mismatch += v[n + 1];
+        slot->diff.error += v[n + 2];
+        slot->diff.have |= (v[n + 3] != 0);
+    }
+}
+
+
+void
+ngx_http_tce_admin_deploy_fleet_add(ngx_http_tce_admin_deploy_t *d,
+    ngx_tce_judge_sample_t *canary, ngx_tce_judge_sample_t *prod,
+    ngx_tce_judge_diff_t *diff)
+{
+    ngx_uint_t                    i, b;
+    ngx_http_tce_admin_others_t  *o;
+
+    for (i = 0; i < NGX_HTTP_TCE_ADMIN_DEPLOYS; i++) {
+        o = &ngx_http_tce_admin_others[i];
+
+        if (o->id != d->id || o->step != d->step || o->nodes == 0
+            || ngx_current_msec - o->got > NGX_HTTP_TCE_ADMIN_LEASE_VALID)
+        {
+            continue;
+        }
+
+        canary->requests += o->canary.requests;
+        canary->errors += o->canary.errors;
+        prod->requests += o->prod.requests;
+        prod->errors += o->prod.errors;
+
+        for (b = 0; b < NGX_TCE_HIST_NBUCKETS; b++) {
+            canary->bucket[b] += o->canary.bucket[b];
+            prod->bucket[b] += o->prod.bucket[b];
+        }
+
+        diff->match += o->diff.match;
+        diff->mismatch += o->diff.mismatch;
+        diff->error += o->diff.error;
+        diff->have |= o->diff.have;
+
+        return;
+    }
 }
 
 

@@ -19,7 +19,8 @@ import socket
 import threading
 import time
 
-from conftest import SERVICE, SLOW, VALGRIND, http_get, read_from, wait_for
+from conftest import (SERVICE, SLOW, VALGRIND, http_get, instance,
+                      read_from, wait_for)
 from admin_helpers import TOKEN, call, check_error
 from redis_helpers import nginx_b, redis, start_node, wait_fleet_up
 
@@ -76,8 +77,12 @@ def one_holder(a, b, seconds):
 
 
 def kill_node(node):
-    """SIGKILL of the master and its workers: a node that dies."""
-    for pid in node.all_children() | {node.proc.pid}:
+    """SIGKILL of the master, then of its workers: a node that dies (a
+    worker killed first could be logged by the master)."""
+    node.allowed_log.add('exited on signal 9')
+    workers = node.all_children()
+    os.kill(node.proc.pid, signal.SIGKILL)
+    for pid in workers:
         os.kill(pid, signal.SIGKILL)
     node.proc.wait()
     node.proc = None
@@ -282,3 +287,46 @@ def test_a_restart_of_the_fleet_resumes_from_redis(nginx, backend, redis):
             t.join(10)
     assert end['state'] == 'promoted', end
     assert [s['verdict'] for s in end['steps']] == ['passed'] * 4, end
+
+
+def test_the_holder_judges_the_fleets_traffic(nginx, nginx_b, backend,
+                                              redis, monkeypatch):
+    # the canary answers 500; requests go to the other node only: the
+    # holder sees none itself, rolls back on the other node's counters
+    import redis_helpers
+    monkeypatch.setattr(redis_helpers, 'fleet_services', lambda be: {
+        SERVICE: {'default': [
+            instance('p1', be.addr(be.ok4[0])),
+            instance('c1', be.addr(be.p500), env='canary')]}})
+    a, b, holder = two_nodes(nginx, nginx_b, backend, redis)
+    wait_for(lambda: lease(a)['drives'], 5 * SLOW,
+             what='the holder to drive deploys')
+    r = call(a, 'POST', DEPLOYS, token=TOKEN,
+             body={'steps': [20, 100], 'step_seconds': 60,
+                   'min_requests': 20})
+    assert r.status == 201, r
+    stop = threading.Event()
+    ts = [threading.Thread(target=load, args=(b, stop), daemon=True)
+          for _ in range(3)]
+    for t in ts:
+        t.start()
+    try:
+        d = wait_for(lambda: (lambda x: x['state'] != 'running' and x)(
+            current(a)), 20 * SLOW, what='the rollback by the holder')
+    finally:
+        stop.set()
+        for t in ts:
+            t.join(10)
+    assert d['state'] == 'rolled_back', d
+    assert d['failed_gate'] in ('error_ratio', 'error_ratio_vs_prod'), d
+    f = d['steps'][0]['figures']
+    assert f['canary_errors'] > 0 and f['prod_requests'] > 0, f
+    # the oracle: node A proxied nothing itself
+    assert [e for e in a.access_entries() if e['uri'].startswith('/?')] \
+        == [], 'node A proxied requests'
+    assert ': deploy_rolled_back,' in read_from(a.error_log)
+    # node B follows the rollback: prod only
+    prod = '%d\n' % backend.ok4[0]
+    wait_for(lambda: all(http_get(b.port, '/?user=u%d' % u).text == prod
+                         for u in range(10)),
+             5 * SLOW, what='node B routing to prod only')
