@@ -448,8 +448,10 @@ class Run:
     def registry_check(self):
         """Calm again, after every reload and change: each node routes
         exactly what its source holds, nothing partly applied.  Node B:
-        the instances (ids, addresses) of its state file, which the
-        admin API writes before the zone; node A: the Consul double's
+        the instances (ids, addresses) of the fleet's set in Redis,
+        which the admin API writes before the zone (its state file's
+        until the API's first instance write); node C: its state file;
+        node A: the Consul double's
         registered instances whose check is not critical."""
         def file_sets(front, svc):
             st = self.status(front) or {}
@@ -462,6 +464,27 @@ class Run:
                     for i in cl.get('instances', ())}
             return got, want
 
+        def fleet_sets(front, svc):
+            # the fleet's set in Redis once the API wrote one (the
+            # state file's before): what node B routes
+            from redis_helpers import RedisClient
+            got, want = file_sets(front, svc)
+            try:
+                port = self.redis.sentinels[0].master()
+                c = RedisClient(('127.0.0.1', port))
+                try:
+                    v = c.cmd('HGET', 'tce:inst', svc)
+                finally:
+                    c.close()
+            except OSError:
+                return got, None
+            if v is not None:
+                doc = json.loads(v)
+                want = {i['id']: i['address'] for cl in doc['services']
+                        .get(svc, {}).get('clusters', {}).values()
+                        for i in cl.get('instances', ())}
+            return got, want
+
         def a_sets():
             st = self.status(self.front_a) or {}
             got = {i['id'].rsplit('/', 1)[-1] for i in st.get(
@@ -471,7 +494,7 @@ class Run:
             return got, want
 
         for name, sets in (
-                ('tce-b', lambda: file_sets(self.front_b, ADMIN_SVC)),
+                ('tce-b', lambda: fleet_sets(self.front_b, ADMIN_SVC)),
                 ('tce-c', lambda: file_sets(self.front_c, DEPLOY_SVC)),
                 ('tce-a', a_sets)):
             deadline = time.monotonic() + 15
