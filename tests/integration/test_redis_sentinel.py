@@ -128,7 +128,13 @@ def test_failover_under_writes_loses_no_accepted_write(nginx, nginx_b,
                if stopped < t < killed and s == 503
                and b['error']['code'] == 'not_replicated']
     assert lagging, [a[2:] for a in w.answers if a[0] > stopped][:10]
-    assert 'replicas acknowledged it' in lagging[0]['error']['text']
+    # WAIT answered too few replicas, or (while the 32 MB value holds
+    # the master up) did not answer within the command timeout: both
+    # say why; the first kind at least once
+    texts = [b['error']['text'] for b in lagging]
+    assert all('replicas acknowledged it' in t or 'no answer to a command'
+               in t for t in texts), texts
+    assert any('replicas acknowledged it' in t for t in texts), texts
 
     # no write answered 200 is lost: every 200 has its own epoch, none
     # above what the new master holds
