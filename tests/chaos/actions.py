@@ -45,6 +45,25 @@ def pick(rng, only=None):
     return table[-1][0], table[-1][2]
 
 
+class Refusal(int):
+    """A refused call's status, with the error code of its body."""
+
+    def __new__(cls, status, code):
+        r = int.__new__(cls, status)
+        r.code = code
+        return r
+
+
+def maybe_applied(st):
+    """Whether a write answered st may have taken effect all the same:
+    a lost connection; a fleet write that reached the Redis master but
+    no replica (503 not_replicated: kept unless a failover loses it);
+    or one whose Redis connection was lost after the command left (503
+    redis_unavailable, "not confirmed": README, Fleet)."""
+    return st is None or getattr(st, 'code', None) in (
+        'not_replicated', 'redis_unavailable')
+
+
 def admin(run, kind, method, path, body=None, ok=(200, 201, 202, 204),
           front=None, refuse=(409, 412, 503, 507)):
     """One admin API call to a front door (by default the one routing
@@ -69,7 +88,7 @@ def admin(run, kind, method, path, body=None, ok=(200, 201, 202, 204),
         except (ValueError, KeyError, TypeError):
             code = text[:60]
         run.refused(kind, '%d %s' % (status, code))
-        return status
+        return Refusal(status, code)
     run.problem('admin %s %s %s -> %d %s' % (front.name, method, path,
                                              status, text[:300]))
     return status
@@ -214,7 +233,25 @@ def canary_rollback(run, rng):
 
 def _prod_routable(m, without=None):
     return [i for i, x in m.items() if x['env'] == 'prod' and i != without
-            and not x['drained'] and not x.get('removing')]
+            and not x['drained'] and not x.get('removing')
+            and not x.get('uncertain')]
+
+
+def _lost(run, m, svc, iid):
+    """A 404 for an instance of the model: a Consul-fed one deregistered
+    meanwhile (the churn owns it), or an admin-added one whose POST was
+    maybe_applied and did not take (or was lost with a Redis master
+    before any replica had it): its backend is stopped.  A 404 for an
+    instance whose POST was acknowledged is a lost write."""
+    if svc == CONSUL_SVC:
+        return
+    x = m[iid]
+    if not x.get('uncertain'):
+        run.problem('%s: acknowledged by its POST, now unknown' % iid)
+        return
+    m.pop(iid)
+    x['backend'].stop()
+    run.event('%s never added (its POST was not confirmed)' % iid)
 
 
 @action(3)
@@ -226,8 +263,9 @@ def drain(run, rng):
         svc, m, lock = ADMIN_SVC, run.admin_model, run.admin_lock
     else:
         svc, m, lock = CONSUL_SVC, run.consul_model, run.consul_model_lock
-    # a Consul-fed instance may be deregistered at the moment: 404
-    refuse = (409, 412, 503, 507) + ((404,) if svc == CONSUL_SVC else ())
+    # a Consul-fed instance may be deregistered at the moment, and an
+    # admin-added one whose POST was maybe_applied may not exist: 404
+    refuse = (404, 409, 412, 503, 507)
     with lock:
         drained = [i for i, x in m.items() if x['drained']
                    and not x.get('removing')]
@@ -238,6 +276,8 @@ def drain(run, rng):
                        refuse=refuse)
             if st == 200:
                 m[iid]['drained'] = False
+            elif st == 404:
+                _lost(run, m, svc, iid)
             return
         cands = [i for i, x in m.items() if not x['drained']
                  and not x.get('removing') and i != 'core0'
@@ -249,8 +289,10 @@ def drain(run, rng):
         m[iid]['drained'] = True
         st = admin(run, 'drain', 'PATCH', '%s/instances/%s'
                    % (_cluster(svc), iid), {'drain': True}, refuse=refuse)
-        if st != 200:
-            m[iid]['drained'] = st is None  # unconfirmed: maybe drained
+        if st == 404:
+            _lost(run, m, svc, iid)
+        elif st != 200:
+            m[iid]['drained'] = maybe_applied(st)   # then maybe drained
 
 
 @action(2)
@@ -270,10 +312,13 @@ def scale_out(run, rng):
                {'id': iid, 'address': b.addr, 'env': env,
                 'weight': rng.randint(1, 5), 'version': 'v%d' % run.seq})
     with run.admin_lock:
-        if st in (200, 201) or st is None:
+        if st in (200, 201) or maybe_applied(st):
+            # not confirmed: the backend keeps running, as the front
+            # door may route to it; a later 404 tells (_lost)
             run.admin_model[iid] = {'addr': b.addr, 'env': env,
                                     'backend': b, 'drained': False,
-                                    'removing': False}
+                                    'removing': False,
+                                    'uncertain': st not in (200, 201)}
             return
     b.stop()
 
@@ -304,10 +349,16 @@ def scale_in(run, rng):
         m[iid]['removing'] = True
     path = '%s/instances/%s' % (_cluster(ADMIN_SVC), iid)
     st = admin(run, 'scale_in', 'DELETE', path + '?timeout=20s',
-               ok=(202,))
-    if st not in (202, None):
+               ok=(202,), refuse=(404, 409, 412, 503, 507))
+    if st == 404:
+        with run.admin_lock:
+            _lost(run, m, ADMIN_SVC, iid)
+        return
+    if st != 202:
         with run.admin_lock:
             m[iid]['removing'] = False
+            if maybe_applied(st):
+                m[iid]['uncertain'] = True    # maybe removed: _lost
         return
 
     def gone():
