@@ -4,7 +4,9 @@
 # of the repository whose Makefile builds the module with
 #   --with-cc-opt="-g -O0 -fPIC --coverage" --with-ld-opt="--coverage"
 # (make first), from its top:  sh tests/coverage/by_file.sh OUT
-# then:  python3 tests/coverage/select.py OUT 0.93
+# then:  python3 tests/coverage/choose.py OUT 0.93
+# (choose.py, not select.py: in this folder that name hid the standard
+# select module from lines.py)
 # Each file runs alone in the plain pass; OUT/<file>.json lists the
 # module's lines it ran, OUT/summary.txt its seconds and outcome.
 set -u
