@@ -52,7 +52,7 @@
 
 #define NGX_HTTP_TCE_ADMIN_LEASE_TTL    3000   /* ms, in Redis */
 #define NGX_HTTP_TCE_ADMIN_LEASE_VALID  2000   /* ms, here */
-#define NGX_HTTP_TCE_ADMIN_FLEET_ARGS   (12 + 3 * NGX_HTTP_TCE_ADMIN_DEPLOYS)
+#define NGX_HTTP_TCE_ADMIN_PUSH_ARGS    (3 + 3 * NGX_HTTP_TCE_ADMIN_DEPLOYS)
 
 /* a node's counters of a step: step, 2 x (requests, 5xx, buckets), diff */
 #define NGX_HTTP_TCE_ADMIN_SHARE_NUMS   (1 + 2 * (2 + NGX_TCE_HIST_NBUCKETS) \
@@ -100,7 +100,7 @@ static void ngx_http_tce_admin_deploy_push(
 static void ngx_http_tce_admin_deploy_push_reply(ngx_tce_redis_conn_t *rc,
     redisReply *reply, const char *err, void *data);
 static u_char *ngx_http_tce_admin_deploy_key(u_char *p,
-    ngx_tce_redis_main_conf_t *rmcf, const char *name);
+    ngx_tce_redis_main_conf_t *rmcf, const char *name, ngx_str_t *key);
 static ngx_uint_t ngx_http_tce_admin_lease_valid(
     ngx_http_tce_admin_shctx_t *sh);
 static void ngx_http_tce_admin_deploy_share_reply(ngx_tce_redis_conn_t *rc,
@@ -216,10 +216,9 @@ ngx_http_tce_admin_deploy_lease(ngx_http_tce_admin_main_conf_t *amcf,
 {
     u_char                       key[NGX_TCE_REDIS_PREFIX_MAX + 16];
     u_char                       ttl[NGX_INT_T_LEN];
-    size_t                       argl[6];
+    ngx_str_t                    keys[1], args[2];
     ngx_pid_t                    master;
     ngx_uint_t                   held;
-    const char                  *argv[6];
     ngx_tce_redis_main_conf_t   *rmcf;
     ngx_http_tce_admin_shctx_t  *sh;
 
@@ -248,26 +247,20 @@ ngx_http_tce_admin_deploy_lease(ngx_http_tce_admin_main_conf_t *amcf,
     }
 
     if (!ngx_http_tce_admin_lease_busy) {
-        argv[0] = "EVAL";
-        argl[0] = 4;
-        argv[1] = ngx_http_tce_admin_deploy_lease_script;
-        argl[1] = sizeof(ngx_http_tce_admin_deploy_lease_script) - 1;
-        argv[2] = "1";
-        argl[2] = 1;
-        argv[3] = (char *) key;
-        (void) ngx_http_tce_admin_deploy_key(key, rmcf, "deploy_lease");
-        argl[3] = ngx_strlen(key);
-        argv[4] = (char *) ngx_http_tce_admin_lease_me;
-        argl[4] = ngx_http_tce_admin_lease_me_len;
-        argv[5] = (char *) ttl;
-        argl[5] = ngx_sprintf(ttl, "%d", NGX_HTTP_TCE_ADMIN_LEASE_TTL)
-                  - ttl;
+        (void) ngx_http_tce_admin_deploy_key(key, rmcf, "deploy_lease",
+                                             &keys[0]);
+        args[0].data = ngx_http_tce_admin_lease_me;
+        args[0].len = ngx_http_tce_admin_lease_me_len;
+        args[1].data = ttl;
+        args[1].len = ngx_sprintf(ttl, "%d", NGX_HTTP_TCE_ADMIN_LEASE_TTL)
+                      - ttl;
 
         ngx_http_tce_admin_lease_sent = ngx_current_msec;
 
-        if (ngx_tce_redis_command(&rmcf->ctx->cmd,
-                                  ngx_http_tce_admin_deploy_lease_reply,
-                                  amcf, 6, argv, argl)
+        if (ngx_tce_redis_eval(&rmcf->ctx->cmd,
+                               ngx_http_tce_admin_deploy_lease_reply, amcf,
+                               ngx_http_tce_admin_deploy_lease_script,
+                               keys, 1, args, 2)
             == NGX_OK)
         {
             ngx_http_tce_admin_lease_busy = 1;
@@ -518,35 +511,26 @@ static void
 ngx_http_tce_admin_deploy_read(ngx_http_tce_admin_main_conf_t *amcf,
     ngx_tce_redis_main_conf_t *rmcf, ngx_log_t *log)
 {
-    u_char       k1[NGX_TCE_REDIS_PREFIX_MAX + 16];
-    u_char       k2[NGX_TCE_REDIS_PREFIX_MAX + 24];
-    u_char       ver[NGX_INT64_LEN];
-    size_t       argl[6];
-    const char  *argv[6];
+    u_char     k1[NGX_TCE_REDIS_PREFIX_MAX + 16];
+    u_char     k2[NGX_TCE_REDIS_PREFIX_MAX + 24];
+    u_char     ver[NGX_INT64_LEN];
+    ngx_str_t  keys[2], arg;
 
     if (ngx_http_tce_admin_read_busy) {
         return;
     }
 
-    argv[0] = "EVAL";
-    argl[0] = 4;
-    argv[1] = ngx_http_tce_admin_deploy_read_script;
-    argl[1] = sizeof(ngx_http_tce_admin_deploy_read_script) - 1;
-    argv[2] = "2";
-    argl[2] = 1;
-    argv[3] = (char *) k1;
-    (void) ngx_http_tce_admin_deploy_key(k1, rmcf, "deploys");
-    argl[3] = ngx_strlen(k1);
-    argv[4] = (char *) k2;
-    (void) ngx_http_tce_admin_deploy_key(k2, rmcf, "deploys_version");
-    argl[4] = ngx_strlen(k2);
-    argv[5] = (char *) ver;
-    argl[5] = ngx_sprintf(ver, "%uL", ngx_http_tce_admin_records_version)
+    (void) ngx_http_tce_admin_deploy_key(k1, rmcf, "deploys", &keys[0]);
+    (void) ngx_http_tce_admin_deploy_key(k2, rmcf, "deploys_version",
+                                         &keys[1]);
+    arg.data = ver;
+    arg.len = ngx_sprintf(ver, "%uL", ngx_http_tce_admin_records_version)
               - ver;
 
-    if (ngx_tce_redis_command(&rmcf->ctx->cmd,
-                              ngx_http_tce_admin_deploy_read_reply, amcf,
-                              6, argv, argl)
+    if (ngx_tce_redis_eval(&rmcf->ctx->cmd,
+                           ngx_http_tce_admin_deploy_read_reply, amcf,
+                           ngx_http_tce_admin_deploy_read_script, keys, 2,
+                           &arg, 1)
         == NGX_OK)
     {
         ngx_http_tce_admin_read_busy = 1;
@@ -717,12 +701,11 @@ static void
 ngx_http_tce_admin_deploy_push(ngx_http_tce_admin_main_conf_t *amcf,
     ngx_tce_redis_main_conf_t *rmcf, ngx_log_t *log)
 {
-    int                          argc;
     char                        *text;
     u_char                      *p, *buf;
-    size_t                       len, *argl;
-    ngx_uint_t                   i, n;
-    const char                 **argv;
+    size_t                       len;
+    ngx_str_t                    keys[6], args[NGX_HTTP_TCE_ADMIN_PUSH_ARGS];
+    ngx_uint_t                   i, n, nargs;
     ngx_http_tce_admin_fpol_t    pols[NGX_HTTP_TCE_ADMIN_DEPLOYS];
     ngx_http_tce_admin_shctx_t  *sh;
 
@@ -733,21 +716,14 @@ ngx_http_tce_admin_deploy_push(ngx_http_tce_admin_main_conf_t *amcf,
         return;
     }
 
-    argv = ngx_alloc(NGX_HTTP_TCE_ADMIN_FLEET_ARGS * (sizeof(char *)
-                                                     + sizeof(size_t)),
-                     log);
     buf = ngx_alloc(NGX_HTTP_TCE_ADMIN_DEPLOYS
                     * (NGX_TCE_SERVICE_LEN + NGX_TCE_CLUSTER_LEN + 128)
                     + 6 * (NGX_TCE_REDIS_PREFIX_MAX + 24), log);
 
-    if (argv == NULL || buf == NULL) {
-        ngx_free(argv);
-        ngx_free(buf);
+    if (buf == NULL) {
         free(text);
         return;
     }
-
-    argl = (size_t *) &argv[NGX_HTTP_TCE_ADMIN_FLEET_ARGS];
 
     ngx_shmtx_lock(&amcf->shpool->mutex);
 
@@ -758,66 +734,46 @@ ngx_http_tce_admin_deploy_push(ngx_http_tce_admin_main_conf_t *amcf,
 
     ngx_shmtx_unlock(&amcf->shpool->mutex);
 
-    argv[0] = "EVAL";
-    argv[1] = ngx_http_tce_admin_deploy_push_script;
-    argl[1] = sizeof(ngx_http_tce_admin_deploy_push_script) - 1;
-    argv[2] = "6";
-
     p = buf;
-    argv[3] = (char *) p;
-    p = ngx_http_tce_admin_deploy_key(p, rmcf, "deploy_lease");
-    argv[4] = (char *) p;
-    p = ngx_http_tce_admin_deploy_key(p, rmcf, "deploys");
-    argv[5] = (char *) p;
-    p = ngx_http_tce_admin_deploy_key(p, rmcf, "deploys_version");
-    argv[6] = (char *) p;
-    p = ngx_http_tce_admin_deploy_key(p, rmcf, "canary");
-    argv[7] = (char *) p;
-    p = ngx_http_tce_admin_deploy_key(p, rmcf, "rev");
-    argv[8] = (char *) p;
-    p = ngx_http_tce_admin_deploy_key(p, rmcf, "version");
+    p = ngx_http_tce_admin_deploy_key(p, rmcf, "deploy_lease", &keys[0]);
+    p = ngx_http_tce_admin_deploy_key(p, rmcf, "deploys", &keys[1]);
+    p = ngx_http_tce_admin_deploy_key(p, rmcf, "deploys_version", &keys[2]);
+    p = ngx_http_tce_admin_deploy_key(p, rmcf, "canary", &keys[3]);
+    p = ngx_http_tce_admin_deploy_key(p, rmcf, "rev", &keys[4]);
+    p = ngx_http_tce_admin_deploy_key(p, rmcf, "version", &keys[5]);
 
-    for (i = 3; i < 9; i++) {
-        argl[i] = ngx_strlen(argv[i]);
-    }
+    args[0].data = ngx_http_tce_admin_lease_me;
+    args[0].len = ngx_http_tce_admin_lease_me_len;
+    args[1].data = (u_char *) text;
+    args[1].len = len;
+    args[2] = rmcf->channel;
 
-    argv[9] = (char *) ngx_http_tce_admin_lease_me;
-    argl[9] = ngx_http_tce_admin_lease_me_len;
-    argv[10] = text;
-    argl[10] = len;
-    argv[11] = (char *) rmcf->channel.data;
-    argl[11] = rmcf->channel.len;
-
-    argc = 12;
+    nargs = 3;
 
     for (i = 0; i < n; i++) {
-        argv[argc] = (char *) p;
+        args[nargs].data = p;
         p = ngx_sprintf(p, "%s/%s", pols[i].service, pols[i].cluster);
-        argl[argc] = p - (u_char *) argv[argc];
-        argc++;
+        args[nargs].len = p - args[nargs].data;
+        nargs++;
 
-        argv[argc] = pols[i].service;
-        argl[argc] = ngx_strlen(pols[i].service);
-        argc++;
+        args[nargs].data = (u_char *) pols[i].service;
+        args[nargs].len = ngx_strlen(pols[i].service);
+        nargs++;
 
         /* as the fleet's canary write stores it */
-        argv[argc] = (char *) p;
+        args[nargs].data = p;
         p = ngx_sprintf(p, "{\"epoch\":%uL,\"fallback\":%s,"
                         "\"weight_bp\":%uD}", pols[i].epoch,
                         pols[i].fallback ? "true" : "false",
                         pols[i].weight_bp);
-        argl[argc] = p - (u_char *) argv[argc];
-        argc++;
+        args[nargs].len = p - args[nargs].data;
+        nargs++;
     }
 
-    argl[0] = 4;
-    argl[2] = 1;
-
-    /* the keys' texts are NUL-terminated: ngx_strlen above */
-
-    if (ngx_tce_redis_command(&rmcf->ctx->cmd,
-                              ngx_http_tce_admin_deploy_push_reply, amcf,
-                              argc, argv, argl)
+    if (ngx_tce_redis_eval(&rmcf->ctx->cmd,
+                           ngx_http_tce_admin_deploy_push_reply, amcf,
+                           ngx_http_tce_admin_deploy_push_script, keys, 6,
+                           args, nargs)
         == NGX_OK)
     {
         ngx_http_tce_admin_push_busy = 1;
@@ -836,7 +792,6 @@ ngx_http_tce_admin_deploy_push(ngx_http_tce_admin_main_conf_t *amcf,
         ngx_shmtx_unlock(&amcf->shpool->mutex);
     }
 
-    ngx_free(argv);
     ngx_free(buf);
     free(text);
 }
@@ -910,12 +865,16 @@ ngx_http_tce_admin_lease_valid(ngx_http_tce_admin_shctx_t *sh)
 }
 
 
-/* <prefix><name>, NUL-terminated; returns the byte after the NUL */
+/* key: <prefix><name>, written at p; returns the byte after it */
 static u_char *
 ngx_http_tce_admin_deploy_key(u_char *p, ngx_tce_redis_main_conf_t *rmcf,
-    const char *name)
+    const char *name, ngx_str_t *key)
 {
-    return ngx_sprintf(p, "%V%s%Z", &rmcf->prefix, name);
+    key->data = p;
+    p = ngx_sprintf(p, "%V%s", &rmcf->prefix, name);
+    key->len = p - key->data;
+
+    return p;
 }
 
 
@@ -930,9 +889,8 @@ ngx_http_tce_admin_deploy_fleet_share(ngx_http_tce_admin_main_conf_t *amcf,
     u_char                         key[NGX_TCE_REDIS_PREFIX_MAX
                                        + NGX_HTTP_TCE_ADMIN_LEASE_LEN + 64];
     u_char                         set[NGX_TCE_REDIS_PREFIX_MAX + 64];
-    size_t                         argl[8];
+    ngx_str_t                      keys[2], args[3];
     ngx_uint_t                     k, b;
-    const char                    *argv[8];
     ngx_tce_judge_diff_t           diff;
     ngx_tce_judge_sample_t         canary, prod, s[2];
     ngx_tce_redis_main_conf_t     *rmcf;
@@ -1018,30 +976,26 @@ ngx_http_tce_admin_deploy_fleet_share(ngx_http_tce_admin_main_conf_t *amcf,
                     ? diff.error - base->diff.error : 0,
                     (ngx_uint_t) diff.have);
 
-    argv[0] = "EVAL";
-    argl[0] = 4;
-    argv[1] = ngx_http_tce_admin_deploy_share_script;
-    argl[1] = sizeof(ngx_http_tce_admin_deploy_share_script) - 1;
-    argv[2] = "2";
-    argl[2] = 1;
-    argv[3] = (char *) key;
-    argl[3] = ngx_sprintf(key, "%Vdeploy_counters:%uL:%*s", &rmcf->prefix,
-                          d->id, ngx_http_tce_admin_lease_me_len,
-                          ngx_http_tce_admin_lease_me)
-              - key;
-    argv[4] = (char *) set;
-    argl[4] = ngx_sprintf(set, "%Vdeploy_nodes:%uL", &rmcf->prefix, d->id)
-              - set;
-    argv[5] = (char *) ngx_http_tce_admin_lease_me;
-    argl[5] = ngx_http_tce_admin_lease_me_len;
-    argv[6] = (char *) text;
-    argl[6] = p - text;
-    argv[7] = "3000";
-    argl[7] = 4;
+    keys[0].data = key;
+    keys[0].len = ngx_sprintf(key, "%Vdeploy_counters:%uL:%*s",
+                              &rmcf->prefix, d->id,
+                              ngx_http_tce_admin_lease_me_len,
+                              ngx_http_tce_admin_lease_me)
+                  - key;
+    keys[1].data = set;
+    keys[1].len = ngx_sprintf(set, "%Vdeploy_nodes:%uL", &rmcf->prefix,
+                              d->id)
+                  - set;
+    args[0].data = ngx_http_tce_admin_lease_me;
+    args[0].len = ngx_http_tce_admin_lease_me_len;
+    args[1].data = text;
+    args[1].len = p - text;
+    ngx_str_set(&args[2], "3000");
 
-    (void) ngx_tce_redis_command(&rmcf->ctx->cmd,
-                                 ngx_http_tce_admin_deploy_share_reply, NULL,
-                                 8, argv, argl);
+    (void) ngx_tce_redis_eval(&rmcf->ctx->cmd,
+                              ngx_http_tce_admin_deploy_share_reply, NULL,
+                              ngx_http_tce_admin_deploy_share_script, keys, 2,
+                              args, 3);
 
     ngx_free(d);
     ngx_free(text);
@@ -1067,10 +1021,9 @@ ngx_http_tce_admin_deploy_fleet_gather(ngx_http_tce_admin_main_conf_t *amcf,
 {
     u_char                      set[NGX_TCE_REDIS_PREFIX_MAX + 64];
     u_char                      pfx[NGX_TCE_REDIS_PREFIX_MAX + 64];
-    size_t                      argl[6];
     uint64_t                    id;
+    ngx_str_t                   key, args[2];
     ngx_uint_t                  i;
-    const char                 *argv[6];
     ngx_tce_redis_main_conf_t  *rmcf;
 
     rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
@@ -1089,25 +1042,21 @@ ngx_http_tce_admin_deploy_fleet_gather(ngx_http_tce_admin_main_conf_t *amcf,
 
         id = amcf->sh->deploys[i].id;
 
-        argv[0] = "EVAL";
-        argl[0] = 4;
-        argv[1] = ngx_http_tce_admin_deploy_gather_script;
-        argl[1] = sizeof(ngx_http_tce_admin_deploy_gather_script) - 1;
-        argv[2] = "1";
-        argl[2] = 1;
-        argv[3] = (char *) set;
-        argl[3] = ngx_sprintf(set, "%Vdeploy_nodes:%uL", &rmcf->prefix, id)
+        key.data = set;
+        key.len = ngx_sprintf(set, "%Vdeploy_nodes:%uL", &rmcf->prefix, id)
                   - set;
-        argv[4] = (char *) pfx;
-        argl[4] = ngx_sprintf(pfx, "%Vdeploy_counters:%uL:", &rmcf->prefix,
-                              id)
-                  - pfx;
-        argv[5] = (char *) ngx_http_tce_admin_lease_me;
-        argl[5] = ngx_http_tce_admin_lease_me_len;
+        args[0].data = pfx;
+        args[0].len = ngx_sprintf(pfx, "%Vdeploy_counters:%uL:",
+                                  &rmcf->prefix, id)
+                      - pfx;
+        args[1].data = ngx_http_tce_admin_lease_me;
+        args[1].len = ngx_http_tce_admin_lease_me_len;
 
-        if (ngx_tce_redis_command(&rmcf->ctx->cmd,
-                                  ngx_http_tce_admin_deploy_gather_reply,
-                                  (void *) (uintptr_t) id, 6, argv, argl)
+        if (ngx_tce_redis_eval(&rmcf->ctx->cmd,
+                               ngx_http_tce_admin_deploy_gather_reply,
+                               (void *) (uintptr_t) id,
+                               ngx_http_tce_admin_deploy_gather_script,
+                               &key, 1, args, 2)
             == NGX_OK)
         {
             ngx_http_tce_admin_gather_busy++;

@@ -154,12 +154,9 @@ ngx_http_tce_admin_fleet_send(ngx_http_request_t *r,
     const char *script, const char *hash, ngx_str_t *field, ngx_str_t *args,
     ngx_uint_t nargs)
 {
-    int                                n;
-    size_t                             len[16];
     uint64_t                           rev;
-    ngx_str_t                          keys[3], im;
-    ngx_uint_t                         i;
-    const char                        *argv[16];
+    ngx_str_t                          keys[3], im, argv[10];
+    ngx_uint_t                         i, n;
     ngx_table_elt_t                   *h;
     ngx_pool_cleanup_t                *cln;
     ngx_tce_redis_ctx_t               *rctx;
@@ -179,7 +176,8 @@ ngx_http_tce_admin_fleet_send(ngx_http_request_t *r,
         return ngx_http_tce_admin_fleet_unavailable(r, "not started");
     }
 
-    ngx_str_null(&im);
+    /* no If-Match: an empty ARGV */
+    ngx_str_set(&im, "");
 
     h = r->headers_in.if_match;
 
@@ -216,33 +214,18 @@ ngx_http_tce_admin_fleet_send(ngx_http_request_t *r,
         ngx_sprintf(keys[i].data, "%V%s", &rmcf->prefix, names[i]);
     }
 
+    /* ARGV: field, service, If-Match, up to 6 of the script's, channel */
     n = 0;
-    argv[n] = "EVAL";
-    len[n++] = 4;
-    argv[n] = script;
-    len[n++] = ngx_strlen(script);
-    argv[n] = "3";
-    len[n++] = 1;
+    argv[n++] = *field;
+    argv[n].data = ctx->svc->name;
+    argv[n++].len = ctx->svc->name_len;
+    argv[n++] = im;
 
-    for (i = 0; i < 3; i++) {
-        argv[n] = (char *) keys[i].data;
-        len[n++] = keys[i].len;
+    for (i = 0; i < nargs && n < 9; i++) {
+        argv[n++] = args[i];
     }
 
-    argv[n] = (char *) field->data;
-    len[n++] = field->len;
-    argv[n] = (char *) ctx->svc->name;
-    len[n++] = ctx->svc->name_len;
-    argv[n] = im.len ? (char *) im.data : "";
-    len[n++] = im.len;
-
-    for (i = 0; i < nargs && n < 15; i++) {
-        argv[n] = (char *) args[i].data;
-        len[n++] = args[i].len;
-    }
-
-    argv[n] = (char *) rmcf->channel.data;
-    len[n++] = rmcf->channel.len;
+    argv[n++] = rmcf->channel;
 
     w = ngx_alloc(sizeof(ngx_http_tce_admin_fleet_write_t),
                   r->connection->log);
@@ -265,8 +248,8 @@ ngx_http_tce_admin_fleet_send(ngx_http_request_t *r,
         (void) ngx_cpystrn((u_char *) w->id, (u_char *) id, NGX_TCE_ID_LEN);
     }
 
-    if (ngx_tce_redis_command(&rctx->cmd, ngx_http_tce_admin_fleet_reply, w,
-                              n, argv, len)
+    if (ngx_tce_redis_eval(&rctx->cmd, ngx_http_tce_admin_fleet_reply, w,
+                           script, keys, 3, argv, n)
         != NGX_OK)
     {
         ngx_free(w);

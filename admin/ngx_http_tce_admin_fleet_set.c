@@ -56,6 +56,9 @@ static void ngx_http_tce_admin_fset_waited(ngx_tce_redis_conn_t *rc,
     redisReply *reply, const char *err, void *data);
 static void ngx_http_tce_admin_fset_end(ngx_http_tce_admin_fset_t *fs,
     ngx_uint_t result, const char *why);
+static ngx_int_t ngx_http_tce_admin_fset_eval(ngx_http_tce_admin_fset_t *fs,
+    ngx_tce_redis_reply_pt handler, const char *script, ngx_uint_t nkeys,
+    ngx_str_t *args, ngx_uint_t nargs);
 static ngx_int_t ngx_http_tce_admin_fset_keys(ngx_http_tce_admin_fset_t *fs,
     ngx_str_t *keys);
 static void ngx_http_tce_admin_fleet_change_gone(void *data);
@@ -160,14 +163,18 @@ ngx_http_tce_admin_fset_keys(ngx_http_tce_admin_fset_t *fs, ngx_str_t *keys)
 }
 
 
+/*
+ * EVAL of script with the first nkeys of the keys inst, rev, version,
+ * and args; NGX_ERROR when not sent, fs->why then says why
+ */
 static ngx_int_t
-ngx_http_tce_admin_fset_read(ngx_http_tce_admin_fset_t *fs)
+ngx_http_tce_admin_fset_eval(ngx_http_tce_admin_fset_t *fs,
+    ngx_tce_redis_reply_pt handler, const char *script, ngx_uint_t nkeys,
+    ngx_str_t *args, ngx_uint_t nargs)
 {
-    size_t       len[6];
-    ngx_int_t    rc;
-    ngx_str_t    keys[3];
-    ngx_uint_t   i;
-    const char  *argv[6];
+    ngx_int_t   rc;
+    ngx_str_t   keys[3];
+    ngx_uint_t  i;
 
     if (ngx_http_tce_admin_fset_keys(fs, keys) != NGX_OK) {
         ngx_cpystrn((u_char *) fs->why, (u_char *) "no memory",
@@ -175,22 +182,8 @@ ngx_http_tce_admin_fset_read(ngx_http_tce_admin_fset_t *fs)
         return NGX_ERROR;
     }
 
-    argv[0] = "EVAL";
-    len[0] = 4;
-    argv[1] = ngx_http_tce_admin_fset_read_script;
-    len[1] = sizeof(ngx_http_tce_admin_fset_read_script) - 1;
-    argv[2] = "2";
-    len[2] = 1;
-    argv[3] = (char *) keys[0].data;
-    len[3] = keys[0].len;
-    argv[4] = (char *) keys[1].data;
-    len[4] = keys[1].len;
-    argv[5] = (char *) fs->svc->name;
-    len[5] = fs->svc->name_len;
-
-    rc = ngx_tce_redis_command(&fs->rmcf->ctx->cmd,
-                               ngx_http_tce_admin_fset_got, fs, 6, argv,
-                               len);
+    rc = ngx_tce_redis_eval(&fs->rmcf->ctx->cmd, handler, fs, script, keys,
+                            nkeys, args, nargs);
 
     if (rc != NGX_OK) {
         ngx_cpystrn((u_char *) fs->why, fs->rmcf->ctx->cmd.err,
@@ -202,6 +195,20 @@ ngx_http_tce_admin_fset_read(ngx_http_tce_admin_fset_t *fs)
     }
 
     return rc;
+}
+
+
+static ngx_int_t
+ngx_http_tce_admin_fset_read(ngx_http_tce_admin_fset_t *fs)
+{
+    ngx_str_t  name;
+
+    name.data = fs->svc->name;
+    name.len = fs->svc->name_len;
+
+    return ngx_http_tce_admin_fset_eval(fs, ngx_http_tce_admin_fset_got,
+                                        ngx_http_tce_admin_fset_read_script,
+                                        2, &name, 1);
 }
 
 
@@ -343,59 +350,32 @@ ngx_http_tce_admin_fset_base(ngx_http_tce_admin_fset_t *fs, redisReply *set)
 static ngx_int_t
 ngx_http_tce_admin_fset_write(ngx_http_tce_admin_fset_t *fs)
 {
-    char        *text;
-    size_t       len[10];
-    u_char       rev[NGX_INT64_LEN];
-    ngx_int_t    rc;
-    ngx_str_t    keys[3];
-    ngx_uint_t   i;
-    const char  *argv[10];
+    char       *text;
+    u_char      rev[NGX_INT64_LEN];
+    ngx_int_t   rc;
+    ngx_str_t   args[4];
 
     text = ngx_tce_fleet_set_encode(&fs->st);
 
-    if (text == NULL || ngx_http_tce_admin_fset_keys(fs, keys) != NGX_OK) {
-        free(text);
+    if (text == NULL) {
         ngx_cpystrn((u_char *) fs->why, (u_char *) "no memory",
                     sizeof(fs->why));
         return NGX_ERROR;
     }
 
-    argv[0] = "EVAL";
-    len[0] = 4;
-    argv[1] = ngx_http_tce_admin_fset_write_script;
-    len[1] = sizeof(ngx_http_tce_admin_fset_write_script) - 1;
-    argv[2] = "3";
-    len[2] = 1;
+    args[0].data = fs->svc->name;
+    args[0].len = fs->svc->name_len;
+    args[1].data = rev;
+    args[1].len = ngx_sprintf(rev, "%uL", fs->rev_read) - rev;
+    args[2].data = (u_char *) text;
+    args[2].len = ngx_strlen(text);
+    args[3] = fs->rmcf->channel;
 
-    for (i = 0; i < 3; i++) {
-        argv[3 + i] = (char *) keys[i].data;
-        len[3 + i] = keys[i].len;
-    }
-
-    argv[6] = (char *) fs->svc->name;
-    len[6] = fs->svc->name_len;
-    argv[7] = (char *) rev;
-    len[7] = ngx_sprintf(rev, "%uL", fs->rev_read) - rev;
-    argv[8] = text;
-    len[8] = ngx_strlen(text);
-
-    argv[9] = (char *) fs->rmcf->channel.data;
-    len[9] = fs->rmcf->channel.len;
-
-    rc = ngx_tce_redis_command(&fs->rmcf->ctx->cmd,
-                               ngx_http_tce_admin_fset_written, fs, 10,
-                               argv, len);
-
-    if (rc != NGX_OK) {
-        ngx_cpystrn((u_char *) fs->why, fs->rmcf->ctx->cmd.err,
-                    sizeof(fs->why));
-    }
+    rc = ngx_http_tce_admin_fset_eval(fs, ngx_http_tce_admin_fset_written,
+                                      ngx_http_tce_admin_fset_write_script,
+                                      3, args, 4);
 
     free(text);
-
-    for (i = 0; i < 3; i++) {
-        ngx_free(keys[i].data);
-    }
 
     return rc;
 }

@@ -19,6 +19,8 @@
  *                            applying the fleet's policy to the zone
  *   ngx_tce_redis_sentinel.c the master's address from Redis Sentinel
  *                            (asked, then +switch-master followed)
+ *   ngx_tce_redis_eval.c     EVAL of a Lua script with its keys and
+ *                            arguments, on a connection
  *   admin/ngx_http_tce_admin_fleet*.c  a policy, override or
  *                            instance set write from any worker (Lua)
  *   ngx_tce_redis_audit.c    audit lines to the <prefix>audit stream
@@ -262,6 +264,21 @@ ngx_int_t ngx_tce_redis_command_same(ngx_tce_redis_conn_t *rc,
  * zone's master_epoch moved), quietly.  Returns 1 if it was closed.
  */
 ngx_uint_t ngx_tce_redis_stale(ngx_tce_redis_conn_t *rc);
+
+
+/* ngx_tce_redis_eval.c */
+
+/*
+ * Queues EVAL <script> <nkeys> <keys...> <args...> as
+ * ngx_tce_redis_command() does (connecting first when down).  script
+ * is NUL-terminated; keys and args are sent as they are (their len
+ * bytes, binary-safe).  Returns NGX_OK, or NGX_ERROR when the command
+ * cannot be queued (handler not called, nothing sent).
+ */
+ngx_int_t ngx_tce_redis_eval(ngx_tce_redis_conn_t *rc,
+    ngx_tce_redis_reply_pt handler, void *data, const char *script,
+    const ngx_str_t *keys, ngx_uint_t nkeys, const ngx_str_t *args,
+    ngx_uint_t nargs);
 
 
 /* ngx_tce_redis_sentinel.c */

@@ -561,10 +561,8 @@ ngx_tce_redis_check_reply(ngx_tce_redis_conn_t *rc, redisReply *reply,
 static void
 ngx_tce_redis_pull(ngx_tce_redis_ctx_t *ctx)
 {
-    size_t       len[8];
-    ngx_str_t    keys[5];
-    ngx_uint_t   i;
-    const char  *argv[8];
+    ngx_str_t   keys[5];
+    ngx_uint_t  i;
 
     if (!ctx->owner) {
         return;
@@ -588,20 +586,8 @@ ngx_tce_redis_pull(ngx_tce_redis_ctx_t *ctx)
         goto done;
     }
 
-    argv[0] = "EVAL";
-    len[0] = 4;
-    argv[1] = ngx_tce_redis_read_script;
-    len[1] = sizeof(ngx_tce_redis_read_script) - 1;
-    argv[2] = "5";
-    len[2] = 1;
-
-    for (i = 0; i < 5; i++) {
-        argv[3 + i] = (char *) keys[i].data;
-        len[3 + i] = keys[i].len;
-    }
-
-    if (ngx_tce_redis_command(&ctx->cmd, ngx_tce_redis_pull_reply, ctx, 8,
-                              argv, len)
+    if (ngx_tce_redis_eval(&ctx->cmd, ngx_tce_redis_pull_reply, ctx,
+                           ngx_tce_redis_read_script, keys, 5, NULL, 0)
         == NGX_OK)
     {
         ctx->pulling = 1;
