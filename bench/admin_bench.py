@@ -32,53 +32,10 @@ import tempfile
 import threading
 import time
 
+from tcebench import confs
+
 SERVICE = 'bench.admin.api'
 TOKEN = 'bench-token-0123456789abcdef'
-
-BACKEND = """\
-worker_processes 1;
-pid {dir}/backend.pid;
-error_log {dir}/backend-error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    keepalive_requests 100000;
-    server {{ listen 127.0.0.1:{port}; return 200 "ok"; }}
-}}
-"""
-
-PROXY = """\
-load_module {module};
-{user}
-worker_processes 2;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log notice;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    keepalive_requests 100000;
-    tce_zone tce 4m;
-    tce_state {dir}/state.json;
-    upstream api {{
-        tce_service {service};
-        keepalive 16;
-    }}
-    server {{
-        listen 127.0.0.1:{port} reuseport;
-        location / {{
-            proxy_pass http://api;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
-        location /api/ {{
-            tce_admin;
-            tce_admin_token_file {dir}/admin.tokens;
-            tce_admin_audit {dir}/audit.log;
-        }}
-    }}
-}}
-"""
-
 
 def free_port():
     import socket
@@ -170,8 +127,8 @@ def main():
     procs = []
     try:
         bport, pport = free_port(), free_port()
-        with open(os.path.join(d, 'backend.conf'), 'w') as f:
-            f.write(BACKEND.format(dir=d, port=bport))
+        confs.write_answers_conf(os.path.join(d, 'backend.conf'), d,
+                                 [([bport], 'ok')])
         insts = [{'id': 'i%d' % i, 'address': '127.0.0.1:%d' % bport,
                   'env': 'canary' if i >= 2 else 'prod'} for i in range(4)]
         with open(os.path.join(d, 'state.json'), 'w') as f:
@@ -179,11 +136,11 @@ def main():
                 'default': {'instances': insts}}}}}, f)
         with open(os.path.join(d, 'admin.tokens'), 'w') as f:
             f.write('%s bench\n' % TOKEN)
-        with open(os.path.join(d, 'proxy.conf'), 'w') as f:
-            f.write(PROXY.format(
-                dir=d, port=pport, module=os.path.abspath(a.module),
-                service=SERVICE,
-                user='user root;' if os.geteuid() == 0 else ''))
+        confs.write_node_conf(
+            os.path.join(d, 'proxy.conf'), d, a.module, pport, SERVICE,
+            keepalive='keepalive 16', http=['keepalive_requests 100000;'],
+            admin=['tce_admin_token_file %s/admin.tokens;' % d,
+                   'tce_admin_audit %s/audit.log;' % d])
         for conf in ('backend.conf', 'proxy.conf'):
             procs.append(subprocess.Popen(
                 [a.nginx, '-p', d + '/', '-c', os.path.join(d, conf),

@@ -45,41 +45,11 @@ import tempfile
 import threading
 import time
 
+from tcebench import confs
+
 SERVICE = 'bench.deploy.api'
 TOKEN = 'bench-token-0123456789abcdef'
 DEPLOYS = '/api/v1/services/%s/clusters/default/deploys' % SERVICE
-
-PROXY = """\
-load_module {module};
-{user}
-worker_processes 2;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log notice;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    tce_zone tce 4m;
-    tce_state {dir}/state.json;
-    upstream api {{
-        tce_service {service};
-        keepalive 16;
-    }}
-    server {{
-        listen 127.0.0.1:{port} reuseport;
-        add_header X-Pid $pid always;
-        location / {{
-            proxy_pass http://api;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
-        location /api/ {{
-            tce_admin;
-            tce_admin_token_file {dir}/admin.tokens;
-        }}
-    }}
-}}
-"""
-
 
 class Backend:
     """A loopback HTTP/1.1 server: the arrival time (time.time()) of
@@ -284,11 +254,11 @@ def main():
                      'env': 'canary'}]}}}}}, f)
         with open(os.path.join(d, 'admin.tokens'), 'w') as f:
             f.write('%s bench\n' % TOKEN)
-        with open(os.path.join(d, 'proxy.conf'), 'w') as f:
-            f.write(PROXY.format(
-                dir=d, port=port, module=os.path.abspath(a.module),
-                service=SERVICE,
-                user='user root;' if os.geteuid() == 0 else ''))
+        confs.write_node_conf(
+            os.path.join(d, 'proxy.conf'), d, a.module, port, SERVICE,
+            keepalive='keepalive 16',
+            server=['add_header X-Pid $pid always;'],
+            admin=['tce_admin_token_file %s/admin.tokens;' % d])
         proc = subprocess.Popen([a.nginx, '-p', d + '/', '-c',
                                  os.path.join(d, 'proxy.conf'),
                                  '-g', 'daemon off;'])

@@ -37,50 +37,11 @@ import tempfile
 import threading
 import time
 
+from tcebench import confs
+
 SERVICE = 'bench.fleet.api'
 TOKEN = 'bench-token-0123456789abcdef'
 REDIS_BIN = shutil.which('redis-server') or '/usr/bin/redis-server'
-
-BACKEND = """\
-worker_processes 1;
-pid {dir}/backend.pid;
-error_log {dir}/backend-error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    server {{ listen 127.0.0.1:{prod}; return 200 "prod"; }}
-    server {{ listen 127.0.0.1:{canary}; return 200 "canary"; }}
-}}
-"""
-
-NODE = """\
-load_module {module};
-{user}
-worker_processes 2;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log notice;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    tce_zone tce 4m;
-    tce_state {dir}/state.json;
-    tce_redis 127.0.0.1:{redis} timeout=2s resync={resync};
-    upstream api {{
-        tce_service {service};
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://api;
-        }}
-        location /api/ {{
-            tce_admin;
-            tce_admin_token_file {dir}/admin.tokens;
-        }}
-    }}
-}}
-"""
-
 
 def free_port():
     s = socket.socket()
@@ -154,13 +115,12 @@ class Node:
                 'default': {'instances': insts}}}}}, f)
         with open(os.path.join(self.dir, 'admin.tokens'), 'w') as f:
             f.write('%s bench\n' % TOKEN)
-        conf = os.path.join(self.dir, 'nginx.conf')
-        with open(conf, 'w') as f:
-            f.write(NODE.format(
-                dir=self.dir, port=self.port, redis=redis_port,
-                module=os.path.abspath(a.module), service=SERVICE,
-                resync=resync,
-                user='user root;' if os.geteuid() == 0 else ''))
+        conf = confs.write_node_conf(
+            os.path.join(self.dir, 'nginx.conf'), self.dir, a.module,
+            self.port, SERVICE, reuseport=False,
+            http=['tce_redis 127.0.0.1:%d timeout=2s resync=%s;'
+                  % (redis_port, resync)],
+            admin=['tce_admin_token_file %s/admin.tokens;' % self.dir])
         self.proc = subprocess.Popen([a.nginx, '-p', self.dir + '/', '-c',
                                       conf, '-g', 'daemon off;'])
         self.conn = None
@@ -315,9 +275,9 @@ def main():
         wait_for(lambda: resp(redis_port, 'PING') == 'PONG', 10,
                  'redis-server')
         backend = (free_port(), free_port())
-        with open(os.path.join(root, 'backend.conf'), 'w') as f:
-            f.write(BACKEND.format(dir=root, prod=backend[0],
-                                   canary=backend[1]))
+        confs.write_answers_conf(os.path.join(root, 'backend.conf'), root,
+                                 [([backend[0]], 'prod'),
+                                  ([backend[1]], 'canary')])
         procs.append(subprocess.Popen(
             [a.nginx, '-p', root + '/', '-c',
              os.path.join(root, 'backend.conf'), '-g', 'daemon off;']))

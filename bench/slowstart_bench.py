@@ -30,54 +30,11 @@ import tempfile
 import threading
 import time
 
+from tcebench import confs
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.path.join(HERE, '..', 'build')
 SERVICE = 'bench.slow.api'
-
-BACKEND = """\
-worker_processes 1;
-{user}
-pid {dir}/backend.pid;
-error_log {dir}/backend-error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    keepalive_requests 100000;
-    server {{
-{listens}
-        location / {{ return 200 "$server_port\\n"; }}
-    }}
-}}
-"""
-
-PROXY = """\
-load_module {module};
-{user}
-worker_processes 2;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log notice;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    tce_zone tce 1m;
-    tce_state {dir}/state.json;
-    upstream api {{
-        tce_service {service}{params};
-        tce_keepalive 16;
-    }}
-    server {{
-        listen 127.0.0.1:{port} reuseport;
-        location /api/ {{ tce_admin; }}
-        location / {{
-            proxy_pass http://api;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            add_header X-Instance $tce_instance always;
-        }}
-    }}
-}}
-"""
-
 
 def free_port():
     s = socket.socket()
@@ -120,14 +77,12 @@ def state(path, ports, n):
 def run(args, tmp, ramp, ports):
     d = tempfile.mkdtemp(dir=tmp)
     port = free_port()
-    user = 'user root;' if os.geteuid() == 0 else ''
     state(os.path.join(d, 'state.json'), ports, 2)
-    conf = os.path.join(d, 'nginx.conf')
-    with open(conf, 'w') as f:
-        f.write(PROXY.format(module=args.module, user=user, dir=d,
-                             service=SERVICE, port=port,
-                             params=' slow_start=%gs' % ramp if ramp
-                             else ''))
+    conf = confs.write_node_conf(
+        os.path.join(d, 'nginx.conf'), d, args.module, port,
+        SERVICE + (' slow_start=%gs' % ramp if ramp else ''),
+        zone_size='1m', keepalive='tce_keepalive 16',
+        proxy=['add_header X-Instance $tce_instance always;'])
     nginx = [args.nginx, '-p', d + '/', '-c', conf]
     subprocess.run(nginx, check=True)
     try:
@@ -212,12 +167,8 @@ def main():
     bdir = os.path.join(tmp, 'backend')
     os.makedirs(bdir)
     ports = [free_port() for _ in range(3)]
-    bconf = os.path.join(bdir, 'backend.conf')
-    with open(bconf, 'w') as f:
-        f.write(BACKEND.format(
-            dir=bdir, user='user root;' if os.geteuid() == 0 else '',
-            listens='\n'.join('        listen 127.0.0.1:%d;' % p
-                              for p in ports)))
+    bconf = confs.write_answers_conf(os.path.join(bdir, 'backend.conf'),
+                                     bdir, [(ports, '$server_port\\n')])
     backend = [args.nginx, '-p', bdir + '/', '-c', bconf]
     subprocess.run(backend, check=True)
     try:

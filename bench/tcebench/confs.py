@@ -180,6 +180,52 @@ def write_proxy_conf(tmp, name, side, port, backend_ports,
                   keepalive_lines=side.keepalive_lines())
 
 
+def write_node_conf(path, dir, module, port, service, zone_size="4m",
+                    keepalive=None, reuseport=True, http=(), server=(),
+                    proxy=(), admin=()):
+    """The nginx.conf of a feature bench's node (conf/node.conf.in):
+    the module, 2 workers, upstream "api" of one tce service (service:
+    the tce_service arguments), the admin API under /api/, every file in
+    dir (dir/state.json the state file).  keepalive: the upstream's
+    connection cache ("keepalive 16", "tce_keepalive 16"), with HTTP/1.1
+    to the backend; None: none.  http, server, proxy (location /) and
+    admin (location /api/): the bench's own directives, one a line."""
+    proxy = list(proxy)
+    upstream = []
+    if keepalive:
+        upstream.append(keepalive + ";")
+        proxy = ["proxy_http_version 1.1;",
+                 'proxy_set_header Connection "";'] + proxy
+    return render("node.conf.in", path, module=os.path.abspath(module),
+                  user=user_line(True), dir=dir, zone_size=zone_size,
+                  service=service, port=port,
+                  listen_params=" reuseport" if reuseport else "",
+                  http_lines=indent(http, 4),
+                  upstream_lines=indent(upstream, 8),
+                  server_lines=indent(server, 8),
+                  proxy_lines=indent(proxy, 12),
+                  admin_lines=indent(admin, 12))
+
+
+def write_answers_conf(path, dir, servers):
+    """A stock nginx backend of a feature bench (conf/answers.conf.in),
+    its files in dir: servers is a list of (ports, text), every port of
+    a server answering 200 with text (nginx's escapes and variables
+    apply: "$server_port\\n")."""
+    lines = []
+    for ports, text in servers:
+        lines.append("server {")
+        lines += ["    listen 127.0.0.1:%d;" % p for p in ports]
+        lines.append('    return 200 "%s";' % text)
+        lines.append("}")
+    return render("answers.conf.in", path, user=user_line(True), dir=dir,
+                  server_lines=indent(lines, 4))
+
+
+def indent(lines, spaces):
+    return "\n".join(" " * spaces + line for line in lines)
+
+
 def write_state_file(path, backend_ports, canary_ports=()):
     """One cluster of equal-weight instances, one per backend port;
     those on canary_ports in env "canary", the others in "prod"."""
