@@ -204,6 +204,7 @@ struct ngx_tce_redis_ctx_s {
     ngx_uint_t                  owner;       /* 1: this is the syncer */
     ngx_uint_t                  pulling;     /* a snapshot read in flight */
     ngx_uint_t                  again;       /* pull again after it */
+    ngx_uint_t                  whole;       /* next snapshot: forced */
     ngx_uint_t                  checking;    /* a GET version in flight */
     char                       *cache_text;  /* the last applied, JSON */
 };

@@ -6,7 +6,10 @@
  *
  *   - when the subscription is (re)established: pub/sub messages are
  *     not queued for a disconnected subscriber, so a full read follows
- *     every reconnection;
+ *     every reconnection, and it is applied whole (forced): Redis may
+ *     be another master now, whose history parted from the one this
+ *     node followed (a write the old master took but no replica had),
+ *     with the same fleet version and revisions that do not tell;
  *   - when a message announces a version above the applied one;
  *   - when the fleet version, compared every resync=, differs from the
  *     applied one (a missed message).
@@ -321,6 +324,7 @@ ngx_tce_redis_sub_ready(ngx_tce_redis_conn_t *rc)
     ngx_tce_redis_state(ctx);
 
     /* messages sent while we were away are lost: read everything */
+    ctx->whole = 1;
     ngx_tce_redis_pull(ctx);
 }
 
@@ -613,7 +617,7 @@ ngx_tce_redis_pull_reply(ngx_tce_redis_conn_t *rc, redisReply *reply,
     ngx_tce_redis_ctx_t *ctx = data;
 
     char                 text[NGX_TCE_REDIS_ERR_LEN], why[128];
-    ngx_uint_t           force;
+    ngx_uint_t           back, force;
     ngx_tce_fleet_t      f;
     ngx_tce_redis_sh_t  *sh;
 
@@ -635,10 +639,17 @@ ngx_tce_redis_pull_reply(ngx_tce_redis_conn_t *rc, redisReply *reply,
         return;
     }
 
-    /* a version that went back: Redis was emptied or replaced */
-    force = (f.version < sh->version);
+    /*
+     * a version that went back: Redis was emptied or replaced; the first
+     * read after a reconnection: maybe replaced, with a version that
+     * does not tell (a failover to a replica that missed a write of this
+     * node, then took as many other writes)
+     */
+    back = (f.version < sh->version);
+    force = (back || ctx->whole);
+    ctx->whole = 0;
 
-    if (force) {
+    if (back) {
         ngx_log_error(NGX_LOG_WARN, ctx->log, 0,
                       "tce redis: the fleet version went back from %uL to "
                       "%uL: applying Redis's policy as it is",
@@ -673,7 +684,7 @@ ngx_tce_redis_pull_reply(ngx_tce_redis_conn_t *rc, redisReply *reply,
 
     sh->version = f.version;
 
-    if (f.version > sh->seen || force) {
+    if (f.version > sh->seen || back) {
         sh->seen = f.version;
     }
 
