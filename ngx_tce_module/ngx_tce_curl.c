@@ -470,7 +470,13 @@ ngx_tce_curl_event(ngx_event_t *ev)
 
     if (c->close) {
         /* ngx_close_idle_connections(): the worker is shutting down */
-        ngx_tce_curl_destroy(cu);
+        if (cu->exiting) {
+            cu->exiting(cu);
+
+        } else {
+            ngx_tce_curl_destroy(cu);
+        }
+
         return;
     }
 

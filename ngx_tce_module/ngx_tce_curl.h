@@ -1,14 +1,14 @@
 /*
  * libcurl's multi interface on nginx events, for any client of the
- * suite that sends a few HTTP requests of its own from a worker (the
- * deploy webhook): a multi handle whose sockets are watched through
- * ngx_connection_t's holding a dup() of curl's socket, whose timer is
- * an nginx timer, and which tells its owner when a transfer is done.
+ * suite that sends HTTP requests of its own from a worker (the deploy
+ * webhook, the API diff's mirrors): a multi handle whose sockets are
+ * watched through ngx_connection_t's holding a dup() of curl's socket,
+ * whose timer is an nginx timer, and which tells its owner when a
+ * transfer is done.
  *
- * It is the pattern of the Consul watcher (ngx_tce_consul_events.c) and
- * of the API diff (ngx_tce_diff_mirror.c), made independent of its
- * user: see those files' comments for why a dup() and why a socket
- * that gets no nginx connection must not return -1 to curl.
+ * The Consul watcher (ngx_tce_consul_events.c) has its own copy of the
+ * pattern.  See ngx_tce_curl.c for why a dup() and why a socket that
+ * gets no nginx connection must not return -1 to curl.
  */
 
 #ifndef _NGX_TCE_CURL_H_INCLUDED_
@@ -33,12 +33,19 @@ typedef struct ngx_tce_curl_s  ngx_tce_curl_t;
 typedef void (*ngx_tce_curl_done_pt)(ngx_tce_curl_t *cu, CURL *easy,
     CURLcode rc, const char *error);
 
+/*
+ * The worker is shutting down (nginx closed a watched connection as
+ * idle): the owner ends what it runs and calls ngx_tce_curl_destroy().
+ */
+typedef void (*ngx_tce_curl_exiting_pt)(ngx_tce_curl_t *cu);
+
 
 struct ngx_tce_curl_s {
     CURLM                    *multi;
     ngx_log_t                *log;
     const char               *name;       /* log prefix: "tce webhook" */
     ngx_tce_curl_done_pt      done;
+    ngx_tce_curl_exiting_pt   exiting;    /* NULL: destroyed at once */
     void                     *data;       /* the owner's */
     ngx_event_t               timer;      /* curl's */
     ngx_event_t               starved;    /* posted: see ngx_tce_curl.c */

@@ -6,9 +6,8 @@
  * count on the main request, so the client's request is not finalized
  * (no log line, no keepalive, no next request on the connection) until
  * the slowest mirror is done.  Here a job belongs to the worker, with
- * its own pool; the two mirrors are libcurl easy handles on a multi
- * handle driven by nginx events (the pattern of the Consul watcher:
- * each watched socket gets an ngx_connection_t holding a dup() of it).
+ * its own pool; the two mirrors are libcurl easy handles on the
+ * worker's multi handle, driven by nginx events (ngx_tce_curl.c).
  * The client's request only feeds its answer into the job and leaves.
  *
  * When the three answers are in, they are compared on nginx's thread
@@ -25,12 +24,6 @@
 #include "ngx_tce_persist.h"
 
 
-typedef struct {
-    ngx_tce_diff_worker_t     *worker;
-    curl_socket_t              s;
-} ngx_tce_diff_sock_t;
-
-
 static ngx_int_t ngx_tce_diff_side_start(ngx_tce_diff_job_t *job,
     ngx_uint_t k, ngx_buf_t *req, const char *addr);
 static ngx_int_t ngx_tce_diff_request_headers(ngx_tce_diff_job_t *job,
@@ -45,17 +38,9 @@ static void ngx_tce_diff_job_ready(ngx_tce_diff_job_t *job);
 static void ngx_tce_diff_job_compare(void *data, ngx_log_t *log);
 static void ngx_tce_diff_job_compared(ngx_event_t *ev);
 static void ngx_tce_diff_job_free(ngx_tce_diff_job_t *job);
-static void ngx_tce_diff_check(ngx_tce_diff_worker_t *w);
-static int ngx_tce_diff_socket(CURL *easy, curl_socket_t s, int what,
-    void *userp, void *socketp);
-static int ngx_tce_diff_timer(CURLM *multi, long timeout_ms, void *userp);
-static void ngx_tce_diff_curl_timer(ngx_event_t *ev);
-static void ngx_tce_diff_event(ngx_event_t *ev);
-static void ngx_tce_diff_action(ngx_tce_diff_worker_t *w, curl_socket_t s,
-    int flags);
-static int ngx_tce_diff_close(void *clientp, curl_socket_t s);
-static void ngx_tce_diff_conn_free(ngx_tce_diff_worker_t *w,
-    ngx_connection_t *c);
+static void ngx_tce_diff_done(ngx_tce_curl_t *cu, CURL *easy, CURLcode rc,
+    const char *error);
+static void ngx_tce_diff_exiting(ngx_tce_curl_t *cu);
 static void ngx_tce_diff_abort(ngx_tce_diff_worker_t *w, ngx_uint_t final);
 
 
@@ -258,7 +243,6 @@ ngx_tce_diff_side_start(ngx_tce_diff_job_t *job, ngx_uint_t k,
     CURL                   *easy;
     ngx_str_t              *h;
     ngx_uint_t              i, accept;
-    CURLMcode               mrc;
     struct curl_slist      *list;
     ngx_tce_diff_side_t    *side;
     ngx_tce_diff_worker_t  *w;
@@ -326,16 +310,11 @@ ngx_tce_diff_side_start(ngx_tce_diff_job_t *job, ngx_uint_t k,
         || curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
                             (long) job->conf->timeout)
            != CURLE_OK
-        || curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L) != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http") != CURLE_OK
         || curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
                             (long) CURL_HTTP_VERSION_1_1)
-           != CURLE_OK
-        || curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
-                            ngx_tce_diff_close)
-           != CURLE_OK
-        || curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, w) != CURLE_OK)
+           != CURLE_OK)
     {
         return NGX_ERROR;
     }
@@ -357,12 +336,8 @@ ngx_tce_diff_side_start(ngx_tce_diff_job_t *job, ngx_uint_t k,
         }
     }
 
-    mrc = curl_multi_add_handle(w->multi, easy);
-
-    if (mrc != CURLM_OK) {
-        ngx_log_error(NGX_LOG_ERR, w->log, 0,
-                      "tce diff: curl_multi_add_handle() failed: %s",
-                      curl_multi_strerror(mrc));
+    /* NOSIGNAL and the close callback are set there */
+    if (ngx_tce_curl_add(w->curl, easy) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -495,7 +470,7 @@ ngx_tce_diff_side_done(ngx_tce_diff_side_t *side, const char *error)
     }
 
     if (side->easy) {
-        (void) curl_multi_remove_handle(job->worker->multi, side->easy);
+        ngx_tce_curl_remove(job->worker->curl, side->easy);
         curl_easy_cleanup(side->easy);
         side->easy = NULL;
     }
@@ -622,10 +597,7 @@ ngx_tce_diff_job_free(ngx_tce_diff_job_t *job)
         side = &job->side[k];
 
         if (side->easy) {
-            if (w->multi) {
-                (void) curl_multi_remove_handle(w->multi, side->easy);
-            }
-
+            ngx_tce_curl_remove(w->curl, side->easy);
             curl_easy_cleanup(side->easy);
         }
 
@@ -652,7 +624,7 @@ ngx_tce_diff_worker(ngx_tce_diff_main_conf_t *dmcf, ngx_log_t *log)
     ngx_tce_diff_worker_t  *w;
 
     if (dmcf->worker) {
-        return dmcf->worker->multi ? dmcf->worker : NULL;
+        return dmcf->worker->curl->multi ? dmcf->worker : NULL;
     }
 
     if (ngx_exiting || ngx_terminate) {
@@ -668,42 +640,15 @@ ngx_tce_diff_worker(ngx_tce_diff_main_conf_t *dmcf, ngx_log_t *log)
     w->dmcf = dmcf;
     ngx_queue_init(&w->jobs);
 
-    if (ngx_array_init(&w->conns, ngx_cycle->pool, 8,
-                       sizeof(ngx_connection_t *))
-        != NGX_OK)
-    {
+    /* logged on error */
+    w->curl = ngx_tce_curl_create(ngx_cycle->pool, w->log, "tce diff",
+                                  ngx_tce_diff_done, w);
+    if (w->curl == NULL) {
         ngx_free(w);
         return NULL;
     }
 
-    w->timer.handler = ngx_tce_diff_curl_timer;
-    w->timer.data = w;
-    w->timer.log = w->log;
-    w->timer.cancelable = 1;
-
-    w->multi = curl_multi_init();
-
-    if (w->multi == NULL
-        || curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION,
-                             ngx_tce_diff_socket)
-           != CURLM_OK
-        || curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w) != CURLM_OK
-        || curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION,
-                             ngx_tce_diff_timer)
-           != CURLM_OK
-        || curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w) != CURLM_OK)
-    {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "tce diff: curl_multi_init() failed");
-
-        if (w->multi) {
-            (void) curl_multi_cleanup(w->multi);
-        }
-
-        ngx_free(w);
-        return NULL;
-    }
-
+    w->curl->exiting = ngx_tce_diff_exiting;
     dmcf->worker = w;
 
     return w;
@@ -745,302 +690,42 @@ ngx_tce_diff_abort(ngx_tce_diff_worker_t *w, ngx_uint_t final)
         ngx_tce_diff_job_free(job);
     }
 
-    if (w->timer.timer_set) {
-        ngx_del_timer(&w->timer);
-    }
-
-    if (w->multi) {
-        (void) curl_multi_cleanup(w->multi);
-        w->multi = NULL;
-    }
-
-    while (w->conns.nelts) {
-        ngx_tce_diff_conn_free(w,
-                          ((ngx_connection_t **) w->conns.elts)[0]);
-    }
+    /* no transfer left: curl's cached connections close */
+    ngx_tce_curl_destroy(w->curl);
 }
 
 
-/* finished transfers */
+/* the worker is shutting down: every job goes, not counted */
 static void
-ngx_tce_diff_check(ngx_tce_diff_worker_t *w)
+ngx_tce_diff_exiting(ngx_tce_curl_t *cu)
 {
-    int                   left;
+    ngx_tce_diff_abort(cu->data, 0);
+}
+
+
+/* a mirror's transfer is over */
+static void
+ngx_tce_diff_done(ngx_tce_curl_t *cu, CURL *easy, CURLcode rc,
+    const char *error)
+{
     long                  status;
-    CURLMsg              *msg;
     ngx_tce_diff_side_t  *side;
 
-    while (w->multi && (msg = curl_multi_info_read(w->multi, &left))) {
+    side = NULL;
+    (void) curl_easy_getinfo(easy, CURLINFO_PRIVATE, &side);
 
-        if (msg->msg != CURLMSG_DONE) {
-            continue;
-        }
-
-        side = NULL;
-        (void) curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &side);
-
-        if (side == NULL) {
-            continue;
-        }
-
-        if (msg->data.result != CURLE_OK
-            && !(msg->data.result == CURLE_WRITE_ERROR && side->cut))
-        {
-            ngx_tce_diff_side_done(side,
-                                   curl_easy_strerror(msg->data.result));
-            continue;
-        }
-
-        status = 0;
-        (void) curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE,
-                                 &status);
-        side->status = (unsigned) status;
-
-        ngx_tce_diff_side_done(side, NULL);
-    }
-}
-
-
-/* CURLMOPT_SOCKETFUNCTION: which events curl wants on socket s */
-static int
-ngx_tce_diff_socket(CURL *easy, curl_socket_t s, int what, void *userp,
-    void *socketp)
-{
-    ngx_tce_diff_worker_t *w = userp;
-
-    ngx_socket_t          fd;
-    ngx_connection_t     *c, **cp;
-    ngx_tce_diff_sock_t  *sock;
-
-    c = socketp;
-
-    if (what == CURL_POLL_REMOVE) {
-        if (c) {
-            curl_multi_assign(w->multi, s, NULL);
-            ngx_tce_diff_conn_free(w, c);
-        }
-
-        return 0;
-    }
-
-    if (c == NULL) {
-        cp = ngx_array_push(&w->conns);
-        if (cp == NULL) {
-            return -1;
-        }
-
-        sock = ngx_alloc(sizeof(ngx_tce_diff_sock_t), w->log);
-        if (sock == NULL) {
-            w->conns.nelts--;
-            return -1;
-        }
-
-        /* our own descriptor of curl's socket (ngx_tce_consul_events.c) */
-        fd = dup(s);
-
-        if (fd == (ngx_socket_t) -1) {
-            ngx_log_error(NGX_LOG_ERR, w->log, ngx_errno,
-                          "tce diff: dup() failed");
-            ngx_free(sock);
-            w->conns.nelts--;
-            return -1;
-        }
-
-        c = ngx_get_connection(fd, w->log);
-        if (c == NULL) {
-            (void) close(fd);
-            ngx_free(sock);
-            w->conns.nelts--;
-            return -1;
-        }
-
-        *cp = c;
-
-        sock->worker = w;
-        sock->s = s;
-        c->data = sock;
-        c->log = w->log;
-        c->read->log = w->log;
-        c->write->log = w->log;
-        c->read->handler = ngx_tce_diff_event;
-        c->write->handler = ngx_tce_diff_event;
-
-        /* closed at once when the worker starts shutting down */
-        c->idle = 1;
-
-        curl_multi_assign(w->multi, s, c);
-    }
-
-    if ((what & CURL_POLL_IN) && !c->read->active) {
-        if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            return -1;
-        }
-
-    } else if (!(what & CURL_POLL_IN) && c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
-
-    if ((what & CURL_POLL_OUT) && !c->write->active) {
-        if (ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            return -1;
-        }
-
-    } else if (!(what & CURL_POLL_OUT) && c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
-
-    return 0;
-}
-
-
-/* CURLMOPT_TIMERFUNCTION */
-static int
-ngx_tce_diff_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-    ngx_tce_diff_worker_t *w = userp;
-
-    if (w->timer.timer_set) {
-        ngx_del_timer(&w->timer);
-    }
-
-    if (timeout_ms >= 0) {
-        ngx_add_timer(&w->timer, (ngx_msec_t) timeout_ms);
-    }
-
-    return 0;
-}
-
-
-static void
-ngx_tce_diff_curl_timer(ngx_event_t *ev)
-{
-    ngx_tce_diff_action(ev->data, CURL_SOCKET_TIMEOUT, 0);
-}
-
-
-static void
-ngx_tce_diff_event(ngx_event_t *ev)
-{
-    curl_socket_t           s;
-    ngx_connection_t       *c;
-    ngx_tce_diff_sock_t    *sock;
-    ngx_tce_diff_worker_t  *w;
-
-    c = ev->data;
-    sock = c->data;
-    w = sock->worker;
-
-    if (c->close) {
-        /* ngx_close_idle_connections(): the worker is shutting down */
-        ngx_tce_diff_abort(w, 0);
+    if (side == NULL) {
         return;
     }
 
-    /* c may be freed by curl's callbacks: read what is needed first */
-    s = sock->s;
-
-    ngx_tce_diff_action(w, s, ev->write ? CURL_CSELECT_OUT : CURL_CSELECT_IN);
-}
-
-
-static void
-ngx_tce_diff_action(ngx_tce_diff_worker_t *w, curl_socket_t s, int flags)
-{
-    int        running;
-    CURLMcode  rc;
-
-    if (w->multi == NULL) {
+    if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && side->cut)) {
+        ngx_tce_diff_side_done(side, error);
         return;
     }
 
-    rc = curl_multi_socket_action(w->multi, s, flags, &running);
+    status = 0;
+    (void) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    side->status = (unsigned) status;
 
-    if (rc != CURLM_OK) {
-        ngx_log_error(NGX_LOG_ERR, w->log, 0,
-                      "tce diff: curl_multi_socket_action() failed: %s",
-                      curl_multi_strerror(rc));
-    }
-
-    ngx_tce_diff_check(w);
-}
-
-
-/* CURLOPT_CLOSESOCKETFUNCTION: events off before curl closes s */
-static int
-ngx_tce_diff_close(void *clientp, curl_socket_t s)
-{
-    ngx_tce_diff_worker_t *w = clientp;
-
-    ngx_uint_t          i;
-    ngx_connection_t  **cp;
-
-    cp = w->conns.elts;
-
-    for (i = 0; i < w->conns.nelts; i++) {
-        if (((ngx_tce_diff_sock_t *) cp[i]->data)->s == s) {
-            if (w->multi) {
-                curl_multi_assign(w->multi, s, NULL);
-            }
-
-            ngx_tce_diff_conn_free(w, cp[i]);
-            break;
-        }
-    }
-
-    return close(s);
-}
-
-
-static void
-ngx_tce_diff_conn_free(ngx_tce_diff_worker_t *w, ngx_connection_t *c)
-{
-    ngx_uint_t          i;
-    ngx_connection_t  **cp;
-
-    cp = w->conns.elts;
-
-    for (i = 0; i < w->conns.nelts; i++) {
-        if (cp[i] == c) {
-            cp[i] = cp[--w->conns.nelts];
-            break;
-        }
-    }
-
-    if (c->read->timer_set) {
-        ngx_del_timer(c->read);
-    }
-
-    if (c->write->timer_set) {
-        ngx_del_timer(c->write);
-    }
-
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
-
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    ngx_free(c->data);
-    ngx_free_connection(c);
-
-    if (close(c->fd) == -1) {
-        ngx_log_error(NGX_LOG_ALERT, w->log, ngx_socket_errno,
-                      "tce diff: close() of a socket failed");
-    }
-
-    c->fd = (ngx_socket_t) -1;
+    ngx_tce_diff_side_done(side, NULL);
 }

@@ -23,6 +23,7 @@
 #include <curl/curl.h>
 
 #include "ngx_tce.h"
+#include "ngx_tce_curl.h"
 #include "ngx_tce_diff.h"
 #include "ngx_tce_diff_compare.h"
 
@@ -116,10 +117,8 @@ struct ngx_tce_diff_job_s {
 
 
 struct ngx_tce_diff_worker_s {
-    CURLM                     *multi;
+    ngx_tce_curl_t            *curl;       /* the mirrors' transfers */
     ngx_log_t                 *log;
-    ngx_event_t                timer;      /* curl's */
-    ngx_array_t                conns;      /* ngx_connection_t * */
     ngx_queue_t                jobs;
     ngx_uint_t                 njobs;
     ngx_uint_t                 next;       /* round robin of picks */
