@@ -26,6 +26,7 @@
 #define NGX_HTTP_TCE_ADMIN_DEPLOYS          16   /* records, all clusters */
 #define NGX_HTTP_TCE_ADMIN_DEPLOY_STEPS     16
 #define NGX_HTTP_TCE_ADMIN_DEPLOY_TICK      250  /* ms between looks */
+#define NGX_HTTP_TCE_ADMIN_DEPLOY_QUICK     50   /* ms, the error clock's */
 #define NGX_HTTP_TCE_ADMIN_DEPLOY_NAME_LEN  64
 #define NGX_HTTP_TCE_ADMIN_DEPLOY_WHY_LEN   256
 
@@ -97,6 +98,8 @@ typedef struct {
     ngx_tce_judge_sample_t    base_canary;
     ngx_tce_judge_sample_t    base_prod;
     ngx_tce_judge_diff_t      base_diff;
+    uint64_t                  err_looked;      /* the error clock's last
+                                                  5xx judged (window) */
 } ngx_http_tce_admin_deploy_t;
 
 

@@ -14,7 +14,12 @@
  * and prod's requests since the step began (the differences of the
  * cumulative counters of their metric series, ngx_http_tce_metrics.h,
  * and of the API diff's totals, ngx_tce_diff.h) go to the judge
- * (ngx_tce_judge.h) with the alpha of one look.  A failing gate rolls
+ * (ngx_tce_judge.h) with the alpha of one look.  Between ticks, every
+ * NGX_HTTP_TCE_ADMIN_DEPLOY_QUICK ms, the owner also looks at the
+ * running deploys for the judge's error clock: a window that counts a
+ * new 5xx (canary or prod) is judged on error_ratio_vs_prod at once,
+ * with that 5xx's alpha, so a canary that fails every answer is rolled
+ * back within a quick look of its second 5xx.  A failing gate rolls
  * the canary back at once (weight 0, new epoch) and ends the deploy as
  * rolled_back, with the gate and its figures.  At the step's end, with
  * at least min_requests canary requests, the step has passed and the
@@ -59,9 +64,10 @@ typedef struct {
 
 
 static void ngx_http_tce_admin_deploy_tick(ngx_event_t *ev);
+static void ngx_http_tce_admin_deploy_quick(ngx_event_t *ev);
 static void ngx_http_tce_admin_deploy_look(
     ngx_http_tce_admin_main_conf_t *amcf, ngx_uint_t i,
-    ngx_http_tce_metrics_group_copy_t *g, ngx_log_t *log);
+    ngx_http_tce_metrics_group_copy_t *g, ngx_uint_t quick, ngx_log_t *log);
 static ngx_uint_t ngx_http_tce_admin_deploy_sub(ngx_tce_judge_sample_t *out,
     const ngx_tce_judge_sample_t *now, const ngx_tce_judge_sample_t *base);
 static void ngx_http_tce_admin_deploy_event(
@@ -73,6 +79,11 @@ static char *ngx_http_tce_admin_deploy_encode(void *job, size_t *len,
 static void ngx_http_tce_admin_deploy_free(void *job);
 static void ngx_http_tce_admin_deploy_load(ngx_http_tce_admin_main_conf_t *amcf,
     ngx_log_t *log);
+
+
+/* the owner's quick looks between two ticks (the error clock) */
+static ngx_event_t  ngx_http_tce_admin_deploy_quick_ev;
+static ngx_uint_t   ngx_http_tce_admin_deploy_quick_n;
 
 
 ngx_int_t
@@ -241,7 +252,7 @@ ngx_http_tce_admin_deploy_tick(ngx_event_t *ev)
     ngx_http_tce_admin_main_conf_t *amcf = ev->data;
 
     ngx_pid_t                           owner;
-    ngx_uint_t                          i, drive;
+    ngx_uint_t                          i, drive, running;
     ngx_msec_t                          now;
     ngx_msec_int_t                      age;
     ngx_http_tce_admin_shctx_t         *sh;
@@ -291,13 +302,16 @@ ngx_http_tce_admin_deploy_tick(ngx_event_t *ev)
 
         g = ngx_alloc(NGX_HTTP_TCE_ADMIN_DEPLOY_GROUPS * sizeof(*g),
                       ev->log);
+        running = 0;
 
         for (i = 0; g && i < NGX_HTTP_TCE_ADMIN_DEPLOYS; i++) {
             if (sh->deploys[i].id
                 && sh->deploys[i].state == NGX_HTTP_TCE_ADMIN_DEPLOY_RUNNING)
             {
+                running = 1;
+
                 if (drive) {
-                    ngx_http_tce_admin_deploy_look(amcf, i, g, ev->log);
+                    ngx_http_tce_admin_deploy_look(amcf, i, g, 0, ev->log);
 
                 } else {
                     ngx_http_tce_admin_deploy_fleet_share(amcf, i, g,
@@ -315,6 +329,21 @@ ngx_http_tce_admin_deploy_tick(ngx_event_t *ev)
         }
 
         ngx_http_tce_admin_deploy_fleet_flush(amcf, ev->log);
+
+        /* the error clock's looks until the next tick */
+        ngx_http_tce_admin_deploy_quick_n = 0;
+
+        if (drive && running
+            && !ngx_http_tce_admin_deploy_quick_ev.timer_set)
+        {
+            ngx_http_tce_admin_deploy_quick_ev.handler =
+                                             ngx_http_tce_admin_deploy_quick;
+            ngx_http_tce_admin_deploy_quick_ev.data = amcf;
+            ngx_http_tce_admin_deploy_quick_ev.log = ev->log;
+            ngx_http_tce_admin_deploy_quick_ev.cancelable = 1;
+            ngx_add_timer(&ngx_http_tce_admin_deploy_quick_ev,
+                          NGX_HTTP_TCE_ADMIN_DEPLOY_QUICK);
+        }
     }
 
     ngx_add_timer(ev, NGX_HTTP_TCE_ADMIN_DEPLOY_TICK);
@@ -322,17 +351,66 @@ ngx_http_tce_admin_deploy_tick(ngx_event_t *ev)
 
 
 /*
+ * A quick look at every running deploy between two ticks, for the
+ * judge's error clock only: nothing is written unless the window
+ * counts a new 5xx.
+ */
+static void
+ngx_http_tce_admin_deploy_quick(ngx_event_t *ev)
+{
+    ngx_http_tce_admin_main_conf_t *amcf = ev->data;
+
+    ngx_uint_t                          i;
+    ngx_http_tce_admin_shctx_t         *sh;
+    ngx_http_tce_metrics_group_copy_t  *g;
+
+    sh = amcf->sh;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate
+        || sh->deploy_owner != (ngx_atomic_uint_t) ngx_pid
+        || !ngx_http_tce_admin_deploy_fleet_drives(amcf))
+    {
+        return;
+    }
+
+    g = ngx_alloc(NGX_HTTP_TCE_ADMIN_DEPLOY_GROUPS * sizeof(*g), ev->log);
+    if (g == NULL) {
+        return;
+    }
+
+    for (i = 0; i < NGX_HTTP_TCE_ADMIN_DEPLOYS; i++) {
+        if (sh->deploys[i].id
+            && sh->deploys[i].state == NGX_HTTP_TCE_ADMIN_DEPLOY_RUNNING)
+        {
+            ngx_http_tce_admin_deploy_look(amcf, i, g, 1, ev->log);
+        }
+    }
+
+    ngx_free(g);
+
+    /* the tick looks next */
+    if (++ngx_http_tce_admin_deploy_quick_n
+        < NGX_HTTP_TCE_ADMIN_DEPLOY_TICK / NGX_HTTP_TCE_ADMIN_DEPLOY_QUICK - 1)
+    {
+        ngx_add_timer(ev, NGX_HTTP_TCE_ADMIN_DEPLOY_QUICK);
+    }
+}
+
+
+/*
  * One look at record i: a copy is judged off the lock, then written
  * back unless an API action changed the record meanwhile (its rev).
+ * A quick look (between ticks) judges a new 5xx of the window only.
  */
 static void
 ngx_http_tce_admin_deploy_look(ngx_http_tce_admin_main_conf_t *amcf,
-    ngx_uint_t i, ngx_http_tce_metrics_group_copy_t *g, ngx_log_t *log)
+    ngx_uint_t i, ngx_http_tce_metrics_group_copy_t *g, ngx_uint_t quick,
+    ngx_log_t *log)
 {
     int                                rc;
-    double                             alpha;
+    double                             alpha[NGX_TCE_JUDGE_NGATES];
     int64_t                            want_bp;
-    uint64_t                           now, elapsed;
+    uint64_t                           now, elapsed, m;
     uint32_t                           next;
     const char                        *event;
     ngx_uint_t                         persist, want_epoch;
@@ -369,7 +447,12 @@ ngx_http_tce_admin_deploy_look(ngx_http_tce_admin_main_conf_t *amcf,
         || diff.mismatch < d.base_diff.mismatch
         || diff.error < d.base_diff.error)
     {
+        if (quick) {
+            return;
+        }
+
         /* a new window: started, resumed, restarted, counters reset */
+        d.err_looked = 0;
         d.base_canary = canary;
         d.base_prod = prod;
         d.base_diff = diff;
@@ -387,10 +470,24 @@ ngx_http_tce_admin_deploy_look(ngx_http_tce_admin_main_conf_t *amcf,
     /* with tce_redis: the other nodes' requests of this step too */
     ngx_http_tce_admin_deploy_fleet_add(&d, &dc, &dp, &dd);
 
-    alpha = ngx_tce_judge_alpha_look(d.conf.gates.alpha, d.conf.step_ms,
-                                     NGX_HTTP_TCE_ADMIN_DEPLOY_TICK);
+    /* the error clock: the window's m-th 5xx is judged once */
+    m = dc.errors + dp.errors;
 
-    rc = ngx_tce_judge(&d.conf.gates, alpha, &dc, &dp, &dd, &fig);
+    if (m > d.err_looked) {
+        d.err_looked = m;
+
+    } else if (quick) {
+        return;
+
+    } else {
+        m = 0;
+    }
+
+    ngx_tce_judge_alphas(d.conf.gates.alpha, d.conf.step_ms,
+                         quick ? 0 : NGX_HTTP_TCE_ADMIN_DEPLOY_TICK, m,
+                         alpha);
+
+    rc = ngx_tce_judge_each(&d.conf.gates, alpha, &dc, &dp, &dd, &fig);
 
     step->fig = fig;
     step->figures = 1;
@@ -422,7 +519,7 @@ ngx_http_tce_admin_deploy_look(ngx_http_tce_admin_main_conf_t *amcf,
         goto write;
     }
 
-    if (elapsed < d.conf.step_ms) {
+    if (quick || elapsed < d.conf.step_ms) {
         goto write;
     }
 
@@ -483,6 +580,7 @@ ngx_http_tce_admin_deploy_look(ngx_http_tce_admin_main_conf_t *amcf,
     d.base_canary = canary;
     d.base_prod = prod;
     d.base_diff = diff;
+    d.err_looked = 0;
     event = "deploy_step";
 
 write:

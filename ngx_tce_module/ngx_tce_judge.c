@@ -14,6 +14,9 @@
 
 #define NGX_TCE_JUDGE_SLOW_SHARE  0.01    /* the p99 gate: 1% slower */
 
+/* the share of alpha the error clock spends on error_ratio_vs_prod */
+#define NGX_TCE_JUDGE_ERROR_SHARE  0.5
+
 
 static double ngx_tce_judge_lchoose(double n, double k);
 
@@ -45,6 +48,22 @@ ngx_tce_judge_defaults(ngx_tce_judge_gates_t *g)
 
 int
 ngx_tce_judge(const ngx_tce_judge_gates_t *g, double alpha,
+    const ngx_tce_judge_sample_t *canary, const ngx_tce_judge_sample_t *prod,
+    const ngx_tce_judge_diff_t *diff, ngx_tce_judge_figures_t *fig)
+{
+    double    a[NGX_TCE_JUDGE_NGATES];
+    unsigned  i;
+
+    for (i = 0; i < NGX_TCE_JUDGE_NGATES; i++) {
+        a[i] = alpha;
+    }
+
+    return ngx_tce_judge_each(g, a, canary, prod, diff, fig);
+}
+
+
+int
+ngx_tce_judge_each(const ngx_tce_judge_gates_t *g, const double *alpha,
     const ngx_tce_judge_sample_t *canary, const ngx_tce_judge_sample_t *prod,
     const ngx_tce_judge_diff_t *diff, ngx_tce_judge_figures_t *fig)
 {
@@ -82,7 +101,9 @@ ngx_tce_judge(const ngx_tce_judge_gates_t *g, double alpha,
                                    g->max_error_ratio);
         fig->p[NGX_TCE_JUDGE_GATE_ERROR] = p;
 
-        if (p < alpha && gate == NGX_TCE_JUDGE_GATE_NONE) {
+        if (p < alpha[NGX_TCE_JUDGE_GATE_ERROR]
+            && gate == NGX_TCE_JUDGE_GATE_NONE)
+        {
             gate = NGX_TCE_JUDGE_GATE_ERROR;
         }
     }
@@ -95,7 +116,7 @@ ngx_tce_judge(const ngx_tce_judge_gates_t *g, double alpha,
                                  prod->requests);
         fig->p[NGX_TCE_JUDGE_GATE_ERROR_REL] = p;
 
-        if (p < alpha
+        if (p < alpha[NGX_TCE_JUDGE_GATE_ERROR_REL]
             && fig->canary_error_ratio - fig->prod_error_ratio
                > g->max_error_increase
             && gate == NGX_TCE_JUDGE_GATE_NONE)
@@ -121,7 +142,9 @@ ngx_tce_judge(const ngx_tce_judge_gates_t *g, double alpha,
                                    NGX_TCE_JUDGE_SLOW_SHARE);
         fig->p[NGX_TCE_JUDGE_GATE_P99] = p;
 
-        if (p < alpha && gate == NGX_TCE_JUDGE_GATE_NONE) {
+        if (p < alpha[NGX_TCE_JUDGE_GATE_P99]
+            && gate == NGX_TCE_JUDGE_GATE_NONE)
+        {
             gate = NGX_TCE_JUDGE_GATE_P99;
         }
     }
@@ -133,7 +156,7 @@ ngx_tce_judge(const ngx_tce_judge_gates_t *g, double alpha,
                                        NGX_TCE_HIST_NBUCKETS);
         fig->p[NGX_TCE_JUDGE_GATE_P99_REL] = p;
 
-        if (p < alpha && fig->prod_p99_ms >= 0
+        if (p < alpha[NGX_TCE_JUDGE_GATE_P99_REL] && fig->prod_p99_ms >= 0
             && fig->canary_p99_ms > fig->prod_p99_ms * g->max_p99_ratio
             && gate == NGX_TCE_JUDGE_GATE_NONE)
         {
@@ -156,7 +179,9 @@ ngx_tce_judge(const ngx_tce_judge_gates_t *g, double alpha,
                                        1 - g->min_match_ratio);
             fig->p[NGX_TCE_JUDGE_GATE_DIFF] = p;
 
-            if (p < alpha && gate == NGX_TCE_JUDGE_GATE_NONE) {
+            if (p < alpha[NGX_TCE_JUDGE_GATE_DIFF]
+                && gate == NGX_TCE_JUDGE_GATE_NONE)
+            {
                 gate = NGX_TCE_JUDGE_GATE_DIFF;
             }
         }
@@ -177,6 +202,36 @@ ngx_tce_judge_alpha_look(double alpha, uint64_t step_ms, uint64_t tick_ms)
     looks = tick_ms ? (step_ms + tick_ms - 1) / tick_ms : 1;
 
     return alpha / (double) (looks ? looks : 1);
+}
+
+
+void
+ngx_tce_judge_alphas(double alpha, uint64_t step_ms, uint64_t tick_ms,
+    uint64_t m, double *a)
+{
+    double    tick;
+    unsigned  i;
+
+    tick = tick_ms ? ngx_tce_judge_alpha_look(alpha, step_ms, tick_ms) : 0;
+
+    for (i = 0; i < NGX_TCE_JUDGE_NGATES; i++) {
+        a[i] = tick;
+    }
+
+    a[NGX_TCE_JUDGE_GATE_ERROR_REL] = tick * (1 - NGX_TCE_JUDGE_ERROR_SHARE)
+                                      + ngx_tce_judge_alpha_error(alpha, m);
+}
+
+
+double
+ngx_tce_judge_alpha_error(double alpha, uint64_t m)
+{
+    if (m < 2 || m > 64) {
+        return 0;
+    }
+
+    /* 1/2, 1/4, 1/8, ... of the error clock's share: a sum of 1 */
+    return alpha * NGX_TCE_JUDGE_ERROR_SHARE * ldexp(1, -(int) (m - 1));
 }
 
 

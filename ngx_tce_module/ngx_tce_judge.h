@@ -23,6 +23,23 @@
  *
  * A gate fails when its p-value is below alpha (and, for the relative
  * gates, the observed difference is beyond its margin).
+ *
+ * The looks at a step and their alphas (a step's alpha is a gate's
+ * bound on a healthy canary's chance to fail it in that step):
+ *
+ *   the tick          every tick_ms, each gate gets alpha divided by
+ *                     the step's looks (Bonferroni over fixed times);
+ *                     error_ratio_vs_prod only half of that
+ *   the error clock   error_ratio_vs_prod is also judged at the m-th
+ *                     5xx of the window (canary and prod together):
+ *                     under a healthy canary each 5xx is the canary's
+ *                     with the canary's share of the requests, whenever
+ *                     it comes, so the m-th 5xx is a fixed point of
+ *                     this clock; it gets alpha / 2^m (m >= 2: the
+ *                     other half of alpha in all), judged once, however
+ *                     often the caller looks.  Two 5xx of the canary
+ *                     and none of prod's at a 1% step: p about 1e-4,
+ *                     under alpha / 4 = 2.5e-4 at the default alpha.
  */
 
 #ifndef _NGX_TCE_JUDGE_H_INCLUDED_
@@ -102,6 +119,27 @@ typedef struct {
 int ngx_tce_judge(const ngx_tce_judge_gates_t *g, double alpha,
     const ngx_tce_judge_sample_t *canary, const ngx_tce_judge_sample_t *prod,
     const ngx_tce_judge_diff_t *diff, ngx_tce_judge_figures_t *fig);
+
+/*
+ * The same with an alpha per gate (alpha[NGX_TCE_JUDGE_NGATES]; 0: the
+ * gate cannot fail).
+ */
+int ngx_tce_judge_each(const ngx_tce_judge_gates_t *g, const double *alpha,
+    const ngx_tce_judge_sample_t *canary, const ngx_tce_judge_sample_t *prod,
+    const ngx_tce_judge_diff_t *diff, ngx_tce_judge_figures_t *fig);
+
+/*
+ * Fills a[NGX_TCE_JUDGE_NGATES], the alphas of one look: a tick's
+ * (tick_ms > 0; 0: a look between ticks, for the error clock only)
+ * and, when m > 0, the error clock's for the window's m-th 5xx (the
+ * caller passes each m once, at its first look that counts m 5xx,
+ * and 0 at the others).
+ */
+void ngx_tce_judge_alphas(double alpha, uint64_t step_ms, uint64_t tick_ms,
+    uint64_t m, double *a);
+
+/* the error clock's alpha at the m-th 5xx: alpha / 2^m, 0 for m < 2 */
+double ngx_tce_judge_alpha_error(double alpha, uint64_t m);
 
 /*
  * The alpha of one look at a step: the step is looked at every tick_ms

@@ -3,7 +3,10 @@
  * found in textbooks, and a simulation of whole deploys that measures
  * the false-rollback rate of a healthy canary (same error ratio and
  * durations as prod) and the share of bad canaries caught, with the
- * controller's look schedule (a look every 250 ms, alpha per look).
+ * controller's look schedule (a look every 250 ms, alpha per look,
+ * and the error clock's quick looks every 50 ms between them); and the
+ * time a canary failing every answer takes to be rolled back at a 1%
+ * step of 100 requests/s.
  */
 
 #include <math.h>
@@ -23,6 +26,8 @@
 #define SIM_RATE      200       /* requests per second, both envs */
 #define SIM_STEP_MS   10000
 #define SIM_TICK_MS   250
+#define SIM_QUICK_MS  50
+#define SIM_BAD_RUNS  200
 #define SIM_MIN_REQ   50
 
 
@@ -38,11 +43,16 @@ static void test_mann_whitney(void **state);
 static void test_quantile(void **state);
 static void test_gates(void **state);
 static void test_alpha_look(void **state);
+static void test_alphas(void **state);
 static void test_simulation(void **state);
 static double sim_uniform(void);
 static void sim_requests(const sim_env_t *e, uint64_t n,
     ngx_tce_judge_sample_t *s);
 static int sim_deploy(const sim_env_t *canary, const sim_env_t *prod);
+static int sim_steps(const sim_env_t *canary, const sim_env_t *prod,
+    const double *weights, unsigned nsteps, double rate, uint64_t good,
+    uint64_t *ms);
+static void test_error_clock(void **state);
 
 
 static uint64_t  sim_state = 0x9e3779b97f4a7c15ULL;
@@ -261,6 +271,36 @@ test_alpha_look(void **state)
 }
 
 
+static void
+test_alphas(void **state)
+{
+    double  a[NGX_TCE_JUDGE_NGATES];
+
+    (void) state;
+
+    /* the error clock: alpha / 2^m from the second 5xx on */
+    assert_true(ngx_tce_judge_alpha_error(0.001, 0) == 0);
+    assert_true(ngx_tce_judge_alpha_error(0.001, 1) == 0);
+    assert_true(fabs(ngx_tce_judge_alpha_error(0.001, 2) - 0.00025)
+                < 1e-15);
+    assert_true(fabs(ngx_tce_judge_alpha_error(0.001, 5) - 0.001 / 32)
+                < 1e-15);
+
+    /* a tick at the third 5xx: half the tick's alpha and the clock's */
+    ngx_tce_judge_alphas(0.001, 60000, 250, 3, a);
+    assert_true(fabs(a[NGX_TCE_JUDGE_GATE_ERROR] - 0.001 / 240) < 1e-15);
+    assert_true(fabs(a[NGX_TCE_JUDGE_GATE_P99_REL] - 0.001 / 240) < 1e-15);
+    assert_true(fabs(a[NGX_TCE_JUDGE_GATE_ERROR_REL]
+                     - (0.0005 / 240 + 0.001 / 8)) < 1e-15);
+
+    /* a quick look: the error clock's gate only */
+    ngx_tce_judge_alphas(0.001, 60000, 0, 2, a);
+    assert_true(a[NGX_TCE_JUDGE_GATE_ERROR] == 0);
+    assert_true(a[NGX_TCE_JUDGE_GATE_DIFF] == 0);
+    assert_true(fabs(a[NGX_TCE_JUDGE_GATE_ERROR_REL] - 0.00025) < 1e-15);
+}
+
+
 /* xorshift64*: the same draws on every run */
 static double
 sim_uniform(void)
@@ -307,40 +347,95 @@ sim_requests(const sim_env_t *e, uint64_t n, ngx_tce_judge_sample_t *s)
 static int
 sim_deploy(const sim_env_t *canary, const sim_env_t *prod)
 {
-    double                   alpha, acc_c, acc_p;
-    unsigned                 step, look, nlooks;
-    uint64_t                 nc, np;
+    uint64_t  ms;
+
+    return sim_steps(canary, prod, sim_weights,
+                     sizeof(sim_weights) / sizeof(double), SIM_RATE, 0, &ms);
+}
+
+
+/*
+ * Steps of weights at rate requests per second, SIM_STEP_MS each, the
+ * canary's requests spread evenly (one every 1 / (rate w) s, the
+ * first at the step's start, as a weighted round robin sends them):
+ * a tick every SIM_TICK_MS, a quick look every SIM_QUICK_MS between
+ * them for the error clock, as the controller does.  The canary
+ * answers its first good requests of each step as prod does (then as
+ * *canary).  Returns the step (from 1) that rolled it back, 0:
+ * promoted; *ms: the time from the canary's first answer as *canary
+ * to the rollback's look.
+ */
+static int
+sim_steps(const sim_env_t *canary, const sim_env_t *prod,
+    const double *weights, unsigned nsteps, double rate, uint64_t good,
+    uint64_t *ms)
+{
+    double                   a[NGX_TCE_JUDGE_NGATES], acc_c, acc_p;
+    unsigned                 step, look, nlooks, tick;
+    uint64_t                 nc, np, m, looked, first;
     ngx_tce_judge_gates_t    g;
     ngx_tce_judge_sample_t   c, p;
     ngx_tce_judge_figures_t  f;
 
     ngx_tce_judge_defaults(&g);
-    alpha = ngx_tce_judge_alpha_look(g.alpha, SIM_STEP_MS, SIM_TICK_MS);
-    nlooks = SIM_STEP_MS / SIM_TICK_MS;
+    nlooks = SIM_STEP_MS / SIM_QUICK_MS;
 
-    for (step = 0; step < sizeof(sim_weights) / sizeof(double); step++) {
+    for (step = 0; step < nsteps; step++) {
         memset(&c, 0, sizeof(c));
         memset(&p, 0, sizeof(p));
-        acc_c = 0;
+        acc_c = 1;
         acc_p = 0;
+        looked = 0;
+        first = 0;
 
         for (look = 0; look < nlooks; look++) {
-            acc_c += SIM_RATE * SIM_TICK_MS / 1000.0 * sim_weights[step];
-            acc_p += SIM_RATE * SIM_TICK_MS / 1000.0
-                     * (1 - sim_weights[step]);
             nc = (uint64_t) acc_c - c.requests;
             np = (uint64_t) acc_p - p.requests;
 
-            sim_requests(canary, nc, &c);
+            while (nc--) {
+                if (c.requests < good) {
+                    sim_requests(prod, 1, &c);
+
+                } else {
+                    if (c.requests == good) {
+                        first = (uint64_t) look * SIM_QUICK_MS;
+                    }
+
+                    sim_requests(canary, 1, &c);
+                }
+            }
+
             sim_requests(prod, np, &p);
 
-            if (ngx_tce_judge(&g, alpha, &c, &p, NULL, &f)
+            acc_c += rate * SIM_QUICK_MS / 1000.0 * weights[step];
+            acc_p += rate * SIM_QUICK_MS / 1000.0 * (1 - weights[step]);
+
+            tick = ((look + 1) % (SIM_TICK_MS / SIM_QUICK_MS) == 0);
+            m = c.errors + p.errors;
+
+            if (m > looked) {
+                looked = m;
+
+            } else if (!tick) {
+                continue;
+
+            } else {
+                m = 0;
+            }
+
+            ngx_tce_judge_alphas(g.alpha, SIM_STEP_MS,
+                                 tick ? SIM_TICK_MS : 0, m, a);
+
+            if (ngx_tce_judge_each(&g, a, &c, &p, NULL, &f)
                 == NGX_TCE_JUDGE_FAIL)
             {
+                *ms = (uint64_t) look * SIM_QUICK_MS - first;
                 return step + 1;
             }
         }
     }
+
+    *ms = 0;
 
     return 0;
 }
@@ -416,6 +511,59 @@ test_simulation(void **state)
 }
 
 
+/*
+ * The issue's case: a 1% step at 100 requests/s (one canary answer a
+ * second), the canary answering 500 to everything from its first
+ * answer or after 5 good ones; prod at 0% or 1% of 5xx.  The time from
+ * the canary's first 500 to the look that rolls it back (the answers
+ * come a second apart: its second 500 at 1 s).
+ */
+static void
+test_error_clock(void **state)
+{
+    int         i, k, rc;
+    double      w;
+    uint64_t    ms, worst[4], sum[4];
+    sim_env_t   bad, prod0, prod1;
+
+    (void) state;
+
+    memset(&prod0, 0, sizeof(prod0));
+    prod0.bucket[1] = 1;
+    prod1 = prod0;
+    prod1.error = 0.01;
+    bad = prod0;
+    bad.error = 1;
+    w = 0.01;
+
+    for (k = 0; k < 4; k++) {
+        worst[k] = 0;
+        sum[k] = 0;
+
+        for (i = 0; i < SIM_BAD_RUNS; i++) {
+            rc = sim_steps(&bad, (k & 1) ? &prod1 : &prod0, &w, 1, 100,
+                           (k & 2) ? 5 : 0, &ms);
+            assert_int_equal(rc, 1);
+
+            worst[k] = ms > worst[k] ? ms : worst[k];
+            sum[k] += ms;
+        }
+
+        printf("judge simulation: 1%% step at 100 req/s, canary 100%% 5xx "
+               "%s, prod %s: rolled back %.0f ms after its first 500 on "
+               "average, %d ms at most (%d runs)\n",
+               (k & 2) ? "after 5 good answers" : "from its first",
+               (k & 1) ? "1% 5xx" : "0% 5xx",
+               (double) sum[k] / SIM_BAD_RUNS, (int) worst[k],
+               SIM_BAD_RUNS);
+    }
+
+    /* prod without 5xx: at the canary's second 500 */
+    assert_true(worst[0] <= 1000 + SIM_QUICK_MS);
+    assert_true(worst[2] <= 1000 + SIM_QUICK_MS);
+}
+
+
 int
 main(void)
 {
@@ -426,7 +574,9 @@ main(void)
         cmocka_unit_test(test_quantile),
         cmocka_unit_test(test_gates),
         cmocka_unit_test(test_alpha_look),
+        cmocka_unit_test(test_alphas),
         cmocka_unit_test(test_simulation),
+        cmocka_unit_test(test_error_clock),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
