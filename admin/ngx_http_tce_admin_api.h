@@ -358,6 +358,60 @@ ngx_int_t ngx_http_tce_admin_instance_op(ngx_http_request_t *r,
 ngx_int_t ngx_http_tce_admin_deploy(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, u_char *body, size_t len);
 
+/* a deploy write: a route's, or relayed from another fleet node */
+typedef struct {
+    ngx_str_t                         service;
+    ngx_str_t                         cluster;
+    ngx_str_t                         principal;
+    ngx_str_t                         action;    /* "": a start */
+    ngx_http_tce_admin_deploy_conf_t  conf;      /* a start's */
+} ngx_http_tce_admin_deploy_cmd_t;
+
+/* its outcome: the status, and the record or the error (code not NULL) */
+typedef struct {
+    ngx_uint_t                        status;
+    const char                       *code;
+    const char                       *text;      /* static */
+    ngx_http_tce_admin_deploy_t       copy;
+} ngx_http_tce_admin_deploy_res_t;
+
+/*
+ * Applies a start or an action to the zone's records, on the node that
+ * drives deploys: the policy, the log line, the deploys file and fleet
+ * write, the webhook event (not the audit line: the route's).  Fills
+ * *res: 201 or 200 with the record, or an error (status, code, text)
+ * and nothing changed.
+ */
+void ngx_http_tce_admin_deploy_apply(ngx_http_tce_admin_main_conf_t *amcf,
+    ngx_http_tce_admin_deploy_cmd_t *cmd, ngx_http_tce_admin_deploy_res_t *res,
+    ngx_log_t *log);
+
+/*
+ * A deploy write on a fleet node that does not drive deploys
+ * (ngx_http_tce_admin_deploy_relay.c): the command goes to Redis, the
+ * node holding the deploy lease applies it, and this request is
+ * answered with its outcome once the fleet's records have it; 503
+ * deploy_controller_unavailable when no holder took it in time (then
+ * withdrawn: not applied).  NGX_DONE, or a status.
+ */
+ngx_int_t ngx_http_tce_admin_deploy_relay(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx, u_char *body, size_t len);
+
+/*
+ * The holder's side (the controlling worker): applies the commands the
+ * lease script took off the queue (their JSON), and writes each one's
+ * outcome to Redis once the records with it are written there (at
+ * once for a refusal).
+ */
+void ngx_http_tce_admin_deploy_relay_take(
+    ngx_http_tce_admin_main_conf_t *amcf, const char *text, size_t len,
+    ngx_log_t *log);
+
+/* the holder's records write was sent (seq), answered (ok 1: written) */
+ngx_uint_t ngx_http_tce_admin_deploy_relay_push_sent(void);
+void ngx_http_tce_admin_deploy_relay_pushed(ngx_uint_t seq, ngx_uint_t ok,
+    ngx_log_t *log);
+
 /*
  * A canary write of the API (PUT, DELETE .../canary): NGX_OK, or
  * NGX_DONE once the 409 is sent when a deploy drives the cluster.
@@ -417,13 +471,6 @@ void ngx_http_tce_admin_deploy_fleet_flush(
 /* with tce_redis: queues d's policy for the fleet (zone mutex held) */
 void ngx_http_tce_admin_deploy_fleet_policy_locked(
     ngx_http_tce_admin_main_conf_t *amcf, ngx_http_tce_admin_deploy_t *d);
-
-/*
- * A deploy write's check: NGX_DECLINED when this node drives deploys,
- * else the 409 not_deploy_controller naming the holder is sent and
- * what sending it returned is returned.
- */
-ngx_int_t ngx_http_tce_admin_deploy_fleet_check(ngx_http_request_t *r);
 
 /*
  * The records as the deploys file holds them (JSON, malloc()ed: free()

@@ -37,6 +37,19 @@ static ngx_http_tce_admin_deploy_t *ngx_http_tce_admin_deploy_latest(
     ngx_http_tce_admin_shctx_t *sh, ngx_http_tce_admin_ctx_t *ctx);
 static ngx_uint_t ngx_http_tce_admin_deploy_is(ngx_http_tce_admin_deploy_t *d,
     ngx_http_tce_admin_ctx_t *ctx);
+static ngx_uint_t ngx_http_tce_admin_deploy_named(
+    ngx_http_tce_admin_deploy_t *d, ngx_str_t *service, ngx_str_t *cluster);
+static void ngx_http_tce_admin_deploy_do_start(
+    ngx_http_tce_admin_main_conf_t *amcf,
+    ngx_http_tce_admin_deploy_cmd_t *cmd, ngx_http_tce_admin_deploy_res_t *res,
+    ngx_log_t *log);
+static void ngx_http_tce_admin_deploy_do_action(
+    ngx_http_tce_admin_main_conf_t *amcf,
+    ngx_http_tce_admin_deploy_cmd_t *cmd, ngx_http_tce_admin_deploy_res_t *res,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_tce_admin_deploy_write(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx, ngx_http_tce_admin_deploy_conf_t *conf,
+    u_char *body, size_t len);
 static ngx_int_t ngx_http_tce_admin_deploy_send(ngx_http_request_t *r,
     ngx_uint_t status, ngx_http_tce_admin_deploy_t *copy);
 
@@ -65,13 +78,24 @@ static ngx_uint_t
 ngx_http_tce_admin_deploy_is(ngx_http_tce_admin_deploy_t *d,
     ngx_http_tce_admin_ctx_t *ctx)
 {
+    ngx_str_t  service;
+
+    service.data = (u_char *) ctx->svc->name;
+    service.len = ctx->svc->name_len;
+
+    return ngx_http_tce_admin_deploy_named(d, &service, &ctx->cluster);
+}
+
+
+static ngx_uint_t
+ngx_http_tce_admin_deploy_named(ngx_http_tce_admin_deploy_t *d,
+    ngx_str_t *service, ngx_str_t *cluster)
+{
     return d->id
-           && ngx_strlen(d->service) == ctx->svc->name_len
-           && ngx_strncmp(d->service, ctx->svc->name, ctx->svc->name_len)
-              == 0
-           && ngx_strlen(d->cluster) == ctx->cluster.len
-           && ngx_strncmp(d->cluster, ctx->cluster.data, ctx->cluster.len)
-              == 0;
+           && ngx_strlen(d->service) == service->len
+           && ngx_strncmp(d->service, service->data, service->len) == 0
+           && ngx_strlen(d->cluster) == cluster->len
+           && ngx_strncmp(d->cluster, cluster->data, cluster->len) == 0;
 }
 
 
@@ -103,19 +127,8 @@ static ngx_int_t
 ngx_http_tce_admin_deploy_start(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, u_char *body, size_t len)
 {
-    uint64_t                           now;
-    ngx_int_t                          rc;
-    ngx_uint_t                         i;
-    ngx_tce_main_conf_t               *tmcf;
     ngx_http_tce_admin_err_t           err;
-    ngx_http_tce_admin_deploy_t       *d, *slot, copy;
-    ngx_http_tce_admin_shctx_t        *sh;
     ngx_http_tce_admin_deploy_conf_t   conf;
-    ngx_http_tce_admin_main_conf_t    *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_tce_admin_api_module);
-    tmcf = ngx_http_get_module_main_conf(r, ngx_tce_module);
-    sh = amcf->sh;
 
     if (ngx_http_tce_admin_deploy_parse((char *) body, len, &conf, &err)
         != 0)
@@ -124,15 +137,87 @@ ngx_http_tce_admin_deploy_start(ngx_http_request_t *r,
                                         err.text);
     }
 
-    if (tmcf->fleet) {
-        /* another node drives deploys: a 409 naming it */
-        rc = ngx_http_tce_admin_deploy_fleet_check(r);
+    return ngx_http_tce_admin_deploy_write(r, ctx, &conf, body, len);
+}
 
-        if (rc != NGX_DECLINED) {
-            return rc;
-        }
+
+/*
+ * A start or an action: applied here when this node drives deploys,
+ * relayed to the node that does through Redis otherwise.
+ */
+static ngx_int_t
+ngx_http_tce_admin_deploy_write(ngx_http_request_t *r,
+    ngx_http_tce_admin_ctx_t *ctx, ngx_http_tce_admin_deploy_conf_t *conf,
+    u_char *body, size_t len)
+{
+    ngx_http_tce_admin_deploy_cmd_t   cmd;
+    ngx_http_tce_admin_deploy_res_t   res;
+    ngx_http_tce_admin_main_conf_t   *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_tce_admin_api_module);
+
+    if (!ngx_http_tce_admin_deploy_fleet_drives(amcf)) {
+        /* another node drives deploys: the command goes to it */
+        return ngx_http_tce_admin_deploy_relay(r, ctx, body, len);
     }
 
+    ngx_memzero(&cmd, sizeof(ngx_http_tce_admin_deploy_cmd_t));
+    cmd.service.data = (u_char *) ctx->svc->name;
+    cmd.service.len = ctx->svc->name_len;
+    cmd.cluster = ctx->cluster;
+    cmd.principal = ctx->principal;
+    cmd.action = ctx->action;
+
+    if (conf) {
+        cmd.conf = *conf;
+    }
+
+    ctx->gen_before = ctx->svc->generation;
+
+    ngx_http_tce_admin_deploy_apply(amcf, &cmd, &res, r->connection->log);
+
+    ctx->gen_after = ctx->svc->generation;
+
+    if (res.code) {
+        return ngx_http_tce_admin_error(r, res.status, res.code, res.text);
+    }
+
+    (void) ngx_http_tce_admin_audit(r, ctx, res.status, NULL);
+
+    return ngx_http_tce_admin_deploy_send(r, res.status, &res.copy);
+}
+
+
+void
+ngx_http_tce_admin_deploy_apply(ngx_http_tce_admin_main_conf_t *amcf,
+    ngx_http_tce_admin_deploy_cmd_t *cmd, ngx_http_tce_admin_deploy_res_t *res,
+    ngx_log_t *log)
+{
+    res->code = NULL;
+    res->text = "";
+
+    if (cmd->action.len) {
+        ngx_http_tce_admin_deploy_do_action(amcf, cmd, res, log);
+
+    } else {
+        ngx_http_tce_admin_deploy_do_start(amcf, cmd, res, log);
+    }
+}
+
+
+static void
+ngx_http_tce_admin_deploy_do_start(ngx_http_tce_admin_main_conf_t *amcf,
+    ngx_http_tce_admin_deploy_cmd_t *cmd, ngx_http_tce_admin_deploy_res_t *res,
+    ngx_log_t *log)
+{
+    uint64_t                           now;
+    ngx_uint_t                         i;
+    ngx_http_tce_admin_deploy_t       *d, *slot;
+    ngx_http_tce_admin_shctx_t        *sh;
+    ngx_http_tce_admin_deploy_conf_t  *conf;
+
+    sh = amcf->sh;
+    conf = &cmd->conf;
     now = ngx_http_tce_admin_now_ms();
 
     ngx_shmtx_lock(&amcf->shpool->mutex);
@@ -142,15 +227,15 @@ ngx_http_tce_admin_deploy_start(ngx_http_request_t *r,
     for (i = 0; i < NGX_HTTP_TCE_ADMIN_DEPLOYS; i++) {
         d = &sh->deploys[i];
 
-        if (ngx_http_tce_admin_deploy_is(d, ctx)
+        if (ngx_http_tce_admin_deploy_named(d, &cmd->service, &cmd->cluster)
             && ngx_http_tce_admin_deploy_active(d))
         {
             ngx_shmtx_unlock(&amcf->shpool->mutex);
-            return ngx_http_tce_admin_error(r, NGX_HTTP_CONFLICT,
-                                            "deploy_running",
-                                            "a deploy of this cluster is "
-                                            "running or paused: promote, "
-                                            "roll back or let it end first");
+            res->status = NGX_HTTP_CONFLICT;
+            res->code = "deploy_running";
+            res->text = "a deploy of this cluster is running or paused: "
+                        "promote, roll back or let it end first";
+            return;
         }
 
         /* a free record, else the one finished longest ago */
@@ -172,10 +257,10 @@ ngx_http_tce_admin_deploy_start(ngx_http_request_t *r,
 
     if (slot == NULL) {
         ngx_shmtx_unlock(&amcf->shpool->mutex);
-        return ngx_http_tce_admin_error(r, NGX_HTTP_CONFLICT,
-                                        "too_many_deploys",
-                                        "every deploy record is taken by "
-                                        "a running deploy");
+        res->status = NGX_HTTP_CONFLICT;
+        res->code = "too_many_deploys";
+        res->text = "every deploy record is taken by a running deploy";
+        return;
     }
 
     ngx_memzero(slot, sizeof(ngx_http_tce_admin_deploy_t));
@@ -185,24 +270,24 @@ ngx_http_tce_admin_deploy_start(ngx_http_request_t *r,
     slot->created_ms = now;
     slot->updated_ms = now;
     slot->rev = 1;
-    slot->conf = conf;
+    slot->conf = *conf;
 
-    ngx_memcpy(slot->service, ctx->svc->name, ctx->svc->name_len);
-    ngx_memcpy(slot->cluster, ctx->cluster.data, ctx->cluster.len);
+    ngx_memcpy(slot->service, cmd->service.data,
+               ngx_min(cmd->service.len, NGX_TCE_SERVICE_LEN - 1));
+    ngx_memcpy(slot->cluster, cmd->cluster.data,
+               ngx_min(cmd->cluster.len, NGX_TCE_CLUSTER_LEN - 1));
     (void) ngx_tce_text_escape(slot->principal, sizeof(slot->principal),
-                               (char *) ctx->principal.data,
-                               ctx->principal.len);
+                               (char *) cmd->principal.data,
+                               cmd->principal.len);
 
-    for (i = 0; i < conf.nsteps; i++) {
-        slot->steps[i].weight_bp = conf.steps_bp[i];
+    for (i = 0; i < conf->nsteps; i++) {
+        slot->steps[i].weight_bp = conf->steps_bp[i];
     }
 
     slot->steps[0].verdict = NGX_HTTP_TCE_ADMIN_STEP_RUNNING;
     slot->steps[0].started_ms = now;
 
-    ctx->gen_before = ctx->svc->generation;
-
-    if (conf.steps_bp[0] >= NGX_TCE_CANARY_SCALE) {
+    if (conf->steps_bp[0] >= NGX_TCE_CANARY_SCALE) {
         /* a single step of 100%: promoted at once */
         slot->state = NGX_HTTP_TCE_ADMIN_DEPLOY_PROMOTED;
         slot->steps[0].verdict = NGX_HTTP_TCE_ADMIN_STEP_PASSED;
@@ -210,38 +295,35 @@ ngx_http_tce_admin_deploy_start(ngx_http_request_t *r,
     }
 
     if (ngx_http_tce_admin_deploy_policy_locked(amcf, slot,
-                                                conf.steps_bp[0], 0,
-                                                r->connection->log)
+                                                conf->steps_bp[0], 0, log)
         != NGX_OK)
     {
         ngx_memzero(slot, sizeof(ngx_http_tce_admin_deploy_t));
         ngx_shmtx_unlock(&amcf->shpool->mutex);
-        return ngx_http_tce_admin_error(r, NGX_HTTP_INSUFFICIENT_STORAGE,
-                                        "zone_full",
-                                        "the zone cannot take the canary "
-                                        "policy: nothing changed");
+        res->status = NGX_HTTP_INSUFFICIENT_STORAGE;
+        res->code = "zone_full";
+        res->text = "the zone cannot take the canary policy: nothing "
+                    "changed";
+        return;
     }
 
-    copy = *slot;
+    res->copy = *slot;
 
     ngx_shmtx_unlock(&amcf->shpool->mutex);
 
-    ctx->gen_after = ctx->svc->generation;
-
-    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
                   "tce admin: deploy %uL of \"%s\" cluster \"%s\" started "
-                  "by \"%V\" at %ui bp", copy.id, copy.service, copy.cluster,
-                  &ctx->principal, (ngx_uint_t) conf.steps_bp[0]);
+                  "by \"%V\" at %ui bp", res->copy.id, res->copy.service,
+                  res->copy.cluster, &cmd->principal,
+                  (ngx_uint_t) conf->steps_bp[0]);
 
-    ngx_http_tce_admin_deploy_persist(amcf, r->connection->log);
-    (void) ngx_http_tce_admin_audit(r, ctx, NGX_HTTP_CREATED, NULL);
-    ngx_http_tce_admin_webhook_deploy(copy.state
+    ngx_http_tce_admin_deploy_persist(amcf, log);
+    ngx_http_tce_admin_webhook_deploy(res->copy.state
                                       == NGX_HTTP_TCE_ADMIN_DEPLOY_PROMOTED
                                       ? "deploy_promoted" : "deploy_started",
-                                      &copy, &ctx->principal,
-                                      r->connection->log);
+                                      &res->copy, &cmd->principal, log);
 
-    return ngx_http_tce_admin_deploy_send(r, NGX_HTTP_CREATED, &copy);
+    res->status = NGX_HTTP_CREATED;
 }
 
 
@@ -381,25 +463,16 @@ static ngx_int_t
 ngx_http_tce_admin_deploy_action(ngx_http_request_t *r,
     ngx_http_tce_admin_ctx_t *ctx, u_char *body, size_t len)
 {
-    json_t                          *j;
-    uint64_t                         now;
-    ngx_int_t                        rc;
-    ngx_str_t                       *a;
-    ngx_uint_t                       state;
-    const char                      *text;
-    ngx_http_tce_admin_deploy_t     *d, copy;
-    ngx_http_tce_admin_main_conf_t  *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_tce_admin_api_module);
-    a = &ctx->action;
+    json_t     *j;
+    ngx_int_t   ok;
 
     /* the body, if any, is an empty object */
     if (len) {
         j = json_loadb((char *) body, len, 0, NULL);
-        rc = (j && json_is_object(j) && json_object_size(j) == 0);
+        ok = (j && json_is_object(j) && json_object_size(j) == 0);
         json_decref(j);
 
-        if (!rc) {
+        if (!ok) {
             return ngx_http_tce_admin_error(r, NGX_HTTP_BAD_REQUEST,
                                             "unknown_field",
                                             "body: must be {} (an action "
@@ -407,30 +480,51 @@ ngx_http_tce_admin_deploy_action(ngx_http_request_t *r,
         }
     }
 
-    if (amcf->tmcf->fleet) {
-        /* another node drives deploys: a 409 naming it */
-        rc = ngx_http_tce_admin_deploy_fleet_check(r);
+    return ngx_http_tce_admin_deploy_write(r, ctx, NULL, NULL, 0);
+}
 
-        if (rc != NGX_DECLINED) {
-            return rc;
-        }
-    }
+
+static void
+ngx_http_tce_admin_deploy_do_action(ngx_http_tce_admin_main_conf_t *amcf,
+    ngx_http_tce_admin_deploy_cmd_t *cmd, ngx_http_tce_admin_deploy_res_t *res,
+    ngx_log_t *log)
+{
+    uint64_t                      now;
+    ngx_int_t                     rc;
+    ngx_str_t                    *a;
+    ngx_uint_t                    i, state;
+    const char                   *text;
+    ngx_http_tce_admin_deploy_t  *d, *best;
+
+    a = &cmd->action;
 
     now = ngx_http_tce_admin_now_ms();
     text = NULL;
 
     ngx_shmtx_lock(&amcf->shpool->mutex);
 
-    d = ngx_http_tce_admin_deploy_latest(amcf->sh, ctx);
+    best = NULL;
+
+    for (i = 0; i < NGX_HTTP_TCE_ADMIN_DEPLOYS; i++) {
+        d = &amcf->sh->deploys[i];
+
+        if (ngx_http_tce_admin_deploy_named(d, &cmd->service, &cmd->cluster)
+            && (best == NULL || d->id > best->id))
+        {
+            best = d;
+        }
+    }
+
+    d = best;
 
     if (d == NULL || !ngx_http_tce_admin_deploy_active(d)) {
         ngx_shmtx_unlock(&amcf->shpool->mutex);
-        return ngx_http_tce_admin_error(r, NGX_HTTP_CONFLICT, "not_running",
-                                        "this cluster has no running or "
-                                        "paused deploy");
+        res->status = NGX_HTTP_CONFLICT;
+        res->code = "not_running";
+        res->text = "this cluster has no running or paused deploy";
+        return;
     }
 
-    ctx->gen_before = ctx->svc->generation;
     rc = NGX_OK;
     state = d->state;
 
@@ -457,16 +551,15 @@ ngx_http_tce_admin_deploy_action(ngx_http_request_t *r,
     } else if (a->len == 7 && ngx_strncmp(a->data, "promote", 7) == 0) {
         rc = ngx_http_tce_admin_deploy_policy_locked(amcf, d,
                                                      NGX_TCE_CANARY_SCALE, 0,
-                                                     r->connection->log);
+                                                     log);
         d->state = NGX_HTTP_TCE_ADMIN_DEPLOY_PROMOTED;
 
     } else {
         /* rollback */
-        rc = ngx_http_tce_admin_deploy_policy_locked(amcf, d, 0, 1,
-                                                     r->connection->log);
+        rc = ngx_http_tce_admin_deploy_policy_locked(amcf, d, 0, 1, log);
         d->state = NGX_HTTP_TCE_ADMIN_DEPLOY_ROLLED_BACK;
         (void) ngx_snprintf((u_char *) d->why, sizeof(d->why) - 1,
-                            "rolled back by \"%V\"%Z", &ctx->principal);
+                            "rolled back by \"%V\"%Z", &cmd->principal);
     }
 
     if (text == NULL && rc != NGX_OK) {
@@ -476,11 +569,11 @@ ngx_http_tce_admin_deploy_action(ngx_http_request_t *r,
 
     if (text) {
         ngx_shmtx_unlock(&amcf->shpool->mutex);
-        return ngx_http_tce_admin_error(r, rc == NGX_OK ? NGX_HTTP_CONFLICT
-                                           : NGX_HTTP_INSUFFICIENT_STORAGE,
-                                        rc == NGX_OK ? "not_running"
-                                                     : "zone_full",
-                                        text);
+        res->status = rc == NGX_OK ? NGX_HTTP_CONFLICT
+                                   : NGX_HTTP_INSUFFICIENT_STORAGE;
+        res->code = rc == NGX_OK ? "not_running" : "zone_full";
+        res->text = text;
+        return;
     }
 
     if (d->state == NGX_HTTP_TCE_ADMIN_DEPLOY_PROMOTED
@@ -492,27 +585,25 @@ ngx_http_tce_admin_deploy_action(ngx_http_request_t *r,
 
     d->updated_ms = now;
     d->rev++;
-    copy = *d;
+    res->copy = *d;
 
     ngx_shmtx_unlock(&amcf->shpool->mutex);
 
-    ctx->gen_after = ctx->svc->generation;
-
-    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
                   "tce admin: deploy %uL of \"%s\" cluster \"%s\": %V by "
-                  "\"%V\"", copy.id, copy.service, copy.cluster, a,
-                  &ctx->principal);
+                  "\"%V\"", res->copy.id, res->copy.service,
+                  res->copy.cluster, a, &cmd->principal);
 
-    ngx_http_tce_admin_deploy_persist(amcf, r->connection->log);
-    (void) ngx_http_tce_admin_audit(r, ctx, NGX_HTTP_OK, NULL);
+    ngx_http_tce_admin_deploy_persist(amcf, log);
     ngx_http_tce_admin_webhook_deploy(
-        copy.state == NGX_HTTP_TCE_ADMIN_DEPLOY_PAUSED ? "deploy_paused"
-        : copy.state == NGX_HTTP_TCE_ADMIN_DEPLOY_PROMOTED ? "deploy_promoted"
-        : copy.state == NGX_HTTP_TCE_ADMIN_DEPLOY_ROLLED_BACK
+        res->copy.state == NGX_HTTP_TCE_ADMIN_DEPLOY_PAUSED ? "deploy_paused"
+        : res->copy.state == NGX_HTTP_TCE_ADMIN_DEPLOY_PROMOTED
+          ? "deploy_promoted"
+        : res->copy.state == NGX_HTTP_TCE_ADMIN_DEPLOY_ROLLED_BACK
           ? "deploy_rolled_back" : "deploy_resumed",
-        &copy, &ctx->principal, r->connection->log);
+        &res->copy, &cmd->principal, log);
 
-    return ngx_http_tce_admin_deploy_send(r, NGX_HTTP_OK, &copy);
+    res->status = NGX_HTTP_OK;
 }
 
 

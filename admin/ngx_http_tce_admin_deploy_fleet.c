@@ -110,14 +110,23 @@ static void ngx_http_tce_admin_deploy_gather_reply(ngx_tce_redis_conn_t *rc,
 
 
 /*
- * KEYS: the lease.  ARGV: this node's name, the TTL (ms).  Returns
- * {1, name} renewed, {2, name} taken, {0, holder} held by another.
+ * KEYS: the lease, the queue of relayed deploy commands.  ARGV: this
+ * node's name, the TTL (ms), "1" when this node drives (it takes up to
+ * 16 commands off the queue).  Returns {1, name, commands...} renewed,
+ * {2, name} taken, {0, holder} held by another.
  */
 static const char  ngx_http_tce_admin_deploy_lease_script[] =
     "local v = redis.call('GET', KEYS[1])\n"
     "if v == ARGV[1] then\n"
     "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-    "  return {1, v}\n"
+    "  local out = {1, v}\n"
+    "  if ARGV[3] == '1' then\n"
+    "    for _, c in ipairs(redis.call('LRANGE', KEYS[2], 0, 15)) do\n"
+    "      out[#out + 1] = c\n"
+    "    end\n"
+    "    if #out > 2 then redis.call('LTRIM', KEYS[2], #out - 2, -1) end\n"
+    "  end\n"
+    "  return out\n"
     "end\n"
     "if not v and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX',\n"
     "                        ARGV[2]) then\n"
@@ -203,6 +212,7 @@ static uint64_t    ngx_http_tce_admin_records_version;
 static size_t      ngx_http_tce_admin_lease_me_len;
 static u_char      ngx_http_tce_admin_lease_me[NGX_HTTP_TCE_ADMIN_LEASE_LEN];
 static ngx_uint_t  ngx_http_tce_admin_gather_busy;
+static ngx_uint_t  ngx_http_tce_admin_push_seq;
 
 static ngx_http_tce_admin_fbase_t
     ngx_http_tce_admin_fbases[NGX_HTTP_TCE_ADMIN_DEPLOYS];
@@ -215,8 +225,9 @@ ngx_http_tce_admin_deploy_lease(ngx_http_tce_admin_main_conf_t *amcf,
     ngx_log_t *log)
 {
     u_char                       key[NGX_TCE_REDIS_PREFIX_MAX + 16];
+    u_char                       cmds[NGX_TCE_REDIS_PREFIX_MAX + 24];
     u_char                       ttl[NGX_INT_T_LEN];
-    ngx_str_t                    keys[1], args[2];
+    ngx_str_t                    keys[2], args[3];
     ngx_pid_t                    master;
     ngx_uint_t                   held;
     ngx_tce_redis_main_conf_t   *rmcf;
@@ -249,18 +260,24 @@ ngx_http_tce_admin_deploy_lease(ngx_http_tce_admin_main_conf_t *amcf,
     if (!ngx_http_tce_admin_lease_busy) {
         (void) ngx_http_tce_admin_deploy_key(key, rmcf, "deploy_lease",
                                              &keys[0]);
+        (void) ngx_http_tce_admin_deploy_key(cmds, rmcf, "deploy_commands",
+                                             &keys[1]);
         args[0].data = ngx_http_tce_admin_lease_me;
         args[0].len = ngx_http_tce_admin_lease_me_len;
         args[1].data = ttl;
         args[1].len = ngx_sprintf(ttl, "%d", NGX_HTTP_TCE_ADMIN_LEASE_TTL)
                       - ttl;
+        /* relayed commands are taken once this node drives */
+        args[2].data = (u_char *) (ngx_http_tce_admin_deploy_fleet_drives(amcf)
+                                   ? "1" : "0");
+        args[2].len = 1;
 
         ngx_http_tce_admin_lease_sent = ngx_current_msec;
 
         if (ngx_tce_redis_eval(&rmcf->ctx->cmd,
                                ngx_http_tce_admin_deploy_lease_reply, amcf,
                                ngx_http_tce_admin_deploy_lease_script,
-                               keys, 1, args, 2)
+                               keys, 2, args, 3)
             == NGX_OK)
         {
             ngx_http_tce_admin_lease_busy = 1;
@@ -372,47 +389,15 @@ ngx_http_tce_admin_deploy_fleet_policy_locked(
 }
 
 
-ngx_int_t
-ngx_http_tce_admin_deploy_fleet_check(ngx_http_request_t *r)
-{
-    u_char                          *text, *last;
-    u_char                           holder[NGX_HTTP_TCE_ADMIN_LEASE_LEN];
-    ngx_http_tce_admin_main_conf_t  *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_tce_admin_api_module);
-
-    if (ngx_http_tce_admin_deploy_fleet_drives(amcf)) {
-        return NGX_DECLINED;
-    }
-
-    ngx_shmtx_lock(&amcf->shpool->mutex);
-    ngx_memcpy(holder, amcf->sh->deploy_lease_holder, sizeof(holder));
-    ngx_shmtx_unlock(&amcf->shpool->mutex);
-
-    text = ngx_pnalloc(r->pool, 256);
-    if (text == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    last = ngx_snprintf(text, 255, "deploys are driven by the node holding "
-                        "the fleet's deploy lease (%s), not by this one: "
-                        "send it there", holder[0] ? (char *) holder
-                                                   : "none yet");
-    *last = '\0';
-
-    return ngx_http_tce_admin_error(r, NGX_HTTP_CONFLICT,
-                                    "not_deploy_controller", (char *) text);
-}
-
-
 static void
 ngx_http_tce_admin_deploy_lease_reply(ngx_tce_redis_conn_t *rc,
     redisReply *reply, const char *err, void *data)
 {
     ngx_http_tce_admin_main_conf_t *amcf = data;
 
+    size_t                       i;
     ngx_uint_t                   held;
-    redisReply                  *e0, *e1;
+    redisReply                  *e0, *e1, *c;
     ngx_http_tce_admin_shctx_t  *sh;
 
     e0 = NULL;
@@ -427,7 +412,7 @@ ngx_http_tce_admin_deploy_lease_reply(ngx_tce_redis_conn_t *rc,
     held = ngx_http_tce_admin_lease_valid(sh);
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 2
+        || reply->elements < 2
         || (e0 = reply->element[0])->type != REDIS_REPLY_INTEGER
         || (e1 = reply->element[1])->type != REDIS_REPLY_STRING)
     {
@@ -467,6 +452,20 @@ ngx_http_tce_admin_deploy_lease_reply(ngx_tce_redis_conn_t *rc,
                           "this node drives deploys",
                           (size_t) ngx_http_tce_admin_lease_me_len,
                           ngx_http_tce_admin_lease_me);
+        }
+
+        /* the commands other nodes relayed: applied, then written out */
+        for (i = 2; i < reply->elements; i++) {
+            c = reply->element[i];
+
+            if (c->type == REDIS_REPLY_STRING) {
+                ngx_http_tce_admin_deploy_relay_take(amcf, c->str, c->len,
+                                                     rc->log);
+            }
+        }
+
+        if (reply->elements > 2) {
+            ngx_http_tce_admin_deploy_fleet_flush(amcf, rc->log);
         }
 
         return;
@@ -777,6 +776,8 @@ ngx_http_tce_admin_deploy_push(ngx_http_tce_admin_main_conf_t *amcf,
         == NGX_OK)
     {
         ngx_http_tce_admin_push_busy = 1;
+        ngx_http_tce_admin_push_seq =
+                                  ngx_http_tce_admin_deploy_relay_push_sent();
 
     } else {
         /* not queued: again at the next tick, policies included */
@@ -822,6 +823,8 @@ ngx_http_tce_admin_deploy_push_reply(ngx_tce_redis_conn_t *rc,
 
         /* the records go again at the next tick (policies are lost) */
         amcf->sh->deploy_fleet_dirty = 1;
+        ngx_http_tce_admin_deploy_relay_pushed(ngx_http_tce_admin_push_seq,
+                                               0, rc->log);
 
         ngx_log_error(NGX_LOG_WARN, rc->log, 0,
                       "tce admin: deploy records not written to the "
@@ -834,8 +837,13 @@ ngx_http_tce_admin_deploy_push_reply(ngx_tce_redis_conn_t *rc,
 
     if (e0->integer == 1 && e1->type == REDIS_REPLY_INTEGER) {
         ngx_http_tce_admin_records_version = (uint64_t) e1->integer;
+        ngx_http_tce_admin_deploy_relay_pushed(ngx_http_tce_admin_push_seq,
+                                               1, rc->log);
         return;
     }
+
+    ngx_http_tce_admin_deploy_relay_pushed(ngx_http_tce_admin_push_seq, 0,
+                                           rc->log);
 
     /* another node holds the lease: stop driving */
     amcf->sh->deploy_lease_until = 0;
