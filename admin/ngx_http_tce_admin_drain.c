@@ -31,17 +31,19 @@
  * is drained fleet-wide: the marker is in the fleet's set, so every
  * node stops routing to the instance.  Who removes: any node, the
  * first whose syncer worker finds the instance due, with the due rule
- * above except that NGX_HTTP_TCE_ADMIN_DRAIN_FLEET ms must have passed
+ * above except that drain_settle= (tce_redis, 1 s) must have passed
  * since the drain began (every node has the marker by then: a fleet
  * change reaches every node in well under 100 ms) and the count in
- * flight is this node's.  The removal is a fleet change
- * (ngx_http_tce_admin_fleet_set.c): the set read from Redis loses the
- * instances that still carry that same removal, written only if nobody
- * wrote the service in between, so it happens once, and a node that
- * dies leaves it to the others (no owner to wait for).  Requests that
- * another node still has in flight to the instance finish: a removal
- * only stops new requests, every worker's view keeps what its requests
- * use.
+ * flight is the fleet's: this node's, and the other nodes' busy marks
+ * in Redis (ngx_http_tce_admin_drain_busy.c; each node's syncer writes
+ * its own at this tick), read just before the removal.  The removal
+ * is a fleet change (ngx_http_tce_admin_fleet_set.c): the set read from
+ * Redis loses the instances that still carry that same removal,
+ * written only if nobody wrote the service in between, so it happens
+ * once, and a node that dies leaves it to the others (no owner to wait
+ * for; its marks expire).  Once the fleet reports an instance removed,
+ * no node that could reach Redis has a request in flight on it, unless
+ * its deadline passed (reason drain_timeout, with the counts).
  */
 
 #include <ngx_config.h>
@@ -49,6 +51,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_tce_admin_api.h"
+#include "ngx_http_tce_admin_drain.h"
 #include "ngx_http_tce_admin_edit.h"
 #include "ngx_http_tce_admin_fleet_set.h"
 #include "ngx_http_tce_admin_inst.h"
@@ -59,7 +62,6 @@
 
 #define NGX_HTTP_TCE_ADMIN_DRAIN_TICK    100    /* ms */
 #define NGX_HTTP_TCE_ADMIN_DRAIN_SETTLE  200    /* ms */
-#define NGX_HTTP_TCE_ADMIN_DRAIN_FLEET   1000   /* ms, fleet-wide */
 
 /* a job is allocated after the thread task that posts it, if any */
 #if (NGX_THREADS)
@@ -71,20 +73,6 @@
 #define NGX_HTTP_TCE_ADMIN_DRAIN_DONE     0
 #define NGX_HTTP_TCE_ADMIN_DRAIN_CHANGED  1     /* edited by hand */
 #define NGX_HTTP_TCE_ADMIN_DRAIN_FAILED   2
-
-
-/* an instance due for removal */
-typedef struct {
-    char                            service[NGX_TCE_SERVICE_LEN];
-    char                            id[NGX_TCE_ID_LEN];
-    char                            cluster[NGX_TCE_CLUSTER_LEN];
-    ngx_tce_service_t              *svc;
-    int64_t                         in_flight;
-    uint64_t                        drained_ms;
-    ngx_atomic_uint_t               generation;
-    uint64_t                        since;      /* rm_since */
-    ngx_uint_t                      removed;    /* left the file */
-} ngx_http_tce_admin_removal_t;
 
 
 /* one tick's removals: chosen on the event loop, written on a thread */
@@ -126,6 +114,8 @@ static void ngx_http_tce_admin_drain_fleet(
     ngx_http_tce_admin_main_conf_t *amcf, ngx_log_t *log);
 static int ngx_http_tce_admin_drain_fleet_edit(ngx_tce_state_t *st,
     void *data, ngx_uint_t *status, ngx_http_tce_admin_err_t *err);
+static void ngx_http_tce_admin_drain_fleet_busy(void *data,
+    const char *err);
 static void ngx_http_tce_admin_drain_fleet_done(
     ngx_http_tce_admin_fset_t *fs);
 
@@ -174,6 +164,7 @@ ngx_http_tce_admin_drain_tick(ngx_event_t *ev)
 
     /* an exiting worker leaves it to the new ones */
     if (ngx_exiting || ngx_quit || ngx_terminate) {
+        ngx_http_tce_admin_busy_forget();
         return;
     }
 
@@ -333,6 +324,7 @@ ngx_http_tce_admin_drain_due(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         it->drained_ms = now - inst[i].rm_since;
         it->generation = generation;
         it->since = inst[i].rm_since;
+        it->deadline = inst[i].rm_deadline;
     }
 
     if (inst) {
@@ -553,8 +545,9 @@ ngx_http_tce_admin_drain_report(ngx_http_tce_admin_main_conf_t *amcf,
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "tce admin: instance \"%s\" of \"%s\" cluster \"%s\" "
                       "removed at its drain timeout (%uLms) with %L "
-                      "requests in flight", it->id, it->service, it->cluster,
-                      it->drained_ms, it->in_flight);
+                      "requests in flight (%L of them on %ui other nodes)",
+                      it->id, it->service, it->cluster, it->drained_ms,
+                      it->in_flight, it->others, it->nodes);
 
     } else {
         ngx_log_error(NGX_LOG_NOTICE, log, 0,
@@ -574,7 +567,13 @@ ngx_http_tce_admin_drain_report(ngx_http_tce_admin_main_conf_t *amcf,
                      "in_flight", (json_int_t) it->in_flight,
                      "generation_before", (json_int_t) it->generation);
 
-    if (line == NULL) {
+    if (line == NULL
+        || (it->fleet
+            && json_object_set_new(line, "in_flight_other_nodes",
+                                   json_integer(it->others))
+               != 0))
+    {
+        json_decref(line);
         (void) ngx_atomic_fetch_add(&amcf->sh->audit_errors, 1);
         return;
     }
@@ -584,9 +583,10 @@ ngx_http_tce_admin_drain_report(ngx_http_tce_admin_main_conf_t *amcf,
 
 
 /*
- * tce_redis: the removals of the services whose set is the fleet's, by
- * this node's syncer worker, one service at a time (the writers' turn
- * held until Redis has answered).
+ * tce_redis: this node's busy marks, then the removals of the services
+ * whose set is the fleet's, by this node's syncer worker, one service
+ * at a time (the writers' turn held until Redis has answered both the
+ * read of the other nodes' marks and the write).
  */
 static void
 ngx_http_tce_admin_drain_fleet(ngx_http_tce_admin_main_conf_t *amcf,
@@ -594,7 +594,7 @@ ngx_http_tce_admin_drain_fleet(ngx_http_tce_admin_main_conf_t *amcf,
 {
     size_t                           size;
     uint64_t                         now;
-    ngx_uint_t                       pending;
+    ngx_uint_t                       i, pending;
     ngx_tce_zone_t                  *zone;
     ngx_tce_service_t               *svc;
     ngx_tce_redis_main_conf_t       *rmcf;
@@ -604,9 +604,16 @@ ngx_http_tce_admin_drain_fleet(ngx_http_tce_admin_main_conf_t *amcf,
     rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                                ngx_tce_redis_module);
 
-    if (rmcf == NULL || rmcf->ctx == NULL || !rmcf->ctx->owner) {
+    if (rmcf == NULL || rmcf->ctx == NULL) {
         return;
     }
+
+    if (!rmcf->ctx->owner) {
+        ngx_http_tce_admin_busy_forget();
+        return;
+    }
+
+    ngx_http_tce_admin_busy_mark(rmcf, log);
 
     zone = amcf->tmcf->zone;
 
@@ -642,11 +649,15 @@ ngx_http_tce_admin_drain_fleet(ngx_http_tce_admin_main_conf_t *amcf,
         job->items = (ngx_http_tce_admin_removal_t *) (job + 1);
 
         ngx_http_tce_admin_drain_due(zone, svc, job, pending,
-                                     NGX_HTTP_TCE_ADMIN_DRAIN_FLEET, now);
+                                     rmcf->drain_settle, now);
 
         if (job->nitems == 0) {
             ngx_free(job);
             continue;
+        }
+
+        for (i = 0; i < job->nitems; i++) {
+            job->items[i].fleet = 1;
         }
 
         fs = ngx_http_tce_admin_fset_create(rmcf, svc, log);
@@ -659,20 +670,91 @@ ngx_http_tce_admin_drain_fleet(ngx_http_tce_admin_main_conf_t *amcf,
         fs->done = ngx_http_tce_admin_drain_fleet_done;
         fs->data = job;
 
-        if (ngx_http_tce_admin_fset_run(fs) != NGX_OK) {
+        /* what the other nodes still have in flight on them, first */
+        if (ngx_http_tce_admin_busy_read(rmcf, job->items, job->nitems,
+                                         ngx_http_tce_admin_drain_fleet_busy,
+                                         fs, log)
+            != NGX_OK)
+        {
             ngx_log_error(NGX_LOG_WARN, log, 0,
                           "tce admin: drained instances of \"%s\" wait for "
-                          "the fleet store: %s", svc->name, fs->why);
+                          "the fleet store: %s", svc->name,
+                          rmcf->ctx->cmd.err[0] ? (char *) rmcf->ctx->cmd.err
+                                                : "not connected");
             ngx_http_tce_admin_fset_free(fs);
             ngx_free(job);
             break;
         }
 
-        /* the turn goes back with the answer */
+        /* the turn goes back with the answers */
         return;
     }
 
     ngx_http_tce_admin_turn_release(amcf);
+}
+
+
+/*
+ * The other nodes' marks are in: an instance still busy elsewhere
+ * waits (until its deadline), the others are removed.
+ */
+static void
+ngx_http_tce_admin_drain_fleet_busy(void *data, const char *err)
+{
+    ngx_http_tce_admin_fset_t *fs = data;
+
+    uint64_t                         now;
+    ngx_uint_t                       i, n;
+    ngx_http_tce_admin_removal_t    *it;
+    ngx_http_tce_admin_drain_job_t  *job;
+
+    job = fs->data;
+
+    if (err) {
+        ngx_log_error(NGX_LOG_WARN, job->log, 0,
+                      "tce admin: drained instances of \"%s\" wait for the "
+                      "fleet store: %s", fs->svc->name, err);
+        goto done;
+    }
+
+    now = ngx_http_tce_admin_now_ms();
+    n = 0;
+
+    for (i = 0; i < job->nitems; i++) {
+        it = &job->items[i];
+
+        if (it->others > 0 && now < it->deadline) {
+            continue;       /* another node has requests on it */
+        }
+
+        it->in_flight += it->others;
+
+        if (n != i) {
+            job->items[n] = *it;
+        }
+
+        n++;
+    }
+
+    job->nitems = n;
+
+    if (n == 0) {
+        goto done;
+    }
+
+    if (ngx_http_tce_admin_fset_run(fs) == NGX_OK) {
+        return;     /* the turn goes back with the answer */
+    }
+
+    ngx_log_error(NGX_LOG_WARN, job->log, 0,
+                  "tce admin: drained instances of \"%s\" wait for the "
+                  "fleet store: %s", fs->svc->name, fs->why);
+
+done:
+
+    ngx_http_tce_admin_turn_release(job->amcf);
+    ngx_http_tce_admin_fset_free(fs);
+    ngx_free(job);
 }
 
 

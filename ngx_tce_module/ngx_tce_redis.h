@@ -4,7 +4,8 @@
  *
  *   tce_redis <host:port | unix:/path> [db=<n>] [username=<name>]
  *       [password_file=<path>] [prefix=tce:] [timeout=<time>]
- *       [resync=<time>] [cache=<path>] [replicas=<n>];
+ *       [resync=<time>] [cache=<path>] [replicas=<n>]
+ *       [drain_settle=<time>];
  *   tce_redis sentinel=<host:port>[,<host:port>...] master=<name> ...;
  *
  * Files:
@@ -100,6 +101,7 @@ typedef struct {
     ngx_str_t                   channel;     /* <prefix>events */
     ngx_msec_t                  timeout;
     ngx_msec_t                  resync;
+    ngx_msec_t                  drain_settle; /* a removal's first wait */
     ngx_str_t                   cache;       /* NUL-terminated or empty */
     ngx_array_t                *sentinels;   /* ngx_tce_redis_addr_t */
     ngx_str_t                   master_name; /* NUL-terminated or empty */

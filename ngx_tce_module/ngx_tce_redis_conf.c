@@ -115,6 +115,7 @@ ngx_tce_redis_create_main_conf(ngx_conf_t *cf)
     rmcf->db = NGX_CONF_UNSET;
     rmcf->timeout = NGX_CONF_UNSET_MSEC;
     rmcf->resync = NGX_CONF_UNSET_MSEC;
+    rmcf->drain_settle = NGX_CONF_UNSET_MSEC;
     rmcf->replicas = NGX_CONF_UNSET;
     rmcf->audit_maxlen = NGX_CONF_UNSET;
 
@@ -137,6 +138,7 @@ ngx_tce_redis_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(rmcf->db, 0);
     ngx_conf_init_msec_value(rmcf->timeout, 1000);
     ngx_conf_init_msec_value(rmcf->resync, 5000);
+    ngx_conf_init_msec_value(rmcf->drain_settle, 1000);
 
     /* with Sentinel, a write is answered once a replica has it */
     ngx_conf_init_value(rmcf->replicas, rmcf->sentinels ? 1 : 0);
@@ -307,6 +309,18 @@ ngx_tce_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             rmcf->resync = ngx_parse_time(&v, 0);
             if (rmcf->resync == (ngx_msec_t) NGX_ERROR
                 || rmcf->resync < 100)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "drain_settle=", 13) == 0) {
+            rmcf->drain_settle = ngx_parse_time(&v, 0);
+            if (rmcf->drain_settle == (ngx_msec_t) NGX_ERROR
+                || rmcf->drain_settle < 100
+                || rmcf->drain_settle > 600000)
             {
                 goto invalid;
             }

@@ -323,19 +323,14 @@ def scale_out(run, rng):
     b.stop()
 
 
-STOP_GRACE = 2.0       # s, see scale_in
-
-
 @action(2)
 def scale_in(run, rng):
     """An instance scale_out added removed through the API (DELETE: it
-    drains), its backend stopped once the front door has let it go, as
-    a platform does it, after a termination grace of STOP_GRACE: in a
-    fleet, the node that removes the instance waits only for its own
-    requests in flight (README, Fleet: who removes it), and node A,
-    which routes nothing to it, may remove it while node B still has a
-    request in flight to it (a known gap, not hidden: the grace is
-    longer than any request the load sends, 400 ms)."""
+    drains), its backend stopped as soon as the front door has let it
+    go (node B's API answers 404), as a platform does it: the node that
+    removes an instance waits for every node's requests in flight to it
+    (their busy marks in Redis; README, Fleet: who removes it), so no
+    request can still be on the way to the stopped backend."""
     with run.admin_lock:
         m = run.admin_model
         # p1, p2, c1 stay: the stock nginx proxies to them too
@@ -373,7 +368,6 @@ def scale_in(run, rng):
         if gone():
             with run.admin_lock:
                 x = m.pop(iid)
-            run.stopping.wait(STOP_GRACE)
             x['backend'].stop()
             run.event('%s removed, its backend stopped' % iid)
             return

@@ -48,7 +48,9 @@ def two_nodes(nginx, nginx_b, backend, redis, extra=''):
     redis.start()
     for node in (nginx, nginx_b):
         node.canary_port = backend.ok4[2]
-    # node A over TCP, node B over the unix socket
+    # node A over TCP, node B over the unix socket; a removal's settle
+    # (1 s by default) scaled as the test's deadlines are
+    extra = ' drain_settle=%dms%s' % (1000 * SLOW, extra)
     start_node(nginx, backend, 'tce_redis 127.0.0.1:%d timeout=%dms '
                'resync=1s%s;' % (redis.port, 2000 * SLOW, extra))
     start_node(nginx_b, backend, 'tce_redis unix:%s timeout=%dms '
