@@ -539,15 +539,23 @@ static void
 ngx_http_tce_admin_drain_report(ngx_http_tce_admin_main_conf_t *amcf,
     ngx_http_tce_admin_removal_t *it, ngx_log_t *log)
 {
+    u_char   more[80], *last;
     json_t  *line;
+
+    last = more;
+
+    if (it->fleet) {
+        last = ngx_snprintf(more, sizeof(more), " (%L of them on %ui other "
+                            "nodes)", it->others, it->nodes);
+    }
 
     if (it->in_flight > 0) {
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "tce admin: instance \"%s\" of \"%s\" cluster \"%s\" "
                       "removed at its drain timeout (%uLms) with %L "
-                      "requests in flight (%L of them on %ui other nodes)",
-                      it->id, it->service, it->cluster, it->drained_ms,
-                      it->in_flight, it->others, it->nodes);
+                      "requests in flight%*s", it->id, it->service,
+                      it->cluster, it->drained_ms, it->in_flight,
+                      (size_t) (last - more), more);
 
     } else {
         ngx_log_error(NGX_LOG_NOTICE, log, 0,

@@ -44,17 +44,21 @@ def put(node, body, headers=None):
     return call(node, 'PUT', CANARY, body, token=TOKEN, headers=headers)
 
 
-def two_nodes(nginx, nginx_b, backend, redis, extra=''):
+def two_nodes(nginx, nginx_b, backend, redis, extra='', audit=False):
+    """Node A over TCP, node B over the unix socket; audit: each node
+    with a tce_admin_audit log (audit.log in its directory), so that
+    the drain timer's lines reach the stream tce:audit too."""
     redis.start()
     for node in (nginx, nginx_b):
         node.canary_port = backend.ok4[2]
-    # node A over TCP, node B over the unix socket; a removal's settle
-    # (1 s by default) scaled as the test's deadlines are
+    # a removal's settle (1 s by default) scaled as the deadlines are
     extra = ' drain_settle=%dms%s' % (1000 * SLOW, extra)
     start_node(nginx, backend, 'tce_redis 127.0.0.1:%d timeout=%dms '
-               'resync=1s%s;' % (redis.port, 2000 * SLOW, extra))
+               'resync=1s%s;' % (redis.port, 2000 * SLOW, extra),
+               audit=audit and os.path.join(nginx.dir, 'audit.log'))
     start_node(nginx_b, backend, 'tce_redis unix:%s timeout=%dms '
-               'resync=1s%s;' % (redis.unix, 2000 * SLOW, extra))
+               'resync=1s%s;' % (redis.unix, 2000 * SLOW, extra),
+               audit=audit and os.path.join(nginx_b.dir, 'audit.log'))
     wait_fleet_up(nginx)
     wait_fleet_up(nginx_b)
 

@@ -12,6 +12,7 @@ fleet's set and the marks read from Redis with the test's client, each
 node's API (404 once removed) and the audit stream.
 """
 
+import http.client
 import json
 import threading
 import time
@@ -57,17 +58,18 @@ def slow_request_on_p1(node, slow, ms):
     """A request of ms ms through node that reaches p1's backend (one
     more request at a time until p1's has one running); returns the
     thread and the list its answer goes to."""
+    def run(out):
+        try:
+            out.append(node.get('/%d' % ms, timeout=ms / 1000.0 + 10))
+        except (OSError, http.client.HTTPException) as e:
+            out.append(e)           # a node killed under it
+
     p1 = slow.ports[0]
-    out = []
-    threads = []
     for _ in range(8):
         before = len(slow.requests())
-        t = threading.Thread(
-            target=lambda: out.append(node.get('/%d' % ms,
-                                               timeout=ms / 1000.0 + 10)),
-            daemon=True)
+        out = []
+        t = threading.Thread(target=run, args=(out,), daemon=True)
         t.start()
-        threads.append(t)
         wait_for(lambda: len(slow.requests()) > before, 5,
                  what='the slow request at a backend')
         if slow.running(p1):
@@ -95,7 +97,7 @@ def test_removal_waits_for_the_other_nodes_requests(nginx, nginx_b, backend,
                                                     redis):
     slow = SlowBackends(2)
     try:
-        two_nodes(nginx, nginx_b, Ports(slow, backend), redis)
+        two_nodes(nginx, nginx_b, Ports(slow, backend), redis, audit=True)
         p1 = slow.ports[0]
         ms = int(3 * SETTLE * 1000)
         t, out = slow_request_on_p1(nginx_b, slow, ms)
@@ -155,7 +157,7 @@ def test_removal_waits_for_the_other_nodes_requests(nginx, nginx_b, backend,
 def test_a_dead_nodes_mark_expires(nginx, nginx_b, backend, redis):
     slow = SlowBackends(2)
     try:
-        two_nodes(nginx, nginx_b, Ports(slow, backend), redis)
+        two_nodes(nginx, nginx_b, Ports(slow, backend), redis, audit=True)
         # a request that outlives the test: node B dies with it
         slow_request_on_p1(nginx_b, slow, int(60000 * SLOW))
         r = call(nginx, 'DELETE', INSTANCES + '/p1?timeout=600s',
@@ -198,11 +200,13 @@ def test_deadline_removes_with_the_other_nodes_counts(nginx, nginx_b,
                                                        backend, redis):
     slow = SlowBackends(2)
     try:
-        two_nodes(nginx, nginx_b, Ports(slow, backend), redis)
+        two_nodes(nginx, nginx_b, Ports(slow, backend), redis, audit=True)
         for node in (nginx, nginx_b):
             node.allowed_log.add('removed at its drain timeout')
-        t, _ = slow_request_on_p1(nginx_b, slow, int(60000 * SLOW))
+        # a request that outlives the deadline by 3 s
         timeout_ms = int(2 * SETTLE * 1000)
+        t, out = slow_request_on_p1(nginx_b, slow,
+                                    timeout_ms + int(3000 * SLOW))
         r = call(nginx, 'DELETE', INSTANCES + '/p1?timeout=%dms'
                  % timeout_ms, token=TOKEN)
         assert r.status == 202, r
@@ -212,8 +216,11 @@ def test_deadline_removes_with_the_other_nodes_counts(nginx, nginx_b,
         # the request is still in flight: the deadline removed it
         assert slow.running(slow.ports[0]) == 1
         assert t.is_alive()
+        t.join(10 * SLOW)
     finally:
         slow.stop()
+    # it still ends well (node B's view keeps p1 for it)
+    assert len(out) == 1 and out[0].status == 200, out
     (line,) = removals(redis)
     assert line['reason'] == 'drain_timeout', line
     assert line['drained_ms'] >= rm['deadline'] - rm['since'], line
