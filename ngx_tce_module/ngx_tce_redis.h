@@ -24,6 +24,9 @@
  *                            arguments, on a connection
  *   admin/ngx_http_tce_admin_fleet*.c  a policy, override or
  *                            instance set write from any worker (Lua)
+ *   admin/ngx_http_tce_admin_drain_busy.c  what each node has in
+ *                            flight on a draining instance (its busy
+ *                            marks), read before a fleet removal
  *   ngx_tce_redis_audit.c    audit lines to the <prefix>audit stream
  *   ngx_tce_fleet.c          the fleet's data in C (pure: unit tests)
  *
