@@ -245,41 +245,30 @@ static void
 ngx_http_tce_admin_busy_send(ngx_tce_redis_main_conf_t *rmcf, ngx_uint_t n,
     ngx_log_t *log)
 {
-    int                         argc;
     u_char                     *buf, *p;
-    size_t                     *argl;
+    ngx_str_t                  *keys, *args;
     ngx_uint_t                  i, k;
-    const char                **argv;
     ngx_http_tce_admin_mark_t  *m;
 
-    argc = (int) (3 + 2 * n + 2 + n);
-
-    argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t)), log);
+    /* keys: a mark and its set per mark; args: node, TTL, the counts */
+    keys = ngx_alloc((3 * n + 2) * sizeof(ngx_str_t), log);
     buf = ngx_alloc(2 * n * NGX_HTTP_TCE_ADMIN_BUSY_KEY
-                    + (n + 2) * NGX_INT64_LEN, log);
+                    + (n + 1) * NGX_INT64_LEN, log);
 
-    if (argv == NULL || buf == NULL) {
+    if (keys == NULL || buf == NULL) {
         goto failed;
     }
 
-    argl = (size_t *) (argv + argc);
+    args = keys + 2 * n;
     p = buf;
 
-    argv[0] = "EVAL";
-    argl[0] = 4;
-    argv[1] = ngx_http_tce_admin_busy_mark_script;
-    argl[1] = sizeof(ngx_http_tce_admin_busy_mark_script) - 1;
-    argv[2] = (char *) p;
-    argl[2] = ngx_sprintf(p, "%ui", 2 * n) - p;
-    p += argl[2];
-
-    argv[3 + 2 * n] = (char *) ngx_http_tce_admin_node;
-    argl[3 + 2 * n] = ngx_http_tce_admin_node_len;
-    argv[4 + 2 * n] = (char *) p;
-    argl[4 + 2 * n] = ngx_sprintf(p, "%M", NGX_HTTP_TCE_ADMIN_BUSY_TTL
-                                           * rmcf->drain_settle)
-                      - p;
-    p += argl[4 + 2 * n];
+    args[0].data = ngx_http_tce_admin_node;
+    args[0].len = ngx_http_tce_admin_node_len;
+    args[1].data = p;
+    args[1].len = ngx_sprintf(p, "%M", NGX_HTTP_TCE_ADMIN_BUSY_TTL
+                                       * rmcf->drain_settle)
+                  - p;
+    p += args[1].len;
 
     k = 0;
 
@@ -290,38 +279,40 @@ ngx_http_tce_admin_busy_send(ngx_tce_redis_main_conf_t *rmcf, ngx_uint_t n,
             continue;
         }
 
-        argv[3 + 2 * k] = (char *) p;
-        argl[3 + 2 * k] = ngx_http_tce_admin_busy_key(p, rmcf, "drain_busy",
+        keys[2 * k].data = p;
+        keys[2 * k].len = ngx_http_tce_admin_busy_key(p, rmcf, "drain_busy",
                                                       m->service, m->id, 1);
-        p += argl[3 + 2 * k];
+        p += keys[2 * k].len;
 
-        argv[4 + 2 * k] = (char *) p;
-        argl[4 + 2 * k] = ngx_http_tce_admin_busy_key(p, rmcf,
-                                                      "drain_nodes",
-                                                      m->service, m->id, 0);
-        p += argl[4 + 2 * k];
+        keys[2 * k + 1].data = p;
+        keys[2 * k + 1].len = ngx_http_tce_admin_busy_key(p, rmcf,
+                                                          "drain_nodes",
+                                                          m->service, m->id,
+                                                          0);
+        p += keys[2 * k + 1].len;
 
-        argv[5 + 2 * n + k] = (char *) p;
-        argl[5 + 2 * n + k] = ngx_sprintf(p, "%L", m->count) - p;
-        p += argl[5 + 2 * n + k];
+        args[2 + k].data = p;
+        args[2 + k].len = ngx_sprintf(p, "%L", m->count) - p;
+        p += args[2 + k].len;
 
         k++;
     }
 
-    if (ngx_tce_redis_command(&rmcf->ctx->cmd, ngx_http_tce_admin_busy_marked,
-                              NULL, argc, argv, argl)
+    if (ngx_tce_redis_eval(&rmcf->ctx->cmd, ngx_http_tce_admin_busy_marked,
+                           NULL, ngx_http_tce_admin_busy_mark_script, keys,
+                           2 * n, args, 2 + n)
         == NGX_OK)
     {
         ngx_http_tce_admin_marks_busy = 1;
-        ngx_free(argv);
+        ngx_free(keys);
         ngx_free(buf);
         return;
     }
 
 failed:
 
-    if (argv) {
-        ngx_free(argv);
+    if (keys) {
+        ngx_free(keys);
     }
 
     if (buf) {
@@ -458,25 +449,22 @@ ngx_http_tce_admin_busy_read(ngx_tce_redis_main_conf_t *rmcf,
     ngx_http_tce_admin_removal_t *items, ngx_uint_t n,
     ngx_http_tce_admin_busy_pt done, void *data, ngx_log_t *log)
 {
-    int                           argc;
     u_char                       *buf, *p;
-    size_t                       *argl;
     ngx_int_t                     rc;
+    ngx_str_t                    *keys, *args;
     ngx_uint_t                    i;
-    const char                  **argv;
     ngx_http_tce_admin_busy_q_t  *q;
 
     ngx_http_tce_admin_busy_node();
 
-    argc = (int) (3 + n + 1 + n);
-
+    /* keys: the sets of nodes; args: this node, the marks' prefixes */
     q = ngx_alloc(sizeof(ngx_http_tce_admin_busy_q_t), log);
-    argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t)), log);
-    buf = ngx_alloc(2 * n * NGX_HTTP_TCE_ADMIN_BUSY_KEY + NGX_INT64_LEN, log);
+    keys = ngx_alloc((2 * n + 1) * sizeof(ngx_str_t), log);
+    buf = ngx_alloc(2 * n * NGX_HTTP_TCE_ADMIN_BUSY_KEY, log);
 
     rc = NGX_ERROR;
 
-    if (q == NULL || argv == NULL || buf == NULL) {
+    if (q == NULL || keys == NULL || buf == NULL) {
         goto done;
     }
 
@@ -485,37 +473,30 @@ ngx_http_tce_admin_busy_read(ngx_tce_redis_main_conf_t *rmcf,
     q->done = done;
     q->data = data;
 
-    argl = (size_t *) (argv + argc);
+    args = keys + n;
     p = buf;
 
-    argv[0] = "EVAL";
-    argl[0] = 4;
-    argv[1] = ngx_http_tce_admin_busy_read_script;
-    argl[1] = sizeof(ngx_http_tce_admin_busy_read_script) - 1;
-    argv[2] = (char *) p;
-    argl[2] = ngx_sprintf(p, "%ui", n) - p;
-    p += argl[2];
-
-    argv[3 + n] = (char *) ngx_http_tce_admin_node;
-    argl[3 + n] = ngx_http_tce_admin_node_len;
+    args[0].data = ngx_http_tce_admin_node;
+    args[0].len = ngx_http_tce_admin_node_len;
 
     for (i = 0; i < n; i++) {
-        argv[3 + i] = (char *) p;
-        argl[3 + i] = ngx_http_tce_admin_busy_key(p, rmcf, "drain_nodes",
+        keys[i].data = p;
+        keys[i].len = ngx_http_tce_admin_busy_key(p, rmcf, "drain_nodes",
                                                   items[i].service,
                                                   items[i].id, 0);
-        p += argl[3 + i];
+        p += keys[i].len;
 
         /* the marks' keys but the node's name, which the script adds */
-        argv[4 + n + i] = (char *) p;
-        argl[4 + n + i] = ngx_http_tce_admin_busy_key(p, rmcf, "drain_busy",
+        args[1 + i].data = p;
+        args[1 + i].len = ngx_http_tce_admin_busy_key(p, rmcf, "drain_busy",
                                                       items[i].service,
                                                       items[i].id, 2);
-        p += argl[4 + n + i];
+        p += args[1 + i].len;
     }
 
-    rc = ngx_tce_redis_command(&rmcf->ctx->cmd, ngx_http_tce_admin_busy_got,
-                               q, argc, argv, argl);
+    rc = ngx_tce_redis_eval(&rmcf->ctx->cmd, ngx_http_tce_admin_busy_got,
+                            q, ngx_http_tce_admin_busy_read_script, keys, n,
+                            args, 1 + n);
 
 done:
 
@@ -523,8 +504,8 @@ done:
         ngx_free(q);
     }
 
-    if (argv) {
-        ngx_free(argv);
+    if (keys) {
+        ngx_free(keys);
     }
 
     if (buf) {
