@@ -388,6 +388,9 @@ ngx_http_tce_admin_deploy_quick(ngx_event_t *ev)
 
     ngx_free(g);
 
+    /* a rollback decided here goes to the fleet now, not at the tick */
+    ngx_http_tce_admin_deploy_fleet_flush(amcf, ev->log);
+
     /* the tick looks next */
     if (++ngx_http_tce_admin_deploy_quick_n
         < NGX_HTTP_TCE_ADMIN_DEPLOY_TICK / NGX_HTTP_TCE_ADMIN_DEPLOY_QUICK - 1)

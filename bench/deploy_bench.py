@@ -27,9 +27,18 @@ time its server sent it):
 Printed per run, then p50 and max over the runs; the target is live
 under 2 s at 100 requests per second.
 
+With --nodes N (N > 1): a fleet of N such nginx nodes on one local
+redis-server (tce_redis), the requests spread over the nodes in turn
+(--rps in all), the deploy started on the first node (relayed to the
+holder of the deploy lease when it is another).  "live" is then per
+node: the bench polls each node's canary policy (GET .../canary) and
+takes, for each worker of each node, the answer to its first request
+sent after that node showed weight 0; the largest over every worker of
+every node.  The decision is the holder's.
+
     bench/deploy_bench.py --nginx /usr/sbin/nginx \\
         --module build/ngx_tce_module.so [--runs 5] [--rps 100] \\
-        [--weight 10]
+        [--weight 10] [--nodes 2]
 """
 
 import argparse
@@ -39,6 +48,7 @@ import http.server
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +60,8 @@ from tcebench import confs
 SERVICE = 'bench.deploy.api'
 TOKEN = 'bench-token-0123456789abcdef'
 DEPLOYS = '/api/v1/services/%s/clusters/default/deploys' % SERVICE
+CANARY = '/api/v1/services/%s/clusters/default/canary' % SERVICE
+REDIS_BIN = shutil.which('redis-server') or '/usr/bin/redis-server'
 
 class Backend:
     """A loopback HTTP/1.1 server: the arrival time (time.time()) of
@@ -100,7 +112,6 @@ class Backend:
 
 
 def free_port():
-    import socket
     s = socket.socket()
     s.bind(('127.0.0.1', 0))
     p = s.getsockname()[1]
@@ -136,11 +147,12 @@ def wait(pred, timeout, what):
 
 
 class Load:
-    """rps requests per second, open loop, a new connection each; the
-    answers as (sent, status, pid, body, received)."""
+    """rps requests per second, open loop, a new connection each, to the
+    ports in turn; the answers as (sent, status, pid, body, received,
+    port)."""
 
-    def __init__(self, port, rps):
-        self.port = port
+    def __init__(self, ports, rps):
+        self.ports = ports
         self.rps = rps
         self.out = []
         self.lock = threading.Lock()
@@ -149,25 +161,27 @@ class Load:
         self.t = threading.Thread(target=self.run, daemon=True)
         self.t.start()
 
-    def one(self, sent):
+    def one(self, sent, port):
         try:
-            c = http.client.HTTPConnection('127.0.0.1', self.port,
-                                           timeout=10)
+            c = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
             c.request('GET', '/', headers={'Connection': 'close'})
             r = c.getresponse()
             body = r.read()
             c.close()
             res = (sent, r.status, r.getheader('X-Pid'), body,
-                   time.time())
+                   time.time(), port)
         except OSError:
-            res = (sent, None, None, b'', time.time())
+            res = (sent, None, None, b'', time.time(), port)
         with self.lock:
             self.out.append(res)
 
     def run(self):
         t = time.monotonic()
+        i = 0
         while not self.stop.is_set():
-            self.pool.submit(self.one, time.time())
+            i += 1
+            self.pool.submit(self.one, time.time(),
+                             self.ports[i % len(self.ports)])
             t += 1.0 / self.rps
             delay = t - time.monotonic()
             if delay > 0:
@@ -183,37 +197,77 @@ class Load:
         self.pool.shutdown()
 
 
-def one_run(port, prod, canary, load, weight, after):
+def holder(ports):
+    """The node that drives deploys (the only one without a fleet)."""
+    if len(ports) == 1:
+        return ports[0]
+    for port in ports:
+        st, j = call(port, 'GET', '/api/v1/status')
+        if st == 200 and (j.get('deploy_lease') or {}).get('drives'):
+            return port
+    return None
+
+
+def watch_rollback(ports, stop):
+    """One poller per node: the time each node's canary policy went to
+    weight 0 (its zone: what its workers route by)."""
+    seen = {}
+
+    def poll(port):
+        while not stop.is_set() and port not in seen:
+            try:
+                st, j = call(port, 'GET', CANARY)
+                if st == 200 and j['canary']['weight_bp'] == 0:
+                    seen[port] = time.time()
+                    return
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+            time.sleep(0.02)
+
+    ts = [threading.Thread(target=poll, args=(p,), daemon=True)
+          for p in ports]
+    for t in ts:
+        t.start()
+    return seen, ts
+
+
+def one_run(ports, prod, canary, load, weight, after):
     canary.bad = False
     canary.first_bad = None
-    st, d = call(port, 'POST', DEPLOYS, {'steps': [weight, 100],
-                                         'step_seconds': 600,
-                                         'min_requests': 20})
+    st, d = call(ports[0], 'POST', DEPLOYS, {'steps': [weight, 100],
+                                             'step_seconds': 600,
+                                             'min_requests': 20})
     if st != 201:
         raise SystemExit('bench: POST deploys answered %d: %s' % (st, d))
+    port = wait(lambda: holder(ports), 10, 'the deploy lease\'s holder')
     # the step's window has begun and counts canary requests
     wait(lambda: (call(port, 'GET', DEPLOYS + '/current')[1]['steps'][0]
                   .get('figures') or {}).get('canary_requests', 0) >= 5,
          30, 'the step to count canary requests')
+    stop = threading.Event()
+    seen, pollers = watch_rollback(ports, stop)
     start = time.time()
     canary.bad = True
     d = wait(lambda: (lambda c: c['state'] != 'running' and c)(
         call(port, 'GET', DEPLOYS + '/current')[1]), 60, 'the rollback')
-    # the policy is written before the API can show the rollback
-    seen = time.time()
     if d['state'] != 'rolled_back':
         raise SystemExit('bench: the deploy ended %s' % d['state'])
+    wait(lambda: len(seen) == len(ports), 10, 'every node at weight 0')
+    stop.set()
+    for t in pollers:
+        t.join()
+    last_seen = max(seen.values())
     time.sleep(after)
     first_bad = canary.first_bad
     last_canary = max(canary.since(start))
     # a worker routes by the new policy from its first request after
-    # the write: the answer to each worker's first request sent after
-    # the rollback was seen bounds the moment it routes 0% canary
+    # its node's write: the answer to each worker's first request sent
+    # after its node showed weight 0 bounds the moment it routes 0%
     live = {}
-    for sent, status, pid, body, got in sorted(load.since(seen)):
-        if pid is not None and pid not in live:
+    for sent, status, pid, body, got, p in sorted(load.since(start)):
+        if pid is not None and pid not in live and sent >= seen[p]:
             live[pid] = got
-    answers = load.since(seen)
+    answers = load.since(last_seen)
     wrong = [x for x in answers if x[1] != 200 or x[3] != b'prod\n']
     decision = d['steps'][0]['ended_ms'] / 1000.0 - first_bad
     bad_answers = sum(1 for x in load.since(start) if x[1] == 500)
@@ -222,6 +276,43 @@ def one_run(port, prod, canary, load, weight, after):
             'last_canary': last_canary - first_bad,
             'gate': d['failed_gate'], 'bad_answers': bad_answers,
             'after': len(answers), 'pids': len(live), 'wrong': len(wrong)}
+
+
+def redis_ping(port):
+    c = socket.create_connection(('127.0.0.1', port), timeout=2)
+    try:
+        c.sendall(b'PING\r\n')
+        return c.recv(64).startswith(b'+PONG')
+    finally:
+        c.close()
+
+
+def start_node(a, d, prod, canary, redis_port):
+    """One nginx node in dir d (its state file, tokens, conf)."""
+    os.makedirs(d, exist_ok=True)
+    port = free_port()
+    with open(os.path.join(d, 'state.json'), 'w') as f:
+        json.dump({'version': 1, 'services': {SERVICE: {'clusters': {
+            'default': {'instances': [
+                {'id': 'p1', 'address': prod.addr()},
+                {'id': 'c1', 'address': canary.addr(),
+                 'env': 'canary'}]}}}}}, f)
+    with open(os.path.join(d, 'admin.tokens'), 'w') as f:
+        f.write('%s bench\n' % TOKEN)
+    http = []
+    if redis_port:
+        http = ['tce_redis 127.0.0.1:%d timeout=2s resync=1s;'
+                % redis_port]
+    confs.write_node_conf(
+        os.path.join(d, 'proxy.conf'), d, a.module, port, SERVICE,
+        keepalive='keepalive 16', http=http,
+        server=['add_header X-Pid $pid always;'],
+        admin=['tce_admin_token_file %s/admin.tokens;' % d])
+    proc = subprocess.Popen([a.nginx, '-p', d + '/', '-c',
+                             os.path.join(d, 'proxy.conf'),
+                             '-g', 'daemon off;'])
+    wait(lambda: call(port, 'GET', DEPLOYS)[0] == 200, 20, 'nginx')
+    return port, proc
 
 
 def pct(xs, q):
@@ -239,44 +330,49 @@ def main():
                    help='the canary step in percent')
     p.add_argument('--after', type=float, default=2,
                    help='seconds of traffic checked after the rollback')
+    p.add_argument('--nodes', type=int, default=1,
+                   help='nginx nodes (more than 1: a fleet on a local '
+                   'redis-server)')
     a = p.parse_args()
 
     d = tempfile.mkdtemp(prefix='tce-deploy-bench-')
     prod, canary = Backend('prod'), Backend('canary')
-    proc = load = None
+    procs = []
+    load = None
     try:
-        port = free_port()
-        with open(os.path.join(d, 'state.json'), 'w') as f:
-            json.dump({'version': 1, 'services': {SERVICE: {'clusters': {
-                'default': {'instances': [
-                    {'id': 'p1', 'address': prod.addr()},
-                    {'id': 'c1', 'address': canary.addr(),
-                     'env': 'canary'}]}}}}}, f)
-        with open(os.path.join(d, 'admin.tokens'), 'w') as f:
-            f.write('%s bench\n' % TOKEN)
-        confs.write_node_conf(
-            os.path.join(d, 'proxy.conf'), d, a.module, port, SERVICE,
-            keepalive='keepalive 16',
-            server=['add_header X-Pid $pid always;'],
-            admin=['tce_admin_token_file %s/admin.tokens;' % d])
-        proc = subprocess.Popen([a.nginx, '-p', d + '/', '-c',
-                                 os.path.join(d, 'proxy.conf'),
-                                 '-g', 'daemon off;'])
-        wait(lambda: call(port, 'GET', DEPLOYS)[0] == 200, 20, 'nginx')
-        load = Load(port, a.rps)
+        redis_port = None
+        if a.nodes > 1:
+            redis_port = free_port()
+            procs.append(subprocess.Popen(
+                [REDIS_BIN, '--port', str(redis_port), '--bind',
+                 '127.0.0.1', '--dir', d, '--save', '', '--appendonly',
+                 'no', '--daemonize', 'no'],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            wait(lambda: redis_ping(redis_port), 10, 'redis-server')
+        ports = []
+        for i in range(a.nodes):
+            port, proc = start_node(a, os.path.join(d, 'node%d' % i), prod,
+                                    canary, redis_port)
+            ports.append(port)
+            procs.append(proc)
+        wait(lambda: holder(ports), 20, 'a node to drive deploys')
+        load = Load(ports, a.rps)
 
-        print('deploy bench: 2 workers, %.0f requests/s (new connection '
+        print('deploy bench: %s2 workers, %.0f requests/s (new connection '
               'each), canary step %g%%, canary answers 500 from a moment '
-              'on' % (a.rps, a.weight))
+              'on' % ('%d nodes on one redis-server, ' % a.nodes
+                      if a.nodes > 1 else '', a.rps, a.weight))
         runs = []
         for i in range(a.runs):
-            r = one_run(port, prod, canary, load, a.weight, a.after)
+            r = one_run(ports, prod, canary, load, a.weight, a.after)
             runs.append(r)
             print('  run %d: after the first 500: decision %.0f ms, live '
-                  'on every worker %.0f ms, last canary request %.0f ms; '
+                  'on every worker%s %.0f ms, last canary request %.0f ms; '
                   'gate %s, %d 500s answered; then %d answers over %d '
                   'workers, %d not from prod'
-                  % (i + 1, r['decision'] * 1000, r['live'] * 1000,
+                  % (i + 1, r['decision'] * 1000,
+                     ' of every node' if a.nodes > 1 else '',
+                     r['live'] * 1000,
                      r['last_canary'] * 1000, r['gate'], r['bad_answers'],
                      r['after'], r['pids'], r['wrong']))
         live = [r['live'] for r in runs]
@@ -289,7 +385,7 @@ def main():
     finally:
         if load:
             load.close()
-        if proc:
+        for proc in reversed(procs):
             proc.terminate()
             try:
                 proc.wait(10)
