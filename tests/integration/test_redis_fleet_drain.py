@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import SERVICE, SLOW, wait_for
+from conftest import SERVICE, SLOW, free_port, instance, wait_for
 from admin_helpers import TOKEN, call
 from redis_helpers import nginx_b, redis
 from slow_backends import SlowBackends
@@ -236,3 +236,22 @@ def test_deadline_removes_with_the_other_nodes_counts(nginx, nginx_b,
     (text,) = removed_lines((nginx, nginx_b))
     assert 'removed at its drain timeout' in text and 'with 1 requests in ' \
         'flight' in text, text
+
+
+@pytest.mark.parametrize('value,ok', [('250ms', True), ('10m', True),
+                                      ('50ms', False), ('11m', False),
+                                      ('soon', False)])
+def test_drain_settle_bounds(nginx, value, ok):
+    """drain_settle= of tce_redis: 100 ms to 10 min, else nginx -t
+    names it."""
+    nginx.write_state({SERVICE: {'default': [
+        instance('p1', '127.0.0.1:%d' % free_port())]}})
+    nginx.configure(http_extra='    tce_redis 127.0.0.1:%d '
+                    'drain_settle=%s;\n' % (free_port(), value))
+    rc, err = nginx.check()
+    if ok:
+        assert rc == 0, err
+    else:
+        assert rc != 0
+        assert ('invalid parameter "drain_settle=%s" in "tce_redis"'
+                % value) in err, err
