@@ -166,16 +166,20 @@ def test_promoted_deploy_events_in_order(nginx, backend, receiver_factory):
           'tce_deploy_webhook http://127.0.0.1:%d/hooks/deploys;' % rcv.port)
     r = call(nginx, 'POST', DEPLOYS,
              body={'steps': [20, 50, 100], 'step_seconds': 1,
-                   'min_requests': 20})
+                   'min_requests': 20, 'inconclusive_seconds': 10 * SLOW})
     assert r.status == 201, r
     d = ended(nginx)
     assert d['state'] == 'promoted', d
-    evs = wait_for(lambda: len(rcv.events()) >= 3 and rcv.events(),
-                   10 * SLOW, what='3 webhook events')
+    evs = wait_for(lambda: any(e['event'] == 'deploy_promoted'
+                               for e in rcv.events()) and rcv.events(),
+                   10 * SLOW, what='the webhook event of the promotion')
+    check_common(evs, d['id'])
+    # a step still short of min_requests at its end (a slow machine, the
+    # load threads under memcheck) says so and waits: not this test's
+    evs = [e for e in evs if e['event'] != 'deploy_inconclusive']
     # the step at 50% passed goes to 100%: promoted
     assert [e['event'] for e in evs] == [
         'deploy_started', 'deploy_step', 'deploy_promoted']
-    check_common(evs, d['id'])
     assert evs[0]['by'] == 'deployer' and evs[0]['manual'] is True
     assert evs[0]['weight_bp'] == 2000 and evs[0]['step'] == 0
     assert [e['weight_bp'] for e in evs[1:]] == [5000, 10000]
@@ -187,9 +191,10 @@ def test_promoted_deploy_events_in_order(nginx, backend, receiver_factory):
     assert path == '/hooks/deploys'
     assert headers['Content-Type'] == 'application/json'
     assert headers['X-TCE-Event-Seq'] == str(evs[0]['seq'])
-    st = wait_for(lambda: nginx.status()['deploy_webhook']['delivered'] == 3
+    n = len(rcv.events())
+    st = wait_for(lambda: nginx.status()['deploy_webhook']['delivered'] == n
                   and nginx.status()['deploy_webhook'], 5 * SLOW,
-                  what='3 events delivered')
+                  what='%d events delivered' % n)
     assert st['queue'] == 0, st
     assert st['failures'] == 0 and st['dropped'] == 0, st
     assert st['target'] == 'http://127.0.0.1:%d' % rcv.port
@@ -273,7 +278,7 @@ def test_hanging_receiver_slows_nothing(nginx, backend, receiver_factory):
     t0 = time.monotonic()
     r = call(nginx, 'POST', DEPLOYS,
              body={'steps': [20, 50, 100], 'step_seconds': 1,
-                   'min_requests': 20})
+                   'min_requests': 20, 'inconclusive_seconds': 10 * SLOW})
     assert r.status == 201, r
     d = with_load(nginx, lambda: wait_for(
         lambda: current(nginx)['state'] == 'promoted' and current(nginx),
@@ -285,10 +290,13 @@ def test_hanging_receiver_slows_nothing(nginx, backend, receiver_factory):
     assert max(t for t, _ in latencies) < 5 * SLOW, max(latencies)
     assert len(rcv.posts) == 1         # the first, still unanswered
     st = nginx.status()['deploy_webhook']
-    # started, step, promoted into a queue of 2: the oldest dropped
-    assert st['queue'] == 2 and st['dropped'] == 1, st
-    assert st['delivered'] == 0 and st['queued'] == 3, st
-    assert ('tce_deploy_webhook_events_total{result="dropped"} 1'
+    # started, step, promoted (and an inconclusive step on a slow
+    # machine) into a queue of 2: all but the 2 newest dropped, the
+    # first too (its attempt goes on)
+    q = st['queued']
+    assert st['queue'] == 2 and st['dropped'] == q - 2 and q >= 3, st
+    assert st['delivered'] == 0, st
+    assert ('tce_deploy_webhook_events_total{result="dropped"} %d' % (q - 2)
             in list(metric(nginx, 'tce_deploy_webhook_events_total')))
     assert list(metric(nginx, 'tce_deploy_webhook_queue_events')) == [
         'tce_deploy_webhook_queue_events 2']
