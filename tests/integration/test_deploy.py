@@ -1,7 +1,8 @@
 """
 Progressive deploys (issue 11): the API's checks, a healthy canary
 promoted step by step, a canary answering 5xx rolled back by the error
-gate (weight 0, new epoch: prod only afterwards), one 3 times slower
+gate (weight 0, new epoch: prod only afterwards; at a 1% step at its
+second 500), one 3 times slower
 rolled back by the latency gate, too little traffic (inconclusive, then
 failed), manual pause/resume/rollback, a reload, a restart and a SIGKILL of
 the controlling worker in the middle of a deploy (it goes on at its step),
@@ -219,6 +220,55 @@ def post(nginx, body):
 def ended(nginx):
     d = current(nginx)
     return d['state'] not in ('running', 'paused') and d
+
+
+def paced_load(nginx, stop):
+    # about 100 requests a second: one canary answer a second at 1%
+    while not stop.is_set():
+        try:
+            http_get(nginx.port, '/', timeout=5)
+        except OSError:
+            pass
+        time.sleep(0.01)
+
+
+def test_canary_failing_at_one_percent_rolled_back_at_its_second_500(
+        nginx, versions):
+    # the judge's error clock: at a 1% step, once the canary fails every
+    # answer, its second 500 with none of prod's is enough (p about 1e-4
+    # < alpha / 4), judged within a quick look (50 ms); with only the
+    # ticks' alpha, spread over a 600 s step, it took 4 (after 5 good
+    # answers, 3 of 8 have p = 6.6e-7 > 4.2e-7)
+    v = versions({'prod': (0, 0), 'canary': (0, 0)})
+    start_versions(nginx, v)
+    post(nginx, {'steps': [1, 100], 'step_seconds': 600,
+                 'min_requests': 20})
+    stop = threading.Event()
+    t = threading.Thread(target=paced_load, args=(nginx, stop), daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: (current(nginx)['steps'][0]['figures'] or {})
+                 .get('canary_requests', 0) >= 5, 30 * SLOW,
+                 what='5 good canary answers in the step')
+        with v.lock:
+            v.servers['canary'].RequestHandlerClass.err = 1.0
+            good = v.counts['canary'][0]
+        d = wait_for(lambda: ended(nginx), 30 * SLOW, what='the rollback')
+    finally:
+        stop.set()
+        t.join(10)
+    assert d['state'] == 'rolled_back', d
+    assert d['failed_gate'] == 'error_ratio_vs_prod', d
+    f = d['steps'][0]['figures']
+    assert f['prod_errors'] == 0 and f['canary_requests'] >= 7, f
+    assert f['canary_errors'] in (2, 3), f
+    # the oracle: the canary's own count of its 500s; one more may have
+    # been on its way while the look ran
+    with v.lock:
+        answered = v.counts['canary']
+    assert answered[0] - good == answered[1], (answered, good)
+    assert f['canary_errors'] <= answered[1] <= f['canary_errors'] + 1, \
+        (f, answered)
 
 
 def test_slow_canary_rolled_back(nginx, versions):
