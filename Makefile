@@ -98,16 +98,28 @@ module-locked: $(BUILD)/nginx/Makefile
 	cp $(BUILD)/nginx/objs/ngx_tce_module.so $(MODULE).tmp
 	mv $(MODULE).tmp $(MODULE)
 
-$(BUILD)/unit/%: tests/unit/%.c $(PURE_SRCS) $(MOD_HDRS) \
+# the pure sources compiled once (sanitizers on) into one archive that
+# every unit test and corpus replay links: not once per test binary
+PURE_OBJS   := $(patsubst %.c,$(BUILD)/unit/obj/%.o,$(PURE_SRCS))
+PURE_LIB    := $(BUILD)/unit/libpure.a
+
+$(BUILD)/unit/obj/%.o: %.c $(MOD_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(UNIT_CFLAGS) -c -o $@ $<
+
+$(PURE_LIB): $(PURE_OBJS)
+	rm -f $@
+	ar rcs $@ $(PURE_OBJS)
+
+$(BUILD)/unit/%: tests/unit/%.c $(PURE_LIB) $(MOD_HDRS) \
                  $(wildcard tests/unit/*.h)
-	@mkdir -p $(BUILD)/unit
-	$(CC) $(UNIT_CFLAGS) -o $@ $< $(PURE_SRCS) $(UNIT_LIBS)
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(PURE_LIB) $(UNIT_LIBS)
 
 $(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c \
-                        $(PURE_SRCS) $(MOD_HDRS)
+                        $(PURE_LIB) $(MOD_HDRS)
 	@mkdir -p $(BUILD)/fuzz
 	$(CC) $(UNIT_CFLAGS) -fno-sanitize-recover=all -o $@ $< \
-	    tests/fuzz/replay.c $(PURE_SRCS) $(UNIT_LIBS)
+	    tests/fuzz/replay.c $(PURE_LIB) $(UNIT_LIBS)
 
 unit: $(UNIT_BINS) $(FUZZ_REPLAYS)
 	@for t in $(UNIT_BINS); do \
@@ -167,7 +179,7 @@ MEMCHECK_TESTS ?= test_operator_readme.py test_admin_openapi.py \
 
 test: deps lint
 	$(MAKE) nothreads
-	$(MAKE) unit
+	$(MAKE) -j2 unit
 	$(MAKE) integration
 	$(MAKE) valgrind PYTEST_ARGS="$(MEMCHECK_TESTS)"
 

@@ -202,7 +202,10 @@ def test_removal_completes_when_the_deleting_node_is_gone(
     try:
         wait_for(lambda: fleet_ids(redis) == ['c1', 'p1'], 10 * SLOW,
                  what='node B to remove p2')
-        assert removed in open(nginx_b.error_log).read()
+        # B logs the removal once Redis has answered its write: after
+        # the set changed there, not with it
+        wait_for(lambda: removed in open(nginx_b.error_log).read(),
+                 5 * SLOW, what='node B to log the removal')
         assert p2 not in ports(nginx_b, 40)
     finally:
         for pid in pids:
