@@ -459,8 +459,11 @@ def sentinel_failover(run, rng):
             run.event('sentinel failover: %s master, both nodes follow '
                       '(%.1f s)' % (addr, time.monotonic() - t))
         old.start()
+        # Sentinel converts the old master only once it sees it back
+        # (its INFO period, 10 s), then the new master delays a diskless
+        # sync (5 s); the Redis kills of other actions wait for the lock
         ok = wait_until(run, lambda: 'connected_slaves:1' in new.cmd(
-            'INFO', 'replication'), 30,
+            'INFO', 'replication'), 60,
             ':%d replicating the new master' % old.port) and ok
     if ok:
         run.applied('sentinel_failover')
