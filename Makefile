@@ -94,7 +94,7 @@ $(MODULE): config $(BUILD)/srcs.list $(MOD_SRCS) $(MOD_HDRS)
 	@flock $(BUILD)/.lock $(MAKE) -s module-locked
 
 module-locked: $(BUILD)/nginx/Makefile
-	$(MAKE) -s -C $(BUILD)/nginx -f objs/Makefile modules
+	$(MAKE) -j2 -s -C $(BUILD)/nginx -f objs/Makefile modules
 	cp $(BUILD)/nginx/objs/ngx_tce_module.so $(MODULE).tmp
 	mv $(MODULE).tmp $(MODULE)
 

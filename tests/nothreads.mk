@@ -3,10 +3,11 @@
 # compiles without thread pools (an nginx built without --with-threads:
 # NGX_THREADS 0), as it does with them.
 
+# two compilers at a time (xargs -P 2: 2 cores); the first failure
+# stops it (exit 255)
 nothreads:
-	@for f in $(NOTHREADS_SRCS); do \
-	    $(CC) -fsyntax-only -DNGX_THREADS=0 $(CFLAGS) $(ALL_INCS) $$f \
-	        || { echo "nothreads: $$f does not compile without" \
-	                  "NGX_THREADS"; exit 1; }; \
-	done
+	@printf '%s\n' $(NOTHREADS_SRCS) | xargs -P 2 -I {} sh -c \
+	    '$(CC) -fsyntax-only -DNGX_THREADS=0 $(CFLAGS) $(ALL_INCS) {} \
+	     || { echo "nothreads: {} does not compile without NGX_THREADS"; \
+	          exit 255; }'
 	@echo "nothreads: $(words $(NOTHREADS_SRCS)) files compile without NGX_THREADS"
