@@ -88,6 +88,8 @@ static void ngx_http_tce_admin_relay_gone(void *data);
 static void ngx_http_tce_admin_relay_free(ngx_http_tce_admin_relay_t *w);
 static ngx_tce_redis_ctx_t *ngx_http_tce_admin_relay_redis(
     ngx_tce_redis_main_conf_t **rmcfp);
+static ngx_int_t ngx_http_tce_admin_relay_back(
+    ngx_http_tce_admin_relay_t *w);
 static const char *ngx_http_tce_admin_relay_str(ngx_str_t *s);
 static void ngx_http_tce_admin_result_send(u_char *key, const char *json,
     ngx_log_t *log);
@@ -246,6 +248,24 @@ ngx_http_tce_admin_relay_redis(ngx_tce_redis_main_conf_t **rmcfp)
 }
 
 
+/*
+ * A Redis reply for w came back: w is free for the next command; if its
+ * request has gone meanwhile, w is freed (NGX_DECLINED: nothing to do).
+ */
+static ngx_int_t
+ngx_http_tce_admin_relay_back(ngx_http_tce_admin_relay_t *w)
+{
+    w->busy = 0;
+
+    if (w->r == NULL) {
+        ngx_http_tce_admin_relay_free(w);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
 static const char *
 ngx_http_tce_admin_relay_str(ngx_str_t *s)
 {
@@ -259,10 +279,7 @@ ngx_http_tce_admin_relay_queued(ngx_tce_redis_conn_t *rc, redisReply *reply,
 {
     ngx_http_tce_admin_relay_t *w = data;
 
-    w->busy = 0;
-
-    if (w->r == NULL) {
-        ngx_http_tce_admin_relay_free(w);
+    if (ngx_http_tce_admin_relay_back(w) != NGX_OK) {
         return;
     }
 
@@ -364,10 +381,7 @@ ngx_http_tce_admin_relay_read(ngx_tce_redis_conn_t *rc, redisReply *reply,
 {
     ngx_http_tce_admin_relay_t *w = data;
 
-    w->busy = 0;
-
-    if (w->r == NULL) {
-        ngx_http_tce_admin_relay_free(w);
+    if (ngx_http_tce_admin_relay_back(w) != NGX_OK) {
         return;
     }
 
@@ -392,10 +406,7 @@ ngx_http_tce_admin_relay_withdrawn(ngx_tce_redis_conn_t *rc,
     redisReply                      *e;
     ngx_http_tce_admin_main_conf_t  *amcf;
 
-    w->busy = 0;
-
-    if (w->r == NULL) {
-        ngx_http_tce_admin_relay_free(w);
+    if (ngx_http_tce_admin_relay_back(w) != NGX_OK) {
         return;
     }
 
