@@ -94,7 +94,7 @@ $(MODULE): config $(BUILD)/srcs.list $(MOD_SRCS) $(MOD_HDRS)
 	@flock $(BUILD)/.lock $(MAKE) -s module-locked
 
 module-locked: $(BUILD)/nginx/Makefile
-	$(MAKE) -j2 -s -C $(BUILD)/nginx -f objs/Makefile modules
+	$(MAKE) -s -C $(BUILD)/nginx -f objs/Makefile modules
 	cp $(BUILD)/nginx/objs/ngx_tce_module.so $(MODULE).tmp
 	mv $(MODULE).tmp $(MODULE)
 
@@ -180,6 +180,7 @@ MEMCHECK_TESTS ?= test_operator_readme.py test_admin_openapi.py \
 test: deps lint
 	$(MAKE) nothreads
 	$(MAKE) -j2 unit
+	$(MAKE) -j2 all
 	$(MAKE) integration
 	$(MAKE) valgrind PYTEST_ARGS="$(MEMCHECK_TESTS)"
 
