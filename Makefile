@@ -36,7 +36,7 @@ UNIT_CFLAGS := -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
                -fno-sanitize-recover=all \
                -fno-omit-frame-pointer -Ingx_tce_module -Ilb -Iadmin \
                -Itests/unit
-UNIT_LIBS   := -lcmocka -ljansson -lcurl -lhiredis -lm
+UNIT_LIBS   := -lcmocka -ljansson -lcurl -lhiredis -lz -lm
 
 # fuzz targets (tests/fuzz/fuzz_<name>.c) as name:max_len; make fuzz
 # runs each with clang's libFuzzer, make unit replays the committed
@@ -53,7 +53,7 @@ FUZZ_REPLAYS  := $(patsubst %,$(BUILD)/fuzz/replay_%,$(FUZZ_NAMES))
 FUZZ_CFLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined \
                  -fno-sanitize-recover=all -fno-omit-frame-pointer \
                  -Ingx_tce_module
-FUZZ_LIBS     := -ljansson -lcurl -lhiredis -lm
+FUZZ_LIBS     := -ljansson -lcurl -lhiredis -lz -lm
 
 MODULE      := $(BUILD)/ngx_tce_module.so
 

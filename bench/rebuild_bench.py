@@ -218,7 +218,7 @@ class Load:
 def run_side(args, module, label, weights):
     tmp = tempfile.mkdtemp(prefix='tce-rebuild-bench-')
     procs = []
-    consul = ConsulDouble(jitter=False).start()
+    consul = ConsulDouble(jitter=False, nice=args.double_nice).start()
 
     def start(conf_text, name):
         path = os.path.join(tmp, name + '.conf')
@@ -401,6 +401,10 @@ def main():
                     help='length of each phase')
     ap.add_argument('--pairs', type=int, default=2)
     ap.add_argument('--interval', type=float, default=0.1)
+    ap.add_argument('--double-nice', type=int, default=19,
+                    help='nice value of the Consul double\'s threads '
+                         '(default 19: it stands for agents and servers '
+                         'on other hosts; 0 to let it compete)')
     ap.add_argument('--keep-tmp', action='store_true')
     ARGS = args = ap.parse_args()
 

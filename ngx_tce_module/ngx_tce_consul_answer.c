@@ -6,11 +6,12 @@
  *
  * On the event loop: the transfer's outcome and X-Consul-Index are
  * checked (errors go to the watch's backoff at once); the body is
- * taken from the request, which is freed.  On nginx's default thread
- * pool: the body is parsed (health: into instances; catalog: into
- * names; checks: into digests).  Back on the event loop: the result is
- * applied (the zone, under its lock), the watch's state updated and
- * its next query started.
+ * taken from the request, which is freed, still gzip as it came.  On
+ * the worker's background thread (ngx_tce_background.c, at the lowest
+ * CPU priority): the body is decoded and parsed (health: into
+ * instances; catalog: into names; checks: into digests).  Back on the
+ * event loop: the result is applied (the zone, under its lock), the
+ * watch's state updated and its next query started.
  *
  * While its answer is parsed a watch has no query in flight, starts
  * none and is not queued for a fetch; a change detection fetch keeps
@@ -19,9 +20,9 @@
  * exit) leaves its job orphaned: the job is freed, unapplied, when the
  * thread hands it back.
  *
- * Without a pool to post to, the parse runs in place, as the snapshot
- * writes do: an nginx built without threads, an exiting worker (its
- * pool is gone), or a full queue.
+ * Without that thread, the parse runs in place, as the snapshot writes
+ * do: an nginx built without threads, an exiting worker, or a thread
+ * that could not be started.
  */
 
 #include <ngx_config.h>
@@ -29,6 +30,7 @@
 #include <ngx_http.h>
 
 #include "ngx_tce_consul.h"
+#include "ngx_tce_background.h"
 #include "ngx_tce_consul_watch.h"
 #include "ngx_tce_persist.h"
 
@@ -108,7 +110,7 @@ ngx_tce_consul_done(ngx_tce_consul_watch_t *w, ngx_tce_consul_request_t *req,
     job->task.event.data = job;
     job->task.event.log = w->ctx->log;
 
-    if (ngx_tce_thread_post(w->ctx->cmcf->tmcf, &job->task) == NGX_OK) {
+    if (ngx_tce_background_post(&job->task, w->ctx->log) == NGX_OK) {
         w->job = job;
         return;
     }
@@ -146,6 +148,14 @@ ngx_tce_consul_job_parse(void *data, ngx_log_t *log)
 
     err = job->err;
     errlen = sizeof(job->err);
+
+    /* the watches' answers come as they were sent: gzip, mostly */
+    if (job->body.gzip
+        && ngx_tce_consul_body_gunzip(&job->body, err, errlen) != 0)
+    {
+        job->rc = -1;
+        return;
+    }
 
     switch (job->kind) {
 

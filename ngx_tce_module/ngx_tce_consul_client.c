@@ -4,7 +4,7 @@
  */
 
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE             /* mremap() */
+#define _GNU_SOURCE             /* strncasecmp() and friends */
 #endif
 
 #include <stdarg.h>
@@ -27,12 +27,6 @@
 #define NGX_TCE_CONSUL_URL_LEN    2048
 #define NGX_TCE_CONSUL_INDEX_LEN  64
 #define NGX_TCE_CONSUL_BODY_INIT  16384
-/*
- * Bodies past this size grow in an anonymous mapping with mremap():
- * growing never copies.  A realloc() of a 16 MB body would copy it
- * into fresh pages in one go, tens of milliseconds on the event loop.
- */
-#define NGX_TCE_CONSUL_BODY_MAP   (1024 * 1024)
 
 /* sets one option unless an earlier one failed (rc, req in scope) */
 #define ngx_tce_consul_setopt(opt, val)                                      \
@@ -69,6 +63,8 @@ struct ngx_tce_consul_request_s {
     unsigned                  has_index:1;
     unsigned                  probe:1;          /* never fails over */
     unsigned                  local:1;          /* failed on our side */
+    unsigned                  raw:1;            /* gzip kept as it came */
+    unsigned                  bad_encoding:1;
     char                      index[NGX_TCE_CONSUL_INDEX_LEN];
     char                      url[NGX_TCE_CONSUL_URL_LEN];
     char                      error[CURL_ERROR_SIZE];
@@ -87,10 +83,12 @@ static char *ngx_tce_consul_userinfo(const char *url);
 static void ngx_tce_consul_scrub(char *text, const char *secret);
 static int ngx_tce_consul_sockopt(void *clientp, curl_socket_t fd,
     curlsocktype purpose);
+static void ngx_tce_consul_encoding(ngx_tce_consul_request_t *req,
+    const char *line, size_t n);
+static void ngx_tce_consul_decode_error(ngx_tce_consul_request_t *req);
 static ngx_tce_consul_request_t *ngx_tce_consul_request_create(
     ngx_tce_consul_client_t *c, const char *method, uint64_t timeout_ms,
     char *err, size_t errlen);
-static int ngx_tce_consul_body_grow(ngx_tce_consul_body_t *b, size_t want);
 static size_t ngx_tce_consul_write(char *ptr, size_t size, size_t nmemb,
     void *data);
 static size_t ngx_tce_consul_header(char *ptr, size_t size, size_t nmemb,
@@ -626,81 +624,6 @@ ngx_tce_consul_write(char *ptr, size_t size, size_t nmemb, void *data)
 }
 
 
-/* b's room to want bytes; 0, or -1 (b unchanged) when memory runs out */
-
-static int
-ngx_tce_consul_body_grow(ngx_tce_consul_body_t *b, size_t want)
-{
-    char    *p;
-    size_t   page;
-
-#ifdef MREMAP_MAYMOVE
-
-    if (want > NGX_TCE_CONSUL_BODY_MAP) {
-        page = (size_t) sysconf(_SC_PAGESIZE);
-        want = (want + page - 1) / page * page;
-
-        if (b->mapped) {
-            p = mremap(b->data, b->size, want, MREMAP_MAYMOVE);
-
-        } else {
-            p = mmap(NULL, want, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-            if (p != MAP_FAILED && b->len) {
-                memcpy(p, b->data, b->len + 1);
-            }
-        }
-
-        if (p == MAP_FAILED) {
-            return -1;
-        }
-
-        if (!b->mapped) {
-            free(b->data);
-            b->mapped = 1;
-        }
-
-        b->data = p;
-        b->size = want;
-
-        return 0;
-    }
-
-#endif
-
-    (void) page;
-
-    p = realloc(b->data, want);
-
-    if (p == NULL) {
-        return -1;
-    }
-
-    b->data = p;
-    b->size = want;
-
-    return 0;
-}
-
-
-void
-ngx_tce_consul_body_free(ngx_tce_consul_body_t *b)
-{
-#ifdef MREMAP_MAYMOVE
-    if (b->mapped) {
-        (void) munmap(b->data, b->size);
-
-    } else
-#endif
-    {
-        free(b->data);
-    }
-
-    memset(b, 0, sizeof(ngx_tce_consul_body_t));
-}
-
-
 static size_t
 ngx_tce_consul_header(char *ptr, size_t size, size_t nmemb, void *data)
 {
@@ -717,7 +640,13 @@ ngx_tce_consul_header(char *ptr, size_t size, size_t nmemb, void *data)
     if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0) {
         req->has_index = 0;
         req->index[0] = '\0';
+        req->b.gzip = 0;
+        req->bad_encoding = 0;
         return n;
+    }
+
+    if (req->raw) {
+        ngx_tce_consul_encoding(req, ptr, n);
     }
 
     if (n < sizeof(name) - 1
@@ -752,6 +681,65 @@ ngx_tce_consul_header(char *ptr, size_t size, size_t nmemb, void *data)
     req->has_index = 1;
 
     return n;
+}
+
+
+/* a raw request's Content-Encoding: gzip (asked for) or none */
+
+static void
+ngx_tce_consul_encoding(ngx_tce_consul_request_t *req, const char *line,
+    size_t n)
+{
+    const char  *v, *last;
+
+    static const char  name[] = "Content-Encoding:";
+
+    if (n < sizeof(name) - 1
+        || strncasecmp(line, name, sizeof(name) - 1) != 0)
+    {
+        return;
+    }
+
+    v = line + sizeof(name) - 1;
+    last = line + n;
+
+    while (v < last && (*v == ' ' || *v == '\t')) {
+        v++;
+    }
+
+    while (last > v && (last[-1] == '\r' || last[-1] == '\n'
+                        || last[-1] == ' ' || last[-1] == '\t'))
+    {
+        last--;
+    }
+
+    if ((size_t) (last - v) == 4 && strncasecmp(v, "gzip", 4) == 0) {
+        req->b.gzip = 1;
+
+    } else if (last > v
+               && !((size_t) (last - v) == 8
+                    && strncasecmp(v, "identity", 8) == 0))
+    {
+        /* not asked for: nothing here can decode it */
+        req->bad_encoding = 1;
+    }
+}
+
+
+int
+ngx_tce_consul_request_raw(ngx_tce_consul_request_t *req)
+{
+    if (curl_easy_setopt(req->easy, CURLOPT_ACCEPT_ENCODING, "gzip")
+        != CURLE_OK
+        || curl_easy_setopt(req->easy, CURLOPT_HTTP_CONTENT_DECODING, 0L)
+           != CURLE_OK)
+    {
+        return -1;
+    }
+
+    req->raw = 1;
+
+    return 0;
 }
 
 
@@ -1155,10 +1143,19 @@ ngx_tce_consul_request_done(ngx_tce_consul_request_t *req, CURLcode code,
     status = 0;
     curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
 
+    if (req->b.gzip
+        && (req->local || req->too_large || code != CURLE_OK
+            || status < 200 || status > 299))
+    {
+        /* an error's text is quoted from its body: decoded here */
+        ngx_tce_consul_decode_error(req);
+    }
+
     res->status = status;
     res->code = code;
     res->body = req->b.data ? req->b.data : "";
     res->len = req->b.len;
+    res->encoded = req->b.gzip;
     res->index = req->has_index ? req->index : NULL;
     res->url = req->url;
     res->ok = 0;
@@ -1171,6 +1168,13 @@ ngx_tce_consul_request_done(ngx_tce_consul_request_t *req, CURLcode code,
     } else if (req->too_large) {
         snprintf(req->error, sizeof(req->error), "body larger than %zu "
                  "bytes", req->client->max_body);
+
+    } else if (code == CURLE_OK && req->bad_encoding
+               && status >= 200 && status <= 299)
+    {
+        snprintf(req->error, sizeof(req->error), "answer in a "
+                 "Content-Encoding other than the gzip asked for");
+        failover = 1;
 
     } else if (code != CURLE_OK) {
         /* curl's text may quote the server (a certificate's names) */
@@ -1229,6 +1233,22 @@ ngx_tce_consul_request_done(ngx_tce_consul_request_t *req, CURLcode code,
 }
 
 
+/* an error body in gzip: decoded within the limit, or dropped */
+
+static void
+ngx_tce_consul_decode_error(ngx_tce_consul_request_t *req)
+{
+    char  err[64];
+
+    req->b.limit = req->client->max_body;
+
+    if (ngx_tce_consul_body_gunzip(&req->b, err, sizeof(err)) != 0) {
+        /* the status still says what happened */
+        memset(&req->b, 0, sizeof(ngx_tce_consul_body_t));
+    }
+}
+
+
 int
 ngx_tce_consul_request_local_error(ngx_tce_consul_request_t *req,
     const char *text)
@@ -1265,6 +1285,7 @@ ngx_tce_consul_request_take_body(ngx_tce_consul_request_t *req,
     ngx_tce_consul_body_t *body)
 {
     *body = req->b;
+    body->limit = req->client->max_body;
     memset(&req->b, 0, sizeof(ngx_tce_consul_body_t));
 }
 

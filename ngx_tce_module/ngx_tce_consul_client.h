@@ -76,12 +76,14 @@ typedef struct ngx_tce_consul_client_s   ngx_tce_consul_client_t;
 typedef struct ngx_tce_consul_request_s  ngx_tce_consul_request_t;
 
 
-/* a response body as it was received */
+/* a response body as it was received (ngx_tce_consul_body.c) */
 typedef struct {
     char                     *data;     /* NUL-terminated, or NULL */
     size_t                    len;      /* bytes before the NUL */
     size_t                    size;     /* allocated */
+    size_t                    limit;    /* bytes allowed once decoded */
     unsigned                  mapped:1; /* an mmap()ed region */
+    unsigned                  gzip:1;   /* still gzip-encoded */
 } ngx_tce_consul_body_t;
 
 
@@ -95,6 +97,8 @@ typedef struct {
                                            "HTTP 503: ...") */
     const char               *body;     /* NUL-terminated, "" if none */
     size_t                    len;
+    int                       encoded;  /* body is gzip as received (a
+                                           raw request's 2xx answer) */
     const char               *index;    /* X-Consul-Index value as sent,
                                            NULL when absent */
     const char               *url;      /* the URL that was asked */
@@ -253,8 +257,34 @@ int ngx_tce_consul_perform(ngx_tce_consul_request_t *req,
 void ngx_tce_consul_request_take_body(ngx_tce_consul_request_t *req,
     ngx_tce_consul_body_t *body);
 
+/*
+ * Asks the server for gzip and keeps a 2xx answer as it came: the body
+ * taken from the request then has body->gzip set, and the caller
+ * decodes it with ngx_tce_consul_body_gunzip(), off the event loop.
+ * Error bodies are decoded by ngx_tce_consul_request_done() (their
+ * text goes into res->error).  Call before the transfer starts.
+ */
+int ngx_tce_consul_request_raw(ngx_tce_consul_request_t *req);
+
 /* frees a body taken from a request; *b is zeroed */
 void ngx_tce_consul_body_free(ngx_tce_consul_body_t *b);
+
+/*
+ * Room for want bytes in b (the NUL included): 0, or -1 with b
+ * unchanged when memory runs out.  Past 64 KB the body lives in an
+ * anonymous mapping that grows with mremap(), never copied, each new
+ * part prefaulted in one call.
+ */
+int ngx_tce_consul_body_grow(ngx_tce_consul_body_t *b, size_t want);
+
+/*
+ * Replaces b, gzip as received, with its decoded bytes (at most
+ * b->limit of them): 0, or -1 with b freed and a message in err
+ * ("body larger than N bytes", "gzip body: ...", "out of memory").
+ * Any thread.
+ */
+int ngx_tce_consul_body_gunzip(ngx_tce_consul_body_t *b, char *err,
+    size_t errlen);
 
 /* frees the request, its handle, body and headers; NULL is allowed */
 void ngx_tce_consul_request_free(ngx_tce_consul_request_t *req);

@@ -590,6 +590,14 @@ ngx_tce_consul_query(ngx_tce_consul_watch_t *w)
         return;
     }
 
+    /* the answer is decoded with its parse, off the event loop */
+    if (ngx_tce_consul_request_raw(w->req) != 0) {
+        ngx_tce_consul_request_free(w->req);
+        w->req = NULL;
+        ngx_tce_consul_failed(w, "curl_easy_setopt() failed");
+        return;
+    }
+
     if (ngx_tce_consul_add(ctx, w->req, w, err, sizeof(err)) != NGX_OK) {
         ngx_tce_consul_request_free(w->req);
         w->req = NULL;

@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 
 #include "ngx_tce.h"
+#include "ngx_tce_background.h"
 #include "ngx_tce_sched_zone.h"
 #include "ngx_tce_state.h"
 #include "ngx_tce_persist.h"
@@ -970,6 +971,11 @@ static void
 ngx_tce_persist_exit_process(ngx_cycle_t *cycle)
 {
     ngx_tce_main_conf_t  *tmcf;
+
+#if (NGX_THREADS)
+    /* the background thread finishes what it was given, and stops */
+    ngx_tce_background_exit();
+#endif
 
     /* schedules this worker is still building: the others wait for them */
     ngx_tce_sched_zone_exit(cycle);

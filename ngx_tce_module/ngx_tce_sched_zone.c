@@ -10,12 +10,13 @@
  *
  * - the process that changes a set (the Consul watcher's worker, or the
  *   master applying the state file) builds the schedules of the new set
- *   once: in a worker, on nginx's thread pool, into process memory (a
- *   few ms of CPU at half a million entries, none of it on the event
- *   loop; the loop only plans the groups, O(n), and copies the result);
- *   in the master, which serves no requests, at once.  Without a pool
- *   to post to (nginx built without threads, an exiting worker, a full
- *   queue) the build runs on the event loop in slices of
+ *   once: in a worker, on its background thread (ngx_tce_background.c,
+ *   at the lowest CPU priority), into process memory (tens of ms of CPU
+ *   at half a million entries, none of it on the event loop; the loop
+ *   only plans the groups, O(n), and copies the result); in the
+ *   master, which serves no requests, at once.  Without that thread
+ *   (nginx built without threads, an exiting worker, a thread that
+ *   could not be started) the build runs on the event loop in slices of
  *   NGX_TCE_SCHED_SLICE entries (a fraction of a millisecond each,
  *   interleaved with the worker's requests);
  * - back on the event loop the result is copied into the zone, in pages
@@ -44,6 +45,7 @@
 #include <ngx_event.h>
 
 #include "ngx_tce.h"
+#include "ngx_tce_background.h"
 #include "ngx_tce_persist.h"
 #include "ngx_tce_sched_zone.h"
 
@@ -73,7 +75,7 @@ typedef struct {
     ngx_uint_t                  cur;        /* group being built */
     ngx_tce_sched_plan_group_t *groups;
     uint32_t                   *weights;    /* all groups' w */
-    ngx_uint_t                  threaded;   /* handed to the thread pool */
+    ngx_uint_t                  threaded;   /* handed to the thread */
     ngx_uint_t                  orphaned;   /* cancelled while there */
     volatile ngx_uint_t         done;       /* the thread's last write */
 #if (NGX_THREADS)
@@ -269,24 +271,13 @@ ngx_tce_sched_slice_handler(ngx_event_t *ev)
 static ngx_int_t
 ngx_tce_sched_job_post(ngx_tce_sched_job_t *job)
 {
-    ngx_tce_main_conf_t  *tmcf;
-
-    if (ngx_get_conf(ngx_cycle->conf_ctx, ngx_http_module) == NULL) {
-        return NGX_DECLINED;
-    }
-
-    tmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_tce_module);
-    if (tmcf == NULL) {
-        return NGX_DECLINED;
-    }
-
     job->task.ctx = job;
     job->task.handler = ngx_tce_sched_job_thread;
     job->task.event.handler = ngx_tce_sched_job_done;
     job->task.event.data = job;
     job->task.event.log = job->log;
 
-    if (ngx_tce_thread_post(tmcf, &job->task) != NGX_OK) {
+    if (ngx_tce_background_post(&job->task, job->log) != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -334,7 +325,7 @@ ngx_tce_sched_job_done(ngx_event_t *ev)
 #endif
 
 
-/* a threaded build, by exit_process: the pool has run its tasks by then */
+/* a threaded build, by exit_process: the thread has run its tasks by then */
 
 static void
 ngx_tce_sched_job_wait(ngx_tce_sched_job_t *job)
@@ -363,9 +354,8 @@ ngx_tce_sched_zone_exit(ngx_cycle_t *cycle)
 
     /*
      * The other workers wait for these: finish them (each a few ms).
-     * nginx's thread pool exits before this module (it comes first):
-     * its threads ran every task queued, but the completion events
-     * will not run any more.
+     * The background thread was joined just before: it ran every task
+     * queued, but the completion events will not run any more.
      */
 
     while (!ngx_queue_empty(&ngx_tce_sched_jobs)) {

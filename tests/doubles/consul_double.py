@@ -148,6 +148,7 @@ import argparse
 import collections
 import gzip
 import json
+import os
 import random
 import re
 import socket
@@ -671,8 +672,12 @@ class ConsulDouble:
     """The double: state, faults, and an HTTP server on a thread."""
 
     def __init__(self, host="127.0.0.1", port=0, token=None, jitter=True,
-                 certfile=None, keyfile=None, max_conns_per_client=200):
+                 certfile=None, keyfile=None, max_conns_per_client=200,
+                 nice=0):
         self.host = host
+        # the server's threads at this nice value (benches: a remote
+        # agent's CPU is not the measured machine's)
+        self.nice = nice
         self.port = port
         self.token = token
         self.jitter = jitter
@@ -716,11 +721,15 @@ class ConsulDouble:
                 self.httpd.socket, server_side=True,
                 do_handshake_on_connect=False)
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
         return self
+
+    def _serve(self):
+        if self.nice:
+            # this thread only; the connections' threads inherit it
+            os.setpriority(os.PRIO_PROCESS, 0, self.nice)
+        self.httpd.serve_forever(poll_interval=0.05)
 
     def stop(self):
         with self.cond:

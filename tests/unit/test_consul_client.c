@@ -54,6 +54,7 @@ static void test_index_backwards(void **state);
 static void test_catalog_and_deregister(void **state);
 static void test_url_secrets(void **state);
 static void test_leader_probe(void **state);
+static void test_raw_answers(void **state);
 
 
 static pid_t  double_pid;
@@ -844,6 +845,83 @@ test_leader_probe(void **state)
 }
 
 
+/*
+ * A raw request (the watches'): a 2xx answer is kept gzip as it came,
+ * decoded later; an error's text is decoded at once.
+ */
+static void
+test_raw_answers(void **state)
+{
+    char                       err[NGX_TCE_CONSUL_ERR_LEN];
+    size_t                     plain;
+    ngx_tce_consul_body_t      body;
+    ngx_tce_consul_result_t    res;
+    ngx_tce_consul_health_t    h;
+    ngx_tce_consul_client_t   *c;
+    ngx_tce_consul_request_t  *req;
+
+    (void) state;
+
+    assert_int_equal(control("/_double/restart", "{}", NULL), 200);
+    register_instance("i-1", "10.0.0.1", 8080, "passing");
+    register_instance("i-2", "10.0.0.2", 8080, "passing");
+
+    c = client(double_url, TOKEN, 0);
+
+    /* the oracle: the same answer decoded by curl */
+    req = ngx_tce_consul_health_request(c, SVC, NULL, 0, err, sizeof(err));
+    assert_int_equal(ngx_tce_consul_perform(req, &res), 0);
+    assert_int_equal(res.encoded, 0);
+    plain = res.len;
+    ngx_tce_consul_request_free(req);
+
+    req = ngx_tce_consul_health_request(c, SVC, NULL, 0, err, sizeof(err));
+    assert_int_equal(ngx_tce_consul_request_raw(req), 0);
+    assert_int_equal(ngx_tce_consul_perform(req, &res), 0);
+    assert_int_equal(res.encoded, 1);
+    assert_true(res.len < plain);
+    assert_int_equal((unsigned char) res.body[0], 0x1f);
+
+    ngx_tce_consul_request_take_body(req, &body);
+    ngx_tce_consul_request_free(req);
+    assert_int_equal(body.gzip, 1);
+    assert_int_equal(ngx_tce_consul_body_gunzip(&body, err, sizeof(err)), 0);
+    assert_int_equal(body.len, plain);
+    assert_int_equal(ngx_tce_consul_parse_health(body.data, body.len, NULL,
+                                                 NULL, &h, err, sizeof(err)),
+                     0);
+    assert_int_equal(h.ninstances, 2);
+    ngx_tce_consul_health_free(&h);
+    ngx_tce_consul_body_free(&body);
+
+    /* the client's body limit applies to the decoded answer */
+    ngx_tce_consul_client_destroy(c);
+    c = client(double_url, TOKEN, plain - 1);
+    req = ngx_tce_consul_health_request(c, SVC, NULL, 0, err, sizeof(err));
+    assert_int_equal(ngx_tce_consul_request_raw(req), 0);
+    assert_int_equal(ngx_tce_consul_perform(req, &res), 0);
+    ngx_tce_consul_request_take_body(req, &body);
+    ngx_tce_consul_request_free(req);
+    assert_int_equal(ngx_tce_consul_body_gunzip(&body, err, sizeof(err)), -1);
+    snprintf(err + 64, 64, "body larger than %zu bytes", plain - 1);
+    assert_string_equal(err, err + 64);
+
+    /* an error body, gzip too: quoted decoded */
+    assert_int_equal(control("/_double/fault", "{\"kind\": \"status\", "
+                             "\"status\": 503, \"body\": \"No cluster "
+                             "leader\"}", NULL),
+                     200);
+    req = ngx_tce_consul_health_request(c, SVC, NULL, 0, err, sizeof(err));
+    assert_int_equal(ngx_tce_consul_request_raw(req), 0);
+    assert_int_equal(ngx_tce_consul_perform(req, &res), -1);
+    assert_int_equal(res.status, 503);
+    assert_string_equal(res.error, "HTTP 503: No cluster leader");
+    ngx_tce_consul_request_free(req);
+
+    ngx_tce_consul_client_destroy(c);
+}
+
+
 int
 main(void)
 {
@@ -859,6 +937,7 @@ main(void)
         cmocka_unit_test(test_catalog_and_deregister),
         cmocka_unit_test(test_url_secrets),
         cmocka_unit_test(test_leader_probe),
+        cmocka_unit_test(test_raw_answers),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
