@@ -464,6 +464,54 @@ test_all_zero(void **state)
 }
 
 
+/*
+ * Builds reuse the lists of the last finished build: a build stopped
+ * half way (a newer change cancels it) must not hand its leftovers to
+ * the next one, and a shorter cycle in longer lists must come out as
+ * it would alone.  The oracle is nginx's round robin, as above.
+ */
+static void
+test_stopped_builds_leave_nothing(void **state)
+{
+    uint32_t                i, len, *seq, w[MAXN], big[MAXN];
+    ngx_tce_sched_build_t  *b;
+
+    (void) state;
+
+    for (i = 0; i < MAXN; i++) {
+        w[i] = 1 + i % 7;
+        big[i] = 1000 + 37 * i;
+    }
+
+    seq = malloc(NGX_TCE_SCHED_MAX * sizeof(uint32_t));
+    assert_non_null(seq);
+
+    /* a long cycle, finished: its lists are kept */
+    b = ngx_tce_sched_start(big, MAXN, &len);
+    assert_non_null(b);
+    assert_int_equal(ngx_tce_sched_run(b, seq, len), 0);
+    ngx_tce_sched_done(b);
+
+    /* a short one in them, then stopped after 3 entries */
+    b = ngx_tce_sched_start(w, MAXN, &len);
+    assert_non_null(b);
+    assert_true(ngx_tce_sched_run(b, seq, 3) > 0);
+    ngx_tce_sched_done(b);
+
+    /* the long one, stopped half way */
+    b = ngx_tce_sched_start(big, MAXN, &len);
+    assert_non_null(b);
+    assert_true(ngx_tce_sched_run(b, seq, len / 2) > 0);
+    ngx_tce_sched_done(b);
+
+    free(seq);
+
+    check_against_swrr(w, MAXN);
+    check_against_swrr(big, 9);
+    check_against_swrr(w, 5);
+}
+
+
 int
 main(void)
 {
@@ -475,6 +523,7 @@ main(void)
         cmocka_unit_test(test_long_cycle_is_capped),
         cmocka_unit_test(test_slices_same_cycle),
         cmocka_unit_test(test_all_zero),
+        cmocka_unit_test(test_stopped_builds_leave_nothing),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
