@@ -218,7 +218,8 @@ class Load:
 def run_side(args, module, label, weights):
     tmp = tempfile.mkdtemp(prefix='tce-rebuild-bench-')
     procs = []
-    consul = ConsulDouble(jitter=False, nice=args.double_nice).start()
+    consul = ConsulDouble(jitter=False, nice=args.double_nice,
+                          encode_cache=True).start()
 
     def start(conf_text, name):
         path = os.path.join(tmp, name + '.conf')

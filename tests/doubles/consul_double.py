@@ -183,9 +183,15 @@ class ApiError(Exception):
         self.text = text
 
 
+class Encoded(list):
+    """A JSON array whose elements are already encoded (bytes each)."""
+
+
 def go_json(obj):
     """JSON as Go's encoding/json (Consul) writes it: compact, non-ASCII
     raw UTF-8, <, > and & escaped for HTML, U+2028/2029 escaped."""
+    if isinstance(obj, Encoded):
+        return b"[" + b",".join(obj) + b"]"
     text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
     for c, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
                    ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
@@ -222,7 +228,11 @@ class Registry:
 
     Every method runs with the double's lock held."""
 
-    def __init__(self):
+    def __init__(self, encode_cache=False):
+        # health answers' entries encoded once per version (benches: an
+        # agent's encoding cost is not the measured machine's); entries
+        # must then change only through the methods, which move indexes
+        self.encode_cache = {} if encode_cache else None
         self.index = 1
         self.nodes = {}
         self.services = {}          # (node, service id) -> dict
@@ -544,12 +554,30 @@ class Registry:
                             key=lambda c: c["CheckID"])
             if passing and any(c["Status"] != "passing" for c in checks):
                 continue
+            if self.encode_cache is not None:
+                out.append(self._encoded_entry(node, svc, checks))
+                continue
             # Go leaves a Port of 0 out (omitempty)
             service = {k: v for k, v in svc.items()
                        if k != "Datacenter" and (k != "Port" or v)}
             out.append({"Node": dict(self.nodes[node]),
                         "Service": service, "Checks": checks})
+        if self.encode_cache is not None:
+            return Encoded(out)
         return out
+
+    def _encoded_entry(self, node, svc, checks):
+        key = (node, svc["ID"], self.nodes[node]["ModifyIndex"],
+               svc["ModifyIndex"],
+               tuple((c["CheckID"], c["ModifyIndex"]) for c in checks))
+        body = self.encode_cache.get(key)
+        if body is None:
+            service = {k: v for k, v in svc.items()
+                       if k != "Datacenter" and (k != "Port" or v)}
+            body = go_json({"Node": dict(self.nodes[node]),
+                            "Service": service, "Checks": checks})
+            self.encode_cache[key] = body
+        return body
 
     def catalog_service(self, name, tags):
         out = []
@@ -673,7 +701,7 @@ class ConsulDouble:
 
     def __init__(self, host="127.0.0.1", port=0, token=None, jitter=True,
                  certfile=None, keyfile=None, max_conns_per_client=200,
-                 nice=0):
+                 nice=0, encode_cache=False):
         self.host = host
         # the server's threads at this nice value (benches: a remote
         # agent's CPU is not the measured machine's)
@@ -684,7 +712,8 @@ class ConsulDouble:
         self.certfile = certfile    # TLS mode when set
         self.keyfile = keyfile
         self.cond = threading.Condition()
-        self.reg = Registry()
+        self.encode_cache = encode_cache
+        self.reg = Registry(encode_cache)
         self.faults = []
         self.counts = {}
         self.open = {}
@@ -868,7 +897,7 @@ class ConsulDouble:
     def restart(self):
         """State lost: empty registry, index 1, blocked requests dropped."""
         with self.cond:
-            self.reg = Registry()
+            self.reg = Registry(self.encode_cache)
             self.generation += 1
             self.restarts += 1
             self.release_gen += 1

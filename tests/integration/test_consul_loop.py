@@ -1,8 +1,9 @@
 """
 The Consul watcher never stalls its worker's event loop: a large answer
-is parsed on nginx's thread pool while the worker keeps serving.  What
-is measured: the CPU the worker's main thread (its event loop) and its
-other threads (nginx's thread pool) spend per 10,000-instance answer,
+is decoded and parsed on the worker's background thread (nice 19)
+while the worker keeps serving.  What is measured: the CPU the worker's
+main thread (its event loop) and its other threads spend per
+10,000-instance answer,
 and, printed, the longest wait between two answers of a request loop
 on that worker (one worker: every request goes to the watcher's).
 """
@@ -128,6 +129,66 @@ def applied(nginx):
                           % re.escape(SERVICE), read_from(nginx.error_log)))
 
 
+def nice_of(pid, tid):
+    """The nice value of one thread (field 19 of its stat)."""
+    with open('/proc/%d/task/%d/stat' % (pid, tid)) as f:
+        stat = f.read()
+    # the command may hold spaces and parentheses: fields after the last )
+    return int(stat[stat.rindex(')') + 2:].split()[16])
+
+
+def threads_at_nice(pids, nice):
+    """(pid, tid) of the threads of these processes at that nice value."""
+    out = []
+    for pid in pids:
+        for tid in os.listdir('/proc/%d/task' % pid):
+            try:
+                if nice_of(pid, int(tid)) == nice:
+                    out.append((pid, int(tid)))
+            except (OSError, ValueError):
+                continue
+    return out
+
+
+def test_answers_parsed_at_the_lowest_priority(backend, nginx):
+    """The parse (and the schedule build) run on a background thread at
+    nice 19, so that they take a core only when the event loops leave
+    one idle; the event loops stay at nginx's own priority."""
+    consul = ConsulDouble(jitter=False).start()
+    try:
+        consul.register(SERVICE, 'api-1', '127.0.0.1', backend.ok4[0])
+        nginx.configure(http_extra='    tce_consul %s wait=2s;\n'
+                        % consul.url, state=False)
+        nginx.start()
+        wait_for(lambda: nginx.get('/').status == 200, 10 * SLOW,
+                 what='the service routed from Consul')
+
+        workers = nginx.workers()
+        low = threads_at_nice(workers, 19)
+        # one background thread, in the watcher's worker only
+        assert len(low) == 1, low
+        pid, tid = low[0]
+        assert tid != pid
+        for w in workers:
+            assert nice_of(w, w) == 0
+
+        # it does the parsing: its CPU grows with the answers
+        def cpu():
+            with open('/proc/%d/task/%d/schedstat' % (pid, tid)) as f:
+                return int(f.read().split()[0])
+        before = cpu()
+        for i in range(2, 6):
+            consul.register(SERVICE, 'api-%d' % i, '127.0.0.1',
+                            backend.ok4[i % len(backend.ok4)])
+        wait_for(lambda: len(nginx.status()['services'][SERVICE]
+                             ['instances']) == 5, 10 * SLOW,
+                 what='five instances learned')
+        assert cpu() > before
+        assert threads_at_nice(nginx.workers(), 19) == low
+    finally:
+        consul.stop()
+
+
 def thread_cpu(pid):
     """(CPU seconds of the process's main thread, of its other threads)."""
     main = other = 0.0
@@ -165,7 +226,7 @@ def test_large_answer_parsed_off_the_event_loop(backend, nginx):
         worker = list(nginx.workers())[0]
 
         # the CPU an answer costs the event loop (the worker's main
-        # thread) and nginx's thread pool, no request meanwhile
+        # thread) and the background thread, no request meanwhile
         n0 = applied(nginx)
         c0 = thread_cpu(worker)
         wait_for(lambda: applied(nginx) >= n0 + 2, 60,
@@ -186,7 +247,7 @@ def test_large_answer_parsed_off_the_event_loop(backend, nginx):
         assert main < other / 2, (main, other)
 
         # no answer left to parse when nginx stops: an exiting worker
-        # waits for its thread pool's tasks
+        # waits for its background thread's tasks
         flip.hold = 3600
         wait_for(lambda: applied(nginx) > flip.answers, 60,
                  what='the last answer applied')
