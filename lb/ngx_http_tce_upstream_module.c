@@ -1028,7 +1028,7 @@ ngx_http_tce_upstream_init_process(ngx_cycle_t *cycle)
         ucf = ngx_http_conf_upstream_srv_conf(uscfp[i],
                                               ngx_http_tce_upstream_module);
 
-        if (ucf && ucf->service_cv) {
+        if (ucf && (ucf->service_cv || (ucf->service && ucf->zone))) {
             ngx_http_tce_upstream_sweep_event.handler =
                                                  ngx_http_tce_upstream_sweep;
             ngx_http_tce_upstream_sweep_event.log = cycle->log;
@@ -1043,6 +1043,14 @@ ngx_http_tce_upstream_init_process(ngx_cycle_t *cycle)
 }
 
 
+/*
+ * Every second in each worker: the views of the tce upstreams brought up
+ * to date, requests or not (a generation that did not move costs one
+ * comparison), so that an idle worker's idle connections to an instance
+ * removed, drained or moved close within a second rather than at its
+ * next request (ngx_http_tce_upstream_carry.c); and the services of
+ * tce_service $var not used for a while are let go.
+ */
 static void
 ngx_http_tce_upstream_sweep(ngx_event_t *ev)
 {
@@ -1066,7 +1074,10 @@ ngx_http_tce_upstream_sweep(ngx_event_t *ev)
         ucf = ngx_http_conf_upstream_srv_conf(uscfp[i],
                                               ngx_http_tce_upstream_module);
 
-        if (ucf && ucf->service_cv) {
+        if (ucf && ucf->service && ucf->zone) {
+            (void) ngx_http_tce_upstream_view_get(ucf, ev->log);
+
+        } else if (ucf && ucf->service_cv) {
             ngx_http_tce_upstream_byname_sweep(ucf);
         }
     }
