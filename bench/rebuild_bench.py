@@ -16,9 +16,9 @@ Figures, per phase (all pairs together):
   1. proxied request latency p50/p99/max as the client sees it, and
      p99(flapping) - p99(quiet) (target: within 1 ms); requests are
      also split by the worker that served them (X-Worker header): the
-     watcher's worker parses every Consul answer (and, with shared
-     schedules, builds the new schedule in slices), the others only
-     switch views;
+     watcher's worker receives every Consul answer and has it parsed
+     and the new schedule built on its other threads (its background
+     thread), the others only switch views;
   2. CPU time per change per worker (/proc/<pid>/schedstat: flapping
      CPU less the worker's quiet CPU per request times its flapping
      requests, divided by the number of changes): for the workers
@@ -119,7 +119,7 @@ def cpu(pid):
 
 
 def cpu_threads(pid):
-    """Seconds the process's other threads (nginx's thread pool) have
+    """Seconds the process's other threads (background, thread pools) have
     run on a CPU."""
     total = 0.0
     for tid in os.listdir('/proc/%d/task' % pid):
@@ -370,13 +370,13 @@ def report(label, phases, cpu_delta, errors, changes, workers, thr_delta,
              if others else 0.0,
              'OK' if per < 1.0 else 'MISSED',
              1000 * extra[watcher] / changes))
-    # the thread pool does nothing while quiet: its flapping CPU is the
+    # the other threads do nothing while quiet: its flapping CPU is the
     # changes' (Consul answers parsed, schedules built)
     thr = 1000 * (thr_delta['flapping'][watcher]
                   - thr_delta['quiet'][watcher]) / changes
     dbl = 1000 * (double_cpu['flapping'] - double_cpu['quiet']) / changes
-    print('  watcher\'s worker per change: event loop %.3f ms, thread '
-          'pool %.3f ms; the Consul double (this process) %.3f ms'
+    print('  watcher\'s worker per change: event loop %.3f ms, other '
+          'threads %.3f ms; the Consul double (this process) %.3f ms'
           % (1000 * extra[watcher] / changes, thr, dbl))
     out['cpu_per_change'] = per
     out['watcher_cpu_per_change'] = 1000 * extra[watcher] / changes
