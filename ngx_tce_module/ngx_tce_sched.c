@@ -433,6 +433,19 @@ failed:
 }
 
 
+void
+ngx_tce_sched_spare_free(void)
+{
+    ngx_tce_sched_lists_t  *l;
+
+    l = __atomic_exchange_n(&ngx_tce_sched_spare, NULL, __ATOMIC_ACQ_REL);
+
+    if (l != NULL) {
+        ngx_tce_sched_lists_free(l);
+    }
+}
+
+
 /* kept as the spare when clean and none is kept yet; freed otherwise */
 
 static void

@@ -55,5 +55,12 @@ void ngx_tce_sched_done(ngx_tce_sched_build_t *b);
 
 void ngx_tce_sched_free(ngx_tce_sched_t *s);
 
+/*
+ * Frees the bucket lists kept from the last build for the next one
+ * (up to 8 MB): by a process that builds no more (the master after the
+ * state file, a worker at exit).
+ */
+void ngx_tce_sched_spare_free(void);
+
 
 #endif /* _NGX_TCE_SCHED_H_INCLUDED_ */

@@ -175,6 +175,9 @@ ngx_tce_sched_zone_request(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         (void) ngx_tce_sched_job_run(job, (uint32_t) -1);
         ngx_tce_sched_job_publish(job);
         ngx_tce_sched_job_free(job);
+
+        /* the master keeps no lists for builds it will not make */
+        ngx_tce_sched_spare_free();
         return;
     }
 
