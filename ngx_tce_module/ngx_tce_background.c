@@ -11,8 +11,10 @@
  * is published, workers route on the schedule they had, less the
  * instances that left (docs/architecture.md).
  *
- * One thread per worker, started at the first task (most workers
- * never post one: only the Consul watcher and admin writers do).
+ * One thread per worker of a configuration with a tce zone, started
+ * at init_process (ngx_tce_background_init), so that its descriptors
+ * do not appear later in the worker's life; otherwise at the first
+ * task.
  * Tasks queue under a mutex; a finished task goes to the done list and
  * a byte down a pipe wakes the event loop, which runs the task's event
  * handler, as nginx's thread pools do with their notify.
@@ -112,6 +114,23 @@ ngx_tce_background_post(ngx_thread_task_t *task, ngx_log_t *log)
     pthread_mutex_unlock(&ngx_tce_bg.mtx);
 
     return NGX_OK;
+}
+
+
+void
+ngx_tce_background_init(ngx_log_t *log)
+{
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return;
+    }
+
+    if (ngx_tce_bg.state == NGX_TCE_BACKGROUND_NONE) {
+        ngx_tce_bg.state = ngx_tce_background_start(log) == NGX_OK
+                           ? NGX_TCE_BACKGROUND_RUNNING
+                           : NGX_TCE_BACKGROUND_FAILED;
+    }
 }
 
 

@@ -28,6 +28,14 @@
 ngx_int_t ngx_tce_background_post(ngx_thread_task_t *task, ngx_log_t *log);
 
 /*
+ * At init_process: starts the thread now rather than at the first task,
+ * so that a worker's threads and descriptors (the pipe) stay the same
+ * over its life, whichever worker becomes the Consul watcher.  A
+ * failure is logged; tasks are then done in place.
+ */
+void ngx_tce_background_init(ngx_log_t *log);
+
+/*
  * At exit_process: runs the tasks still queued (their event handlers
  * do not run any more) and joins the thread.
  */

@@ -51,6 +51,7 @@ static ngx_int_t ngx_tce_apply_state(ngx_tce_zone_t *zone,
 static void ngx_tce_state_cleanup(void *data);
 static ngx_tce_main_conf_t *ngx_tce_get_main_conf(ngx_cycle_t *cycle);
 static ngx_int_t ngx_tce_persist_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_tce_init_process(ngx_cycle_t *cycle);
 static void ngx_tce_persist_exit_process(ngx_cycle_t *cycle);
 static void ngx_tce_state_check_dir(ngx_conf_t *cf, ngx_str_t *path);
 static void ngx_tce_state_check_names(ngx_conf_t *cf,
@@ -112,7 +113,7 @@ ngx_module_t  ngx_tce_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     ngx_tce_persist_init_module,           /* init module */
-    NULL,                                  /* init process */
+    ngx_tce_init_process,                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_tce_persist_exit_process,          /* exit process */
@@ -957,6 +958,23 @@ ngx_tce_persist_init_module(ngx_cycle_t *cycle)
     if (tmcf != NULL) {
         ngx_tce_persist_check(cycle, tmcf);
     }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_tce_init_process(ngx_cycle_t *cycle)
+{
+#if (NGX_THREADS)
+    ngx_tce_main_conf_t  *tmcf;
+
+    tmcf = ngx_tce_get_main_conf(cycle);
+
+    if (tmcf != NULL && tmcf->zone != NULL) {
+        ngx_tce_background_init(cycle->log);
+    }
+#endif
 
     return NGX_OK;
 }
