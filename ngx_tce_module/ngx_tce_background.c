@@ -78,21 +78,11 @@ static ngx_tce_background_t  ngx_tce_bg;
 ngx_int_t
 ngx_tce_background_post(ngx_thread_task_t *task, ngx_log_t *log)
 {
-    if (ngx_process != NGX_PROCESS_WORKER
-        && ngx_process != NGX_PROCESS_SINGLE)
-    {
-        return NGX_DECLINED;
-    }
-
     if (ngx_exiting || ngx_terminate || ngx_quit) {
         return NGX_DECLINED;
     }
 
-    if (ngx_tce_bg.state == NGX_TCE_BACKGROUND_NONE) {
-        ngx_tce_bg.state = ngx_tce_background_start(log) == NGX_OK
-                           ? NGX_TCE_BACKGROUND_RUNNING
-                           : NGX_TCE_BACKGROUND_FAILED;
-    }
+    ngx_tce_background_init(log);
 
     if (ngx_tce_bg.state != NGX_TCE_BACKGROUND_RUNNING) {
         return NGX_DECLINED;

@@ -83,6 +83,8 @@ static char *ngx_tce_consul_userinfo(const char *url);
 static void ngx_tce_consul_scrub(char *text, const char *secret);
 static int ngx_tce_consul_sockopt(void *clientp, curl_socket_t fd,
     curlsocktype purpose);
+static const char *ngx_tce_consul_header_value(const char *line, size_t n,
+    const char *name, size_t len, const char **last);
 static void ngx_tce_consul_encoding(ngx_tce_consul_request_t *req,
     const char *line, size_t n);
 static void ngx_tce_consul_decode_error(ngx_tce_consul_request_t *req);
@@ -649,23 +651,10 @@ ngx_tce_consul_header(char *ptr, size_t size, size_t nmemb, void *data)
         ngx_tce_consul_encoding(req, ptr, n);
     }
 
-    if (n < sizeof(name) - 1
-        || strncasecmp(ptr, name, sizeof(name) - 1) != 0)
-    {
+    v = ngx_tce_consul_header_value(ptr, n, name, sizeof(name) - 1, &last);
+
+    if (v == NULL) {
         return n;
-    }
-
-    v = ptr + sizeof(name) - 1;
-    last = ptr + n;
-
-    while (v < last && (*v == ' ' || *v == '\t')) {
-        v++;
-    }
-
-    while (last > v && (last[-1] == '\r' || last[-1] == '\n'
-                        || last[-1] == ' ' || last[-1] == '\t'))
-    {
-        last--;
     }
 
     len = last - v;
@@ -684,6 +673,40 @@ ngx_tce_consul_header(char *ptr, size_t size, size_t nmemb, void *data)
 }
 
 
+/*
+ * The value of header line (n bytes) if it is the header name (of len
+ * bytes, with its colon), blanks and CRLF trimmed: [v, *last); or NULL.
+ */
+
+static const char *
+ngx_tce_consul_header_value(const char *line, size_t n, const char *name,
+    size_t len, const char **last)
+{
+    const char  *v, *end;
+
+    if (n < len || strncasecmp(line, name, len) != 0) {
+        return NULL;
+    }
+
+    v = line + len;
+    end = line + n;
+
+    while (v < end && (*v == ' ' || *v == '\t')) {
+        v++;
+    }
+
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n'
+                       || end[-1] == ' ' || end[-1] == '\t'))
+    {
+        end--;
+    }
+
+    *last = end;
+
+    return v;
+}
+
+
 /* a raw request's Content-Encoding: gzip (asked for) or none */
 
 static void
@@ -694,23 +717,10 @@ ngx_tce_consul_encoding(ngx_tce_consul_request_t *req, const char *line,
 
     static const char  name[] = "Content-Encoding:";
 
-    if (n < sizeof(name) - 1
-        || strncasecmp(line, name, sizeof(name) - 1) != 0)
-    {
+    v = ngx_tce_consul_header_value(line, n, name, sizeof(name) - 1, &last);
+
+    if (v == NULL) {
         return;
-    }
-
-    v = line + sizeof(name) - 1;
-    last = line + n;
-
-    while (v < last && (*v == ' ' || *v == '\t')) {
-        v++;
-    }
-
-    while (last > v && (last[-1] == '\r' || last[-1] == '\n'
-                        || last[-1] == ' ' || last[-1] == '\t'))
-    {
-        last--;
     }
 
     if ((size_t) (last - v) == 4 && strncasecmp(v, "gzip", 4) == 0) {
