@@ -194,6 +194,15 @@ ngx_int_t ngx_tce_zone_set_change(ngx_tce_zone_t *zone,
     ngx_uint_t source, ngx_tce_change_t *change, ngx_log_t *log);
 
 /*
+ * The same for a set already sorted by id (ngx_tce_instance_sort(), off
+ * the event loop), which the caller keeps: the operator overrides are
+ * merged into it and its instances' slow_start times stamped.
+ */
+ngx_int_t ngx_tce_zone_set_sorted(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, ngx_tce_instance_t *sorted, ngx_uint_t n,
+    ngx_uint_t source, ngx_tce_change_t *change, ngx_log_t *log);
+
+/*
  * Reserves the room ngx_tce_zone_set() would need to store the state
  * file's set inst[0..n-1] for svc (no overrides merged: the file's
  * instances carry their own): the chunks, allocated and left unused.

@@ -9,9 +9,9 @@
  * taken from the request, which is freed, still gzip as it came.  On
  * the worker's background thread (ngx_tce_background.c, at the lowest
  * CPU priority): the body is decoded and parsed (health: into
- * instances; catalog: into names; checks: into digests).  Back on the
- * event loop: the result is applied (the zone, under its lock), the
- * watch's state updated and its next query started.
+ * instances, sorted by id; catalog: into names; checks: into digests).
+ * Back on the event loop: the result is applied (the zone, under its
+ * lock), the watch's state updated and its next query started.
  *
  * While its answer is parsed a watch has no query in flight, starts
  * none and is not queued for a fetch; a change detection fetch keeps
@@ -174,6 +174,12 @@ ngx_tce_consul_job_parse(void *data, ngx_log_t *log)
         job->rc = ngx_tce_consul_parse_health(job->body.data, job->body.len,
                                               NULL, NULL, &job->health, err,
                                               errlen);
+
+        /* in the zone's order: the event loop stores it as it is */
+        if (job->rc == 0) {
+            ngx_tce_instance_sort(job->health.instances,
+                                  job->health.ninstances);
+        }
     }
 
     /* the body is done with: give its memory back now */

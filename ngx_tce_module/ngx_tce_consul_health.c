@@ -2,12 +2,14 @@
  * Consul /v1/health/service bodies into instances (pure C, no nginx):
  * see ngx_tce_consul_parse_health() in ngx_tce_consul_parse.h.
  *
- * A small scanner splits the body into its top-level entries, and
- * jansson parses each entry on its own: memory is the body plus one
- * entry's tree plus the instances, however many entries there are, and
- * a bad entry costs only itself.  Skipped entries are collected and
- * reported at the end, in entry order, so that a body refused late
- * (a syntax error in its last entry) has reported nothing.
+ * A small scanner splits the body into its top-level entries, and each
+ * entry is read on its own (ngx_tce_consul_entry.c), for the few
+ * values routing uses, without building the rest: memory is the body
+ * plus one entry's decoded strings plus the instances, however many
+ * entries there are, and a bad entry costs only itself.  Skipped
+ * entries are collected and reported at the end, in entry order, so
+ * that a body refused late (a syntax error in its last entry) has
+ * reported nothing.
  */
 
 #include <stdarg.h>
@@ -15,17 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "ngx_tce_instance.h"
 #include "ngx_tce_consul_parse.h"
+#include "ngx_tce_consul_entry.h"
 
 
 #define NGX_TCE_CONSUL_ID_CUT    (NGX_TCE_ID_LEN - 18)  /* + "~" 16 hex */
-
-#define NGX_TCE_CONSUL_PASSING   0
-#define NGX_TCE_CONSUL_WARNING   1
-#define NGX_TCE_CONSUL_EXCLUDED  2
 
 
 /* an instance id being built: the start kept, the whole hashed */
@@ -69,25 +66,25 @@ static const char *ngx_tce_consul_blank(const char *p, const char *last);
 static int ngx_tce_consul_next_entry(const char **pp, const char *last,
     size_t n, const char **start, size_t *len, size_t *depth, char *err,
     size_t errlen);
-static int ngx_tce_consul_entry(json_t *entry, ngx_tce_instance_t *inst,
-    uint64_t *weight, int *state, ngx_tce_consul_id_t *id, char *reason,
-    size_t rlen);
-static int ngx_tce_consul_state(json_t *checks, int *state, char *reason,
-    size_t rlen);
-static int ngx_tce_consul_weight(json_t *svc, int state, uint64_t *weight,
+static int ngx_tce_consul_entry(ngx_tce_consul_fields_t *f,
+    ngx_tce_instance_t *inst, uint64_t *weight, ngx_tce_consul_id_t *id,
     char *reason, size_t rlen);
-static int ngx_tce_consul_identity(json_t *entry, json_t *svc,
-    ngx_tce_consul_id_t *id, char *reason, size_t rlen);
-static int ngx_tce_consul_qualifier(json_t *svc, const char *key,
-    const char *prefix, ngx_tce_consul_id_t *id, char *reason,
+static int ngx_tce_consul_state(ngx_tce_consul_fields_t *f, char *reason,
     size_t rlen);
+static int ngx_tce_consul_weight(ngx_tce_consul_fields_t *f,
+    uint64_t *weight, char *reason, size_t rlen);
+static int ngx_tce_consul_identity(ngx_tce_consul_fields_t *f,
+    ngx_tce_consul_id_t *id, char *reason, size_t rlen);
+static int ngx_tce_consul_qualifier(ngx_tce_json_value_t *v,
+    const char *key, const char *prefix, ngx_tce_consul_id_t *id,
+    char *reason, size_t rlen);
 static void ngx_tce_consul_id_add(ngx_tce_consul_id_t *id, const char *s,
     size_t len, int escape);
 static void ngx_tce_consul_id_byte(ngx_tce_consul_id_t *id, int c);
 static void ngx_tce_consul_id_done(ngx_tce_consul_id_t *id);
-static int ngx_tce_consul_meta(json_t *meta, const char *key,
+static int ngx_tce_consul_meta(ngx_tce_json_value_t *v, const char *key,
     const char **val, size_t *len, char *reason, size_t rlen);
-static int ngx_tce_consul_fields(json_t *entry, json_t *svc,
+static int ngx_tce_consul_fields(ngx_tce_consul_fields_t *f,
     ngx_tce_instance_t *inst, char *reason, size_t rlen);
 static int ngx_tce_consul_skipped(ngx_tce_consul_answer_t *a, size_t pos,
     const char *id, const char *reason);
@@ -233,50 +230,40 @@ broken:
 
 
 /*
- * Fills inst and the Consul weight from one entry.  Returns 0 (to
- * route, *state says at which weight), 1 (excluded by its state or a
- * weight of 0) or -1 with a reason; id holds what could be built of
- * the instance id ("" if nothing).
+ * Fills inst and the Consul weight from one entry's values.  Returns 0
+ * (to route, f->state says at which weight), 1 (excluded by its state
+ * or a weight of 0) or -1 with a reason; id holds what could be built
+ * of the instance id ("" if nothing).
  */
 
 static int
-ngx_tce_consul_entry(json_t *entry, ngx_tce_instance_t *inst,
-    uint64_t *weight, int *state, ngx_tce_consul_id_t *id, char *reason,
-    size_t rlen)
+ngx_tce_consul_entry(ngx_tce_consul_fields_t *f, ngx_tce_instance_t *inst,
+    uint64_t *weight, ngx_tce_consul_id_t *id, char *reason, size_t rlen)
 {
-    json_t  *svc;
-
-    if (!json_is_object(entry)) {
+    if (f->entry != NGX_TCE_JSON_OBJECT) {
         ngx_tce_consul_err(reason, rlen, "entry is not an object");
         return -1;
     }
 
-    svc = json_object_get(entry, "Service");
-
-    if (!json_is_object(svc)) {
+    if (f->service != NGX_TCE_JSON_OBJECT) {
         ngx_tce_consul_err(reason, rlen, "Service is not an object");
         return -1;
     }
 
-    if (ngx_tce_consul_identity(entry, svc, id, reason, rlen) != 0) {
-        return -1;
-    }
-
-    if (ngx_tce_consul_state(json_object_get(entry, "Checks"), state,
-                             reason, rlen)
-        != 0
-        || ngx_tce_consul_weight(svc, *state, weight, reason, rlen) != 0)
+    if (ngx_tce_consul_identity(f, id, reason, rlen) != 0
+        || ngx_tce_consul_state(f, reason, rlen) != 0
+        || ngx_tce_consul_weight(f, weight, reason, rlen) != 0)
     {
         return -1;
     }
 
-    if (*state == NGX_TCE_CONSUL_EXCLUDED || *weight == 0) {
+    if (f->state == NGX_TCE_CONSUL_EXCLUDED || *weight == 0) {
         return 1;
     }
 
     memcpy(inst->id, id->buf, strlen(id->buf) + 1);
 
-    if (ngx_tce_consul_fields(entry, svc, inst, reason, rlen) != 0) {
+    if (ngx_tce_consul_fields(f, inst, reason, rlen) != 0) {
         return -1;
     }
 
@@ -284,66 +271,23 @@ ngx_tce_consul_entry(json_t *entry, ngx_tce_instance_t *inst,
 }
 
 
-/* Consul's aggregated status of the entry's checks (api.HealthChecks) */
+/* the checks' verdict, judged as they were read (api.HealthChecks) */
 
 static int
-ngx_tce_consul_state(json_t *checks, int *state, char *reason, size_t rlen)
+ngx_tce_consul_state(ngx_tce_consul_fields_t *f, char *reason, size_t rlen)
 {
-    size_t       i;
-    json_t      *c, *v;
-    const char  *s;
-
-    *state = NGX_TCE_CONSUL_PASSING;
-
-    if (checks == NULL || json_is_null(checks)) {
+    if (f->checks == NGX_TCE_JSON_ABSENT || f->checks == NGX_TCE_JSON_NULL)
+    {
         return 0;                       /* no check: passing */
     }
 
-    if (!json_is_array(checks)) {
+    if (f->checks != NGX_TCE_JSON_ARRAY) {
         ngx_tce_consul_err(reason, rlen, "Checks is not an array");
         return -1;
     }
 
-    json_array_foreach(checks, i, c) {
-        if (!json_is_object(c)) {
-            ngx_tce_consul_err(reason, rlen, "Checks[%zu] is not an "
-                               "object", i);
-            return -1;
-        }
-
-        v = json_object_get(c, "CheckID");
-
-        if (json_is_string(v)
-            && (strcmp(json_string_value(v), "_node_maintenance") == 0
-                || strncmp(json_string_value(v), "_service_maintenance:",
-                           21) == 0))
-        {
-            *state = NGX_TCE_CONSUL_EXCLUDED;
-            continue;
-        }
-
-        v = json_object_get(c, "Status");
-        s = json_is_string(v) ? json_string_value(v) : "";
-
-        if (json_is_string(v) && strcmp(s, "passing") == 0) {
-            continue;
-        }
-
-        if (json_is_string(v) && strcmp(s, "warning") == 0) {
-            if (*state == NGX_TCE_CONSUL_PASSING) {
-                *state = NGX_TCE_CONSUL_WARNING;
-            }
-
-            continue;
-        }
-
-        if (json_is_string(v) && strcmp(s, "critical") == 0) {
-            *state = NGX_TCE_CONSUL_EXCLUDED;
-            continue;
-        }
-
-        ngx_tce_consul_err(reason, rlen, "Checks[%zu].Status \"%.32s\" is "
-                           "not passing, warning or critical", i, s);
+    if (f->check_err[0] != '\0') {
+        ngx_tce_consul_err(reason, rlen, "%s", f->check_err);
         return -1;
     }
 
@@ -354,40 +298,45 @@ ngx_tce_consul_state(json_t *checks, int *state, char *reason, size_t rlen)
 /* Weights.Passing or Weights.Warning by state; Consul's default 1 */
 
 static int
-ngx_tce_consul_weight(json_t *svc, int state, uint64_t *weight,
+ngx_tce_consul_weight(ngx_tce_consul_fields_t *f, uint64_t *weight,
     char *reason, size_t rlen)
 {
-    json_t      *weights, *v;
-    const char  *key;
+    const char            *key;
+    ngx_tce_json_value_t  *v;
 
     *weight = 1;
-    key = state == NGX_TCE_CONSUL_WARNING ? "Warning" : "Passing";
 
-    weights = json_object_get(svc, "Weights");
-
-    if (weights == NULL || json_is_null(weights)) {
+    if (f->weights == NGX_TCE_JSON_ABSENT || f->weights == NGX_TCE_JSON_NULL)
+    {
         return 0;
     }
 
-    if (!json_is_object(weights)) {
+    if (f->weights != NGX_TCE_JSON_OBJECT) {
         ngx_tce_consul_err(reason, rlen, "Service.Weights is not an "
                            "object");
         return -1;
     }
 
-    v = json_object_get(weights, key);
+    if (f->state == NGX_TCE_CONSUL_WARNING) {
+        key = "Warning";
+        v = &f->warning;
 
-    if (v == NULL || json_is_null(v)) {
+    } else {
+        key = "Passing";
+        v = &f->passing;
+    }
+
+    if (v->type == NGX_TCE_JSON_ABSENT || v->type == NGX_TCE_JSON_NULL) {
         return 0;
     }
 
-    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+    if (v->type != NGX_TCE_JSON_NUMBER || !v->integer || v->i < 0) {
         ngx_tce_consul_err(reason, rlen, "Weights.%s is not an integer "
                            ">= 0", key);
         return -1;
     }
 
-    *weight = (uint64_t) json_integer_value(v);
+    *weight = (uint64_t) v->i;
 
     return 0;
 }
@@ -396,61 +345,59 @@ ngx_tce_consul_weight(json_t *svc, int state, uint64_t *weight,
 /* the instance id: [peer:P/][ap:A/][ns:N/]<node>/<service id> */
 
 static int
-ngx_tce_consul_identity(json_t *entry, json_t *svc, ngx_tce_consul_id_t *id,
+ngx_tce_consul_identity(ngx_tce_consul_fields_t *f, ngx_tce_consul_id_t *id,
     char *reason, size_t rlen)
 {
-    json_t  *node, *v;
+    ngx_tce_json_value_t  *v;
 
     /* for the report until the whole id is known */
-    v = json_object_get(svc, "ID");
 
-    if (json_is_string(v)) {
-        snprintf(id->buf, sizeof(id->buf), "%s", json_string_value(v));
+    if (f->id.type == NGX_TCE_JSON_STRING) {
+        snprintf(id->buf, sizeof(id->buf), "%s", f->id.s);
         ngx_tce_consul_make_printable(id->buf);
     }
 
-    if (ngx_tce_consul_qualifier(svc, "PeerName", "peer:", id, reason,
+    if (ngx_tce_consul_qualifier(&f->peer, "PeerName", "peer:", id, reason,
                                  rlen)
         != 0
-        || ngx_tce_consul_qualifier(svc, "Partition", "ap:", id, reason,
-                                    rlen)
+        || ngx_tce_consul_qualifier(&f->partition, "Partition", "ap:", id,
+                                    reason, rlen)
            != 0
-        || ngx_tce_consul_qualifier(svc, "Namespace", "ns:", id, reason,
+        || ngx_tce_consul_qualifier(&f->ns, "Namespace", "ns:", id, reason,
                                     rlen)
            != 0)
     {
         return -1;
     }
 
-    node = json_object_get(entry, "Node");
-    v = json_is_object(node) ? json_object_get(node, "Node") : NULL;
+    v = &f->node_name;
 
-    if (!json_is_string(v) || json_string_length(v) == 0) {
+    if (f->node != NGX_TCE_JSON_OBJECT || v->type != NGX_TCE_JSON_STRING
+        || v->len == 0)
+    {
         ngx_tce_consul_err(reason, rlen, "no Node.Node");
         return -1;
     }
 
-    ngx_tce_consul_id_add(id, json_string_value(v), json_string_length(v),
-                          1);
+    ngx_tce_consul_id_add(id, v->s, v->len, 1);
     ngx_tce_consul_id_add(id, "/", 1, 0);
 
     /* an ID is unique per node only; without one it is the name */
 
-    v = json_object_get(svc, "ID");
+    v = &f->id;
 
-    if (v == NULL || json_is_null(v)
-        || (json_is_string(v) && json_string_length(v) == 0))
+    if (v->type == NGX_TCE_JSON_ABSENT || v->type == NGX_TCE_JSON_NULL
+        || (v->type == NGX_TCE_JSON_STRING && v->len == 0))
     {
-        v = json_object_get(svc, "Service");
+        v = &f->name;
     }
 
-    if (!json_is_string(v) || json_string_length(v) == 0) {
+    if (v->type != NGX_TCE_JSON_STRING || v->len == 0) {
         ngx_tce_consul_err(reason, rlen, "invalid Service.ID");
         return -1;
     }
 
-    ngx_tce_consul_id_add(id, json_string_value(v), json_string_length(v),
-                          1);
+    ngx_tce_consul_id_add(id, v->s, v->len, 1);
     ngx_tce_consul_id_done(id);
 
     return 0;
@@ -460,32 +407,24 @@ ngx_tce_consul_identity(json_t *entry, json_t *svc, ngx_tce_consul_id_t *id,
 /* a peer, partition or namespace, when set and not "default" */
 
 static int
-ngx_tce_consul_qualifier(json_t *svc, const char *key, const char *prefix,
-    ngx_tce_consul_id_t *id, char *reason, size_t rlen)
+ngx_tce_consul_qualifier(ngx_tce_json_value_t *v, const char *key,
+    const char *prefix, ngx_tce_consul_id_t *id, char *reason, size_t rlen)
 {
-    json_t  *v;
-
-    v = json_object_get(svc, key);
-
-    if (v == NULL || json_is_null(v)) {
+    if (v->type == NGX_TCE_JSON_ABSENT || v->type == NGX_TCE_JSON_NULL) {
         return 0;
     }
 
-    if (!json_is_string(v)) {
+    if (v->type != NGX_TCE_JSON_STRING) {
         ngx_tce_consul_err(reason, rlen, "Service.%s is not a string", key);
         return -1;
     }
 
-    if (json_string_length(v) == 0
-        || (json_string_length(v) == 7
-            && memcmp(json_string_value(v), "default", 7) == 0))
-    {
+    if (v->len == 0 || (v->len == 7 && memcmp(v->s, "default", 7) == 0)) {
         return 0;
     }
 
     ngx_tce_consul_id_add(id, prefix, strlen(prefix), 0);
-    ngx_tce_consul_id_add(id, json_string_value(v), json_string_length(v),
-                          1);
+    ngx_tce_consul_id_add(id, v->s, v->len, 1);
     ngx_tce_consul_id_add(id, "/", 1, 0);
 
     return 0;
@@ -565,27 +504,23 @@ ngx_tce_consul_id_done(ngx_tce_consul_id_t *id)
  */
 
 static int
-ngx_tce_consul_meta(json_t *meta, const char *key, const char **val,
-    size_t *len, char *reason, size_t rlen)
+ngx_tce_consul_meta(ngx_tce_json_value_t *v, const char *key,
+    const char **val, size_t *len, char *reason, size_t rlen)
 {
-    json_t  *v;
-
     *val = "";
     *len = 0;
 
-    v = json_is_object(meta) ? json_object_get(meta, key) : NULL;
-
-    if (v == NULL || json_is_null(v)) {
+    if (v->type == NGX_TCE_JSON_ABSENT || v->type == NGX_TCE_JSON_NULL) {
         return 0;
     }
 
-    if (!json_is_string(v)) {
+    if (v->type != NGX_TCE_JSON_STRING) {
         ngx_tce_consul_err(reason, rlen, "Meta.%s is not a string", key);
         return -1;
     }
 
-    *val = json_string_value(v);
-    *len = json_string_length(v);
+    *val = v->s;
+    *len = v->len;
 
     return 0;
 }
@@ -594,76 +529,74 @@ ngx_tce_consul_meta(json_t *meta, const char *key, const char **val,
 /* address, port, cluster, env, version of a routed entry */
 
 static int
-ngx_tce_consul_fields(json_t *entry, json_t *svc, ngx_tce_instance_t *inst,
+ngx_tce_consul_fields(ngx_tce_consul_fields_t *f, ngx_tce_instance_t *inst,
     char *reason, size_t rlen)
 {
-    int            env;
-    size_t         len;
-    json_t        *node, *v, *meta;
-    json_int_t     port;
-    const char    *s;
+    int                    env;
+    size_t                 len;
+    const char            *s;
+    ngx_tce_json_value_t  *v;
 
-    v = json_object_get(svc, "Port");
+    v = &f->port;
 
-    if (v == NULL || json_is_null(v)) {
+    if (v->type == NGX_TCE_JSON_ABSENT || v->type == NGX_TCE_JSON_NULL) {
         /* Go leaves a port of 0 out (omitempty) */
         ngx_tce_consul_err(reason, rlen, "no Service.Port");
         return -1;
     }
 
-    if (!json_is_integer(v)) {
+    if (v->type != NGX_TCE_JSON_NUMBER || !v->integer) {
         ngx_tce_consul_err(reason, rlen, "Service.Port is not an integer");
         return -1;
     }
 
-    port = json_integer_value(v);
-
-    if (port < 1 || port > 65535) {
+    if (v->i < 1 || v->i > 65535) {
         ngx_tce_consul_err(reason, rlen, "Service.Port %lld outside "
-                           "1..65535", (long long) port);
+                           "1..65535", (long long) v->i);
         return -1;
     }
 
     /* address: the service's own, else the node's */
 
-    v = json_object_get(svc, "Address");
+    v = &f->address;
 
-    if (v != NULL && !json_is_string(v) && !json_is_null(v)) {
+    if (v->type != NGX_TCE_JSON_ABSENT && v->type != NGX_TCE_JSON_NULL
+        && v->type != NGX_TCE_JSON_STRING)
+    {
         ngx_tce_consul_err(reason, rlen, "Service.Address is not a string");
         return -1;
     }
 
-    if (v == NULL || json_is_null(v) || json_string_length(v) == 0) {
-        node = json_object_get(entry, "Node");
-        v = json_is_object(node) ? json_object_get(node, "Address") : NULL;
+    if (v->type != NGX_TCE_JSON_STRING || v->len == 0) {
+        v = &f->node_address;
 
-        if (!json_is_string(v) || json_string_length(v) == 0) {
+        if (f->node != NGX_TCE_JSON_OBJECT
+            || v->type != NGX_TCE_JSON_STRING || v->len == 0)
+        {
             ngx_tce_consul_err(reason, rlen, "no Service.Address and no "
                                "Node.Address");
             return -1;
         }
     }
 
-    if (ngx_tce_addr_set(json_string_value(v), json_string_length(v),
-                         (long) port, inst)
-        != 0)
-    {
+    if (ngx_tce_addr_set(v->s, v->len, (long) f->port.i, inst) != 0) {
         ngx_tce_consul_err(reason, rlen, "address \"%.64s\" is not a "
-                           "numeric IPv4/IPv6 address",
-                           json_string_value(v));
+                           "numeric IPv4/IPv6 address", v->s);
         return -1;
     }
 
     /* Meta: cluster, env, version */
 
-    meta = json_object_get(svc, "Meta");
-
-    if (meta != NULL && !json_is_null(meta) && !json_is_object(meta)) {
+    if (f->meta != NGX_TCE_JSON_ABSENT && f->meta != NGX_TCE_JSON_NULL
+        && f->meta != NGX_TCE_JSON_OBJECT)
+    {
         ngx_tce_consul_err(reason, rlen, "Service.Meta is not an object");
         return -1;
     }
 
-    if (ngx_tce_consul_meta(meta, "cluster", &s, &len, reason, rlen) != 0) {
+    if (ngx_tce_consul_meta(&f->cluster, "cluster", &s, &len, reason, rlen)
+        != 0)
+    {
         return -1;
     }
 
@@ -680,7 +613,7 @@ ngx_tce_consul_fields(json_t *entry, json_t *svc, ngx_tce_instance_t *inst,
     memcpy(inst->cluster, s, len);
     inst->cluster[len] = '\0';
 
-    if (ngx_tce_consul_meta(meta, "env", &s, &len, reason, rlen) != 0) {
+    if (ngx_tce_consul_meta(&f->env, "env", &s, &len, reason, rlen) != 0) {
         return -1;
     }
 
@@ -694,7 +627,9 @@ ngx_tce_consul_fields(json_t *entry, json_t *svc, ngx_tce_instance_t *inst,
 
     inst->env = (uint8_t) env;
 
-    if (ngx_tce_consul_meta(meta, "version", &s, &len, reason, rlen) != 0) {
+    if (ngx_tce_consul_meta(&f->version, "version", &s, &len, reason, rlen)
+        != 0)
+    {
         return -1;
     }
 
@@ -926,14 +861,14 @@ ngx_tce_consul_parse_health(const char *body, size_t len,
     ngx_tce_consul_skip_pt skip, void *data, ngx_tce_consul_health_t *res,
     char *err, size_t errlen)
 {
-    int                       rc, state;
+    int                       rc;
     char                      reason[NGX_TCE_CONSUL_ERR_LEN];
-    size_t                    i, n, elen, depth;
-    json_t                   *entry;
+    char                     *scratch;
+    size_t                    i, n, elen, depth, longest;
     uint64_t                  weight, max;
     const char               *p, *last, *start;
-    json_error_t              jerr;
     ngx_tce_consul_id_t       id;
+    ngx_tce_consul_fields_t   f;
     ngx_tce_consul_answer_t   a;
 
     if (body == NULL) {
@@ -954,6 +889,7 @@ ngx_tce_consul_parse_health(const char *body, size_t len,
 
     p++;
     n = 0;
+    longest = 0;
 
     for ( ;; ) {
         rc = ngx_tce_consul_next_entry(&p, last, n, &start, &elen, &depth,
@@ -966,6 +902,10 @@ ngx_tce_consul_parse_health(const char *body, size_t len,
             break;
         }
 
+        if (elen <= NGX_TCE_CONSUL_MAX_ENTRY && elen > longest) {
+            longest = elen;
+        }
+
         if (++n > NGX_TCE_CONSUL_MAX_ENTRIES) {
             ngx_tce_consul_err(err, errlen, "more than %d entries",
                                NGX_TCE_CONSUL_MAX_ENTRIES);
@@ -974,13 +914,19 @@ ngx_tce_consul_parse_health(const char *body, size_t len,
     }
 
     memset(&a, 0, sizeof(ngx_tce_consul_answer_t));
+    scratch = NULL;
 
     if (n > 0) {
         a.insts = calloc(n, sizeof(ngx_tce_instance_t));
         a.weights = calloc(n, sizeof(uint64_t));
         a.pos = calloc(n, sizeof(size_t));
 
-        if (a.insts == NULL || a.weights == NULL || a.pos == NULL) {
+        /* an entry's decoded strings: never more than its bytes */
+        scratch = malloc(longest + 1);
+
+        if (a.insts == NULL || a.weights == NULL || a.pos == NULL
+            || scratch == NULL)
+        {
             goto nomem;
         }
     }
@@ -1009,31 +955,27 @@ ngx_tce_consul_parse_health(const char *body, size_t len,
             goto skipped;
         }
 
-        /* Output, Notes, tags and Meta are free text: NULs allowed */
-        entry = json_loadb(start, elen, JSON_REJECT_DUPLICATES
-                           | JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
-
-        if (entry == NULL) {
-            /*
-             * the scanner found the entry whole (a truncated body fails
-             * there): a bad token, a duplicate key, a NUL in a key or
-             * a number out of range spoils this entry only
-             */
-            ngx_tce_consul_err(reason, sizeof(reason), "invalid JSON at "
-                               "column %d: %s", jerr.column, jerr.text);
+        /*
+         * the scanner found the entry whole (a truncated body fails
+         * there): a bad token, or a key read twice, spoils this entry
+         * only; Output, Notes, tags and other Meta are free text
+         */
+        if (ngx_tce_consul_entry_read(start, elen, scratch, &f, reason,
+                                      sizeof(reason))
+            != 0)
+        {
             goto skipped;
         }
 
-        rc = ngx_tce_consul_entry(entry, &a.insts[a.n], &weight, &state,
-                                  &id, reason, sizeof(reason));
-        json_decref(entry);
+        rc = ngx_tce_consul_entry(&f, &a.insts[a.n], &weight, &id, reason,
+                                  sizeof(reason));
 
         if (rc == 0) {
             a.weights[a.n] = weight;
             a.pos[a.n] = i;
             a.n++;
 
-            if (state == NGX_TCE_CONSUL_WARNING) {
+            if (f.state == NGX_TCE_CONSUL_WARNING) {
                 a.nwarning++;
             }
 
@@ -1053,6 +995,9 @@ ngx_tce_consul_parse_health(const char *body, size_t len,
             goto nomem;
         }
     }
+
+    free(scratch);
+    scratch = NULL;
 
     if (ngx_tce_consul_dedup(&a) != 0) {
         goto nomem;
@@ -1099,6 +1044,7 @@ ngx_tce_consul_parse_health(const char *body, size_t len,
 
 nomem:
 
+    free(scratch);
     ngx_tce_consul_answer_free(&a);
     ngx_tce_consul_err(err, errlen, "out of memory");
 

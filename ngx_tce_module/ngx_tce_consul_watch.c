@@ -659,7 +659,8 @@ ngx_tce_consul_health(ngx_tce_consul_watch_t *w, ngx_tce_consul_health_t *hp,
         return NGX_DECLINED;
     }
 
-    rc = ngx_tce_zone_set_change(ctx->cmcf->zone, svc, h.instances,
+    /* sorted with the parse (ngx_tce_consul_answer.c) */
+    rc = ngx_tce_zone_set_sorted(ctx->cmcf->zone, svc, h.instances,
                                  h.ninstances, NGX_TCE_SOURCE_CONSUL,
                                  &change, ctx->log);
 

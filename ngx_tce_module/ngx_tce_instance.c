@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ngx_tce_instance.h"
@@ -11,6 +12,7 @@
 
 static int ngx_tce_name_char(int c);
 static int ngx_tce_label_valid(const char *s, size_t len);
+static int ngx_tce_instance_cmp(const void *a, const void *b);
 
 
 static const char  *ngx_tce_env_names[] = { "prod", "canary" };
@@ -231,6 +233,23 @@ ngx_tce_addr_parse(const char *text, size_t len, ngx_tce_instance_t *inst)
     }
 
     return ngx_tce_addr_set(host, hlen, port, inst);
+}
+
+
+static int
+ngx_tce_instance_cmp(const void *a, const void *b)
+{
+    return strcmp(((const ngx_tce_instance_t *) a)->id,
+                  ((const ngx_tce_instance_t *) b)->id);
+}
+
+
+void
+ngx_tce_instance_sort(ngx_tce_instance_t *inst, size_t n)
+{
+    if (n > 1) {
+        qsort(inst, n, sizeof(ngx_tce_instance_t), ngx_tce_instance_cmp);
+    }
 }
 
 

@@ -36,6 +36,9 @@ int ngx_tce_addr_parse(const char *text, size_t len,
 int ngx_tce_addr_set(const char *host, size_t len, long port,
     ngx_tce_instance_t *inst);
 
+/* sorts inst[0..n-1] by id (strcmp): the order a zone stores a set in */
+void ngx_tce_instance_sort(ngx_tce_instance_t *inst, size_t n);
+
 /* "prod"/"canary" -> NGX_TCE_ENV_*, or -1 */
 int ngx_tce_env_parse(const char *s, size_t len);
 const char *ngx_tce_env_name(unsigned env);

@@ -27,22 +27,24 @@
 static ngx_tce_service_t *ngx_tce_zone_find(ngx_tce_shctx_t *sh,
     u_char *name, size_t len, ngx_uint_t hash);
 static ngx_int_t ngx_tce_zone_index_init_locked(ngx_tce_zone_t *zone);
-static int ngx_libc_cdecl ngx_tce_instance_cmp(const void *a,
-    const void *b);
 static ngx_uint_t ngx_tce_instances_equal(const ngx_tce_instance_t *a,
     const ngx_tce_instance_t *b, ngx_uint_t n);
 static ngx_tce_instance_t **ngx_tce_zone_chunks_alloc_locked(
     ngx_slab_pool_t *pool, const ngx_tce_instance_t *inst, ngx_uint_t n);
 static void ngx_tce_zone_chunks_copy(ngx_tce_instance_t *dst,
     ngx_tce_instance_t **chunks, ngx_uint_t n);
+static ngx_tce_instance_t *ngx_tce_zone_scratch(ngx_uint_t n,
+    ngx_log_t *log);
 
 
-static int ngx_libc_cdecl
-ngx_tce_instance_cmp(const void *a, const void *b)
-{
-    return ngx_strcmp(((ngx_tce_instance_t *) a)->id,
-                      ((ngx_tce_instance_t *) b)->id);
-}
+/*
+ * A copy of the set a change replaces, kept from one change to the
+ * next: its pages stay mapped and warm (a fresh allocation of a large
+ * set costs its page faults on the event loop every time).  Only the
+ * process's event loop thread changes sets.
+ */
+static ngx_tce_instance_t  *ngx_tce_zone_cur;
+static ngx_uint_t           ngx_tce_zone_cur_size;
 
 
 static ngx_uint_t
@@ -208,11 +210,9 @@ ngx_tce_zone_set_change(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     const ngx_tce_instance_t *inst, ngx_uint_t n, ngx_uint_t source,
     ngx_tce_change_t *change, ngx_log_t *log)
 {
-    size_t                size;
-    ngx_uint_t            i, removals, nold;
-    ngx_time_t           *tp;
-    ngx_atomic_uint_t     generation;
-    ngx_tce_instance_t   *sorted, *cur, **copy, **old;
+    size_t               size;
+    ngx_int_t            rc;
+    ngx_tce_instance_t  *sorted;
 
     size = n * sizeof(ngx_tce_instance_t);
     sorted = NULL;
@@ -224,9 +224,28 @@ ngx_tce_zone_set_change(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         }
 
         ngx_memcpy(sorted, inst, size);
-        ngx_qsort(sorted, n, sizeof(ngx_tce_instance_t),
-                  ngx_tce_instance_cmp);
+        ngx_tce_instance_sort(sorted, n);
     }
+
+    rc = ngx_tce_zone_set_sorted(zone, svc, sorted, n, source, change, log);
+
+    if (sorted) {
+        ngx_free(sorted);
+    }
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_tce_zone_set_sorted(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    ngx_tce_instance_t *sorted, ngx_uint_t n, ngx_uint_t source,
+    ngx_tce_change_t *change, ngx_log_t *log)
+{
+    ngx_uint_t            i, removals, nold;
+    ngx_time_t           *tp;
+    ngx_atomic_uint_t     generation;
+    ngx_tce_instance_t   *cur, **copy, **old;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -243,10 +262,9 @@ ngx_tce_zone_set_change(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     nold = svc->ninstances;
 
     if (nold) {
-        cur = ngx_alloc(nold * sizeof(ngx_tce_instance_t), log);
+        cur = ngx_tce_zone_scratch(nold, log);
         if (cur == NULL) {
             ngx_shmtx_unlock(&zone->shpool->mutex);
-            ngx_free(sorted);
             return NGX_ERROR;
         }
 
@@ -257,8 +275,6 @@ ngx_tce_zone_set_change(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         && (n == 0 || ngx_tce_instances_equal(cur, sorted, n)))
     {
         ngx_shmtx_unlock(&zone->shpool->mutex);
-        ngx_free(cur);
-        ngx_free(sorted);
         return NGX_DECLINED;
     }
 
@@ -274,8 +290,6 @@ ngx_tce_zone_set_change(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
 
         if (copy == NULL) {
             ngx_shmtx_unlock(&zone->shpool->mutex);
-            ngx_free(cur);
-            ngx_free(sorted);
             (void) ngx_atomic_fetch_add(&zone->sh->writes_refused, 1);
 
             ngx_log_error(NGX_LOG_ERR, log, 0,
@@ -320,16 +334,36 @@ ngx_tce_zone_set_change(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         change->gen_after = generation + 1;
     }
 
-    if (cur) {
-        ngx_free(cur);
-    }
-
     /* the new set's schedules, built once for every worker */
     ngx_tce_sched_zone_request(zone, svc, sorted, n, log);
 
-    ngx_free(sorted);
-
     return NGX_OK;
+}
+
+
+static ngx_tce_instance_t *
+ngx_tce_zone_scratch(ngx_uint_t n, ngx_log_t *log)
+{
+    ngx_uint_t           size;
+    ngx_tce_instance_t  *p;
+
+    if (n > ngx_tce_zone_cur_size) {
+        size = ngx_max(n, ngx_tce_zone_cur_size * 2);
+
+        p = ngx_alloc(size * sizeof(ngx_tce_instance_t), log);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        if (ngx_tce_zone_cur) {
+            ngx_free(ngx_tce_zone_cur);
+        }
+
+        ngx_tce_zone_cur = p;
+        ngx_tce_zone_cur_size = size;
+    }
+
+    return ngx_tce_zone_cur;
 }
 
 
@@ -357,7 +391,7 @@ ngx_tce_zone_reserve(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     }
 
     ngx_memcpy(sorted, inst, size);
-    ngx_qsort(sorted, n, sizeof(ngx_tce_instance_t), ngx_tce_instance_cmp);
+    ngx_tce_instance_sort(sorted, n);
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 

@@ -8,6 +8,7 @@ and, printed, the longest wait between two answers of a request loop
 on that worker (one worker: every request goes to the watcher's).
 """
 
+import gzip
 import http.client
 import http.server
 import json
@@ -32,11 +33,14 @@ class FlipConsul:
     O(n^2), too slow for 10,000 entries) whose every blocking query
     returns, after hold seconds, a new index and the other of two
     bodies: each answer is a change that the watcher parses and
-    applies.  answers counts the changed answers sent."""
+    applies.  answers counts the changed answers sent.  As Consul's
+    HTTP server does, an answer is sent gzip to a client that accepts
+    it."""
 
     def __init__(self, bodies, hold):
         outer = self
         self.bodies = bodies
+        self.gzipped = [gzip.compress(b, 6) for b in bodies]
         self.hold = hold
         self.index = 10
         self.answers = 0
@@ -58,8 +62,14 @@ class FlipConsul:
                         outer.answers += 1
                 index = outer.index
                 body = outer.bodies[index % 2]
+                zipped = 'gzip' in self.headers.get('Accept-Encoding', '')
+                if zipped:
+                    body = outer.gzipped[index % 2]
                 self.send_response(200)
                 self.send_header('Content-Type', 'application/json')
+                if zipped:
+                    self.send_header('Content-Encoding', 'gzip')
+                    self.send_header('Vary', 'Accept-Encoding')
                 self.send_header('X-Consul-Index', str(index))
                 self.send_header('X-Consul-KnownLeader', 'true')
                 self.send_header('Content-Length', str(len(body)))

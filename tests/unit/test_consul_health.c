@@ -390,21 +390,37 @@ test_loose(void **state)
     ngx_tce_consul_health_free(&res);
 
     /*
-     * JSON jansson cannot take inside one entry (a NUL in a key, a bad
-     * token, a number out of range, a duplicate key): that entry only
+     * What routing does not read is only checked as JSON: a NUL in a
+     * key, a number of any size, a key twice; in a value routing reads
+     * a key twice or a number out of range spoils that entry only, as
+     * does a bad token anywhere in it
      */
     parse("[" ENTRY("a", "s", ", \"Meta\": {\"k\\u0000\": \"v\"}") ","
           ENTRY("b", "s", ", \"x\": nul") ","
-          ENTRY("c", "s", ", \"x\": 1e999999") ","
+          ENTRY("c", "s", ", \"x\": 1e999999, \"y\": [-0.5E+3]") ","
           ENTRY("d", "s", ", \"x\": 99999999999999999999999") ","
           ENTRY("e", "s", ", \"Port\": 81") ","
-          ENTRY("f", "s", "") "]", &res, &skips);
+          ENTRY("f", "s", ", \"Tags\": {\"t\": 1, \"t\": 2}") ","
+          ENTRY("g", "s", ", \"Weights\": {\"Passing\":"
+                " 99999999999999999999}") ","
+          ENTRY("h", "s", ", \"Meta\": {\"env\": \"prod\","
+                " \"env\": \"canary\"}") ","
+          ENTRY("i", "s", ", \"x\": \"\\q\"") ","
+          ENTRY("j", "s", ", \"x\": [1,]") "]", &res, &skips);
 
-    assert_int_equal(res.ninstances, 1);
-    assert_string_equal(res.instances[0].id, "f/s");
-    assert_int_equal(skips.n, 5);
-    assert_non_null(strstr(skips.reason[0], "NUL byte in object key"));
-    assert_non_null(strstr(skips.reason[4], "duplicate"));
+    assert_int_equal(res.ninstances, 4);
+    assert_string_equal(res.instances[0].id, "a/s");
+    assert_string_equal(res.instances[1].id, "c/s");
+    assert_string_equal(res.instances[2].id, "d/s");
+    assert_string_equal(res.instances[3].id, "f/s");
+    assert_int_equal(skips.n, 6);
+    assert_non_null(strstr(skips.reason[0], "invalid JSON at column"));
+    assert_string_equal(skips.reason[1], "duplicate key \"Port\"");
+    assert_string_equal(skips.reason[2], "Weights.Passing is not an "
+                        "integer >= 0");
+    assert_string_equal(skips.reason[3], "duplicate key \"env\"");
+    assert_non_null(strstr(skips.reason[4], "invalid escape"));
+    assert_non_null(strstr(skips.reason[5], "invalid JSON"));
     ngx_tce_consul_health_free(&res);
 }
 

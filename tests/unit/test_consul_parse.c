@@ -420,7 +420,8 @@ test_health_wrong_types(void **state)
         N "\"Service\": {\"ID\": \"a\", \"Port\": 80, "
             "\"Address\": \"1.2.3.4\", \"Namespace\": 5}}",
         N "\"Service\": {\"ID\": \"a\", \"Port\": 80, "
-            "\"Address\": \"1.2.3.4\", \"Meta\": {\"a\": 1, \"a\": 2}}}",
+            "\"Address\": \"1.2.3.4\", \"Meta\": {\"version\": \"1\", "
+            "\"version\": \"2\"}}}",
     };
 
     char    body[8192];
