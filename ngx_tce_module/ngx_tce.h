@@ -422,6 +422,13 @@ ngx_int_t ngx_tce_add_service_ref(ngx_conf_t *cf, ngx_str_t *name,
  */
 u_char *ngx_tce_zone_advice(ngx_tce_zone_t *zone, u_char *p, u_char *last);
 
+/*
+ * The state file's instances of svc, as this configuration read the
+ * file: *n is 0 when the file has no such service (or there is none)
+ */
+void ngx_tce_state_instances(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    const ngx_tce_instance_t **inst, ngx_uint_t *n);
+
 /* 1 when a tce_service names the service with discovery=state */
 ngx_uint_t ngx_tce_service_state_only(ngx_tce_main_conf_t *tmcf,
     u_char *name, size_t len);

@@ -864,6 +864,33 @@ ngx_tce_state_guard(ngx_tce_zone_ctx_t *ctx, ngx_log_t *log)
 }
 
 
+void
+ngx_tce_state_instances(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    const ngx_tce_instance_t **inst, ngx_uint_t *n)
+{
+    ngx_tce_zone_ctx_t       *ctx;
+    ngx_tce_state_service_t  *ss;
+
+    ctx = (ngx_tce_zone_ctx_t *) zone;
+
+    *inst = NULL;
+    *n = 0;
+
+    if (ctx->state.nservices == 0) {
+        return;
+    }
+
+    /* the file's services are sorted by name */
+    ss = bsearch(svc->name, ctx->state.services, ctx->state.nservices,
+                 sizeof(ngx_tce_state_service_t), ngx_tce_state_service_cmp);
+
+    if (ss) {
+        *inst = ss->instances;
+        *n = ss->ninstances;
+    }
+}
+
+
 static int ngx_libc_cdecl
 ngx_tce_state_service_cmp(const void *key, const void *elt)
 {

@@ -65,6 +65,7 @@
 #define NGX_TCE_REDIS_HOST_LEN     (NGX_SOCKADDR_STRLEN + 1)
 #define NGX_TCE_REDIS_NAME_MAX     128      /* a Sentinel master name */
 #define NGX_TCE_REDIS_PREFIX_MAX   64       /* prefix= */
+#define NGX_TCE_REDIS_REPLID_LEN   40       /* INFO's master_replid */
 
 /* connection states (also the syncer's, in the zone) */
 #define NGX_TCE_REDIS_DOWN         0
@@ -212,6 +213,11 @@ struct ngx_tce_redis_ctx_s {
     ngx_uint_t                  whole;       /* next snapshot: forced */
     ngx_uint_t                  checking;    /* a GET version in flight */
     char                       *cache_text;  /* the last applied, JSON */
+    size_t                      replid_len;  /* 0: none seen yet */
+    u_char                      replid[NGX_TCE_REDIS_REPLID_LEN];
+                                             /* Redis's master_replid,
+                                                read before the last
+                                                snapshot or check */
 };
 
 

@@ -12,7 +12,14 @@
  *     with the same fleet version and revisions that do not tell;
  *   - when a message announces a version above the applied one;
  *   - when the fleet version, compared every resync=, differs from the
- *     applied one (a missed message).
+ *     applied one (a missed message);
+ *   - when Redis's replication id (INFO replication, master_replid,
+ *     asked before every snapshot read and every version check) is not
+ *     the one read before: the data may have been replaced under open
+ *     connections (this Redis made a replica of another master, which
+ *     sends it its data whole; promoted), with a fleet version that
+ *     does not tell; the snapshot is then applied whole too.  A Redis
+ *     that refuses INFO (ACL) leaves the version alone to tell.
  *
  * Every resync= the subscriber is PINGed too: a silent one (a half-open
  * connection) is closed after timeout= and made again.
@@ -47,6 +54,9 @@ static void ngx_tce_redis_pong(ngx_tce_redis_conn_t *rc, redisReply *reply,
     const char *err, void *data);
 static void ngx_tce_redis_check_reply(ngx_tce_redis_conn_t *rc,
     redisReply *reply, const char *err, void *data);
+static ngx_int_t ngx_tce_redis_ask_replid(ngx_tce_redis_ctx_t *ctx);
+static void ngx_tce_redis_replid(ngx_tce_redis_conn_t *rc, redisReply *reply,
+    const char *err, void *data);
 static void ngx_tce_redis_pull(ngx_tce_redis_ctx_t *ctx);
 static void ngx_tce_redis_pull_reply(ngx_tce_redis_conn_t *rc,
     redisReply *reply, const char *err, void *data);
@@ -223,6 +233,7 @@ ngx_tce_redis_start(ngx_tce_redis_ctx_t *ctx)
 
     ctx->owner = 1;
     ctx->last_check = ngx_current_msec;
+    ctx->replid_len = 0;
 
     ctx->cmd.reconnect = 1;
     ctx->cmd.idle_time = 0;
@@ -490,6 +501,8 @@ ngx_tce_redis_check(ngx_tce_redis_ctx_t *ctx)
         return;
     }
 
+    (void) ngx_tce_redis_ask_replid(ctx);
+
     argv[0] = "GET";
     len[0] = 3;
     argv[1] = (char *) key.data;
@@ -503,6 +516,77 @@ ngx_tce_redis_check(ngx_tce_redis_ctx_t *ctx)
     }
 
     ngx_free(key.data);
+}
+
+
+/* INFO replication on the command connection, before what follows */
+static ngx_int_t
+ngx_tce_redis_ask_replid(ngx_tce_redis_ctx_t *ctx)
+{
+    size_t       len[2];
+    const char  *argv[2];
+
+    argv[0] = "INFO";
+    len[0] = 4;
+    argv[1] = "replication";
+    len[1] = 11;
+
+    return ngx_tce_redis_command(&ctx->cmd, ngx_tce_redis_replid, ctx, 2,
+                                 argv, len);
+}
+
+
+/*
+ * master_replid in INFO's answer: another one than the one read before,
+ * and the next snapshot is applied whole
+ */
+static void
+ngx_tce_redis_replid(ngx_tce_redis_conn_t *rc, redisReply *reply,
+    const char *err, void *data)
+{
+    ngx_tce_redis_ctx_t *ctx = data;
+
+    size_t   n;
+    u_char  *p, *last, *id;
+
+    if (reply == NULL || !ctx->owner || reply->type != REDIS_REPLY_STRING) {
+        return;
+    }
+
+    p = (u_char *) reply->str;
+    last = p + reply->len;
+
+    p = ngx_strnstr(p, "master_replid:", reply->len);
+    if (p == NULL) {
+        return;
+    }
+
+    id = p + sizeof("master_replid:") - 1;
+
+    for (p = id; p < last && *p != CR && *p != LF; p++) {
+        /* void */
+    }
+
+    n = p - id;
+
+    if (n == 0 || n > NGX_TCE_REDIS_REPLID_LEN) {
+        return;
+    }
+
+    if (ctx->replid_len
+        && (n != ctx->replid_len || ngx_memcmp(id, ctx->replid, n) != 0))
+    {
+        ngx_log_error(NGX_LOG_NOTICE, ctx->log, 0,
+                      "tce redis: the replication id of %s changed from "
+                      "%*s to %*s (its data may have been replaced): the "
+                      "fleet policy is read again whole", rc->target,
+                      ctx->replid_len, ctx->replid, n, id);
+
+        ctx->whole = 1;
+    }
+
+    ngx_memcpy(ctx->replid, id, n);
+    ctx->replid_len = n;
 }
 
 
@@ -556,7 +640,7 @@ ngx_tce_redis_check_reply(ngx_tce_redis_conn_t *rc, redisReply *reply,
         ctx->sh->seen = version;
     }
 
-    if (version != ctx->sh->version || ctx->again) {
+    if (version != ctx->sh->version || ctx->again || ctx->whole) {
         ngx_tce_redis_pull(ctx);
     }
 }
@@ -589,6 +673,9 @@ ngx_tce_redis_pull(ngx_tce_redis_ctx_t *ctx)
     {
         goto done;
     }
+
+    /* the replication id first: a change after it shows at the next */
+    (void) ngx_tce_redis_ask_replid(ctx);
 
     if (ngx_tce_redis_eval(&ctx->cmd, ngx_tce_redis_pull_reply, ctx,
                            ngx_tce_redis_read_script, keys, 5, NULL, 0)
@@ -894,13 +981,20 @@ done:
  * and the service marked as the fleet's, so that a reload does not
  * bring the state file's set back.  A service Consul feeds is left to
  * Consul.
+ *
+ * A service whose set was the fleet's, with none in the fleet now (a
+ * new master that never had the write that made it, or a set deleted
+ * in Redis), goes back to its state file's set, as a node started now
+ * would route: else it would keep instances Redis does not hold.
  */
 static ngx_int_t
 ngx_tce_redis_apply_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     const ngx_tce_fleet_t *f, ngx_log_t *log)
 {
     size_t                    i;
+    ngx_uint_t                n;
     ngx_tce_state_service_t  *ss;
+    const ngx_tce_instance_t *inst;
 
     if (svc->source == NGX_TCE_SOURCE_CONSUL) {
         return NGX_OK;
@@ -916,6 +1010,25 @@ ngx_tce_redis_apply_set(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     }
 
     if (i == f->nsets) {
+        if (!svc->fleet_set) {
+            return NGX_OK;
+        }
+
+        ngx_tce_state_instances(zone, svc, &inst, &n);
+
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "tce redis: the fleet holds no instance set of "
+                      "\"%s\" any more: back to the state file's "
+                      "(%ui instances)", svc->name, n);
+
+        if (ngx_tce_zone_set(zone, svc, inst, n, NGX_TCE_SOURCE_STATE, log)
+            == NGX_ERROR)
+        {
+            return NGX_ERROR;
+        }
+
+        svc->fleet_set = 0;
+
         return NGX_OK;
     }
 

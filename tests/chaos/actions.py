@@ -413,7 +413,14 @@ def wait_until(run, cond, timeout, what):
 def redis_kill(run, rng):
     """The Redis master killed (SIGKILL) and started again 0.3 to 0.8 s
     later, before the sentinels call it down (1 s): the same master
-    comes back, the nodes reconnect to it."""
+    comes back, the nodes reconnect to it.  Not always: on a loaded
+    machine the sentinels may fail over meanwhile, and a process comes
+    back with its own command line: the replica process, once
+    promoted, restarts as a replica of the other one (whose data
+    replaces its own under the nodes' open connections) while the
+    sentinels still name it master, until they fail over again; the
+    nodes' writes are refused meanwhile (READONLY), and they must
+    route what it holds (README, Fleet: the replication id)."""
     with run.redis_lock:
         node = redis_master(run)
         if node is None:
