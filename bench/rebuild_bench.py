@@ -272,8 +272,27 @@ def run_side(args, module, label, weights):
         rnd = random.Random(7)
         down = None
 
+        def plan(count):
+            # the changes of a flapping phase, drawn in advance: one
+            # instance out, the previous one back, seen together
+            nonlocal down
+            out = []
+            for _ in range(count):
+                i = rnd.randrange(len(weights))
+                flips = [('service:i%04d' % i, 'critical')]
+                if down is not None:
+                    flips.append(('service:i%04d' % down, 'passing'))
+                down = i
+                out.append(flips)
+            return out
+
         for _ in range(args.pairs):
             for phase in ('quiet', 'flapping'):
+                planned, last = [], None
+                if phase == 'flapping':
+                    planned = plan(int(args.seconds / args.interval) + 5)
+                    if args.double_cache:
+                        consul.prewarm(SERVICE, planned)
                 c0 = {w: cpu(w) for w in workers}
                 t0 = {w: cpu_threads(w) for w in workers}
                 d0 = cpu_self()
@@ -282,16 +301,17 @@ def run_side(args, module, label, weights):
                 t_end = t_next + args.seconds
                 while time.monotonic() < t_end:
                     if phase == 'flapping':
-                        i = rnd.randrange(len(weights))
-                        consul.set_check('service:i%04d' % i, 'critical')
-                        if down is not None:
-                            consul.set_check('service:i%04d' % down,
-                                             'passing')
-                        down = i
+                        if not planned:
+                            planned = plan(1)
+                        last = planned.pop(0)
+                        consul.set_checks(last)
                         changes += 1
                     t_next += args.interval
                     time.sleep(max(0.0, t_next - time.monotonic()))
                 s, e = load.take()
+                if planned and last:
+                    # drawn, not applied: the instance out is the last's
+                    down = int(last[0][0][len('service:i'):])
                 c1 = {w: cpu(w) for w in workers}
                 t1 = {w: cpu_threads(w) for w in workers}
                 double_cpu[phase] += cpu_self() - d0
@@ -402,6 +422,11 @@ def main():
                     help='length of each phase')
     ap.add_argument('--pairs', type=int, default=2)
     ap.add_argument('--interval', type=float, default=0.1)
+    ap.add_argument('--double-cache', type=int, default=1,
+                    help='1 (default): the double computes the gzip '
+                         'answers of a flapping phase before it, as '
+                         'servers on other hosts would, instead of on '
+                         'the measured cores; 0 while serving')
     ap.add_argument('--double-nice', type=int, default=19,
                     help='nice value of the Consul double\'s threads '
                          '(default 19: it stands for agents and servers '
