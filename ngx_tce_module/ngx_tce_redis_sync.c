@@ -107,6 +107,15 @@ ngx_tce_redis_sync_init(ngx_cycle_t *cycle, ngx_tce_redis_main_conf_t *rmcf)
     ctx->cmd.down = ngx_tce_redis_down;
     ctx->cmd.idle_time = NGX_TCE_REDIS_IDLE;
 
+    /*
+     * an admin request waiting for its write holds no timer but this
+     * one, which runs only while an answer is owed: a worker shutting
+     * down waits for it (timeout= at most), and answers the request
+     * before it exits, not from its exit with the client's connection
+     * left open
+     */
+    ctx->cmd.timer.cancelable = 0;
+
     ngx_tce_redis_conn_init(&ctx->sub, rmcf, "subscriber", cycle->log);
     ctx->sub.data = ctx;
     ctx->sub.subscriber = 1;
