@@ -294,13 +294,6 @@ ngx_http_tce_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
-#if (NGX_THREADS)
-        /* the state file is written there (ngx_http_tce_admin_store.c) */
-        if (ngx_thread_pool_add(cf, NULL) == NULL) {
-            return NGX_CONF_ERROR;
-        }
-#endif
-
         if (ngx_http_tce_admin_deploy_conf(cf, amcf) != NGX_OK) {
             return NGX_CONF_ERROR;
         }

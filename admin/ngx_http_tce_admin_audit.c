@@ -28,6 +28,7 @@
 
 #include "ngx_http_tce_admin_api.h"
 #include "ngx_tce_redis.h"
+#include "ngx_tce_background.h"
 
 
 #define NGX_HTTP_TCE_ADMIN_AUDIT_ERR_LEN  160
@@ -62,7 +63,6 @@ static void ngx_http_tce_admin_audit_done(ngx_http_tce_admin_audit_task_t *t,
 
 
 #if (NGX_THREADS)
-static ngx_str_t  ngx_http_tce_admin_audit_pool = ngx_string("default");
 #endif
 
 
@@ -116,12 +116,6 @@ ngx_http_tce_admin_audit_conf(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-#if (NGX_THREADS)
-    if (ngx_thread_pool_add(cf, NULL) == NULL) {
-        return NGX_CONF_ERROR;
-    }
-#endif
-
     return NGX_CONF_OK;
 }
 
@@ -136,7 +130,6 @@ ngx_http_tce_admin_audit(ngx_http_request_t *r, ngx_http_tce_admin_ctx_t *ctx,
     ngx_http_tce_admin_loc_conf_t    *alcf;
     ngx_http_tce_admin_main_conf_t   *amcf;
 #if (NGX_THREADS)
-    ngx_thread_pool_t                *tp;
     ngx_thread_task_t                *task;
     ngx_http_tce_admin_audit_task_t  *own;
 #endif
@@ -201,10 +194,7 @@ ngx_http_tce_admin_audit(ngx_http_request_t *r, ngx_http_tce_admin_ctx_t *ctx,
 
 #if (NGX_THREADS)
 
-    tp = ngx_thread_pool_get((ngx_cycle_t *) ngx_cycle,
-                             &ngx_http_tce_admin_audit_pool);
-
-    if (tp && !ngx_exiting) {
+    if (!ngx_exiting) {
         if (done == NULL) {
             /* nobody waits and the request may go: a task of its own */
             own = ngx_http_tce_admin_audit_alloc(r->connection->log);
@@ -224,7 +214,8 @@ ngx_http_tce_admin_audit(ngx_http_request_t *r, ngx_http_tce_admin_ctx_t *ctx,
         task->event.handler = ngx_http_tce_admin_audit_event;
         task->event.data = task;
 
-        if (ngx_thread_task_post(tp, task) == NGX_OK) {
+        if (ngx_tce_background_post_io(task, r->connection->log) == NGX_OK)
+        {
             if (done) {
                 r->main->blocked++;
             }
@@ -232,7 +223,7 @@ ngx_http_tce_admin_audit(ngx_http_request_t *r, ngx_http_tce_admin_ctx_t *ctx,
             return NGX_OK;
         }
 
-        /* the queue is full: written here, as without threads */
+        /* no thread: written here, as without threads */
     }
 
 #endif
@@ -255,7 +246,6 @@ ngx_http_tce_admin_audit_system(ngx_http_tce_admin_main_conf_t *amcf,
     ngx_http_tce_admin_audit_task_t  *t;
 #if (NGX_THREADS)
     ngx_thread_task_t                *task;
-    ngx_thread_pool_t                *pool;
 #endif
 
     if (amcf->audit == NULL) {
@@ -312,16 +302,13 @@ ngx_http_tce_admin_audit_system(ngx_http_tce_admin_main_conf_t *amcf,
 
 #if (NGX_THREADS)
 
-    pool = ngx_thread_pool_get((ngx_cycle_t *) ngx_cycle,
-                               &ngx_http_tce_admin_audit_pool);
-
-    if (pool && !ngx_exiting) {
+    if (!ngx_exiting) {
         task = (ngx_thread_task_t *) t - 1;
         task->handler = ngx_http_tce_admin_audit_thread;
         task->event.handler = ngx_http_tce_admin_audit_event;
         task->event.data = task;
 
-        if (ngx_thread_task_post(pool, task) == NGX_OK) {
+        if (ngx_tce_background_post_io(task, log) == NGX_OK) {
             return;
         }
     }

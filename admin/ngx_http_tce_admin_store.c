@@ -24,6 +24,7 @@
 #include "ngx_http_tce_admin_api.h"
 #include "ngx_http_tce_admin_store.h"
 #include "ngx_http_tce_admin_inst.h"
+#include "ngx_tce_background.h"
 
 
 #define NGX_HTTP_TCE_ADMIN_STORE_WAIT   1      /* ms between tries */
@@ -94,7 +95,6 @@ static void ngx_http_tce_admin_loop_end(ngx_http_tce_admin_run_t *run);
 
 
 #if (NGX_THREADS)
-static ngx_str_t  ngx_http_tce_admin_store_pool = ngx_string("default");
 #endif
 
 
@@ -343,14 +343,9 @@ static void
 ngx_http_tce_admin_change_post(ngx_http_tce_admin_run_t *run)
 {
 #if (NGX_THREADS)
-    ngx_thread_pool_t  *tp;
     ngx_thread_task_t  *task;
 
-    tp = ngx_exiting ? NULL
-                     : ngx_thread_pool_get((ngx_cycle_t *) ngx_cycle,
-                                           &ngx_http_tce_admin_store_pool);
-
-    if (tp) {
+    if (!ngx_exiting) {
         task = ngx_thread_task_alloc(run->r->pool,
                                      sizeof(ngx_http_tce_admin_run_t *));
 
@@ -360,7 +355,9 @@ ngx_http_tce_admin_change_post(ngx_http_tce_admin_run_t *run)
             task->event.handler = ngx_http_tce_admin_change_event;
             task->event.data = run;
 
-            if (ngx_thread_task_post(tp, task) == NGX_OK) {
+            if (ngx_tce_background_post_io(task, run->r->connection->log)
+                == NGX_OK)
+            {
                 run->r->main->blocked++;
                 return;
             }

@@ -1,5 +1,5 @@
 /*
- * The background thread.
+ * The background threads.
  *
  * nginx's thread pools run their tasks at the workers' own priority:
  * a schedule build of tens of milliseconds on a pool thread competes
@@ -11,10 +11,18 @@
  * is published, workers route on the schedule they had, less the
  * instances that left (docs/architecture.md).
  *
- * One thread per worker of a configuration with a tce zone, started
- * at init_process (ngx_tce_background_init), so that its descriptors
- * do not appear later in the worker's life; otherwise at the first
- * task.
+ * A second lane, at the workers' own priority, takes the disk writes
+ * (snapshots, the state file, the audit log): they wait on the disk,
+ * not on a core, and must not queue behind a parse.
+ *
+ * Each lane's thread starts at its first task: a worker that never
+ * needs one stays a single thread, and glibc's system call wrappers
+ * (recv, writev, epoll_wait...) then skip the cancellation bookkeeping
+ * they do in every multi-threaded process, about 1% of the
+ * instructions of a proxied request (bench/bench.py, callgrind).  The
+ * lanes' pipes are made at init_process (ngx_tce_background_init), so
+ * that a worker's descriptors stay the same over its life, whichever
+ * worker becomes the Consul watcher.
  * Tasks queue under a mutex; a finished task goes to the done list and
  * a byte down a pipe wakes the event loop, which runs the task's event
  * handler, as nginx's thread pools do with their notify.
@@ -47,6 +55,7 @@ typedef struct {
 
 typedef struct {
     ngx_uint_t                  state;      /* see below */
+    int                         nice;
     pthread_t                   tid;
     pthread_mutex_t             mtx;
     pthread_cond_t              cond;
@@ -60,23 +69,51 @@ typedef struct {
 
 
 #define NGX_TCE_BACKGROUND_NONE     0
-#define NGX_TCE_BACKGROUND_RUNNING  1
-#define NGX_TCE_BACKGROUND_FAILED   2       /* not tried again */
+#define NGX_TCE_BACKGROUND_READY    1       /* its pipe, no thread yet */
+#define NGX_TCE_BACKGROUND_RUNNING  2
+#define NGX_TCE_BACKGROUND_FAILED   3       /* not tried again */
+
+#define NGX_TCE_BACKGROUND_CPU      0       /* the lanes */
+#define NGX_TCE_BACKGROUND_IO       1
 
 
-static ngx_int_t ngx_tce_background_start(ngx_log_t *log);
-static ngx_int_t ngx_tce_background_pipe(ngx_log_t *log);
+static ngx_int_t ngx_tce_background_lane(ngx_tce_background_t *bg,
+    ngx_thread_task_t *task, ngx_log_t *log);
+static ngx_int_t ngx_tce_background_ready(ngx_tce_background_t *bg,
+    ngx_log_t *log);
+static ngx_int_t ngx_tce_background_start(ngx_tce_background_t *bg,
+    ngx_log_t *log);
+static ngx_int_t ngx_tce_background_pipe(ngx_tce_background_t *bg,
+    ngx_log_t *log);
 static void *ngx_tce_background_cycle(void *data);
 static void ngx_tce_background_handler(ngx_event_t *ev);
 static void ngx_tce_background_push(ngx_tce_background_list_t *list,
     ngx_thread_task_t *task);
+static void ngx_tce_background_stop(ngx_tce_background_t *bg);
 
 
-static ngx_tce_background_t  ngx_tce_bg;
+static ngx_tce_background_t  ngx_tce_bg[2];
 
 
 ngx_int_t
 ngx_tce_background_post(ngx_thread_task_t *task, ngx_log_t *log)
+{
+    return ngx_tce_background_lane(&ngx_tce_bg[NGX_TCE_BACKGROUND_CPU],
+                                   task, log);
+}
+
+
+ngx_int_t
+ngx_tce_background_post_io(ngx_thread_task_t *task, ngx_log_t *log)
+{
+    return ngx_tce_background_lane(&ngx_tce_bg[NGX_TCE_BACKGROUND_IO],
+                                   task, log);
+}
+
+
+static ngx_int_t
+ngx_tce_background_lane(ngx_tce_background_t *bg, ngx_thread_task_t *task,
+    ngx_log_t *log)
 {
     if (ngx_exiting || ngx_terminate || ngx_quit) {
         return NGX_DECLINED;
@@ -84,7 +121,13 @@ ngx_tce_background_post(ngx_thread_task_t *task, ngx_log_t *log)
 
     ngx_tce_background_init(log);
 
-    if (ngx_tce_bg.state != NGX_TCE_BACKGROUND_RUNNING) {
+    if (bg->state == NGX_TCE_BACKGROUND_READY) {
+        bg->state = ngx_tce_background_start(bg, log) == NGX_OK
+                    ? NGX_TCE_BACKGROUND_RUNNING
+                    : NGX_TCE_BACKGROUND_FAILED;
+    }
+
+    if (bg->state != NGX_TCE_BACKGROUND_RUNNING) {
         return NGX_DECLINED;
     }
 
@@ -98,10 +141,10 @@ ngx_tce_background_post(ngx_thread_task_t *task, ngx_log_t *log)
     task->event.complete = 0;
     task->next = NULL;
 
-    pthread_mutex_lock(&ngx_tce_bg.mtx);
-    ngx_tce_background_push(&ngx_tce_bg.queue, task);
-    pthread_cond_signal(&ngx_tce_bg.cond);
-    pthread_mutex_unlock(&ngx_tce_bg.mtx);
+    pthread_mutex_lock(&bg->mtx);
+    ngx_tce_background_push(&bg->queue, task);
+    pthread_cond_signal(&bg->cond);
+    pthread_mutex_unlock(&bg->mtx);
 
     return NGX_OK;
 }
@@ -110,37 +153,42 @@ ngx_tce_background_post(ngx_thread_task_t *task, ngx_log_t *log)
 void
 ngx_tce_background_init(ngx_log_t *log)
 {
+    ngx_uint_t  i;
+
     if (ngx_process != NGX_PROCESS_WORKER
         && ngx_process != NGX_PROCESS_SINGLE)
     {
         return;
     }
 
-    if (ngx_tce_bg.state == NGX_TCE_BACKGROUND_NONE) {
-        ngx_tce_bg.state = ngx_tce_background_start(log) == NGX_OK
-                           ? NGX_TCE_BACKGROUND_RUNNING
-                           : NGX_TCE_BACKGROUND_FAILED;
+    for (i = 0; i < 2; i++) {
+        if (ngx_tce_bg[i].state == NGX_TCE_BACKGROUND_NONE) {
+            ngx_tce_bg[i].nice = i == NGX_TCE_BACKGROUND_CPU
+                                 ? NGX_TCE_BACKGROUND_NICE : 0;
+            ngx_tce_bg[i].state = ngx_tce_background_ready(&ngx_tce_bg[i],
+                                                           log)
+                                  == NGX_OK
+                                  ? NGX_TCE_BACKGROUND_READY
+                                  : NGX_TCE_BACKGROUND_FAILED;
+        }
     }
 }
 
 
+/* the lane's pipe, mutex and lists: all but the thread */
+
 static ngx_int_t
-ngx_tce_background_start(ngx_log_t *log)
+ngx_tce_background_ready(ngx_tce_background_t *bg, ngx_log_t *log)
 {
-    int        err;
-    sigset_t   set, old;
+    int  err;
 
-    ngx_tce_bg.log = ngx_cycle->log;
-    ngx_tce_bg.queue.last = &ngx_tce_bg.queue.first;
-    ngx_tce_bg.done.last = &ngx_tce_bg.done.first;
+    bg->log = ngx_cycle->log;
+    bg->queue.last = &bg->queue.first;
+    bg->done.last = &bg->done.first;
 
-    if (ngx_tce_background_pipe(log) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    err = pthread_mutex_init(&ngx_tce_bg.mtx, NULL);
+    err = pthread_mutex_init(&bg->mtx, NULL);
     if (err == 0) {
-        err = pthread_cond_init(&ngx_tce_bg.cond, NULL);
+        err = pthread_cond_init(&bg->cond, NULL);
     }
 
     if (err) {
@@ -149,13 +197,22 @@ ngx_tce_background_start(ngx_log_t *log)
         return NGX_ERROR;
     }
 
+    return ngx_tce_background_pipe(bg, log);
+}
+
+
+static ngx_int_t
+ngx_tce_background_start(ngx_tce_background_t *bg, ngx_log_t *log)
+{
+    int        err;
+    sigset_t   set, old;
+
     /* signals stay with the event loop, as in nginx's thread pools */
 
     sigfillset(&set);
     (void) pthread_sigmask(SIG_SETMASK, &set, &old);
 
-    err = pthread_create(&ngx_tce_bg.tid, NULL, ngx_tce_background_cycle,
-                         NULL);
+    err = pthread_create(&bg->tid, NULL, ngx_tce_background_cycle, bg);
 
     (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
 
@@ -171,19 +228,19 @@ ngx_tce_background_start(ngx_log_t *log)
 
 
 static ngx_int_t
-ngx_tce_background_pipe(ngx_log_t *log)
+ngx_tce_background_pipe(ngx_tce_background_t *bg, ngx_log_t *log)
 {
     ngx_event_t       *rev;
     ngx_connection_t  *c;
 
-    if (pipe(ngx_tce_bg.fd) == -1) {
+    if (pipe(bg->fd) == -1) {
         ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
                       "tce: background thread: pipe() failed");
         return NGX_ERROR;
     }
 
-    if (ngx_nonblocking(ngx_tce_bg.fd[0]) == -1
-        || ngx_nonblocking(ngx_tce_bg.fd[1]) == -1)
+    if (ngx_nonblocking(bg->fd[0]) == -1
+        || ngx_nonblocking(bg->fd[1]) == -1)
     {
         ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
                       "tce: background thread: " ngx_nonblocking_n
@@ -191,14 +248,15 @@ ngx_tce_background_pipe(ngx_log_t *log)
         goto failed;
     }
 
-    c = ngx_get_connection(ngx_tce_bg.fd[0], ngx_tce_bg.log);
+    c = ngx_get_connection(bg->fd[0], bg->log);
     if (c == NULL) {
         goto failed;
     }
 
+    c->data = bg;
     rev = c->read;
     rev->handler = ngx_tce_background_handler;
-    rev->log = ngx_tce_bg.log;
+    rev->log = bg->log;
 
     if (ngx_handle_read_event(rev, 0) != NGX_OK) {
         c->fd = (ngx_socket_t) -1;
@@ -206,14 +264,14 @@ ngx_tce_background_pipe(ngx_log_t *log)
         goto failed;
     }
 
-    ngx_tce_bg.c = c;
+    bg->c = c;
 
     return NGX_OK;
 
 failed:
 
-    (void) close(ngx_tce_bg.fd[0]);
-    (void) close(ngx_tce_bg.fd[1]);
+    (void) close(bg->fd[0]);
+    (void) close(bg->fd[1]);
 
     return NGX_ERROR;
 }
@@ -224,48 +282,52 @@ failed:
 static void *
 ngx_tce_background_cycle(void *data)
 {
+    ngx_tce_background_t *bg = data;
+
     u_char              byte;
     ngx_thread_task_t  *task;
 
 #if (NGX_LINUX)
-    (void) setpriority(PRIO_PROCESS, (id_t) syscall(SYS_gettid),
-                       NGX_TCE_BACKGROUND_NICE);
+    if (bg->nice) {
+        (void) setpriority(PRIO_PROCESS, (id_t) syscall(SYS_gettid),
+                           bg->nice);
+    }
 #endif
 
     byte = 0;
 
     for ( ;; ) {
-        pthread_mutex_lock(&ngx_tce_bg.mtx);
+        pthread_mutex_lock(&bg->mtx);
 
-        while (ngx_tce_bg.queue.first == NULL && !ngx_tce_bg.stop) {
-            pthread_cond_wait(&ngx_tce_bg.cond, &ngx_tce_bg.mtx);
+        while (bg->queue.first == NULL && !bg->stop) {
+            pthread_cond_wait(&bg->cond, &bg->mtx);
         }
 
-        task = ngx_tce_bg.queue.first;
+        task = bg->queue.first;
 
         if (task == NULL) {
-            pthread_mutex_unlock(&ngx_tce_bg.mtx);
+            pthread_mutex_unlock(&bg->mtx);
             return NULL;
         }
 
-        ngx_tce_bg.queue.first = task->next;
+        bg->queue.first = task->next;
 
-        if (ngx_tce_bg.queue.first == NULL) {
-            ngx_tce_bg.queue.last = &ngx_tce_bg.queue.first;
+        if (bg->queue.first == NULL) {
+            bg->queue.last = &bg->queue.first;
         }
 
-        pthread_mutex_unlock(&ngx_tce_bg.mtx);
+        pthread_mutex_unlock(&bg->mtx);
 
-        task->handler(task->ctx, ngx_tce_bg.log);
+        task->handler(task->ctx, bg->log);
 
         task->next = NULL;
 
-        pthread_mutex_lock(&ngx_tce_bg.mtx);
-        ngx_tce_background_push(&ngx_tce_bg.done, task);
-        pthread_mutex_unlock(&ngx_tce_bg.mtx);
+        pthread_mutex_lock(&bg->mtx);
+        ngx_tce_background_push(&bg->done, task);
+        pthread_mutex_unlock(&bg->mtx);
 
         /* a full pipe already wakes the loop: the byte is not needed */
-        (void) write(ngx_tce_bg.fd[1], &byte, 1);
+        (void) write(bg->fd[1], &byte, 1);
     }
 }
 
@@ -275,21 +337,26 @@ ngx_tce_background_cycle(void *data)
 static void
 ngx_tce_background_handler(ngx_event_t *ev)
 {
-    u_char              buf[64];
-    ngx_event_t        *event;
-    ngx_thread_task_t  *task;
+    u_char                 buf[64];
+    ngx_event_t           *event;
+    ngx_connection_t      *c;
+    ngx_thread_task_t     *task;
+    ngx_tce_background_t  *bg;
+
+    c = ev->data;
+    bg = c->data;
 
     /* drained first: a task finished after the take below wakes us */
 
-    while (read(ngx_tce_bg.fd[0], buf, sizeof(buf)) > 0) {
+    while (read(bg->fd[0], buf, sizeof(buf)) > 0) {
         /* void */
     }
 
-    pthread_mutex_lock(&ngx_tce_bg.mtx);
-    task = ngx_tce_bg.done.first;
-    ngx_tce_bg.done.first = NULL;
-    ngx_tce_bg.done.last = &ngx_tce_bg.done.first;
-    pthread_mutex_unlock(&ngx_tce_bg.mtx);
+    pthread_mutex_lock(&bg->mtx);
+    task = bg->done.first;
+    bg->done.first = NULL;
+    bg->done.last = &bg->done.first;
+    pthread_mutex_unlock(&bg->mtx);
 
     while (task) {
         event = &task->event;
@@ -320,22 +387,31 @@ ngx_tce_background_push(ngx_tce_background_list_t *list,
 void
 ngx_tce_background_exit(void)
 {
-    if (ngx_tce_bg.state != NGX_TCE_BACKGROUND_RUNNING) {
+    ngx_tce_background_stop(&ngx_tce_bg[NGX_TCE_BACKGROUND_CPU]);
+    ngx_tce_background_stop(&ngx_tce_bg[NGX_TCE_BACKGROUND_IO]);
+}
+
+
+static void
+ngx_tce_background_stop(ngx_tce_background_t *bg)
+{
+    if (bg->state == NGX_TCE_BACKGROUND_RUNNING) {
+        pthread_mutex_lock(&bg->mtx);
+        bg->stop = 1;
+        pthread_cond_signal(&bg->cond);
+        pthread_mutex_unlock(&bg->mtx);
+
+        /* the thread runs what is queued first */
+        (void) pthread_join(bg->tid, NULL);
+
+    } else if (bg->state != NGX_TCE_BACKGROUND_READY) {
         return;
     }
 
-    pthread_mutex_lock(&ngx_tce_bg.mtx);
-    ngx_tce_bg.stop = 1;
-    pthread_cond_signal(&ngx_tce_bg.cond);
-    pthread_mutex_unlock(&ngx_tce_bg.mtx);
+    bg->state = NGX_TCE_BACKGROUND_FAILED;
 
-    /* the thread runs what is queued first */
-    (void) pthread_join(ngx_tce_bg.tid, NULL);
-
-    ngx_tce_bg.state = NGX_TCE_BACKGROUND_FAILED;
-
-    ngx_close_connection(ngx_tce_bg.c);
-    (void) close(ngx_tce_bg.fd[1]);
+    ngx_close_connection(bg->c);
+    (void) close(bg->fd[1]);
 }
 
 #endif

@@ -171,11 +171,6 @@ ngx_tce_consul_init_main_conf(ngx_conf_t *cf, void *conf)
     cmcf->zone = tmcf->zone;
     cmcf->tmcf = tmcf;
 
-    /* Consul's answers are parsed there, off the event loop */
-    if (ngx_tce_thread_pool_add(cf) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
     if (ngx_tce_consul_snapshot_conf(cf, cmcf, tmcf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }

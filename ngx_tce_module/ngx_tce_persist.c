@@ -11,6 +11,7 @@
 #include <pwd.h>
 
 #include "ngx_tce_persist.h"
+#include "ngx_tce_background.h"
 #include "ngx_tce_state.h"
 
 
@@ -58,11 +59,6 @@ static ngx_uint_t ngx_tce_persist_copy(ngx_tce_zone_t *zone,
     ngx_tce_persist_view_t *out, ngx_uint_t max);
 
 
-#if (NGX_THREADS)
-static ngx_str_t  ngx_tce_persist_pool_name = ngx_string("default");
-#endif
-
-
 ngx_tce_persist_t *
 ngx_tce_persist_add(ngx_conf_t *cf, ngx_tce_main_conf_t *tmcf,
     ngx_str_t *path, const char *what)
@@ -107,24 +103,7 @@ ngx_tce_persist_add(ngx_conf_t *cf, ngx_tce_main_conf_t *tmcf,
 
     *pp = p;
 
-    if (ngx_tce_thread_pool_add(cf) != NGX_OK) {
-        return NULL;
-    }
-
     return p;
-}
-
-
-ngx_int_t
-ngx_tce_thread_pool_add(ngx_conf_t *cf)
-{
-#if (NGX_THREADS)
-    if (ngx_thread_pool_add(cf, NULL) == NULL) {
-        return NGX_ERROR;
-    }
-#endif
-
-    return NGX_OK;
 }
 
 
@@ -133,20 +112,12 @@ ngx_tce_thread_pool_add(ngx_conf_t *cf)
 ngx_int_t
 ngx_tce_thread_post(ngx_tce_main_conf_t *tmcf, ngx_thread_task_t *task)
 {
-    ngx_thread_pool_t  *tp;
-
-    /* an exiting worker's thread pool is gone */
+    /* an exiting worker's threads are being joined */
     if (tmcf->exiting) {
         return NGX_DECLINED;
     }
 
-    tp = ngx_thread_pool_get((ngx_cycle_t *) ngx_cycle,
-                             &ngx_tce_persist_pool_name);
-    if (tp == NULL) {
-        return NGX_DECLINED;
-    }
-
-    return ngx_thread_task_post(tp, task);
+    return ngx_tce_background_post_io(task, ngx_cycle->log);
 }
 
 #endif

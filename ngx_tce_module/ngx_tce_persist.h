@@ -112,23 +112,15 @@ void ngx_tce_persist_check(ngx_cycle_t *cycle, ngx_tce_main_conf_t *tmcf);
  */
 void ngx_tce_persist_write(ngx_tce_persist_t *p, ngx_log_t *log);
 
-/*
- * The suite's workers hand slow work (snapshot writes, parsing Consul
- * answers) to nginx's "default" thread pool.  ngx_tce_thread_pool_add()
- * declares it at configuration time (nginx's own defaults unless the
- * operator wrote "thread_pool default ..."); a no-op in an nginx built
- * without threads.  Returns NGX_OK or NGX_ERROR.
- */
-ngx_int_t ngx_tce_thread_pool_add(ngx_conf_t *cf);
-
 #if (NGX_THREADS)
 
 /*
- * Posts task to that pool: NGX_OK (its event handler runs on the event
- * loop once the thread is done), NGX_DECLINED when there is no pool to
- * post to (an exiting worker: its pool is gone), NGX_ERROR when the
- * pool's queue is full (logged by nginx).  On anything but NGX_OK the
- * caller does the work in place, or later.
+ * Posts a disk write to the worker's thread for them
+ * (ngx_tce_background_post_io(), started at its first task; no nginx
+ * thread pool is needed): NGX_OK (its event handler runs on the event
+ * loop once the thread is done), NGX_DECLINED when there is no thread
+ * to post to (an exiting worker, or one that could not be started).
+ * On anything but NGX_OK the caller does the work in place, or later.
  */
 ngx_int_t ngx_tce_thread_post(ngx_tce_main_conf_t *tmcf,
     ngx_thread_task_t *task);

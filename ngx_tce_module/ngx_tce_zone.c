@@ -33,6 +33,9 @@ static ngx_tce_instance_t **ngx_tce_zone_chunks_alloc_locked(
     ngx_slab_pool_t *pool, const ngx_tce_instance_t *inst, ngx_uint_t n);
 static void ngx_tce_zone_chunks_copy(ngx_tce_instance_t *dst,
     ngx_tce_instance_t **chunks, ngx_uint_t n);
+static ngx_int_t ngx_tce_zone_store(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, ngx_tce_instance_t *sorted, ngx_uint_t n,
+    ngx_uint_t source, ngx_tce_change_t *change, ngx_log_t *log);
 static ngx_tce_instance_t *ngx_tce_zone_scratch(ngx_uint_t n,
     ngx_log_t *log);
 
@@ -239,6 +242,32 @@ ngx_tce_zone_set_change(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
 
 ngx_int_t
 ngx_tce_zone_set_sorted(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    ngx_tce_instance_t *sorted, ngx_uint_t n, ngx_uint_t source,
+    ngx_tce_change_t *change, ngx_log_t *log)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_tce_zone_store(zone, svc, sorted, n, source, change, log);
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE
+        && ngx_tce_zone_cur != NULL)
+    {
+        /*
+         * the master keeps no copy: a reload may unload the module, and
+         * the pointer with it (a leak under memcheck)
+         */
+        ngx_free(ngx_tce_zone_cur);
+        ngx_tce_zone_cur = NULL;
+        ngx_tce_zone_cur_size = 0;
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_tce_zone_store(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     ngx_tce_instance_t *sorted, ngx_uint_t n, ngx_uint_t source,
     ngx_tce_change_t *change, ngx_log_t *log)
 {

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import SERVICE, SLOW, read_from, wait_for
+from conftest import SERVICE, SLOW, instance, read_from, wait_for
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'doubles'))
@@ -175,8 +175,9 @@ def test_answers_parsed_at_the_lowest_priority(backend, nginx):
 
         workers = nginx.workers()
         low = threads_at_nice(workers, 19)
-        # one background thread per worker, started with it
-        assert sorted(pid for pid, _ in low) == sorted(workers), low
+        # one background thread, the watcher's, started with its first
+        # answer; a worker with nothing to parse starts none
+        assert len(low) == 1 and low[0][0] in workers, low
         assert all(tid != pid for pid, tid in low), low
         for w in workers:
             assert nice_of(w, w) == 0
@@ -199,6 +200,22 @@ def test_answers_parsed_at_the_lowest_priority(backend, nginx):
         assert threads_at_nice(nginx.workers(), 19) == low
     finally:
         consul.stop()
+
+
+def test_worker_without_background_work_is_one_thread(backend, nginx):
+    """Threads start at their first task: a worker that routes from the
+    state file only, no thread pool declared, stays a single thread
+    (glibc's system call wrappers then skip the bookkeeping they do in
+    a multi-threaded process, on every request's recv and writev)."""
+    nginx.write_state({SERVICE: {'default': [
+        instance('a', '127.0.0.1:%d' % backend.ok4[0]),
+        instance('b', '127.0.0.1:%d' % backend.ok4[1])]}})
+    nginx.configure(workers=2)
+    nginx.start()
+    for _ in range(20):
+        assert nginx.get('/').status == 200
+    for w in nginx.workers():
+        assert os.listdir('/proc/%d/task' % w) == [str(w)], w
 
 
 def thread_cpu(pid):
