@@ -37,8 +37,6 @@ static ngx_uint_t ngx_http_tce_upstream_view_member(
 static void ngx_http_tce_upstream_view_free(
     ngx_http_tce_upstream_view_t *view);
 static ngx_uint_t ngx_http_tce_upstream_nworkers(void);
-static ngx_int_t ngx_http_tce_upstream_view_grow(
-    ngx_http_tce_upstream_view_t *view, ngx_uint_t *size, ngx_log_t *log);
 
 
 ngx_http_tce_upstream_view_t *
@@ -104,31 +102,6 @@ ngx_http_tce_upstream_view_cluster(ngx_http_tce_upstream_view_t *view,
 }
 
 
-/* room for twice the clusters (a view being built: no pointer to them) */
-
-static ngx_int_t
-ngx_http_tce_upstream_view_grow(ngx_http_tce_upstream_view_t *view,
-    ngx_uint_t *size, ngx_log_t *log)
-{
-    ngx_http_tce_upstream_cluster_t  *cl;
-
-    cl = ngx_calloc(*size * 2 * sizeof(ngx_http_tce_upstream_cluster_t),
-                    log);
-    if (cl == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(cl, view->clusters,
-               view->nclusters * sizeof(ngx_http_tce_upstream_cluster_t));
-    ngx_free(view->clusters);
-
-    view->clusters = cl;
-    *size *= 2;
-
-    return NGX_OK;
-}
-
-
 static ngx_http_tce_upstream_view_t *
 ngx_http_tce_upstream_view_build(ngx_http_tce_upstream_srv_conf_t *ucf,
     ngx_http_tce_upstream_view_t *old, ngx_log_t *log)
@@ -136,7 +109,7 @@ ngx_http_tce_upstream_view_build(ngx_http_tce_upstream_srv_conf_t *ucf,
     uint32_t                          *xlat;
     uint64_t                           now;
     ngx_str_t                          cname;
-    ngx_uint_t                         i, j, n, env, state, size;
+    ngx_uint_t                         i, j, n, env, state;
     ngx_atomic_uint_t                  generation;
     ngx_tce_instance_t                *inst;
     ngx_tce_sched_set_t               *set;
@@ -175,13 +148,10 @@ ngx_http_tce_upstream_view_build(ngx_http_tce_upstream_srv_conf_t *ucf,
     view->generation = generation;
     view->zone = ucf->zone;
 
-    /* clusters are few: room for some, grown if a set has more */
-    size = ngx_min(n, 8);
-
     if (n) {
         view->peers = ngx_calloc(n * sizeof(ngx_http_tce_upstream_peer_t),
                                  log);
-        view->clusters = ngx_calloc(size
+        view->clusters = ngx_calloc(n
                                    * sizeof(ngx_http_tce_upstream_cluster_t),
                                    log);
         if (view->peers == NULL || view->clusters == NULL) {
@@ -211,17 +181,9 @@ ngx_http_tce_upstream_view_build(ngx_http_tce_upstream_srv_conf_t *ucf,
         cname.len = ngx_strlen(peer->inst.cluster);
 
         /* clusters are few: a linear search is the cheapest here */
-        if (ngx_http_tce_upstream_view_cluster(view, &cname) != NULL) {
-            continue;
+        if (ngx_http_tce_upstream_view_cluster(view, &cname) == NULL) {
+            view->clusters[view->nclusters++].name = cname;
         }
-
-        if (view->nclusters == size
-            && ngx_http_tce_upstream_view_grow(view, &size, log) != NGX_OK)
-        {
-            goto failed;
-        }
-
-        view->clusters[view->nclusters++].name = cname;
     }
 
     view->npeers = n;
