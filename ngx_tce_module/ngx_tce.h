@@ -203,6 +203,12 @@ ngx_int_t ngx_tce_zone_set_sorted(ngx_tce_zone_t *zone,
     ngx_uint_t source, ngx_tce_change_t *change, ngx_log_t *log);
 
 /*
+ * Frees the copy of a replaced set the zone keeps between changes: at a
+ * worker's exit (nginx unloads the module, its pointer with it).
+ */
+void ngx_tce_zone_scratch_free(void);
+
+/*
  * Reserves the room ngx_tce_zone_set() would need to store the state
  * file's set inst[0..n-1] for svc (no overrides merged: the file's
  * instances carry their own): the chunks, allocated and left unused.

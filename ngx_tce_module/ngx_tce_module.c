@@ -1025,6 +1025,7 @@ ngx_tce_persist_exit_process(ngx_cycle_t *cycle)
     /* schedules this worker is still building: the others wait for them */
     ngx_tce_sched_zone_exit(cycle);
     ngx_tce_sched_spare_free();
+    ngx_tce_zone_scratch_free();
 
     tmcf = ngx_tce_get_main_conf(cycle);
 

@@ -249,20 +249,30 @@ ngx_tce_zone_set_sorted(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
 
     rc = ngx_tce_zone_store(zone, svc, sorted, n, source, change, log);
 
-    if (ngx_process != NGX_PROCESS_WORKER
-        && ngx_process != NGX_PROCESS_SINGLE
-        && ngx_tce_zone_cur != NULL)
+    if (ngx_posted_next_events.next == NULL
+        || (ngx_process != NGX_PROCESS_WORKER
+            && ngx_process != NGX_PROCESS_SINGLE))
     {
         /*
-         * the master keeps no copy: a reload may unload the module, and
+         * a process without an event loop (the master, at start and at
+         * reloads) keeps no copy: a reload may unload the module, and
          * the pointer with it (a leak under memcheck)
          */
+        ngx_tce_zone_scratch_free();
+    }
+
+    return rc;
+}
+
+
+void
+ngx_tce_zone_scratch_free(void)
+{
+    if (ngx_tce_zone_cur != NULL) {
         ngx_free(ngx_tce_zone_cur);
         ngx_tce_zone_cur = NULL;
         ngx_tce_zone_cur_size = 0;
     }
-
-    return rc;
 }
 
 
