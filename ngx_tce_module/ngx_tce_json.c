@@ -18,6 +18,12 @@ static size_t ngx_tce_json_utf8(unsigned cp, char *out);
 static int ngx_tce_json_number(ngx_tce_json_t *j, ngx_tce_json_value_t *v);
 static int ngx_tce_json_literal(ngx_tce_json_t *j, const char *word,
     size_t len);
+static int ngx_tce_json_scalar(ngx_tce_json_t *j, unsigned type,
+    ngx_tce_json_value_t *v);
+static int ngx_tce_json_key(ngx_tce_json_t *j, char *key, size_t ksize,
+    size_t *klen);
+static int ngx_tce_json_next(ngx_tce_json_t *j, size_t *n, char open,
+    char close);
 static int ngx_tce_json_fail(ngx_tce_json_t *j, const char *err);
 
 
@@ -417,6 +423,33 @@ ngx_tce_json_literal(ngx_tce_json_t *j, const char *word, size_t len)
 }
 
 
+/* a number, null, true or false; v (may be NULL) gets its value */
+
+static int
+ngx_tce_json_scalar(ngx_tce_json_t *j, unsigned type,
+    ngx_tce_json_value_t *v)
+{
+    int  t;
+
+    if (type == NGX_TCE_JSON_NUMBER) {
+        return ngx_tce_json_number(j, v);
+    }
+
+    if (type == NGX_TCE_JSON_NULL) {
+        return ngx_tce_json_literal(j, "null", 4);
+    }
+
+    t = *j->p == 't';
+
+    if (v != NULL) {
+        v->i = t;
+    }
+
+    return t ? ngx_tce_json_literal(j, "true", 4)
+             : ngx_tce_json_literal(j, "false", 5);
+}
+
+
 int
 ngx_tce_json_read(ngx_tce_json_t *j, ngx_tce_json_value_t *v)
 {
@@ -436,15 +469,9 @@ ngx_tce_json_read(ngx_tce_json_t *j, ngx_tce_json_value_t *v)
         return ngx_tce_json_skip(j);
 
     case NGX_TCE_JSON_NUMBER:
-        return ngx_tce_json_number(j, v);
-
     case NGX_TCE_JSON_NULL:
-        return ngx_tce_json_literal(j, "null", 4);
-
     case NGX_TCE_JSON_BOOL:
-        v->i = *j->p == 't';
-        return *j->p == 't' ? ngx_tce_json_literal(j, "true", 4)
-                            : ngx_tce_json_literal(j, "false", 5);
+        return ngx_tce_json_scalar(j, v->type, v);
 
     default: /* NGX_TCE_JSON_STRING */
 
@@ -477,14 +504,17 @@ ngx_tce_json_read(ngx_tce_json_t *j, ngx_tce_json_value_t *v)
 int
 ngx_tce_json_skip(ngx_tce_json_t *j)
 {
-    char    stack[NGX_TCE_JSON_MAX_DEPTH];
-    size_t  depth, len;
+    char      stack[NGX_TCE_JSON_MAX_DEPTH];
+    size_t    depth, len;
+    unsigned  type;
 
     depth = 0;
 
 value:
 
-    switch (ngx_tce_json_type(j)) {
+    type = ngx_tce_json_type(j);
+
+    switch (type) {
 
     case NGX_TCE_JSON_ABSENT:
         return -1;
@@ -519,25 +549,8 @@ value:
 
         goto next;
 
-    case NGX_TCE_JSON_NUMBER:
-        if (ngx_tce_json_number(j, NULL) != 0) {
-            return -1;
-        }
-
-        goto next;
-
-    case NGX_TCE_JSON_NULL:
-        if (ngx_tce_json_literal(j, "null", 4) != 0) {
-            return -1;
-        }
-
-        goto next;
-
-    default: /* NGX_TCE_JSON_BOOL */
-        if ((*j->p == 't' ? ngx_tce_json_literal(j, "true", 4)
-                          : ngx_tce_json_literal(j, "false", 5))
-            != 0)
-        {
+    default:
+        if (ngx_tce_json_scalar(j, type, NULL) != 0) {
             return -1;
         }
 
@@ -546,23 +559,9 @@ value:
 
 key:
 
-    ngx_tce_json_blank(j);
-
-    if (j->p == j->last || *j->p != '"') {
-        return ngx_tce_json_fail(j, "an object key expected");
-    }
-
-    if (ngx_tce_json_string(j, NULL, 0, &len) != 0) {
+    if (ngx_tce_json_key(j, NULL, 0, &len) != 0) {
         return -1;
     }
-
-    ngx_tce_json_blank(j);
-
-    if (j->p == j->last || *j->p != ':') {
-        return ngx_tce_json_fail(j, "':' expected after an object key");
-    }
-
-    j->p++;
 
     goto value;
 
@@ -604,32 +603,72 @@ int
 ngx_tce_json_member(ngx_tce_json_t *j, size_t *n, char *key, size_t ksize,
     size_t *klen)
 {
+    int  rc;
+
+    rc = ngx_tce_json_next(j, n, '{', '}');
+
+    if (rc != 1) {
+        return rc;
+    }
+
+    return ngx_tce_json_key(j, key, ksize, klen) == 0 ? 1 : -1;
+}
+
+
+int
+ngx_tce_json_element(ngx_tce_json_t *j, size_t *n)
+{
+    return ngx_tce_json_next(j, n, '[', ']');
+}
+
+
+/*
+ * In an object or array: with *n == 0 its opening byte, then 1 when an
+ * item follows (*n counts it), 0 after the closing byte, -1 with j->err
+ */
+
+static int
+ngx_tce_json_next(ngx_tce_json_t *j, size_t *n, char open, char close)
+{
     ngx_tce_json_blank(j);
 
     if (*n == 0) {
-        if (j->p == j->last || *j->p != '{') {
-            return ngx_tce_json_fail(j, "an object expected");
+        if (j->p == j->last || *j->p != open) {
+            return ngx_tce_json_fail(j, open == '{' ? "an object expected"
+                                                    : "an array expected");
         }
 
         j->p++;
         ngx_tce_json_blank(j);
-
-        if (j->p < j->last && *j->p == '}') {
-            j->p++;
-            return 0;
-        }
 
     } else if (j->p < j->last && *j->p == ',') {
         j->p++;
-        ngx_tce_json_blank(j);
+        (*n)++;
+        return 1;
 
-    } else if (j->p < j->last && *j->p == '}') {
+    } else if (j->p == j->last || *j->p != close) {
+        return ngx_tce_json_fail(j, open == '{'
+                                    ? "',' or '}' expected in an object"
+                                    : "',' or ']' expected in an array");
+    }
+
+    if (j->p < j->last && *j->p == close) {
         j->p++;
         return 0;
-
-    } else {
-        return ngx_tce_json_fail(j, "',' or '}' expected in an object");
     }
+
+    (*n)++;
+
+    return 1;
+}
+
+
+/* an object key (decoded into key unless NULL) and its ':' */
+
+static int
+ngx_tce_json_key(ngx_tce_json_t *j, char *key, size_t ksize, size_t *klen)
+{
+    ngx_tce_json_blank(j);
 
     if (j->p == j->last || *j->p != '"') {
         return ngx_tce_json_fail(j, "an object key expected");
@@ -646,44 +685,8 @@ ngx_tce_json_member(ngx_tce_json_t *j, size_t *n, char *key, size_t ksize,
     }
 
     j->p++;
-    (*n)++;
 
-    return 1;
-}
-
-
-int
-ngx_tce_json_element(ngx_tce_json_t *j, size_t *n)
-{
-    ngx_tce_json_blank(j);
-
-    if (*n == 0) {
-        if (j->p == j->last || *j->p != '[') {
-            return ngx_tce_json_fail(j, "an array expected");
-        }
-
-        j->p++;
-        ngx_tce_json_blank(j);
-
-        if (j->p < j->last && *j->p == ']') {
-            j->p++;
-            return 0;
-        }
-
-    } else if (j->p < j->last && *j->p == ',') {
-        j->p++;
-
-    } else if (j->p < j->last && *j->p == ']') {
-        j->p++;
-        return 0;
-
-    } else {
-        return ngx_tce_json_fail(j, "',' or ']' expected in an array");
-    }
-
-    (*n)++;
-
-    return 1;
+    return 0;
 }
 
 
