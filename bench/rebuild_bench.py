@@ -219,6 +219,7 @@ def run_side(args, module, label, weights):
     tmp = tempfile.mkdtemp(prefix='tce-rebuild-bench-')
     procs = []
     consul = ConsulDouble(jitter=False, nice=args.double_nice,
+                          idle=bool(args.double_idle),
                           encode_cache=True).start()
 
     def start(conf_text, name):
@@ -431,6 +432,11 @@ def main():
                     help='nice value of the Consul double\'s threads '
                          '(default 19: it stands for agents and servers '
                          'on other hosts; 0 to let it compete)')
+    ap.add_argument('--double-idle', type=int, default=1,
+                    help='1 (default): the double\'s threads also in the '
+                         'SCHED_IDLE class, which nice 19 alone is not: '
+                         'a request\'s wake-up may wait for a nice 19 '
+                         'thread\'s slice to end; 0: nice only')
     ap.add_argument('--keep-tmp', action='store_true')
     ARGS = args = ap.parse_args()
 

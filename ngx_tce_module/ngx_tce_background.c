@@ -5,9 +5,15 @@
  * a schedule build of tens of milliseconds on a pool thread competes
  * for the cores with the event loops, and on a busy machine requests
  * wait behind it (the p99 of bench/rebuild_bench.py).  This worker's
- * background thread runs at nice 19: the scheduler gives it a core
- * when an event loop leaves one idle, and takes it back as soon as a
- * loop has something to do.  The work is never urgent: until a build
+ * background thread runs at nice 19 and in the SCHED_IDLE class: the
+ * scheduler gives it a core when the event loops leave one idle, and
+ * takes it back as soon as a loop wakes.  Nice 19 alone is not that: an
+ * event loop that wakes on its core may wait for the thread's slice to
+ * end (about a millisecond, EEVDF's run to parity), and a core running
+ * it does not count as idle when the kernel places a waking task
+ * (docs/architecture.md has that bench's figures).  Any thread may move
+ * itself to SCHED_IDLE without privileges.  The work is never urgent:
+ * until a build
  * is published, workers route on the schedule they had, less the
  * instances that left (docs/architecture.md).
  *
@@ -86,6 +92,9 @@ static ngx_int_t ngx_tce_background_start(ngx_tce_background_t *bg,
 static ngx_int_t ngx_tce_background_pipe(ngx_tce_background_t *bg,
     ngx_log_t *log);
 static void *ngx_tce_background_cycle(void *data);
+#if (NGX_LINUX)
+static void ngx_tce_background_lower(ngx_tce_background_t *bg);
+#endif
 static void ngx_tce_background_handler(ngx_event_t *ev);
 static void ngx_tce_background_push(ngx_tce_background_list_t *list,
     ngx_thread_task_t *task);
@@ -289,8 +298,7 @@ ngx_tce_background_cycle(void *data)
 
 #if (NGX_LINUX)
     if (bg->nice) {
-        (void) setpriority(PRIO_PROCESS, (id_t) syscall(SYS_gettid),
-                           bg->nice);
+        ngx_tce_background_lower(bg);
     }
 #endif
 
@@ -330,6 +338,24 @@ ngx_tce_background_cycle(void *data)
         (void) write(bg->fd[1], &byte, 1);
     }
 }
+
+
+#if (NGX_LINUX)
+
+/* the CPU lane's own thread: the lowest priority there is (see above) */
+
+static void
+ngx_tce_background_lower(ngx_tce_background_t *bg)
+{
+    struct sched_param  sp;
+
+    (void) setpriority(PRIO_PROCESS, (id_t) syscall(SYS_gettid), bg->nice);
+
+    ngx_memzero(&sp, sizeof(struct sched_param));
+    (void) pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+}
+
+#endif
 
 
 /* on the event loop: the finished tasks' event handlers */

@@ -702,11 +702,13 @@ class ConsulDouble:
 
     def __init__(self, host="127.0.0.1", port=0, token=None, jitter=True,
                  certfile=None, keyfile=None, max_conns_per_client=200,
-                 nice=0, encode_cache=False):
+                 nice=0, idle=False, encode_cache=False):
         self.host = host
-        # the server's threads at this nice value (benches: a remote
-        # agent's CPU is not the measured machine's)
+        # the server's threads at this nice value, and in the SCHED_IDLE
+        # class if idle (benches: a remote agent's CPU is not the
+        # measured machine's)
         self.nice = nice
+        self.idle = idle
         self.port = port
         self.token = token
         self.jitter = jitter
@@ -762,6 +764,8 @@ class ConsulDouble:
         if self.nice:
             # this thread only; the connections' threads inherit it
             os.setpriority(os.PRIO_PROCESS, 0, self.nice)
+        if self.idle:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         self.httpd.serve_forever(poll_interval=0.05)
 
     def stop(self):

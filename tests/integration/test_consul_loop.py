@@ -139,12 +139,22 @@ def applied(nginx):
                           % re.escape(SERVICE), read_from(nginx.error_log)))
 
 
-def nice_of(pid, tid):
-    """The nice value of one thread (field 19 of its stat)."""
+def stat_field(pid, tid, field):
+    """One field of a thread's stat (numbered as in proc(5))."""
     with open('/proc/%d/task/%d/stat' % (pid, tid)) as f:
         stat = f.read()
     # the command may hold spaces and parentheses: fields after the last )
-    return int(stat[stat.rindex(')') + 2:].split()[16])
+    return int(stat[stat.rindex(')') + 2:].split()[field - 3])
+
+
+def nice_of(pid, tid):
+    """The nice value of one thread (field 19 of its stat)."""
+    return stat_field(pid, tid, 19)
+
+
+def policy_of(pid, tid):
+    """The scheduling policy of one thread (field 41 of its stat)."""
+    return stat_field(pid, tid, 41)
 
 
 def threads_at_nice(pids, nice):
@@ -162,8 +172,9 @@ def threads_at_nice(pids, nice):
 
 def test_answers_parsed_at_the_lowest_priority(backend, nginx):
     """The parse (and the schedule build) run on a background thread at
-    nice 19, so that they take a core only when the event loops leave
-    one idle; the event loops stay at nginx's own priority."""
+    nice 19 and in the SCHED_IDLE class, so that they take a core only
+    when the event loops leave one idle and give it back at once when
+    one wakes; the event loops stay at nginx's own priority."""
     consul = ConsulDouble(jitter=False).start()
     try:
         consul.register(SERVICE, 'api-1', '127.0.0.1', backend.ok4[0])
@@ -179,8 +190,10 @@ def test_answers_parsed_at_the_lowest_priority(backend, nginx):
         # answer; a worker with nothing to parse starts none
         assert len(low) == 1 and low[0][0] in workers, low
         assert all(tid != pid for pid, tid in low), low
+        assert [policy_of(pid, tid) for pid, tid in low] == [os.SCHED_IDLE]
         for w in workers:
             assert nice_of(w, w) == 0
+            assert policy_of(w, w) == os.SCHED_OTHER
 
         # they do the parsing: the watcher's CPU grows with the answers
         def cpu():
