@@ -10,6 +10,9 @@
  * left (so a removal or an address change applies at once, new
  * instances and weights when the build is published, a few ms later),
  * and a group with nothing to keep goes round robin over its members.
+ * When the schedules are published, nothing else having changed, the
+ * view takes them in place (ngx_http_tce_upstream_view_attach): a change
+ * of the set costs each worker one rebuild, not two.
  */
 
 #include <ngx_config.h>
@@ -23,6 +26,8 @@
 static ngx_http_tce_upstream_view_t *ngx_http_tce_upstream_view_build(
     ngx_http_tce_upstream_srv_conf_t *ucf, ngx_http_tce_upstream_view_t *old,
     ngx_log_t *log);
+static ngx_int_t ngx_http_tce_upstream_view_attach(
+    ngx_http_tce_upstream_srv_conf_t *ucf, ngx_http_tce_upstream_view_t *view);
 static void ngx_http_tce_upstream_view_carry(
     ngx_http_tce_upstream_view_t *view, ngx_http_tce_upstream_view_t *old,
     uint32_t *xlat);
@@ -48,6 +53,11 @@ ngx_http_tce_upstream_view_get(ngx_http_tce_upstream_srv_conf_t *ucf,
     view = ucf->view;
 
     if (view && view->generation == ucf->service->generation) {
+        return view;
+    }
+
+    if (view && ngx_http_tce_upstream_view_attach(ucf, view) == NGX_OK) {
+        ngx_tce_zone_applied(ucf->zone, ucf->service, view->generation);
         return view;
     }
 
@@ -262,6 +272,80 @@ failed:
     }
 
     return NULL;
+}
+
+
+/*
+ * The set's schedules were published and nothing else changed since the
+ * view was built: each group whose schedule is there moves to it, with
+ * the same members, going on from where it was.  NGX_DECLINED when
+ * something else changed too: the view is rebuilt.
+ */
+static ngx_int_t
+ngx_http_tce_upstream_view_attach(ngx_http_tce_upstream_srv_conf_t *ucf,
+    ngx_http_tce_upstream_view_t *view)
+{
+    ngx_uint_t                        j, env;
+    ngx_atomic_uint_t                 generation;
+    ngx_tce_sched_set_t              *set;
+    ngx_tce_sched_group_t            *sg;
+    ngx_http_tce_upstream_group_t    *g;
+    ngx_http_tce_upstream_cluster_t  *cl;
+
+    set = ngx_tce_sched_zone_published(ucf->zone, ucf->service,
+                                       view->generation, &generation);
+    if (set == NULL) {
+        return NGX_DECLINED;
+    }
+
+    for (j = 0; j < view->nclusters; j++) {
+        cl = &view->clusters[j];
+
+        for (env = 0; env < NGX_TCE_NENVS; env++) {
+            g = &cl->env[env];
+
+            if (g->nmembers == 0 || g->set == set) {
+                continue;
+            }
+
+            sg = ngx_tce_sched_set_group(set, &cl->name, env);
+
+            if (sg == NULL || sg->nmembers != g->nmembers || sg->len == 0) {
+                /* as a rebuild would: what the group had meanwhile */
+                continue;
+            }
+
+            ngx_tce_sched_hold(ucf->zone, set);
+
+            if (g->set) {
+                ngx_tce_sched_release(ucf->zone, g->set);
+            }
+
+            if (g->own_map) {
+                ngx_free(g->own_map);
+                g->own_map = NULL;
+            }
+
+            g->pos = g->len ? g->pos % sg->len
+                            : (uint32_t) ((uint64_t) ngx_worker * sg->len
+                                          / ngx_http_tce_upstream_nworkers());
+            g->set = set;
+            g->chunks = sg->chunks;
+            g->len = sg->len;
+            g->map = g->members;
+            g->nmap = (uint32_t) g->nmembers;
+        }
+    }
+
+    ngx_tce_sched_release(ucf->zone, set);
+
+    view->generation = generation;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "tce view of \"%V\": schedules of generation %uA "
+                   "taken in place", &ucf->service_name, generation);
+
+    return NGX_OK;
 }
 
 

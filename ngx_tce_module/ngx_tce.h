@@ -73,6 +73,9 @@ struct ngx_tce_service_s {
     ngx_tce_sched_set_t        *sched;       /* NULL: not (yet) built */
     ngx_uint_t                  sched_state;
     ngx_uint_t                  sched_serial;  /* bumped per new set */
+    ngx_atomic_uint_t           sched_generation;  /* the generation
+                                                      their publication
+                                                      made */
 
     /* the generation of each worker's view (ngx_tce_applied.c) */
     ngx_tce_applied_t          *applied;

@@ -572,6 +572,7 @@ ngx_tce_sched_job_publish(ngx_tce_sched_job_t *job)
 
     /* the workers' views move to it at their next request */
     svc->generation++;
+    svc->sched_generation = svc->generation;
 
     ngx_shmtx_unlock(&pool->mutex);
 
@@ -761,6 +762,32 @@ ngx_tce_sched_zone_get(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         if (set) {
             set->refs++;
         }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return set;
+}
+
+
+ngx_tce_sched_set_t *
+ngx_tce_sched_zone_published(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
+    ngx_atomic_uint_t from, ngx_atomic_uint_t *generation)
+{
+    ngx_tce_sched_set_t  *set;
+
+    set = NULL;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (svc->generation == from + 1
+        && svc->sched_generation == svc->generation
+        && svc->sched_state == NGX_TCE_SCHED_READY
+        && svc->sched != NULL)
+    {
+        set = svc->sched;
+        set->refs++;
+        *generation = svc->generation;
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);

@@ -83,6 +83,16 @@ ngx_tce_sched_set_t *ngx_tce_sched_zone_get(ngx_tce_zone_t *zone,
     ngx_tce_service_t *svc, ngx_atomic_uint_t generation,
     ngx_uint_t *state);
 
+/*
+ * The service's schedules if their publication is the only change since
+ * that generation (the set and its policies are the same): a reference,
+ * as ngx_tce_sched_zone_get's, and in *generation the one they made.
+ * NULL otherwise.  A view takes them in place, without a rebuild.
+ */
+ngx_tce_sched_set_t *ngx_tce_sched_zone_published(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, ngx_atomic_uint_t from,
+    ngx_atomic_uint_t *generation);
+
 /* 1 while this process has builds queued (they hold their service) */
 ngx_uint_t ngx_tce_sched_zone_pending(void);
 

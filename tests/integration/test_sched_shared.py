@@ -7,6 +7,7 @@ a zone too small for a schedule falls back to one per worker."""
 import os
 import random
 import sys
+import threading
 from collections import Counter
 
 import pytest
@@ -78,6 +79,67 @@ def test_change_applies_exact_weights(backend, nginx, consul):
     # and it stays so: the published schedule, not a stopgap
     for _ in range(3):
         assert window_is(nginx, {node + 'a': 5, node + 'b': 7})
+
+
+def test_schedule_published_under_load_reaches_new_instances(
+        backend, nginx, consul):
+    # Requests that come while the new set's schedule is being built are
+    # routed on the old one less the instances that left; when it is
+    # published, the view takes it in place (nothing else changed): from
+    # then on the instances that came get their weights' share.
+    rnd = random.Random(11)
+    weights = {}
+    for i in range(400):
+        sid = ('old%03d' if i < 200 else 'new%03d') % (i % 200)
+        weights[sid] = rnd.randint(1, 1000)
+        consul.register(SERVICE, sid, '127.0.0.1', backend.ok4[i % 4],
+                        weight=weights[sid],
+                        status='passing' if i < 200 else 'critical')
+    debug_log = os.path.join(nginx.dir, 'debug.log')
+    nginx.configure(upstreams=UPSTREAM, state=False, workers=1,
+                    location=LOCATION, zone='tce_zone tce 8m;',
+                    main_extra='error_log %s debug;\n' % debug_log,
+                    http_extra='    tce_consul %s wait=2s;\n' % consul.url)
+    nginx.start()
+    wait_for(lambda: nginx.get('/').status == 200, 10 * conftest.SLOW,
+             what='service routed')
+    in_place = 'taken in place'
+    before = conftest.read_from(debug_log).count(in_place)
+
+    # a steady stream of requests while the 200 come back in one change
+    stop = threading.Event()
+    errors = []
+
+    def stream():
+        while not stop.is_set():
+            if nginx.get('/').status != 200:
+                errors.append(1)
+
+    t = threading.Thread(target=stream)
+    t.start()
+    try:
+        assert consul.set_checks([('service:new%03d' % i, 'passing')
+                                  for i in range(200)])
+        wait_for(lambda: len(nginx.status()['services'][SERVICE]
+                             ['instances']) == 400
+                 and conftest.read_from(debug_log).count(in_place)
+                 > before, 10 * conftest.SLOW,
+                 what='the new schedule taken in place under load')
+    finally:
+        stop.set()
+        t.join()
+    assert not errors
+
+    # a window of consecutive picks: each instance within two picks of
+    # its share of any window, and the newcomers' errors do not all lean
+    # one way: together they come near theirs (none if left out)
+    n = 1000
+    got = Counter(picks(nginx, n))
+    share = n * sum(w for k, w in weights.items() if k.startswith('new')) \
+        / sum(weights.values())
+    came = sum(c for k, c in got.items() if k.split('/')[-1]
+               .startswith('new'))
+    assert abs(came - share) <= 0.2 * share, (came, share)
 
 
 def test_build_runs_on_the_thread_pool(backend, nginx, consul):
