@@ -290,7 +290,7 @@ def run_side(args, module, label, weights):
         for _ in range(args.pairs):
             for phase in ('quiet', 'flapping'):
                 planned, last = [], None
-                if phase == 'flapping':
+                if phase == 'flapping' and args.flap == 'status':
                     planned = plan(int(args.seconds / args.interval) + 5)
                     if args.double_cache:
                         consul.prewarm(SERVICE, planned)
@@ -301,7 +301,13 @@ def run_side(args, module, label, weights):
                 t_next = time.monotonic()
                 t_end = t_next + args.seconds
                 while time.monotonic() < t_end:
-                    if phase == 'flapping':
+                    if phase == 'flapping' and args.flap == 'output':
+                        # the answers change, the set does not
+                        consul.set_check('service:i%04d'
+                                         % rnd.randrange(len(weights)),
+                                         'passing', output='%d' % changes)
+                        changes += 1
+                    elif phase == 'flapping':
                         if not planned:
                             planned = plan(1)
                         last = planned.pop(0)
@@ -437,6 +443,15 @@ def main():
                          'SCHED_IDLE class, which nice 19 alone is not: '
                          'a request\'s wake-up may wait for a nice 19 '
                          'thread\'s slice to end; 0: nice only')
+    ap.add_argument('--flap', choices=('status', 'output'),
+                    default='status',
+                    help='status (default): each change takes one '
+                         'instance out of ?passing answers and brings the '
+                         'previous one back; output: each change only '
+                         'rewrites a passing check\'s output, so answers '
+                         'change and the set does not (what receiving '
+                         'and parsing cost alone; no answers computed '
+                         'in advance)')
     ap.add_argument('--keep-tmp', action='store_true')
     ARGS = args = ap.parse_args()
 
