@@ -25,6 +25,12 @@ Figures, per phase (all pairs together):
      other than the watcher's this is the whole cost of absorbing a
      change, view rebuild included (target: under 1 ms); the watcher's
      is printed apart.
+--trace also prints, for the flapping requests slower than the quiet
+p99 + 0.5 ms, when they started after the change before them: which
+part of a change's life (the answer, the parse, the build, the
+publication) slows requests.
+--flap output makes each change rewrite a passing check's output only
+(the answers change, the set does not).
 --baseline MODULE runs the same phases against another build (e.g. one
 made before schedules were shared) in the same run, for the ratio.
 
@@ -34,6 +40,7 @@ made before schedules were shared) in the same run, for the ratio.
 """
 
 import argparse
+import bisect
 import http.client
 import multiprocessing
 import os
@@ -55,6 +62,9 @@ from consul_double import ConsulDouble  # noqa: E402
 
 
 SERVICE = 'bench.rebuild.api'
+
+# --trace: when requests started, counted from the change before them
+TRACE_BINS = (0, 1, 2, 5, 10, 20, 30, 40, 60, 100)
 
 # one port on every loopback address: instance i is 127.0.x.y:port
 BACKEND = """\
@@ -150,7 +160,9 @@ class Load:
     """Steady light load from a child process (the Consul double's JSON
     encoding holds this process's GIL for milliseconds per change): it
     runs --clients threads, each on its own keepalive connection, one
-    request every ~2 ms, and records (latency, worker)."""
+    request every ~2 ms, and records (latency, worker, start), start on
+    time.perf_counter()'s clock (CLOCK_MONOTONIC, shared with the
+    bench process)."""
 
     def __init__(self, port, clients):
         self.port = port
@@ -200,7 +212,7 @@ class Load:
             dt = time.perf_counter() - t0
             with self.lock:
                 if ok:
-                    self.samples.append((dt, worker))
+                    self.samples.append((dt, worker, t0))
                 else:
                     self.errors += 1
             time.sleep(0.002)
@@ -270,6 +282,7 @@ def run_side(args, module, label, weights):
         double_cpu = {'quiet': 0.0, 'flapping': 0.0}
         errors = {'quiet': 0, 'flapping': 0}
         changes = 0
+        change_times = []
         rnd = random.Random(7)
         down = None
 
@@ -312,6 +325,7 @@ def run_side(args, module, label, weights):
                             planned = plan(1)
                         last = planned.pop(0)
                         consul.set_checks(last)
+                        change_times.append(time.perf_counter())
                         changes += 1
                     t_next += args.interval
                     time.sleep(max(0.0, t_next - time.monotonic()))
@@ -332,6 +346,8 @@ def run_side(args, module, label, weights):
         load.finish()
         if down is not None:
             consul.set_check('service:i%04d' % down, 'passing')
+        if args.trace:
+            trace(phases, change_times)
         return report(label, phases, cpu_delta, errors, changes, workers,
                       thr_delta, double_cpu)
     finally:
@@ -350,14 +366,39 @@ def run_side(args, module, label, weights):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def trace(phases, change_times):
+    """Flapping requests slower than the quiet p99 + 0.5 ms, by when they
+    started after the change before them: where in a change's life the
+    slow ones are (the parse, the build, the publication...)."""
+    q = sorted(x[0] for x in phases['quiet'])
+    bound = q[int(0.99 * (len(q) - 1))] + 0.0005
+    ct = sorted(change_times)
+    rows = {}
+    for dt, worker, t0 in phases['flapping']:
+        i = bisect.bisect_right(ct, t0) - 1
+        if i < 0:
+            continue
+        k = bisect.bisect_right(TRACE_BINS, (t0 - ct[i]) * 1000) - 1
+        n, slow = rows.get(k, (0, 0))
+        rows[k] = (n + 1, slow + (dt > bound))
+    print('  trace: flapping requests slower than the quiet p99 + 0.5 ms '
+          '(%.2f ms), by when they started after a change:' % (bound * 1000))
+    for k in sorted(rows):
+        hi = ('%g' % TRACE_BINS[k + 1] if k + 1 < len(TRACE_BINS)
+              else '')
+        n, slow = rows[k]
+        print('    %3g-%-3s ms: %5d of %6d (%.2f%%)'
+              % (TRACE_BINS[k], hi, slow, n, 100.0 * slow / n))
+
+
 def report(label, phases, cpu_delta, errors, changes, workers, thr_delta,
            double_cpu):
     # CPU a worker spent because of the changes: its flapping CPU less
     # what its quiet CPU per request says its requests cost
     extra = {}
     for w in workers:
-        nq = sum(1 for _, x in phases['quiet'] if x == w)
-        nf = sum(1 for _, x in phases['flapping'] if x == w)
+        nq = sum(1 for x in phases['quiet'] if x[1] == w)
+        nf = sum(1 for x in phases['flapping'] if x[1] == w)
         per_req = cpu_delta['quiet'][w] / nq if nq else 0.0
         extra[w] = cpu_delta['flapping'][w] - per_req * nf
     # the watcher's worker: the one that spent the most, its thread pool
@@ -375,7 +416,7 @@ def report(label, phases, cpu_delta, errors, changes, workers, thr_delta,
                          ('other workers', lambda w: w != watcher)):
         row = {}
         for phase in ('quiet', 'flapping'):
-            lat = [d for d, w in phases[phase] if pick(w)]
+            lat = [x[0] for x in phases[phase] if pick(x[1])]
             if not lat:
                 continue
             row[phase] = (1000 * percentile(lat, 0.5),
@@ -452,6 +493,9 @@ def main():
                          'change and the set does not (what receiving '
                          'and parsing cost alone; no answers computed '
                          'in advance)')
+    ap.add_argument('--trace', action='store_true',
+                    help='also print the share of slow requests by when '
+                         'they started after a change')
     ap.add_argument('--keep-tmp', action='store_true')
     ARGS = args = ap.parse_args()
 
