@@ -40,6 +40,20 @@ def start(nginx, consul, zone='tce_zone tce 1m;', workers=1):
     nginx.start()
 
 
+def start_debug(nginx, consul, workers, zone):
+    """start() with a debug log (nginx of the distribution has
+    --with-debug), once the service routes; returns the log's path."""
+    debug_log = os.path.join(nginx.dir, 'debug.log')
+    nginx.configure(upstreams=UPSTREAM, state=False, workers=workers,
+                    location=LOCATION, zone='tce_zone tce %s;' % zone,
+                    main_extra='error_log %s debug;\n' % debug_log,
+                    http_extra='    tce_consul %s wait=2s;\n' % consul.url)
+    nginx.start()
+    wait_for(lambda: nginx.get('/').status == 200, 10 * conftest.SLOW,
+             what='service routed')
+    return debug_log
+
+
 def picks(nginx, n):
     """Instance ids of n consecutive requests (one worker)."""
     out = []
@@ -95,14 +109,7 @@ def test_schedule_published_under_load_reaches_new_instances(
         consul.register(SERVICE, sid, '127.0.0.1', backend.ok4[i % 4],
                         weight=weights[sid],
                         status='passing' if i < 200 else 'critical')
-    debug_log = os.path.join(nginx.dir, 'debug.log')
-    nginx.configure(upstreams=UPSTREAM, state=False, workers=1,
-                    location=LOCATION, zone='tce_zone tce 8m;',
-                    main_extra='error_log %s debug;\n' % debug_log,
-                    http_extra='    tce_consul %s wait=2s;\n' % consul.url)
-    nginx.start()
-    wait_for(lambda: nginx.get('/').status == 200, 10 * conftest.SLOW,
-             what='service routed')
+    debug_log = start_debug(nginx, consul, workers=1, zone='8m')
     in_place = 'taken in place'
     before = conftest.read_from(debug_log).count(in_place)
 
@@ -150,14 +157,7 @@ def test_build_runs_on_the_thread_pool(backend, nginx, consul):
     for i in range(200):
         consul.register(SERVICE, 'i%03d' % i, '127.0.0.1',
                         backend.ok4[i % 4], weight=rnd.randint(1, 1000))
-    debug_log = os.path.join(nginx.dir, 'debug.log')
-    nginx.configure(upstreams=UPSTREAM, state=False, workers=2,
-                    location=LOCATION, zone='tce_zone tce 4m;',
-                    main_extra='error_log %s debug;\n' % debug_log,
-                    http_extra='    tce_consul %s wait=2s;\n' % consul.url)
-    nginx.start()
-    wait_for(lambda: nginx.get('/').status == 200, 10 * conftest.SLOW,
-             what='service routed')
+    debug_log = start_debug(nginx, consul, workers=2, zone='4m')
 
     line = 'schedules of "%s" built on a thread' % SERVICE
 
