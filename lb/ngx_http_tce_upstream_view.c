@@ -41,7 +41,7 @@ static ngx_uint_t ngx_http_tce_upstream_view_member(
     ngx_uint_t env);
 static void ngx_http_tce_upstream_view_free(
     ngx_http_tce_upstream_view_t *view);
-static ngx_uint_t ngx_http_tce_upstream_nworkers(void);
+static uint32_t ngx_http_tce_upstream_view_spread(uint32_t len);
 
 
 ngx_http_tce_upstream_view_t *
@@ -327,8 +327,7 @@ ngx_http_tce_upstream_view_attach(ngx_http_tce_upstream_srv_conf_t *ucf,
             }
 
             g->pos = g->len ? g->pos % sg->len
-                            : (uint32_t) ((uint64_t) ngx_worker * sg->len
-                                          / ngx_http_tce_upstream_nworkers());
+                            : ngx_http_tce_upstream_view_spread(sg->len);
             g->set = set;
             g->chunks = sg->chunks;
             g->len = sg->len;
@@ -505,9 +504,7 @@ ngx_http_tce_upstream_view_group(ngx_http_tce_upstream_srv_conf_t *ucf,
         g->scan = og->scan % n;
 
     } else {
-        g->pos = g->len ? (uint32_t) ((uint64_t) ngx_worker * g->len
-                                      / ngx_http_tce_upstream_nworkers())
-                        : 0;
+        g->pos = ngx_http_tce_upstream_view_spread(g->len);
         g->scan = ngx_worker % n;
     }
 
@@ -516,12 +513,14 @@ ngx_http_tce_upstream_view_group(ngx_http_tce_upstream_srv_conf_t *ucf,
 
 
 /*
- * Workers spread their start evenly over the cycle (the first request of
- * every worker must not go to the same instance).
+ * This worker's start in a cycle of len entries: workers spread their
+ * start evenly over it (the first request of every worker must not go
+ * to the same instance).
  */
-static ngx_uint_t
-ngx_http_tce_upstream_nworkers(void)
+static uint32_t
+ngx_http_tce_upstream_view_spread(uint32_t len)
 {
+    ngx_uint_t        nworkers;
     ngx_core_conf_t  *ccf;
 
     ccf = (ngx_core_conf_t *) ngx_get_conf(ngx_cycle->conf_ctx,
@@ -530,10 +529,13 @@ ngx_http_tce_upstream_nworkers(void)
     if (ccf == NULL || ccf->worker_processes < 1
         || ngx_worker >= (ngx_uint_t) ccf->worker_processes)
     {
-        return ngx_worker + 1;
+        nworkers = ngx_worker + 1;
+
+    } else {
+        nworkers = ccf->worker_processes;
     }
 
-    return ccf->worker_processes;
+    return (uint32_t) ((uint64_t) ngx_worker * len / nworkers);
 }
 
 

@@ -13,9 +13,8 @@
  * it does not count as idle when the kernel places a waking task
  * (docs/architecture.md has that bench's figures).  Any thread may move
  * itself to SCHED_IDLE without privileges.  The work is never urgent:
- * until a build
- * is published, workers route on the schedule they had, less the
- * instances that left (docs/architecture.md).
+ * until a build is published, workers route on the schedule they had,
+ * less the instances that left (docs/architecture.md).
  *
  * A second lane, at the workers' own priority, takes the disk writes
  * (snapshots, the state file, the audit log): they wait on the disk,
