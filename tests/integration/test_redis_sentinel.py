@@ -112,8 +112,11 @@ def test_failover_under_writes_loses_no_accepted_write(nginx, nginx_b,
         # master comes back, Sentinel makes it the new one's replica,
         # and writes are accepted again on each node
         ha.master.start()
+        # Sentinel turns a returning master into a replica once its INFO
+        # (every 10 s outside a failover) shows it as a master: one or
+        # two periods, then the sync; 30 s was missed once in a full run
         wait_for(lambda: 'connected_slaves:1'
-                 in ha.replica.cmd('INFO', 'replication'), 30,
+                 in ha.replica.cmd('INFO', 'replication'), 60,
                  what='the old master to replicate the new one')
         wait_for(lambda: w.count(200, killed, 0) >= 3
                  and w.count(200, killed, 1) >= 3, 20,
