@@ -437,8 +437,8 @@ def redis_kill(run, rng):
 def sentinel_failover(run, rng):
     """A Sentinel failover: the master killed, the sentinels elect the
     replica, both front door nodes follow it (their fleet status names
-    the new master); the old master started again, made a replica of
-    the new one by Sentinel."""
+    the new master); the old master started again as a replica of the
+    new one."""
     ha = run.redis
     with run.redis_lock:
         old = redis_master(run)
@@ -465,10 +465,13 @@ def sentinel_failover(run, rng):
         if ok:
             run.event('sentinel failover: %s master, both nodes follow '
                       '(%.1f s)' % (addr, time.monotonic() - t))
+        # the old master comes back as the new one's replica, as an
+        # operator restarts it (Sentinel alone takes two INFO periods of
+        # 10 s, or more in its TILT mode); the new master may delay a
+        # diskless sync (5 s); the Redis kills of other actions wait for
+        # the lock
+        old.extra = ['--replicaof', '127.0.0.1', str(new.port)]
         old.start()
-        # Sentinel converts the old master only once it sees it back
-        # (its INFO period, 10 s), then the new master delays a diskless
-        # sync (5 s); the Redis kills of other actions wait for the lock
         ok = wait_until(run, lambda: 'connected_slaves:1' in new.cmd(
             'INFO', 'replication'), 60,
             ':%d replicating the new master' % old.port) and ok
