@@ -41,6 +41,9 @@ static ngx_uint_t ngx_http_tce_upstream_view_member(
     ngx_uint_t env);
 static void ngx_http_tce_upstream_view_free(
     ngx_http_tce_upstream_view_t *view);
+static ngx_int_t ngx_http_tce_upstream_view_masked(
+    ngx_http_tce_upstream_view_t *view, ngx_http_tce_upstream_group_t *g,
+    ngx_tce_sched_group_t *sg, ngx_log_t *log);
 static uint32_t ngx_http_tce_upstream_view_spread(uint32_t len);
 
 
@@ -420,6 +423,7 @@ ngx_http_tce_upstream_view_group(ngx_http_tce_upstream_srv_conf_t *ucf,
     ngx_tce_sched_set_t *set, uint32_t *xlat, ngx_log_t *log)
 {
     uint32_t                           x;
+    ngx_int_t                          rc;
     ngx_uint_t                         i, n;
     ngx_tce_sched_group_t             *sg;
     ngx_http_tce_upstream_group_t     *g, *og;
@@ -462,6 +466,23 @@ ngx_http_tce_upstream_view_group(ngx_http_tce_upstream_srv_conf_t *ucf,
         g->len = sg->len;
         g->map = g->members;
         g->nmap = (uint32_t) n;
+
+    } else if (sg && sg->len && sg->members
+               && (rc = ngx_http_tce_upstream_view_masked(view, g, sg, log))
+                  != NGX_DECLINED)
+    {
+        /* the schedule of an earlier set the service keeps: by id */
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        ngx_tce_sched_hold(ucf->zone, set);
+        g->set = set;
+        g->chunks = sg->chunks;
+        g->len = sg->len;
+        g->map = g->own_map;
+        g->nmap = sg->nmembers;
 
     } else if (og && og->len) {
 
@@ -507,6 +528,62 @@ ngx_http_tce_upstream_view_group(ngx_http_tce_upstream_srv_conf_t *ucf,
         g->pos = ngx_http_tce_upstream_view_spread(g->len);
         g->scan = ngx_worker % n;
     }
+
+    return NGX_OK;
+}
+
+
+/*
+ * g->own_map for a schedule the service kept from an earlier set
+ * (ngx_tce_sched_zone_changed_locked): member p of the cycle is the
+ * group's member of the same id, or NGX_HTTP_TCE_UPSTREAM_GONE (masked:
+ * its entries are skipped).  Both lists are in id order: one merge.
+ * The zone checked that every member of the group is in the cycle;
+ * NGX_DECLINED if one is not all the same (the group then routes as
+ * while a build runs).
+ */
+static ngx_int_t
+ngx_http_tce_upstream_view_masked(ngx_http_tce_upstream_view_t *view,
+    ngx_http_tce_upstream_group_t *g, ngx_tce_sched_group_t *sg,
+    ngx_log_t *log)
+{
+    int                      c;
+    uint32_t                *map, p, q;
+    ngx_tce_sched_member_t  *m;
+
+    map = ngx_alloc(sg->nmembers * sizeof(uint32_t), log);
+    if (map == NULL) {
+        return NGX_ERROR;
+    }
+
+    q = 0;
+
+    for (p = 0; p < sg->nmembers; p++) {
+        m = ngx_tce_sched_member(sg, p);
+        map[p] = NGX_HTTP_TCE_UPSTREAM_GONE;
+
+        if (q == g->nmembers) {
+            continue;
+        }
+
+        c = ngx_strcmp(view->peers[g->members[q]].inst.id, m->id);
+
+        if (c == 0) {
+            map[p] = g->members[q++];
+        }
+    }
+
+    if (q != g->nmembers) {
+        /* not the set the zone checked: must not happen */
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "tce: %uD of %uD instances of a group not in its "
+                      "schedule", (uint32_t) g->nmembers - q,
+                      (uint32_t) g->nmembers);
+        ngx_free(map);
+        return NGX_DECLINED;
+    }
+
+    g->own_map = map;
 
     return NGX_OK;
 }

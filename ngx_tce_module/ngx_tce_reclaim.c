@@ -447,6 +447,7 @@ static void
 ngx_tce_reclaim_unlink_locked(ngx_tce_zone_t *zone, ngx_tce_reclaim_sh_t *rs,
     ngx_tce_service_t *svc)
 {
+    ngx_uint_t           masked;
     ngx_tce_service_t  **link;
 
     for (link = &zone->sh->services; *link; link = &(*link)->next) {
@@ -468,7 +469,7 @@ ngx_tce_reclaim_unlink_locked(ngx_tce_zone_t *zone, ngx_tce_reclaim_sh_t *rs,
 
     zone->sh->nservices--;
 
-    ngx_tce_sched_zone_changed_locked(zone, svc);
+    (void) ngx_tce_sched_zone_changed_locked(zone, svc, NULL, 0, &masked);
 
     /* readers that come back to their loop after this see a later one */
     svc->retired = (uint32_t) rs->epoch++;

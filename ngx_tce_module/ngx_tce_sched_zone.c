@@ -59,10 +59,20 @@ typedef struct {
     ngx_uint_t                  env;
     uint32_t                    nmembers;
     uint32_t                   *w;          /* nmembers weights */
+    ngx_tce_sched_member_t     *m;          /* and ids */
+    uint64_t                    wsum;
     uint32_t                    len;
     uint32_t                   *seq;        /* len entries, malloc */
     ngx_tce_sched_build_t      *build;
 } ngx_tce_sched_plan_group_t;
+
+
+/* a group's part of a new set, while checking it against the cycles */
+typedef struct {
+    ngx_uint_t                  pos;        /* next member to compare */
+    ngx_uint_t                  members;    /* in the new set */
+    uint64_t                    weight;     /* theirs */
+} ngx_tce_sched_kept_t;
 
 
 typedef struct {
@@ -75,6 +85,7 @@ typedef struct {
     ngx_uint_t                  cur;        /* group being built */
     ngx_tce_sched_plan_group_t *groups;
     uint32_t                   *weights;    /* all groups' w */
+    ngx_tce_sched_member_t     *members;    /* all groups' m */
     ngx_uint_t                  threaded;   /* handed to the thread */
     ngx_uint_t                  orphaned;   /* cancelled while there */
     volatile ngx_uint_t         done;       /* the thread's last write */
@@ -84,14 +95,19 @@ typedef struct {
 } ngx_tce_sched_job_t;
 
 
+static ngx_uint_t ngx_tce_sched_covers_locked(ngx_tce_sched_set_t *set,
+    const ngx_tce_instance_t *inst, ngx_uint_t n, ngx_uint_t *masked);
 static ngx_tce_sched_job_t *ngx_tce_sched_plan(const ngx_tce_instance_t *inst,
     ngx_uint_t n, ngx_log_t *log);
+static ngx_uint_t ngx_tce_sched_job_short(ngx_tce_sched_job_t *job);
 static ngx_int_t ngx_tce_sched_job_run(ngx_tce_sched_job_t *job,
     uint32_t max);
 static void ngx_tce_sched_job_free(ngx_tce_sched_job_t *job);
 static void ngx_tce_sched_job_publish(ngx_tce_sched_job_t *job);
 static ngx_tce_sched_set_t *ngx_tce_sched_copy_locked(ngx_slab_pool_t *pool,
     ngx_tce_sched_job_t *job);
+static ngx_int_t ngx_tce_sched_members_copy_locked(ngx_slab_pool_t *pool,
+    ngx_tce_sched_group_t *sg, ngx_tce_sched_plan_group_t *g);
 static void ngx_tce_sched_free_locked(ngx_slab_pool_t *pool,
     ngx_tce_sched_set_t *set);
 static void ngx_tce_sched_local_free(ngx_tce_sched_set_t *set);
@@ -115,13 +131,24 @@ static ngx_queue_t   ngx_tce_sched_orphans;
 static ngx_event_t   ngx_tce_sched_event;
 
 
-void
+ngx_uint_t
 ngx_tce_sched_zone_changed_locked(ngx_tce_zone_t *zone,
-    ngx_tce_service_t *svc)
+    ngx_tce_service_t *svc, const ngx_tce_instance_t *inst, ngx_uint_t n,
+    ngx_uint_t *masked)
 {
     ngx_tce_sched_set_t  *set;
 
     set = svc->sched;
+    *masked = 0;
+
+    svc->sched_serial++;
+
+    if (set && n && svc->sched_state == NGX_TCE_SCHED_READY
+        && ngx_tce_sched_covers_locked(set, inst, n, masked))
+    {
+        /* kept: views skip the entries of what the new set lacks */
+        return 0;
+    }
 
     if (set) {
         set->retired = 1;
@@ -132,9 +159,107 @@ ngx_tce_sched_zone_changed_locked(ngx_tce_zone_t *zone,
     }
 
     svc->sched = NULL;
-    svc->sched_serial++;
-    svc->sched_state = svc->ninstances ? NGX_TCE_SCHED_BUILDING
-                                       : NGX_TCE_SCHED_EMPTY;
+    svc->sched_state = n ? NGX_TCE_SCHED_BUILDING : NGX_TCE_SCHED_EMPTY;
+
+    return n != 0;
+}
+
+
+/*
+ * Whether the set's cycles can route inst[0..n-1] (sorted by id): each
+ * routable instance is a member of its group's cycle with the same
+ * weight, and the members a group lacks are few and light (*masked:
+ * the most in a group).  Both lists are in id order: one merge per
+ * group, O(n + members).
+ */
+static ngx_uint_t
+ngx_tce_sched_covers_locked(ngx_tce_sched_set_t *set,
+    const ngx_tce_instance_t *inst, ngx_uint_t n, ngx_uint_t *masked)
+{
+    int                      c;
+    uint32_t                 w;
+    ngx_uint_t               i, j, ok;
+    ngx_tce_sched_kept_t    *kept, *kg;
+    ngx_tce_sched_group_t   *sg;
+    ngx_tce_sched_member_t  *m;
+
+    kept = ngx_calloc(set->ngroups * sizeof(ngx_tce_sched_kept_t),
+                      ngx_cycle->log);
+    if (kept == NULL) {
+        return 0;
+    }
+
+    ok = 0;
+
+    for (i = 0; i < n; i++) {
+        w = ngx_tce_instance_weight(&inst[i]);
+
+        if (w == 0) {
+            continue;
+        }
+
+        for (j = 0; j < set->ngroups; j++) {
+            sg = &set->groups[j];
+
+            if (sg->env == inst[i].env
+                && ngx_strcmp(sg->cluster, inst[i].cluster) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j == set->ngroups || sg->members == NULL) {
+            goto done;              /* a group the cycles do not have */
+        }
+
+        /* the members before it in id order are masked */
+
+        kg = &kept[j];
+        c = -1;
+        m = NULL;
+
+        while (kg->pos < sg->nmembers) {
+            m = ngx_tce_sched_member(sg, kg->pos);
+            c = ngx_strcmp(m->id, inst[i].id);
+
+            if (c >= 0) {
+                break;
+            }
+
+            kg->pos++;
+        }
+
+        if (c != 0 || m->weight != w) {
+            goto done;              /* new to the cycle, or reweighted */
+        }
+
+        kg->pos++;
+        kg->members++;
+        kg->weight += w;
+    }
+
+    *masked = 0;
+
+    for (j = 0; j < set->ngroups; j++) {
+        sg = &set->groups[j];
+        kg = &kept[j];
+
+        if (sg->nmembers - kg->members > NGX_TCE_SCHED_MASK_MAX
+            || (sg->wsum - kg->weight) * 8 > sg->wsum)
+        {
+            goto done;              /* too much skipped: build anew */
+        }
+
+        *masked = ngx_max(*masked, sg->nmembers - kg->members);
+    }
+
+    ok = 1;
+
+done:
+
+    ngx_free(kept);
+
+    return ok;
 }
 
 
@@ -178,6 +303,22 @@ ngx_tce_sched_zone_request(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
 
         /* the master keeps no lists for builds it will not make */
         ngx_tce_sched_spare_free();
+        return;
+    }
+
+    /* a build no longer than a slice, here and now: published at once */
+
+    if (ngx_tce_sched_job_short(job)) {
+        ngx_tce_sched_zone_cancel(svc);
+
+        (void) ngx_tce_sched_job_run(job, (uint32_t) -1);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_CORE, job->log, 0,
+                       "tce: schedules of \"%s\" built at once",
+                       svc->name);
+
+        ngx_tce_sched_job_publish(job);
+        ngx_tce_sched_job_free(job);
         return;
     }
 
@@ -413,8 +554,11 @@ ngx_tce_sched_plan(const ngx_tce_instance_t *inst, ngx_uint_t n,
     job->log = log;
     job->groups = ngx_calloc(n * sizeof(ngx_tce_sched_plan_group_t), log);
     job->weights = ngx_alloc(n * sizeof(uint32_t), log);
+    job->members = ngx_alloc(n * sizeof(ngx_tce_sched_member_t), log);
 
-    if (job->groups == NULL || job->weights == NULL) {
+    if (job->groups == NULL || job->weights == NULL
+        || job->members == NULL)
+    {
         goto failed;
     }
 
@@ -450,6 +594,7 @@ ngx_tce_sched_plan(const ngx_tce_instance_t *inst, ngx_uint_t n,
 
     for (j = 0; j < job->ngroups; j++) {
         job->groups[j].w = job->weights + m;
+        job->groups[j].m = job->members + m;
         off[j] = 0;
         m += job->groups[j].nmembers;
     }
@@ -458,7 +603,12 @@ ngx_tce_sched_plan(const ngx_tce_instance_t *inst, ngx_uint_t n,
         if (gid[i] != (uint32_t) -1) {
             g = &job->groups[gid[i]];
             w = ngx_tce_instance_weight(&inst[i]);
-            g->w[off[gid[i]]++] = w;
+            g->w[off[gid[i]]] = w;
+            g->m[off[gid[i]]].weight = w;
+            ngx_cpystrn((u_char *) g->m[off[gid[i]]].id,
+                        (u_char *) inst[i].id, NGX_TCE_ID_LEN);
+            g->wsum += w;
+            off[gid[i]]++;
         }
     }
 
@@ -484,6 +634,27 @@ failed:
     }
 
     return NULL;
+}
+
+
+/*
+ * 1 if the job's cycles hold at most NGX_TCE_SCHED_SLICE entries in all
+ * (a cycle is at most its weights' sum long): a fraction of a
+ * millisecond, less than waiting for the background thread.
+ */
+static ngx_uint_t
+ngx_tce_sched_job_short(ngx_tce_sched_job_t *job)
+{
+    uint64_t    total;
+    ngx_uint_t  j;
+
+    total = 0;
+
+    for (j = 0; j < job->ngroups; j++) {
+        total += job->groups[j].wsum;
+    }
+
+    return total <= NGX_TCE_SCHED_SLICE;
 }
 
 
@@ -609,6 +780,11 @@ ngx_tce_sched_copy_locked(ngx_slab_pool_t *pool, ngx_tce_sched_job_t *job)
         ngx_memcpy(sg->cluster, g->cluster, NGX_TCE_CLUSTER_LEN);
         sg->env = g->env;
         sg->nmembers = g->nmembers;
+        sg->wsum = g->wsum;
+
+        if (ngx_tce_sched_members_copy_locked(pool, sg, g) != NGX_OK) {
+            goto failed;
+        }
 
         sg->len = g->len;
         nchunks = (g->len + NGX_TCE_SCHED_CHUNK - 1)
@@ -646,6 +822,40 @@ failed:
 }
 
 
+/* the group's member ids and weights into the zone, in pages */
+static ngx_int_t
+ngx_tce_sched_members_copy_locked(ngx_slab_pool_t *pool,
+    ngx_tce_sched_group_t *sg, ngx_tce_sched_plan_group_t *g)
+{
+    uint32_t  c, npages, k;
+
+    npages = (g->nmembers + NGX_TCE_SCHED_MEMBERS_PAGE - 1)
+             / NGX_TCE_SCHED_MEMBERS_PAGE;
+
+    sg->members = ngx_slab_calloc_locked(pool,
+                                npages * sizeof(ngx_tce_sched_member_t *));
+    if (sg->members == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (c = 0; c < npages; c++) {
+        k = g->nmembers - c * NGX_TCE_SCHED_MEMBERS_PAGE;
+        k = ngx_min(k, NGX_TCE_SCHED_MEMBERS_PAGE);
+
+        sg->members[c] = ngx_slab_alloc_locked(pool,
+                                        k * sizeof(ngx_tce_sched_member_t));
+        if (sg->members[c] == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(sg->members[c], g->m + c * NGX_TCE_SCHED_MEMBERS_PAGE,
+                   k * sizeof(ngx_tce_sched_member_t));
+    }
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_tce_sched_free_locked(ngx_slab_pool_t *pool, ngx_tce_sched_set_t *set)
 {
@@ -655,6 +865,18 @@ ngx_tce_sched_free_locked(ngx_slab_pool_t *pool, ngx_tce_sched_set_t *set)
 
     for (j = 0; j < set->ngroups; j++) {
         sg = &set->groups[j];
+
+        if (sg->members) {
+            nchunks = (sg->nmembers + NGX_TCE_SCHED_MEMBERS_PAGE - 1)
+                      / NGX_TCE_SCHED_MEMBERS_PAGE;
+
+            /* a partial copy: the pages array was zeroed */
+            for (c = 0; c < nchunks && sg->members[c]; c++) {
+                ngx_slab_free_locked(pool, sg->members[c]);
+            }
+
+            ngx_slab_free_locked(pool, sg->members);
+        }
 
         if (sg->chunks == NULL) {
             continue;
@@ -694,6 +916,10 @@ ngx_tce_sched_job_free(ngx_tce_sched_job_t *job)
 
     if (job->weights) {
         ngx_free(job->weights);
+    }
+
+    if (job->members) {
+        ngx_free(job->members);
     }
 
     ngx_free(job);

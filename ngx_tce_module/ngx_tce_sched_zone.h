@@ -31,8 +31,29 @@
 
 
 /*
+ * A group's masked members: a later set of the service that lacks at
+ * most this many of a cycle's members (and at most 1/8 of its weight),
+ * and has no instance or weight the cycle does not, is routed on that
+ * cycle, views skipping the entries of the members it lacks: no build.
+ */
+#define NGX_TCE_SCHED_MASK_MAX     8
+
+
+/* a member of a cycle as it was built: its instance id and weight */
+typedef struct {
+    uint32_t                    weight;
+    char                        id[NGX_TCE_ID_LEN];
+} ngx_tce_sched_member_t;
+
+/* members are stored in pages of this many */
+#define NGX_TCE_SCHED_MEMBERS_PAGE                                           \
+    (4096 / sizeof(ngx_tce_sched_member_t))
+
+
+/*
  * One group's (cluster, env) cycle.  Entries are the positions of the
- * group's members: its routable instances in the set's order (by id).
+ * group's members: its routable instances in the set's order (by id)
+ * when the cycle was built.
  */
 typedef struct {
     uint32_t                  **chunks;
@@ -40,7 +61,15 @@ typedef struct {
     uint32_t                    nmembers;
     ngx_uint_t                  env;
     u_char                      cluster[NGX_TCE_CLUSTER_LEN];
+    ngx_tce_sched_member_t    **members;   /* zone sets: nmembers, in
+                                              pages; NULL in local ones */
+    uint64_t                    wsum;      /* the members' weights */
 } ngx_tce_sched_group_t;
+
+
+#define ngx_tce_sched_member(sg, p)                                          \
+    (&(sg)->members[(p) / NGX_TCE_SCHED_MEMBERS_PAGE]                        \
+                   [(p) % NGX_TCE_SCHED_MEMBERS_PAGE])
 
 
 struct ngx_tce_sched_set_s {
@@ -53,12 +82,16 @@ struct ngx_tce_sched_set_s {
 
 
 /*
- * The service's instance set was just replaced (zone lock held):
- * retires its schedules (freed now if no view uses them) and marks a
- * new build as wanted.
+ * The service's instance set was just replaced by inst[0..n-1] (sorted
+ * by id; zone lock held).  If its schedules can route the new set with
+ * some of their members masked (NGX_TCE_SCHED_MASK_MAX), they stay the
+ * service's: returns 0, and in *masked the most members masked in a
+ * group.  Otherwise retires them (freed now if no view uses them),
+ * marks a new build as wanted and returns 1 (0 for an empty set).
  */
-void ngx_tce_sched_zone_changed_locked(ngx_tce_zone_t *zone,
-    ngx_tce_service_t *svc);
+ngx_uint_t ngx_tce_sched_zone_changed_locked(ngx_tce_zone_t *zone,
+    ngx_tce_service_t *svc, const ngx_tce_instance_t *inst, ngx_uint_t n,
+    ngx_uint_t *masked);
 
 /*
  * Builds the schedules of inst[0..n-1], the set just stored (sorted by

@@ -281,7 +281,7 @@ ngx_tce_zone_store(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     ngx_tce_instance_t *sorted, ngx_uint_t n, ngx_uint_t source,
     ngx_tce_change_t *change, ngx_log_t *log)
 {
-    ngx_uint_t            i, removals, nold;
+    ngx_uint_t            i, removals, nold, build, masked;
     ngx_time_t           *tp;
     ngx_atomic_uint_t     generation;
     ngx_tce_instance_t   *cur, **copy, **old;
@@ -359,7 +359,7 @@ ngx_tce_zone_store(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
     svc->updated = ngx_time();
     generation = svc->generation++;
 
-    ngx_tce_sched_zone_changed_locked(zone, svc);
+    build = ngx_tce_sched_zone_changed_locked(zone, svc, sorted, n, &masked);
 
     if (old) {
         ngx_tce_zone_chunks_free_locked(zone->shpool, old, nold);
@@ -373,8 +373,15 @@ ngx_tce_zone_store(ngx_tce_zone_t *zone, ngx_tce_service_t *svc,
         change->gen_after = generation + 1;
     }
 
-    /* the new set's schedules, built once for every worker */
-    ngx_tce_sched_zone_request(zone, svc, sorted, n, log);
+    if (build || n == 0) {
+        /* the new set's schedules, built once for every worker */
+        ngx_tce_sched_zone_request(zone, svc, sorted, n, log);
+
+    } else {
+        ngx_log_debug2(NGX_LOG_DEBUG_CORE, log, 0,
+                       "tce: schedules of \"%s\" kept for the new set, "
+                       "masked members: %ui", svc->name, masked);
+    }
 
     return NGX_OK;
 }

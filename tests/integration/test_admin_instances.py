@@ -93,9 +93,12 @@ def test_patch_overrides_move_traffic_and_persist(nginx, backend):
     r = call(nginx, 'PATCH', inst_path('p1'),
              body={'drain': False, 'weight': 8}, token=TOKEN)
     assert r.status == 200, r
-    # 8:2 (once the new schedules are published)
-    seen = ports_seen(nginx, 50)
-    assert 0 < seen.count(p2) < seen.count(p1), seen
+    # 8:2 once the new schedules are published (until then the workers
+    # route on the old one, which has p2 only)
+    def eight_two():
+        seen = ports_seen(nginx, 50)
+        return 0 < seen.count(p2) < seen.count(p1)
+    wait_for(eight_two, 10, what='p1 and p2 at 8:2')
     r = call(nginx, 'PATCH', inst_path('p2'), body={'down': True},
              token=TOKEN)
     assert r.json['instance']['state'] == 'down'

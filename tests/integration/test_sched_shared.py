@@ -168,7 +168,10 @@ def test_build_runs_on_the_thread_pool(backend, nginx, consul):
              what='first build on a thread')
     base = built()
     for k in range(3):
-        consul.set_check('service:i%03d' % k, 'critical')
+        # a new instance: a cycle the schedule has not (an instance
+        # that leaves is only masked, test_flapping_builds_nothing)
+        consul.register(SERVICE, 'n%03d' % k, '127.0.0.1',
+                        backend.ok4[k % 4], weight=rnd.randint(1, 1000))
         wait_for(lambda: built() >= base + k + 1, 10 * conftest.SLOW,
                  what='build %d on a thread' % k)
     assert nginx.get('/').status == 200
@@ -176,10 +179,12 @@ def test_build_runs_on_the_thread_pool(backend, nginx, consul):
     assert 'built on the event loop' not in text
 
 
-def test_flapping_frees_old_schedules(backend, nginx, consul):
+def test_rebuilds_free_old_schedules(backend, nginx, consul):
     # 150 instances of weights 1..1000: a cycle of about 75,000 entries
     # (300 KB); the 2 MB zone holds a handful of them: schedules that
-    # were never freed would fill it within a few changes
+    # were never freed would fill it within a few changes.  Every other
+    # change gives an instance a new weight (a new cycle each time);
+    # the others flap a check (the cycle is kept, the instance masked)
     rnd = random.Random(5)
     n = 150
     for i in range(n):
@@ -192,8 +197,13 @@ def test_flapping_frees_old_schedules(backend, nginx, consul):
     down = None
     for k in range(30):
         i = rnd.randrange(n)
-        consul.set_check('service:i%03d' % i, 'critical')
-        if down is not None:
+        if k % 2:
+            consul.register(SERVICE, 'i%03d' % i, '127.0.0.1',
+                            backend.ok4[i % 4], weight=rnd.randint(1, 1000))
+            i = down
+        else:
+            consul.set_check('service:i%03d' % i, 'critical')
+        if down is not None and down != i:
             consul.set_check('service:i%03d' % down, 'passing')
         down = i
         # requests on both workers, so that their views move on
@@ -233,3 +243,68 @@ def test_zone_too_small_builds_per_worker(backend, nginx, consul):
         seen.add(r.headers.get('X-Instance'))
     # weighted picks over many instances, not one instance
     assert len(seen) > 20, seen
+
+
+def test_flapping_check_keeps_the_schedule(backend, nginx, consul):
+    # A check that flaps changes the set, not the cycle: an instance that
+    # leaves is masked in the schedule the service has (its entries are
+    # skipped), one that comes back is unmasked, and nothing is built;
+    # either way a window of one cycle holds each instance exactly its
+    # weight.  More than 8 members masked, or more than 1/8 of the
+    # weight, and the schedule is built anew.
+    node = 'node1/'
+    weights = {'big': 97, 'm': 10}
+    weights.update({'a%02d' % i: 1 for i in range(12)})     # gcd 1
+    for k, (sid, w) in enumerate(sorted(weights.items())):
+        consul.register(SERVICE, sid, '127.0.0.1', backend.ok4[k % 4],
+                        weight=w)
+    debug_log = start_debug(nginx, consul, workers=1, zone='4m')
+    line_built = 'schedules of "%s" built' % SERVICE
+    line_kept = 'schedules of "%s" kept for the new set, masked members: ' \
+        % SERVICE
+
+    def log():
+        return conftest.read_from(debug_log)
+
+    def routed(down):
+        expected = {node + k: w for k, w in weights.items()
+                    if k not in down}
+        wait_for(lambda: window_is(nginx, expected), 10 * conftest.SLOW,
+                 what='exact weights without %s' % sorted(down))
+
+    def step(flips, down, kept_masked):
+        text = log()
+        built, kept = text.count(line_built), text.count(line_kept)
+        assert consul.set_checks([('service:' + k, s) for k, s in flips])
+        routed(down)
+        text = log()
+        if kept_masked is None:
+            assert text.count(line_built) > built
+            assert text.count(line_kept) == kept
+        else:
+            assert text.count(line_built) == built
+            assert text.count(line_kept) == kept + 1
+            last = text.rsplit(line_kept, 1)[1].split('\n', 1)[0]
+            assert last == '%d' % kept_masked, last
+
+    routed(set())
+    step([('a00', 'critical')], {'a00'}, 1)
+    step([('a01', 'critical'), ('a00', 'passing')], {'a01'}, 1)
+    step([('a01', 'passing')], set(), 0)
+
+    # nine masked: built anew, then all back: new to that cycle
+    nine = ['a%02d' % i for i in range(9)]
+    step([(k, 'critical') for k in nine], set(nine), None)
+    step([(k, 'passing') for k in nine], set(), None)
+
+    # one instance of more than 1/8 of the weight: built anew
+    step([('big', 'critical')], {'big'}, None)
+    step([('big', 'passing')], set(), None)
+
+    # a new weight, nothing else: built anew
+    built = log().count(line_built)
+    weights['m'] = 9
+    consul.register(SERVICE, 'm', '127.0.0.1',
+                    backend.ok4[sorted(weights).index('m') % 4], weight=9)
+    routed(set())
+    assert log().count(line_built) > built

@@ -206,6 +206,91 @@ check_against_swrr(const uint32_t *w, uint32_t n)
 }
 
 
+/*
+ * A cycle with members masked (the zone keeps a service's cycle when a
+ * later set lacks only a few of its members, at most 8 and 1/8 of the
+ * weight; views skip their entries).  Over one pass each other instance
+ * gets exactly its entries, and its distance from its share of the
+ * picks so far grows from the cycle's D to at most D (1 + k w / W'):
+ * k masked members whose counts each stray less than D, W' the weight
+ * left, w the heaviest left.
+ */
+static void
+test_masked_cycle_stays_near_shares(void **state)
+{
+    double           d, dm, bound;
+    uint32_t         i, j, n, k, t, len, g, wmax, mw, sum, *seq;
+    uint32_t         w[MAXN], left[MAXN], got[MAXN];
+    ngx_tce_sched_t  s;
+
+    (void) state;
+
+    srand(17);
+
+    for (t = 0; t < 400; t++) {
+        n = 2 + rand() % 30;
+        sum = 0;
+        g = 0;
+
+        for (i = 0; i < n; i++) {
+            w[i] = 1 + rand() % (t % 2 ? 10 : 300);
+            sum += w[i];
+            g = gcd(w[i], g);
+        }
+
+        assert_int_equal(ngx_tce_sched_build(&s, w, n), 0);
+        assert_int_equal(s.len, sum / g);
+
+        /* up to 8 masked, within 1/8 of the weight */
+        memcpy(left, w, n * sizeof(uint32_t));
+        k = 0;
+        mw = 0;
+
+        for (j = rand() % 9; j && k + 1 < n; j--) {
+            i = rand() % n;
+
+            if (left[i] && (uint64_t) (mw + w[i]) * 8 <= sum) {
+                left[i] = 0;
+                mw += w[i];
+                k++;
+            }
+        }
+
+        seq = malloc(s.len * sizeof(uint32_t));
+        assert_non_null(seq);
+        memset(got, 0, sizeof(got));
+        len = 0;
+        wmax = 0;
+
+        for (i = 0; i < s.len; i++) {
+            if (left[s.seq[i]]) {
+                seq[len++] = s.seq[i];
+                got[s.seq[i]]++;
+            }
+        }
+
+        for (i = 0; i < n; i++) {
+            assert_int_equal(got[i], left[i] / g);
+            wmax = left[i] > wmax ? left[i] : wmax;
+        }
+
+        d = discrepancy(s.seq, s.len, w, n);
+        dm = discrepancy(seq, len, left, n);
+        bound = d * (1.0 + (double) k * wmax / (sum - mw));
+
+        if (dm > bound + 1e-9) {
+            print_error("n=%u k=%u: masked strays %.3f, bound %.3f\n",
+                        n, k, dm, bound);
+        }
+
+        assert_true(dm <= bound + 1e-9);
+
+        free(seq);
+        ngx_tce_sched_free(&s);
+    }
+}
+
+
 static void
 test_random_sets_match_swrr(void **state)
 {
@@ -524,6 +609,7 @@ main(void)
         cmocka_unit_test(test_slices_same_cycle),
         cmocka_unit_test(test_all_zero),
         cmocka_unit_test(test_stopped_builds_leave_nothing),
+        cmocka_unit_test(test_masked_cycle_stays_near_shares),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
