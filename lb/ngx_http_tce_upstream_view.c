@@ -12,7 +12,9 @@
  * and a group with nothing to keep goes round robin over its members.
  * When the schedules are published, nothing else having changed, the
  * view takes them in place (ngx_http_tce_upstream_view_attach): a change
- * of the set costs each worker one rebuild, not two.
+ * of the set costs each worker one rebuild, not two.  A set that kept
+ * the cycles of an earlier one (members masked: a flapping check) is
+ * mapped to them by id (ngx_http_tce_upstream_view_masked).
  */
 
 #include <ngx_config.h>

@@ -8,7 +8,15 @@
  * health check would stall every worker for milliseconds each time.
  * Instead:
  *
- * - the process that changes a set (the Consul watcher's worker, or the
+ * - a set that only lacks a few members of the cycles its service has
+ *   (ngx_tce_sched_covers_locked: each routable instance a member of
+ *   its group's cycle with the same weight, at most
+ *   NGX_TCE_SCHED_MASK_MAX members and 1/8 of a group's weight lacking)
+ *   keeps them: views skip the entries of the members it lacks, and
+ *   nothing is built (a flapping check, a drain, an instance back);
+ * - a build of at most NGX_TCE_SCHED_SLICE entries runs at once on the
+ *   loop of the process that made the change;
+ * - otherwise the process that changes a set (the Consul watcher's worker, or the
  *   master applying the state file) builds the schedules of the new set
  *   once: in a worker, on its background thread (ngx_tce_background.c,
  *   at the lowest CPU priority), into process memory (tens of ms of CPU
@@ -554,7 +562,8 @@ ngx_tce_sched_plan(const ngx_tce_instance_t *inst, ngx_uint_t n,
     job->log = log;
     job->groups = ngx_calloc(n * sizeof(ngx_tce_sched_plan_group_t), log);
     job->weights = ngx_alloc(n * sizeof(uint32_t), log);
-    job->members = ngx_alloc(n * sizeof(ngx_tce_sched_member_t), log);
+    /* zeroed: ids are copied whole into the zone, bytes after theirs */
+    job->members = ngx_calloc(n * sizeof(ngx_tce_sched_member_t), log);
 
     if (job->groups == NULL || job->weights == NULL
         || job->members == NULL)
