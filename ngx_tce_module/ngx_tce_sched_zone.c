@@ -19,9 +19,10 @@
  * - otherwise the process that changes a set (the Consul watcher's
  *   worker, or the master applying the state file) builds the schedules
  *   of the new set once: in a worker, on its background thread
- *   (ngx_tce_background.c, at the lowest CPU priority), into process memory (tens of ms of CPU
- *   at half a million entries, none of it on the event loop; the loop
- *   only plans the groups, O(n), and copies the result); in the
+ *   (ngx_tce_background.c, at the lowest CPU priority), into process
+ *   memory (tens of ms of CPU at half a million entries, none of it on
+ *   the event loop; the loop only plans the groups, O(n), and copies
+ *   the result); in the
  *   master, which serves no requests, at once.  Without that thread
  *   (nginx built without threads, an exiting worker, a thread that
  *   could not be started) the build runs on the event loop in slices of
