@@ -187,6 +187,7 @@ ngx_tce_sched_covers_locked(ngx_tce_sched_set_t *set,
 {
     int                      c;
     uint32_t                 w;
+    ngx_str_t                cluster;
     ngx_uint_t               i, j, ok;
     ngx_tce_sched_kept_t    *kept, *kg;
     ngx_tce_sched_group_t   *sg;
@@ -207,23 +208,18 @@ ngx_tce_sched_covers_locked(ngx_tce_sched_set_t *set,
             continue;
         }
 
-        for (j = 0; j < set->ngroups; j++) {
-            sg = &set->groups[j];
+        cluster.data = (u_char *) inst[i].cluster;
+        cluster.len = ngx_strlen(inst[i].cluster);
 
-            if (sg->env == inst[i].env
-                && ngx_strcmp(sg->cluster, inst[i].cluster) == 0)
-            {
-                break;
-            }
-        }
+        sg = ngx_tce_sched_set_group(set, &cluster, inst[i].env);
 
-        if (j == set->ngroups || sg->members == NULL) {
+        if (sg == NULL || sg->members == NULL) {
             goto done;              /* a group the cycles do not have */
         }
 
         /* the members before it in id order are masked */
 
-        kg = &kept[j];
+        kg = &kept[sg - set->groups];
         c = -1;
         m = NULL;
 
