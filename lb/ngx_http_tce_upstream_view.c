@@ -549,7 +549,6 @@ ngx_http_tce_upstream_view_masked(ngx_http_tce_upstream_view_t *view,
     ngx_http_tce_upstream_group_t *g, ngx_tce_sched_group_t *sg,
     ngx_log_t *log)
 {
-    int                      c;
     uint32_t                *map, p, q;
     ngx_tce_sched_member_t  *m;
 
@@ -568,9 +567,7 @@ ngx_http_tce_upstream_view_masked(ngx_http_tce_upstream_view_t *view,
             continue;
         }
 
-        c = ngx_strcmp(view->peers[g->members[q]].inst.id, m->id);
-
-        if (c == 0) {
+        if (ngx_strcmp(view->peers[g->members[q]].inst.id, m->id) == 0) {
             map[p] = g->members[q++];
         }
     }
