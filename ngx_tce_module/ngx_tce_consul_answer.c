@@ -13,6 +13,11 @@
  * Back on the event loop: the result is applied (the zone, under its
  * lock), the watch's state updated and its next query started.
  *
+ * A health watch keeps what each entry of its last answer gave (its
+ * memo, ngx_tce_consul_memo.c): the next answer reads only the entries
+ * whose bytes differ.  The job takes the memo to the thread and gives
+ * it back with the answer's; a job orphaned frees it.
+ *
  * While its answer is parsed a watch has no query in flight, starts
  * none and is not queued for a fetch; a change detection fetch keeps
  * its slot, so at most NGX_TCE_CONSUL_FETCHES answers of fetches are
@@ -43,6 +48,7 @@ struct ngx_tce_consul_job_s {
     uint64_t                    next;       /* the index to send next */
     int                         rc;         /* the parse's: 0 or -1 */
     ngx_tce_consul_health_t     health;
+    ngx_tce_consul_memo_t      *memo;       /* the watch's, while here */
     ngx_tce_consul_names_t      names;
     ngx_tce_consul_digests_t    digests;
     char                        err[NGX_TCE_DISC_ERR_LEN];
@@ -101,6 +107,9 @@ ngx_tce_consul_done(ngx_tce_consul_watch_t *w, ngx_tce_consul_request_t *req,
     job->tag = w->ctx->cmcf->catalog ? (char *) w->ctx->cmcf->tag.data
                                      : NULL;
     ngx_tce_consul_request_take_body(req, &job->body);
+
+    job->memo = w->memo;
+    w->memo = NULL;
 
 #if (NGX_THREADS)
 
@@ -171,9 +180,10 @@ ngx_tce_consul_job_parse(void *data, ngx_log_t *log)
         break;
 
     default:
-        job->rc = ngx_tce_consul_parse_health(job->body.data, job->body.len,
-                                              NULL, NULL, &job->health, err,
-                                              errlen);
+        job->rc = ngx_tce_consul_parse_health_memo(job->body.data,
+                                                   job->body.len, NULL, NULL,
+                                                   &job->memo, &job->health,
+                                                   err, errlen);
 
         /* in the zone's order: the event loop stores it as it is */
         if (job->rc == 0) {
@@ -218,6 +228,11 @@ ngx_tce_consul_apply(ngx_tce_consul_watch_t *w, ngx_tce_consul_job_t *job)
     ngx_int_t  rc;
 
     ngx_tce_consul_fetch_done(w);
+
+    /* the memo is the watch's again, failed parse or not */
+    ngx_tce_consul_memo_free(w->memo);
+    w->memo = job->memo;
+    job->memo = NULL;
 
     if (job->rc != 0) {
         ngx_tce_consul_failed(w, job->err);
@@ -272,5 +287,6 @@ ngx_tce_consul_job_free(ngx_tce_consul_job_t *job)
     ngx_tce_consul_health_free(&job->health);
     ngx_tce_consul_names_free(&job->names);
     ngx_tce_consul_digests_free(&job->digests);
+    ngx_tce_consul_memo_free(job->memo);
     ngx_free(job);
 }

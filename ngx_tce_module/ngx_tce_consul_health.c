@@ -20,6 +20,8 @@
 #include "ngx_tce_instance.h"
 #include "ngx_tce_consul_parse.h"
 #include "ngx_tce_consul_entry.h"
+#include "ngx_tce_consul_split.h"
+#include "ngx_tce_consul_memo.h"
 
 
 #define NGX_TCE_CONSUL_ID_CUT    (NGX_TCE_ID_LEN - 18)  /* + "~" 16 hex */
@@ -62,10 +64,8 @@ typedef struct {
 } ngx_tce_consul_answer_t;
 
 
-static const char *ngx_tce_consul_blank(const char *p, const char *last);
-static int ngx_tce_consul_next_entry(const char **pp, const char *last,
-    size_t n, const char **start, size_t *len, size_t *depth, char *err,
-    size_t errlen);
+static void ngx_tce_consul_read(ngx_tce_consul_span_t *span, char *scratch,
+    ngx_tce_consul_memo_entry_t *e, char *reason, size_t rlen);
 static int ngx_tce_consul_entry(ngx_tce_consul_fields_t *f,
     ngx_tce_instance_t *inst, uint64_t *weight, ngx_tce_consul_id_t *id,
     char *reason, size_t rlen);
@@ -96,136 +96,62 @@ static uint64_t ngx_tce_consul_scale(ngx_tce_consul_answer_t *a);
 static void ngx_tce_consul_answer_free(ngx_tce_consul_answer_t *a);
 
 
-static const char *
-ngx_tce_consul_blank(const char *p, const char *last)
-{
-    while (p < last && (*p == ' ' || *p == '\t' || *p == '\r'
-                        || *p == '\n'))
-    {
-        p++;
-    }
-
-    return p;
-}
-
-
 /*
- * The next entry of the top-level array, *pp just after '[' or after
- * the previous entry (n entries read so far).  Returns 1 with the
- * entry's bytes and its nesting depth, 0 at the closing ']' (*pp then
- * after the whole body, which must hold nothing else), -1 with err
- * when the structure is broken: the strings, escapes and brackets are
- * followed here, jansson checks the rest entry by entry.  Depth is a
- * counter, not recursion: no input can exhaust the stack.
+ * Reads one entry into e: rc 0 (routed: inst, weight, state), 1
+ * (excluded by its state or a weight of 0) or -1 (skipped: inst.id what
+ * could be built of its id, reason why).
  */
 
-static int
-ngx_tce_consul_next_entry(const char **pp, const char *last, size_t n,
-    const char **start, size_t *len, size_t *depth, char *err,
-    size_t errlen)
+static void
+ngx_tce_consul_read(ngx_tce_consul_span_t *span, char *scratch,
+    ngx_tce_consul_memo_entry_t *e, char *reason, size_t rlen)
 {
-    int          in_string;
-    size_t       level, deepest;
-    const char  *p;
+    ngx_tce_consul_id_t      id;
+    ngx_tce_consul_fields_t  f;
 
-    p = ngx_tce_consul_blank(*pp, last);
+    memset(e, 0, sizeof(ngx_tce_consul_memo_entry_t));
+    memset(&id, 0, sizeof(ngx_tce_consul_id_t));
+    reason[0] = '\0';
+    e->reason = reason;
+    e->rc = -1;
 
-    if (n > 0) {
-        if (p < last && *p == ',') {
-            p = ngx_tce_consul_blank(p + 1, last);
-
-        } else if (p < last && *p == ']') {
-            p = ngx_tce_consul_blank(p + 1, last);
-            goto end;
-
-        } else {
-            goto broken;
-        }
-
-    } else if (p < last && *p == ']') {
-        p = ngx_tce_consul_blank(p + 1, last);
-        goto end;
+    if (span->len > NGX_TCE_CONSUL_MAX_ENTRY) {
+        ngx_tce_consul_err(reason, rlen, "entry of %zu bytes, more than %d",
+                           span->len, NGX_TCE_CONSUL_MAX_ENTRY);
+        return;
     }
 
-    if (p == last) {
-        goto broken;
+    if (span->depth > NGX_TCE_CONSUL_MAX_DEPTH) {
+        ngx_tce_consul_err(reason, rlen, "entry nested deeper than %d",
+                           NGX_TCE_CONSUL_MAX_DEPTH);
+        return;
     }
 
-    *start = p;
-    in_string = 0;
-    level = 0;
-    deepest = 0;
-
-    for ( /* void */ ; p < last; p++) {
-        if (in_string) {
-            if (*p == '\\') {
-                p++;
-
-            } else if (*p == '"') {
-                in_string = 0;
-
-                if (level == 0) {
-                    p++;
-                    break;
-                }
-            }
-
-            continue;
-        }
-
-        if (*p == '"') {
-            in_string = 1;
-
-        } else if (*p == '{' || *p == '[') {
-            if (++level > deepest) {
-                deepest = level;
-            }
-
-        } else if (*p == '}' || *p == ']') {
-            if (level == 0) {
-                break;                  /* ends a scalar, or stray */
-            }
-
-            if (--level == 0) {
-                p++;
-                break;
-            }
-
-        } else if (level == 0
-                   && (*p == ',' || *p == ' ' || *p == '\t'
-                       || *p == '\r' || *p == '\n'))
-        {
-            break;                      /* the end of a scalar */
-        }
+    /*
+     * the scanner found the entry whole (a truncated body fails there):
+     * a bad token, or a key read twice, spoils this entry only; Output,
+     * Notes, tags and other Meta are free text
+     */
+    if (ngx_tce_consul_entry_read(span->start, span->len, scratch, &f,
+                                  reason, rlen)
+        != 0)
+    {
+        return;
     }
 
-    if (in_string || level > 0 || p > last || p == *start) {
-        goto broken;
+    e->rc = ngx_tce_consul_entry(&f, &e->inst, &e->weight, &id, reason,
+                                 rlen);
+
+    if (e->rc == 0) {
+        e->state = f.state;
+        return;
     }
 
-    *len = (size_t) (p - *start);
-    *depth = deepest;
-    *pp = p;
+    memset(&e->inst, 0, sizeof(ngx_tce_instance_t));
 
-    return 1;
-
-end:
-
-    if (p != last) {
-        ngx_tce_consul_err(err, errlen, "invalid JSON: data after the "
-                           "array");
-        return -1;
+    if (e->rc == -1) {
+        memcpy(e->inst.id, id.buf, sizeof(e->inst.id));
     }
-
-    *pp = p;
-
-    return 0;
-
-broken:
-
-    ngx_tce_consul_err(err, errlen, "invalid JSON: truncated or broken "
-                       "after entry %zu", n);
-    return -1;
 }
 
 
@@ -861,60 +787,64 @@ ngx_tce_consul_parse_health(const char *body, size_t len,
     ngx_tce_consul_skip_pt skip, void *data, ngx_tce_consul_health_t *res,
     char *err, size_t errlen)
 {
-    int                       rc;
-    char                      reason[NGX_TCE_CONSUL_ERR_LEN];
-    char                     *scratch;
-    size_t                    i, n, elen, depth, longest;
-    uint64_t                  weight, max;
-    const char               *p, *last, *start;
-    ngx_tce_consul_id_t       id;
-    ngx_tce_consul_fields_t   f;
-    ngx_tce_consul_answer_t   a;
+    return ngx_tce_consul_parse_health_memo(body, len, skip, data, NULL, res,
+                                            err, errlen);
+}
+
+
+int
+ngx_tce_consul_parse_health_memo(const char *body, size_t len,
+    ngx_tce_consul_skip_pt skip, void *data, ngx_tce_consul_memo_t **memo,
+    ngx_tce_consul_health_t *res, char *err, size_t errlen)
+{
+    char                          reason[NGX_TCE_CONSUL_ERR_LEN];
+    char                         *scratch;
+    size_t                        i, n, longest;
+    uint64_t                      max;
+    const char                   *p;
+    ngx_tce_consul_memo_t        *prev, *kept;
+    ngx_tce_consul_span_t        *spans;
+    ngx_tce_consul_answer_t       a;
+    ngx_tce_consul_memo_entry_t  *e, fresh;
 
     if (body == NULL) {
         ngx_tce_consul_err(err, errlen, "no body");
         return -1;
     }
 
-    last = body + len;
-    p = ngx_tce_consul_blank(body, last);
+    for (p = body; p < body + len && (*p == ' ' || *p == '\t'
+                                      || *p == '\r' || *p == '\n'); p++)
+    {
+        /* void */
+    }
 
-    if (p == last || *p != '[') {
-        ngx_tce_consul_err(err, errlen, p == last ? "empty body"
-                                      : "health body is not a JSON array");
+    if (p < body + len && *p != '[') {
+        ngx_tce_consul_err(err, errlen, "health body is not a JSON array");
         return -1;
     }
 
-    /* first pass: the structure, and how many entries */
+    /* first: the structure, and the entries */
 
-    p++;
-    n = 0;
+    if (ngx_tce_consul_split(body, len, NGX_TCE_CONSUL_MAX_ENTRIES, &spans,
+                             &n, err, errlen)
+        != 0)
+    {
+        return -1;
+    }
+
     longest = 0;
 
-    for ( ;; ) {
-        rc = ngx_tce_consul_next_entry(&p, last, n, &start, &elen, &depth,
-                                       err, errlen);
-        if (rc < 0) {
-            return -1;
-        }
-
-        if (rc == 0) {
-            break;
-        }
-
-        if (elen <= NGX_TCE_CONSUL_MAX_ENTRY && elen > longest) {
-            longest = elen;
-        }
-
-        if (++n > NGX_TCE_CONSUL_MAX_ENTRIES) {
-            ngx_tce_consul_err(err, errlen, "more than %d entries",
-                               NGX_TCE_CONSUL_MAX_ENTRIES);
-            return -1;
+    for (i = 0; i < n; i++) {
+        if (spans[i].len <= NGX_TCE_CONSUL_MAX_ENTRY
+            && spans[i].len > longest)
+        {
+            longest = spans[i].len;
         }
     }
 
     memset(&a, 0, sizeof(ngx_tce_consul_answer_t));
     scratch = NULL;
+    kept = NULL;
 
     if (n > 0) {
         a.insts = calloc(n, sizeof(ngx_tce_instance_t));
@@ -931,73 +861,61 @@ ngx_tce_consul_parse_health(const char *body, size_t len,
         }
     }
 
-    /* second pass: each entry on its own */
+    /* then each entry on its own, or as the last answer read it */
 
-    p = ngx_tce_consul_blank(body, last) + 1;
+    prev = memo ? *memo : NULL;
+    kept = memo ? ngx_tce_consul_memo_create(body, len, n) : NULL;
+
+    if (prev) {
+        prev->next = 0;
+        prev->hits = 0;
+    }
 
     for (i = 0; i < n; i++) {
-        (void) ngx_tce_consul_next_entry(&p, last, i, &start, &elen,
-                                         &depth, err, errlen);
+        e = prev ? ngx_tce_consul_memo_find(prev, spans[i].start,
+                                           spans[i].len)
+                : NULL;
 
-        memset(&id, 0, sizeof(ngx_tce_consul_id_t));
-        reason[0] = '\0';
-
-        if (elen > NGX_TCE_CONSUL_MAX_ENTRY) {
-            ngx_tce_consul_err(reason, sizeof(reason), "entry of %zu "
-                               "bytes, more than %d", elen,
-                               NGX_TCE_CONSUL_MAX_ENTRY);
-            goto skipped;
+        if (e == NULL) {
+            e = &fresh;
+            ngx_tce_consul_read(&spans[i], scratch, e, reason,
+                                sizeof(reason));
         }
 
-        if (depth > NGX_TCE_CONSUL_MAX_DEPTH) {
-            ngx_tce_consul_err(reason, sizeof(reason), "entry nested "
-                               "deeper than %d", NGX_TCE_CONSUL_MAX_DEPTH);
-            goto skipped;
-        }
-
-        /*
-         * the scanner found the entry whole (a truncated body fails
-         * there): a bad token, or a key read twice, spoils this entry
-         * only; Output, Notes, tags and other Meta are free text
-         */
-        if (ngx_tce_consul_entry_read(start, elen, scratch, &f, reason,
-                                      sizeof(reason))
-            != 0)
+        if (kept
+            && ngx_tce_consul_memo_add(kept, (size_t) (spans[i].start - body),
+                                       spans[i].len, e)
+               != 0)
         {
-            goto skipped;
+            /* the next answer is read whole */
+            ngx_tce_consul_memo_free(kept);
+            kept = NULL;
         }
 
-        rc = ngx_tce_consul_entry(&f, &a.insts[a.n], &weight, &id, reason,
-                                  sizeof(reason));
-
-        if (rc == 0) {
-            a.weights[a.n] = weight;
+        if (e->rc == 0) {
+            a.insts[a.n] = e->inst;
+            a.weights[a.n] = e->weight;
             a.pos[a.n] = i;
             a.n++;
 
-            if (f.state == NGX_TCE_CONSUL_WARNING) {
+            if (e->state == NGX_TCE_CONSUL_WARNING) {
                 a.nwarning++;
             }
 
-            continue;
-        }
-
-        memset(&a.insts[a.n], 0, sizeof(ngx_tce_instance_t));
-
-        if (rc == 1) {
+        } else if (e->rc == 1) {
             a.nexcluded++;
-            continue;
-        }
 
-    skipped:
-
-        if (ngx_tce_consul_skipped(&a, i, id.buf, reason) != 0) {
+        } else if (ngx_tce_consul_skipped(&a, i, e->inst.id, e->reason)
+                   != 0)
+        {
             goto nomem;
         }
     }
 
     free(scratch);
     scratch = NULL;
+    free(spans);
+    spans = NULL;
 
     if (ngx_tce_consul_dedup(&a) != 0) {
         goto nomem;
@@ -1025,6 +943,15 @@ ngx_tce_consul_parse_health(const char *body, size_t len,
         }
     }
 
+    if (memo) {
+        if (kept) {
+            kept->hits = prev ? prev->hits : 0;
+        }
+
+        ngx_tce_consul_memo_free(*memo);
+        *memo = kept;
+    }
+
     res->instances = a.n ? a.insts : NULL;
     res->ninstances = a.n;
     res->nskipped = a.nskips;
@@ -1045,6 +972,8 @@ ngx_tce_consul_parse_health(const char *body, size_t len,
 nomem:
 
     free(scratch);
+    free(spans);
+    ngx_tce_consul_memo_free(kept);
     ngx_tce_consul_answer_free(&a);
     ngx_tce_consul_err(err, errlen, "out of memory");
 

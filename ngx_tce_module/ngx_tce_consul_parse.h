@@ -111,6 +111,23 @@ int ngx_tce_consul_parse_health(const char *body, size_t len,
     ngx_tce_consul_skip_pt skip, void *data, ngx_tce_consul_health_t *res,
     char *err, size_t errlen);
 
+/* the entries of a service's last answer (ngx_tce_consul_memo.h) */
+typedef struct ngx_tce_consul_memo_s  ngx_tce_consul_memo_t;
+
+/*
+ * ngx_tce_consul_parse_health() with the last answer's memo in *memo
+ * (NULL: none): an entry whose bytes are those of an entry of the last
+ * answer is taken from it, not read again.  When the body is parsed,
+ * *memo is replaced by this answer's (NULL when it could not be made:
+ * the next answer is read whole); when it is refused, *memo is left as
+ * it was.  Free it with ngx_tce_consul_memo_free().
+ */
+int ngx_tce_consul_parse_health_memo(const char *body, size_t len,
+    ngx_tce_consul_skip_pt skip, void *data, ngx_tce_consul_memo_t **memo,
+    ngx_tce_consul_health_t *res, char *err, size_t errlen);
+
+void ngx_tce_consul_memo_free(ngx_tce_consul_memo_t *memo);
+
 /* frees what ngx_tce_consul_parse_health allocated; res is zeroed */
 void ngx_tce_consul_health_free(ngx_tce_consul_health_t *res);
 

@@ -511,6 +511,7 @@ ngx_tce_consul_watch_free(ngx_tce_consul_watch_t *w)
 {
     ngx_tce_consul_unqueue(w);
     ngx_tce_consul_job_drop(w);
+    ngx_tce_consul_memo_free(w->memo);
 
     if (w->req) {
         curl_multi_remove_handle(w->ctx->multi,

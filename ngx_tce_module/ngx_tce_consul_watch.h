@@ -40,6 +40,9 @@ struct ngx_tce_consul_watch_s {
     ngx_uint_t                  kind;       /* NGX_TCE_CONSUL_W_* */
     ngx_tce_consul_request_t   *req;        /* the query in flight */
     ngx_tce_consul_job_t       *job;        /* its answer, being parsed */
+    ngx_tce_consul_memo_t      *memo;       /* the last answer's entries
+                                               (health), NULL while job
+                                               has it */
     ngx_event_t                 timer;      /* the next query */
     uint64_t                    index;      /* for the next query */
     uint64_t                    sent;       /* the index req carries */
