@@ -805,7 +805,7 @@ ngx_tce_consul_parse_health_memo(const char *body, size_t len,
     ngx_tce_consul_memo_t        *prev, *kept;
     ngx_tce_consul_span_t        *spans;
     ngx_tce_consul_answer_t       a;
-    ngx_tce_consul_memo_entry_t  *e, fresh;
+    ngx_tce_consul_memo_entry_t  *e, fresh, **known;
 
     if (body == NULL) {
         ngx_tce_consul_err(err, errlen, "no body");
@@ -825,8 +825,10 @@ ngx_tce_consul_parse_health_memo(const char *body, size_t len,
 
     /* first: the structure, and the entries */
 
-    if (ngx_tce_consul_split(body, len, NGX_TCE_CONSUL_MAX_ENTRIES, &spans,
-                             &n, err, errlen)
+    prev = memo ? *memo : NULL;
+
+    if (ngx_tce_consul_memo_split(prev, body, len, NGX_TCE_CONSUL_MAX_ENTRIES,
+                                  &spans, &known, &n, err, errlen)
         != 0)
     {
         return -1;
@@ -863,7 +865,6 @@ ngx_tce_consul_parse_health_memo(const char *body, size_t len,
 
     /* then each entry on its own, or as the last answer read it */
 
-    prev = memo ? *memo : NULL;
     kept = memo ? ngx_tce_consul_memo_create(body, len, n) : NULL;
 
     if (prev) {
@@ -872,9 +873,17 @@ ngx_tce_consul_parse_health_memo(const char *body, size_t len,
     }
 
     for (i = 0; i < n; i++) {
-        e = prev ? ngx_tce_consul_memo_find(prev, spans[i].start,
-                                           spans[i].len)
-                : NULL;
+        if (known && known[i]) {
+            /* in the head or the tail the last answer had too */
+            e = known[i];
+            prev->next = (size_t) (e - prev->entries) + 1;
+            prev->hits++;
+
+        } else {
+            e = prev ? ngx_tce_consul_memo_find(prev, spans[i].start,
+                                                spans[i].len)
+                     : NULL;
+        }
 
         if (e == NULL) {
             e = &fresh;
@@ -916,6 +925,8 @@ ngx_tce_consul_parse_health_memo(const char *body, size_t len,
     scratch = NULL;
     free(spans);
     spans = NULL;
+    free(known);
+    known = NULL;
 
     if (ngx_tce_consul_dedup(&a) != 0) {
         goto nomem;
@@ -973,6 +984,7 @@ nomem:
 
     free(scratch);
     free(spans);
+    free(known);
     ngx_tce_consul_memo_free(kept);
     ngx_tce_consul_answer_free(&a);
     ngx_tce_consul_err(err, errlen, "out of memory");

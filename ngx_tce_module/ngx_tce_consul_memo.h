@@ -14,6 +14,7 @@
 
 #include "ngx_tce_types.h"
 #include "ngx_tce_consul_parse.h"
+#include "ngx_tce_consul_split.h"
 
 
 /* an answer larger than this is read whole every time, not kept */
@@ -42,6 +43,10 @@ struct ngx_tce_consul_memo_s {
     size_t                        size;
     size_t                        next;     /* where the next lookup
                                                looks first */
+    size_t                        tail;     /* the next body's: where
+                                               the bytes it shares with
+                                               this one's end start */
+    ssize_t                       delta;    /* its length less ours */
     size_t                        hits;     /* entries found here by the
                                                next answer; in a new memo,
                                                how many of its entries
@@ -56,6 +61,18 @@ struct ngx_tce_consul_memo_s {
  */
 ngx_tce_consul_memo_t *ngx_tce_consul_memo_create(const char *body,
     size_t len, size_t n);
+
+/*
+ * Splits body into its entries as ngx_tce_consul_split() does, but
+ * with old (NULL: none) the entries in the head and the tail that body
+ * shares with old's answer are not scanned again: known[i] is then
+ * old's entry, else NULL (known is NULL when old is).  Both arrays are
+ * malloc'd, NULL when body has no entry.
+ */
+int ngx_tce_consul_memo_split(ngx_tce_consul_memo_t *old, const char *body,
+    size_t len, size_t max, ngx_tce_consul_span_t **spans,
+    ngx_tce_consul_memo_entry_t ***known, size_t *n, char *err,
+    size_t errlen);
 
 /*
  * The entry of old whose bytes are [s, s + len) exactly, or NULL.  Looks

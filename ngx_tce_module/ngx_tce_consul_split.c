@@ -46,14 +46,39 @@ int
 ngx_tce_consul_split(const char *body, size_t len, size_t max,
     ngx_tce_consul_span_t **spans, size_t *n, char *err, size_t errlen)
 {
-    size_t                  count, size, depth;
+    ngx_tce_consul_resume_t  r;
+
+    memset(&r, 0, sizeof(ngx_tce_consul_resume_t));
+
+    return ngx_tce_consul_split_from(body, len, max, &r, spans, n, err,
+                                     errlen);
+}
+
+
+int
+ngx_tce_consul_split_from(const char *body, size_t len, size_t max,
+    ngx_tce_consul_resume_t *r, ngx_tce_consul_span_t **spans, size_t *n,
+    char *err, size_t errlen)
+{
+    size_t                  count, size, depth, total;
     const char             *p, *last, *end;
     ngx_tce_consul_span_t  *s, *grown;
 
     *spans = NULL;
     *n = 0;
+    r->joined = -1;
 
     last = body + len;
+    s = NULL;
+    count = 0;
+    size = 0;
+
+    if (r->first) {
+        /* just after the value r->first - 1 */
+        p = ngx_tce_consul_split_blank(body + r->from, last);
+        goto next;
+    }
+
     p = ngx_tce_consul_split_blank(body, last);
 
     if (p == last || *p != '[') {
@@ -63,10 +88,6 @@ ngx_tce_consul_split(const char *body, size_t len, size_t max,
     }
 
     p = ngx_tce_consul_split_blank(p + 1, last);
-
-    s = NULL;
-    count = 0;
-    size = 0;
 
     if (p < last && *p == ']') {
         goto end;
@@ -79,7 +100,9 @@ ngx_tce_consul_split(const char *body, size_t len, size_t max,
             goto broken;
         }
 
-        if (count == max) {
+        total = r->first + count;
+
+        if (total >= max) {
             free(s);
             ngx_tce_consul_split_err(err, errlen, "more than %zu entries",
                                      max);
@@ -105,7 +128,20 @@ ngx_tce_consul_split(const char *body, size_t len, size_t max,
         s[count].depth = depth;
         count++;
 
+        if (r->join) {
+            r->joined = r->join(r->data, (size_t) (end - body));
+
+            if (r->joined >= 0) {
+                /* the rest is the earlier body's: split already */
+                *spans = s;
+                *n = count;
+                return 0;
+            }
+        }
+
         p = ngx_tce_consul_split_blank(end, last);
+
+    next:
 
         if (p < last && *p == ',') {
             p = ngx_tce_consul_split_blank(p + 1, last);
@@ -139,7 +175,7 @@ broken:
 
     free(s);
     ngx_tce_consul_split_err(err, errlen, "invalid JSON: truncated or "
-                             "broken after entry %zu", count);
+                             "broken after entry %zu", r->first + count);
     return -1;
 }
 

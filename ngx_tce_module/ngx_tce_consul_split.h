@@ -8,6 +8,7 @@
 
 
 #include <stddef.h>
+#include <sys/types.h>
 
 
 typedef struct {
@@ -28,6 +29,35 @@ typedef struct {
  */
 int ngx_tce_consul_split(const char *body, size_t len, size_t max,
     ngx_tce_consul_span_t **spans, size_t *n, char *err, size_t errlen);
+
+
+/*
+ * Where ngx_tce_consul_split_from() starts and may stop, for a body
+ * that differs from an earlier one only in a middle part.
+ */
+typedef struct {
+    size_t                    first;        /* values before from: 0 to
+                                               start at the body's head */
+    size_t                    from;         /* just after value first-1 */
+    ssize_t                 (*join)(void *data, size_t end);
+                                            /* NULL, or called at each
+                                               value's end (an offset):
+                                               >= 0 stops the split */
+    void                     *data;
+    ssize_t                   joined;       /* join's answer that
+                                               stopped it, else -1 */
+} ngx_tce_consul_resume_t;
+
+
+/*
+ * ngx_tce_consul_split() from r->from, the values before it already
+ * known (r->first of them; the count in messages and max includes
+ * them), stopping where r->join says the rest is known too.  *spans
+ * holds the values split here only.
+ */
+int ngx_tce_consul_split_from(const char *body, size_t len, size_t max,
+    ngx_tce_consul_resume_t *r, ngx_tce_consul_span_t **spans, size_t *n,
+    char *err, size_t errlen);
 
 
 #endif /* _NGX_TCE_CONSUL_SPLIT_H_INCLUDED_ */

@@ -37,7 +37,8 @@ typedef struct {
     unsigned                  status;     /* 0 passing, 1 warning,
                                              2 critical */
     unsigned                  output;     /* a check output's version */
-    unsigned                  bad;        /* 1: a token broken */
+    unsigned                  bad;        /* 1: a token broken, 2: a
+                                             number, not an object */
 } inst_t;
 
 
@@ -85,6 +86,13 @@ body_of(char *buf, inst_t *set, size_t n)
     len = (size_t) snprintf(buf, BODY_MAX, "[");
 
     for (i = 0; i < n; i++) {
+        if (set[i].bad == 2) {
+            /* 7 then 71: a value the next one's bytes start with */
+            len += (size_t) snprintf(buf + len, BODY_MAX - len, "%s%u",
+                                     i ? "," : "", set[i].id);
+            continue;
+        }
+
         len += (size_t) snprintf(buf + len, BODY_MAX - len,
             "%s{\"Node\": {\"Node\": \"node%u\", \"Address\": "
             "\"10.0.%u.1\", \"Meta\": null},"
@@ -117,7 +125,7 @@ mutate(inst_t *set, size_t *n, unsigned *seed)
 
     k = *n ? (size_t) rand_r(seed) % *n : 0;
 
-    switch (rand_r(seed) % 9) {
+    switch (rand_r(seed) % 10) {
 
     case 0:     /* an instance registers, in id order or not */
         if (*n < POOL) {
@@ -146,9 +154,9 @@ mutate(inst_t *set, size_t *n, unsigned *seed)
         }
         break;
 
-    case 3:     /* a token broken, or mended */
+    case 3:     /* a token broken, a number, or mended */
         if (*n) {
-            set[k].bad = !set[k].bad;
+            set[k].bad = (set[k].bad + 1) % 3;
         }
         break;
 
@@ -164,6 +172,12 @@ mutate(inst_t *set, size_t *n, unsigned *seed)
         if (*n > 1) {
             set[k].id = set[(k + 1) % *n].id;
             set[k].node = set[(k + 1) % *n].node;
+        }
+        break;
+
+    case 8:     /* an id with a digit more or less */
+        if (*n) {
+            set[k].id = set[k].id < 10 ? set[k].id * 10 + 1 : set[k].id / 10;
         }
         break;
 
