@@ -9,7 +9,9 @@
  * excluded entries never outnumber the array.  Texts that reach the
  * error log (err, the reasons, a skipped entry's id) are printable
  * ASCII.  An index that
- * parses obeys Consul's reset rules.
+ * parses obeys Consul's reset rules.  Read with the memo of an earlier
+ * answer (the input with a byte changed, or itself), a body gives what
+ * it gives read whole (ngx_tce_consul_parse_health_memo).
  */
 
 #include <stdint.h>
@@ -18,6 +20,7 @@
 
 #include "ngx_tce_instance.h"
 #include "ngx_tce_consul_parse.h"
+#include "ngx_tce_consul_memo.h"
 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -26,6 +29,9 @@ static void fuzz_skip(void *data, size_t n, const char *id,
 static void fuzz_check_text(const char *s, size_t size);
 static void fuzz_check_instance(const ngx_tce_instance_t *inst);
 static void fuzz_check_index(const uint8_t *data, size_t size);
+static void fuzz_check_memo(const uint8_t *data, size_t size);
+static void fuzz_same(const char *body, size_t size,
+    ngx_tce_consul_memo_t **memo);
 
 
 static void
@@ -128,6 +134,69 @@ fuzz_check_index(const uint8_t *data, size_t size)
 }
 
 
+/* the input after a variant of it, and after itself */
+
+static void
+fuzz_check_memo(const uint8_t *data, size_t size)
+{
+    char                   *variant;
+    ngx_tce_consul_memo_t  *memo;
+
+    variant = malloc(size + 1);
+    if (variant == NULL) {
+        return;
+    }
+
+    memcpy(variant, data, size);
+
+    if (size) {
+        variant[size / 2] ^= 1;
+    }
+
+    memo = NULL;
+    fuzz_same(variant, size, &memo);
+    fuzz_same((const char *) data, size, &memo);
+    fuzz_same((const char *) data, size, &memo);
+    ngx_tce_consul_memo_free(memo);
+    free(variant);
+}
+
+
+static void
+fuzz_same(const char *body, size_t size, ngx_tce_consul_memo_t **memo)
+{
+    int                      rc1, rc2;
+    char                     err1[NGX_TCE_CONSUL_ERR_LEN];
+    char                     err2[NGX_TCE_CONSUL_ERR_LEN];
+    ngx_tce_consul_health_t  r1, r2;
+
+    memset(&r1, 0, sizeof(r1));
+    memset(&r2, 0, sizeof(r2));
+    err1[0] = '\0';
+    err2[0] = '\0';
+
+    rc1 = ngx_tce_consul_parse_health_memo(body, size, NULL, NULL, memo, &r1,
+                                           err1, sizeof(err1));
+    rc2 = ngx_tce_consul_parse_health(body, size, NULL, NULL, &r2, err2,
+                                      sizeof(err2));
+
+    if (rc1 != rc2 || strcmp(err1, err2) != 0
+        || r1.ninstances != r2.ninstances || r1.nskipped != r2.nskipped
+        || r1.nexcluded != r2.nexcluded || r1.nwarning != r2.nwarning
+        || r1.weight_max != r2.weight_max
+        || strcmp(r1.reason, r2.reason) != 0
+        || (r1.ninstances
+            && memcmp(r1.instances, r2.instances,
+                      r1.ninstances * sizeof(ngx_tce_instance_t)) != 0))
+    {
+        abort();
+    }
+
+    ngx_tce_consul_health_free(&r1);
+    ngx_tce_consul_health_free(&r2);
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -136,6 +205,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char                      err[NGX_TCE_CONSUL_ERR_LEN];
 
     fuzz_check_index(data, size);
+    fuzz_check_memo(data, size);
 
     memset(&res, 0x5a, sizeof(ngx_tce_consul_health_t));
     orig = res;
