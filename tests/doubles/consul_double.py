@@ -188,6 +188,11 @@ class Encoded(list):
     """A JSON array whose elements are already encoded (bytes each)."""
 
 
+class Prebuilt(bytes):
+    """An answer's JSON computed in advance, with its gzip (zipped)."""
+    zipped = None
+
+
 def go_json(obj):
     """JSON as Go's encoding/json (Consul) writes it: compact, non-ASCII
     raw UTF-8, <, > and & escaped for HTML, U+2028/2029 escaped."""
@@ -719,6 +724,9 @@ class ConsulDouble:
         # with encode_cache, gzip answers too are kept, by their bytes
         # (benches: a server's compression is not the measured machine's)
         self.gzip_cache = {} if encode_cache else None
+        # with encode_cache: whole answers computed by prewarm(), by
+        # (service, index), served as they are
+        self.answer_cache = {} if encode_cache else None
         self.reg = Registry(encode_cache)
         self.faults = []
         self.counts = {}
@@ -899,8 +907,16 @@ class ConsulDouble:
                 reg.update_check(check_id, status, "", node)
             body = go_json(reg.health_service(name, [], False))
             zipped = gzip.compress(body, compresslevel=6)
+            whole = Prebuilt(body)
+            whole.zipped = zipped
             with self.cond:
                 self._keep_gzip(body, zipped)
+                if len(self.answer_cache) >= 4096:
+                    self.answer_cache.clear()
+                # the index the registry will have after the same
+                # updates (bump() counts them the same way)
+                self.answer_cache[(name, reg.service_index.get(name, 1))] \
+                    = whole
 
     def _keep_gzip(self, body, zipped):
         if len(self.gzip_cache) >= 4096:
@@ -1109,7 +1125,11 @@ class _Handler(BaseHTTPRequestHandler):
                    b'"Service": <!-- not json -->'
         # Consul wraps its API in a gzip handler (no minimum size)
         gzipped = "gzip" in (self.headers.get("Accept-Encoding") or "")
-        if gzipped:
+        if gzipped and getattr(body, "zipped", None) is not None:
+            body = body.zipped
+            with d.cond:
+                d.gzipped += 1
+        elif gzipped:
             # Go's gzip.DefaultCompression (level 6), not Python's 9
             body = d.gzip_answer(body)
             with d.cond:
@@ -1394,10 +1414,19 @@ class _Handler(BaseHTTPRequestHandler):
             elif v not in ("0", "f", "false"):
                 raise ApiError(400, "Invalid value for ?passing")
         tags = self._tags(query)
+        d = self.double
+
+        def answer(r):
+            if d.answer_cache is not None and not tags and not passing:
+                whole = d.answer_cache.get(
+                    (name, r.service_index.get(name, 1)))
+                if whole is not None:
+                    return whole
+            return r.health_service(name, tags, passing)
+
         return self._blocking(
             query, fault, name,
-            lambda r: r.service_index.get(name, 1),
-            lambda r: r.health_service(name, tags, passing))
+            lambda r: r.service_index.get(name, 1), answer)
 
     def _catalog_service(self, name, query, fault):
         tags = self._tags(query)
