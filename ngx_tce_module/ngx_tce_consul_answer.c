@@ -37,6 +37,7 @@
 #include "ngx_tce_consul.h"
 #include "ngx_tce_background.h"
 #include "ngx_tce_consul_watch.h"
+#include "ngx_tce_consul_memo.h"
 #include "ngx_tce_persist.h"
 
 
@@ -233,6 +234,13 @@ ngx_tce_consul_apply(ngx_tce_consul_watch_t *w, ngx_tce_consul_job_t *job)
     ngx_tce_consul_memo_free(w->memo);
     w->memo = job->memo;
     job->memo = NULL;
+
+    if (job->rc == 0 && w->memo && w->svc) {
+        ngx_log_debug3(NGX_LOG_DEBUG_CORE, w->ctx->log, 0,
+                       "tce consul: service \"%s\": answer of %uz "
+                       "entries, %uz read", w->svc->name, w->memo->n,
+                       w->memo->n - w->memo->hits);
+    }
 
     if (job->rc != 0) {
         ngx_tce_consul_failed(w, job->err);
