@@ -749,7 +749,9 @@ def test_request_service_name_escaped_and_resolved(backend, nginx):
                                  what='the line naming the cluster')
     assert ('service "%s" cluster "b\\x01lue\\x7F"' % SERVICE) in line, line
     assert '$http_x_service' not in read_from(nginx.error_log, since)
-    es = nginx.wait_entries('/n/', 3)
+    # by URI: two workers write their lines in no set order (a line is
+    # written after its answer is sent)
+    es = sorted(nginx.wait_entries('/n/', 3), key=lambda e: e['uri'])
     assert [e['tce_service'] for e in es] == [
         SERVICE, 'ghost\\x1B[2J.web.api', SERVICE], es
 
