@@ -36,7 +36,7 @@ made before schedules were shared) in the same run, for the ratio.
 
     bench/rebuild_bench.py --nginx /usr/sbin/nginx \\
         --module build/ngx_tce_module.so [--baseline other.so] \\
-        [--instances 1000] [--seconds 8] [--pairs 2]
+        [--instances 1000] [--seconds 2] [--pairs 12]
 """
 
 import argparse
@@ -490,9 +490,12 @@ def main():
     ap.add_argument('--instances', type=int, default=1000)
     ap.add_argument('--workers', type=int, default=4)
     ap.add_argument('--clients', type=int, default=4)
-    ap.add_argument('--seconds', type=float, default=8.0,
-                    help='length of each phase')
-    ap.add_argument('--pairs', type=int, default=2)
+    ap.add_argument('--seconds', type=float, default=2.0,
+                    help='length of each phase (default 2 s)')
+    ap.add_argument('--pairs', type=int, default=12,
+                    help='quiet and flapping phases, in turn (default '
+                         '12: short phases in turn spread the host\'s '
+                         'own noise over both kinds)')
     ap.add_argument('--interval', type=float, default=0.1)
     ap.add_argument('--double-cache', type=int, default=1,
                     help='1 (default): the double computes the gzip '
