@@ -400,7 +400,8 @@ def test_retries_stay_in_env_then_fall_back(backend, nginx):
     for i in range(6):
         r = nginx.get('/rt/%d' % i)
         assert s.env_of(r) == 'prod'
-    entries = nginx.wait_entries('/rt/', 6)
+    # by URI: the workers write their lines in no set order
+    entries = sorted(nginx.wait_entries('/rt/', 6), key=lambda e: e['uri'])
     dead_addrs = {backend.addr(p) for p in dead}
     prod_addrs = {backend.addr(p) for p in s.prod_ports}
     # the first request tries every canary instance, then prod; later
