@@ -177,15 +177,12 @@ MEMCHECK_TESTS ?= test_operator_readme.py test_admin_openapi.py \
     test_admin_consul_instances.py test_operator_catalog_log.py \
     test_deploy_fleet.py test_zone_reclaim.py test_tls_upstream.py
 
-# the memcheck pass first: run after the plain pass it took 10 minutes
-# instead of 2.5 on this 2-core VM (2026-12-03, twice; the cause is not
-# established, the plain pass's memory churn most likely)
 test: deps lint
 	$(MAKE) nothreads
 	$(MAKE) -j2 unit
 	$(MAKE) -j2 all
-	$(MAKE) valgrind PYTEST_ARGS="$(MEMCHECK_TESTS)"
 	$(MAKE) integration
+	$(MAKE) valgrind PYTEST_ARGS="$(MEMCHECK_TESTS)"
 
 run: deps $(MODULE)
 	@sh conf/run-demo.sh $(NGINX_BIN) $(TOP)
